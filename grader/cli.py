@@ -1,0 +1,78 @@
+"""The `grader` command: one sub-command per verb, each calling that module's main()."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .errors import KitError
+
+
+def _train(args):
+    from . import train
+    kind, *rest = args.data
+    if len(rest) > 1:
+        raise KitError(f"--data takes a kind and at most one path, found {' '.join(args.data)}.")
+    train.main(data=kind, data_path=rest[0] if rest else None, weights=args.weights,
+               steps=args.steps, batch_size=args.batch_size, learning_rate=args.learning_rate,
+               checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir,
+               checkpoint_every=args.checkpoint_every, verify_checksum=not args.no_verify,
+               module=args.module)
+
+
+def _convert_weights(args):
+    from . import convert_weights
+    convert_weights.main(args.out)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .paths import SOLUTION
+
+    parser = argparse.ArgumentParser(prog="grader", description=__doc__)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    verbs = parser.add_subparsers(dest="verb", required=True)
+
+    p = verbs.add_parser("train", help="train the reference (or a module) end to end; "
+                         "run again to resume")
+    p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
+                   help="'synthetic' (default, offline) or 'cifar10 [PATH]' (archive or "
+                        "extracted folder; downloaded into the cache when PATH is left out)")
+    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                   "else stand-in weights)")
+    p.add_argument("--steps", type=int, default=300, help="global step to train up to")
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--learning-rate", type=float, help="default: the module's own")
+    p.add_argument("--checkpoint-dir", default="runs/reference/checkpoints")
+    p.add_argument("--checkpoint-every", type=int, default=100)
+    p.add_argument("--log-dir", default="runs/reference/logs")
+    p.add_argument("--no-verify", action="store_true",
+                   help="accept a CIFAR-10 archive whose MD5 is not the official one")
+    p.add_argument("--module", default=str(SOLUTION), help="exercise module to train")
+    p.set_defaults(run=_train)
+
+    p = verbs.add_parser("convert-weights", help="write the course weights file from Keras' "
+                         "ImageNet VGG16 (needs internet)")
+    p.add_argument("out", nargs="?", default="vgg16-conv-weights.npz")
+    p.set_defaults(run=_convert_weights)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except KitError as exc:
+        if args.debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: checkpoints saved so far are kept; run the same command to resume.",
+              file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""`grader train`: train an exercise module (the reference by default) end to end.
+
+Loads the data and weights, builds the model, trains with checkpoints and TensorBoard
+logs, and reports the test accuracy. Run the same command again after an interrupt and
+it resumes from the newest checkpoint.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import cifar10, synthetic, vgg_weights
+from .errors import KitError
+from .paths import SOLUTION
+
+
+@dataclass
+class TrainResult:
+    start_step: int
+    final_step: int
+    test_accuracy: float
+
+
+def load_data(kind: str = "synthetic", path: str | None = None, *,
+              verify_checksum: bool = True) -> cifar10.Dataset:
+    """The dataset named on the command line: "synthetic" or "cifar10" [PATH]."""
+    if kind == "synthetic":
+        if path:
+            raise KitError(f"--data synthetic takes no path, found {path!r}.")
+        return synthetic.load()
+    if kind == "cifar10":
+        return cifar10.load(path, verify_checksum=verify_checksum)
+    raise KitError(f"--data: expected 'synthetic' or 'cifar10 [PATH]', found {kind!r}.")
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
+    """Create `path` if needed and prove it is writable, before any training starts."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise KitError(f"{what} {path}: expected a writable folder, {exc.strerror.lower()}. "
+                       f"Choose another folder with the matching option.") from None
+    return path
+
+
+def main(data: str = "synthetic", data_path: str | None = None, weights: str | None = None,
+         steps: int = 300, batch_size: int = 64, learning_rate: float | None = None,
+         checkpoint_dir: str = "runs/reference/checkpoints", log_dir: str = "runs/reference/logs",
+         checkpoint_every: int = 100, val_size: int | None = None, verify_checksum: bool = True,
+         module: str | os.PathLike = SOLUTION, seed: int = 0) -> TrainResult:
+    if steps < 1 or batch_size < 1 or checkpoint_every < 1:
+        raise KitError("--steps, --batch-size and --checkpoint-every must be positive integers.")
+    dataset = load_data(data, data_path, verify_checksum=verify_checksum)
+    conv_weights, weights_source = vgg_weights.resolve(weights)
+    ensure_writable_dir(checkpoint_dir, "--checkpoint-dir")
+    ensure_writable_dir(log_dir, "--log-dir")
+    if val_size is None:
+        val_size = min(5000, len(dataset.train_labels) // 10)
+    (train_x, train_y), (val_x, val_y) = dataset.split_validation(val_size)
+    print(f"data: {dataset.name}, {len(train_y)} train / {len(val_y)} validation / "
+          f"{len(dataset.test_labels)} test images")
+    print(f"weights: {weights_source}")
+    if not weights:
+        print("notice: the stand-in weights only exercise the code path; pass --weights "
+              "vgg16-conv-weights.npz for real transfer learning.")
+
+    import keras
+
+    from .modules import load_module
+
+    exercise = load_module(module)
+    keras.utils.set_random_seed(seed)
+    model = exercise.build_model(conv_weights, num_classes=len(dataset.class_names))
+    start = exercise.restore_checkpoint(model, checkpoint_dir)
+    if start:
+        print(f"resuming from the checkpoint at step {start} in {checkpoint_dir}")
+    train_ds = exercise.make_dataset(train_x, train_y, batch_size=batch_size, seed=seed)
+    val_ds = exercise.make_dataset(val_x, val_y, batch_size=256, shuffle=False, repeat=False)
+    options = {} if learning_rate is None else {"learning_rate": learning_rate}
+    history = exercise.train(model, train_ds, val_ds, steps=steps, checkpoint_dir=checkpoint_dir,
+                             checkpoint_every=checkpoint_every, log_dir=log_dir, verbose=True,
+                             **options)
+    logits = model.predict(dataset.test_images, batch_size=256, verbose=0)
+    test_accuracy = float((logits.argmax(axis=1) == dataset.test_labels).mean())
+    print(f"step {history['final_step']}: test accuracy {test_accuracy:.4f} "
+          f"on {len(dataset.test_labels)} images")
+    print(f"checkpoints: {checkpoint_dir}   TensorBoard: tensorboard --logdir {log_dir}")
+    return TrainResult(start, history["final_step"], test_accuracy)
