@@ -20,6 +20,11 @@ def _train(args):
                module=args.module)
 
 
+def _check(args):
+    from . import check
+    check.main(args.submission, args.rubric, args.json, args.all, args.weights)
+
+
 def _convert_weights(args):
     from . import convert_weights
     convert_weights.main(args.out)
@@ -49,6 +54,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="accept a CIFAR-10 archive whose MD5 is not the official one")
     p.add_argument("--module", default=str(SOLUTION), help="exercise module to train")
     p.set_defaults(run=_train)
+
+    p = verbs.add_parser("check", help="grade one submission (.py or .ipynb) and print a table")
+    p.add_argument("submission")
+    p.add_argument("--rubric", help="rubric YAML (default: rubrics/transfer_learning.yaml)")
+    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    p.add_argument("--all", action="store_true", help="include hidden items (instructors)")
+    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                   "else stand-in weights)")
+    p.set_defaults(run=_check)
 
     p = verbs.add_parser("convert-weights", help="write the course weights file from Keras' "
                          "ImageNet VGG16 (needs internet)")

@@ -1,0 +1,197 @@
+"""The rubric: one declared schema, read with yaml.safe_load and validated once.
+
+A rubric file has `schema_version`, optional `time_limit` (default seconds per item)
+and `items`; each item declares its id, title, points, the check it runs with that
+check's parameters, a visibility (Gradescope's names) and optionally its own time limit.
+Check parameters are declared beside the check names in CHECK_PARAMS.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import RubricError
+
+SCHEMA_VERSION = 1
+VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
+
+# key: (type, required, description) -- the one declaration of what a rubric may say.
+TOP_LEVEL = {
+    "schema_version": (int, True, f"must be {SCHEMA_VERSION}"),
+    "title": (str, False, "shown above the results"),
+    "time_limit": ((int, float), False, "default seconds per item (positive)"),
+    "heldout_seed": (int, False, "seed of the held-out images for hidden items (keep private)"),
+    "items": (list, True, "the graded items"),
+}
+ITEM = {
+    "id": (str, True, "unique name of the item (letters, digits, _ and -)"),
+    "title": (str, True, "one line shown to students"),
+    "points": ((int, float), True, "points for a full pass (>= 0)"),
+    "check": (str, True, "which check runs: one of CHECK_PARAMS"),
+    "params": (dict, False, "the check's parameters"),
+    "visibility": (str, False, f"one of {', '.join(VISIBILITIES)} (default visible)"),
+    "time_limit": ((int, float), False, "seconds this item may take (positive)"),
+}
+# check name: {param: (type, default, description)}
+CHECK_PARAMS: dict[str, dict[str, tuple[Any, Any, str]]] = {
+    "interface": {},
+    "preprocess": {"tolerance": ((int, float), 1e-3, "absolute tolerance on output values")},
+    "layer_shapes": {},
+    "weights": {},
+    "frozen": {"steps": (int, 3, "training steps taken before comparing weights")},
+    "features": {"tolerance": ((int, float), 1e-3, "relative tolerance on pool3 outputs")},
+    "training": {"steps": (int, 30, "training steps taken")},
+    "accuracy": {
+        "mode": (str, "train", "'train' with the student's train(), or 'checkpoint'"),
+        "steps": (int, 100, "training steps in train mode"),
+        "images": (int, 1000, "how many held-out images are scored"),
+        "checkpoint": (str, "checkpoints", "in checkpoint mode: folder beside the submission"),
+        "lower": ((int, float), 0.2, "accuracy at or below which the item scores 0"),
+        "upper": ((int, float), 0.8, "accuracy at or above which it scores full points"),
+    },
+    "checkpoint": {},
+    "pipeline": {"batch_size": (int, 16, "batch size asked of make_dataset")},
+}
+
+
+@dataclass
+class Item:
+    id: str
+    title: str
+    points: float
+    check: str
+    params: dict = field(default_factory=dict)
+    visibility: str = "visible"
+    time_limit: float = 120.0
+
+
+@dataclass
+class Rubric:
+    items: list[Item]
+    title: str = "Transfer learning with a frozen VGG16"
+    time_limit: float = 120.0
+    heldout_seed: int | None = None
+    source: str = "<rubric>"
+
+    @property
+    def max_points(self) -> float:
+        return sum(item.points for item in self.items)
+
+    def select(self, include_hidden: bool) -> list[Item]:
+        return [i for i in self.items if include_hidden or i.visibility == "visible"]
+
+
+def _type_name(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join({int: "integer", float: "number", str: "string", list: "list",
+                        dict: "mapping", bool: "boolean"}[k] for k in kinds)
+
+
+def _check_keys(mapping: dict, schema: dict, where: str, source: str) -> None:
+    for key in mapping:
+        if key not in schema:
+            raise RubricError(f"{source}: {where}: unknown key {key!r}; expected one of "
+                              f"{', '.join(schema)}.")
+    for key, (kind, required, description) in schema.items():
+        if key not in mapping:
+            if required:
+                raise RubricError(f"{source}: {where}: missing key {key!r} ({description}).")
+            continue
+        value = mapping[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise RubricError(f"{source}: {where}: {key!r} must be a {_type_name(kind)} "
+                              f"({description}), found {value!r}.")
+
+
+def parse(data: Any, source: str = "<rubric>") -> Rubric:
+    """Validate the loaded YAML and build the Rubric, or raise RubricError."""
+    if not isinstance(data, dict):
+        raise RubricError(f"{source}: expected a mapping with schema_version and items, "
+                          f"found {type(data).__name__}.")
+    _check_keys(data, TOP_LEVEL, "top level", source)
+    if data["schema_version"] != SCHEMA_VERSION:
+        raise RubricError(f"{source}: schema_version {data['schema_version']} is not supported; "
+                          f"this grader reads version {SCHEMA_VERSION}.")
+    default_limit = float(data.get("time_limit", 120))
+    if default_limit <= 0:
+        raise RubricError(f"{source}: 'time_limit' must be positive, found {default_limit}.")
+    if not data["items"]:
+        raise RubricError(f"{source}: 'items' is empty; a rubric needs at least one item.")
+    items, seen = [], set()
+    for index, raw in enumerate(data["items"]):
+        where = f"items[{index}]"
+        if not isinstance(raw, dict):
+            raise RubricError(f"{source}: {where}: expected a mapping, found {raw!r}.")
+        _check_keys(raw, ITEM, where, source)
+        where = f"item {raw['id']!r}"
+        if not raw["id"] or not all(c.isalnum() or c in "_-" for c in raw["id"]):
+            raise RubricError(f"{source}: {where}: id may hold only letters, digits, _ and -.")
+        if raw["id"] in seen:
+            raise RubricError(f"{source}: {where}: the id is used twice; ids must be unique.")
+        seen.add(raw["id"])
+        if raw["points"] < 0:
+            raise RubricError(f"{source}: {where}: 'points' must be >= 0, found {raw['points']}.")
+        if raw["check"] not in CHECK_PARAMS:
+            raise RubricError(f"{source}: {where}: unknown check {raw['check']!r}; expected one "
+                              f"of {', '.join(CHECK_PARAMS)}.")
+        visibility = raw.get("visibility", "visible")
+        if visibility not in VISIBILITIES:
+            raise RubricError(f"{source}: {where}: 'visibility' must be one of "
+                              f"{', '.join(VISIBILITIES)}, found {visibility!r}.")
+        limit = float(raw.get("time_limit", default_limit))
+        if limit <= 0:
+            raise RubricError(f"{source}: {where}: 'time_limit' must be positive, found {limit}.")
+        params = _params(raw["check"], raw.get("params") or {}, where, source)
+        items.append(Item(raw["id"], raw["title"], float(raw["points"]), raw["check"], params,
+                          visibility, limit))
+    return Rubric(items, data.get("title", Rubric.title), default_limit,
+                  data.get("heldout_seed"), source)
+
+
+def _params(check: str, given: dict, where: str, source: str) -> dict:
+    schema = CHECK_PARAMS[check]
+    _check_keys(given, {k: (kind, False, desc) for k, (kind, _, desc) in schema.items()},
+                f"{where}: params", source)
+    params = {k: default for k, (_, default, _) in schema.items()}
+    params.update(given)
+    for key in ("steps", "batch_size", "images"):
+        if key in params and params[key] < 1:
+            raise RubricError(f"{source}: {where}: params.{key} must be >= 1, found {params[key]}.")
+    if check in ("preprocess", "features") and params["tolerance"] <= 0:
+        raise RubricError(f"{source}: {where}: params.tolerance must be positive.")
+    if check == "accuracy":
+        if params["mode"] not in ("train", "checkpoint"):
+            raise RubricError(f"{source}: {where}: params.mode must be 'train' or 'checkpoint', "
+                              f"found {params['mode']!r}.")
+        if not 0 <= params["lower"] < params["upper"] <= 1:
+            raise RubricError(f"{source}: {where}: need 0 <= params.lower < params.upper <= 1, "
+                              f"found lower={params['lower']}, upper={params['upper']}.")
+    return params
+
+
+def load(path: str | Path) -> Rubric:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RubricError(f"{path}: cannot read the rubric ({exc}).") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}" if mark else ""
+        raise RubricError(f"{path}: not valid YAML{at}: {getattr(exc, 'problem', exc)}.") from None
+    return parse(data, str(path))
+
+
+def public_copy(data: dict) -> dict:
+    """The rubric students may see: every item that is not visible dropped, with its
+    parameters (thresholds, step budgets) and the `heldout_seed` that hides its data."""
+    public = copy.deepcopy(data)
+    public["items"] = [i for i in public["items"] if i.get("visibility", "visible") == "visible"]
+    public.pop("heldout_seed", None)
+    return public

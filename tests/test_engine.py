@@ -1,0 +1,127 @@
+"""The grading engine and its checks: honest by construction.
+
+The reference gets full marks; each broken variant loses the items its mistake touches
+and keeps the rest; hostile submissions cost only the item they break.
+"""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import yaml
+
+from grader import engine, rubric, vgg_weights
+from grader.paths import DEFAULT_RUBRIC, SOLUTION
+
+from variants import VARIANTS, write_variant
+
+
+def fast_rubric(time_limit: float = 60) -> rubric.Rubric:
+    """The shipped rubric's visible items with smaller training budgets, for speed."""
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    data["time_limit"] = time_limit
+    data["items"] = [i for i in data["items"] if i.get("visibility", "visible") == "visible"]
+    for item in data["items"]:
+        if item["check"] == "training":
+            item["params"] = {"steps": 20}
+        if item["check"] == "accuracy":
+            item["params"] = {"mode": "train", "steps": 20, "images": 250, "lower": 0.1,
+                              "upper": 0.15}
+    return rubric.parse(data, "fast rubric")
+
+
+@pytest.fixture(scope="module")
+def inputs():
+    return engine.grading_inputs(fast_rubric(), vgg_weights.stand_in())
+
+
+def lost(report) -> set[str]:
+    return {r.id for r in report.items if r.score < r.max_score}
+
+
+def test_reference_gets_full_marks_on_the_shipped_rubric(tmp_path):
+    shipped = rubric.load(DEFAULT_RUBRIC)
+    report = engine.grade(SOLUTION, shipped, engine.grading_inputs(shipped, vgg_weights.stand_in()),
+                          work_dir=tmp_path)
+    assert lost(report) == set(), [(r.id, r.message) for r in report.items]
+    assert report.score == report.max_score == 100
+    assert all(r.status == "passed" for r in report.items)
+
+
+@pytest.mark.parametrize("name, must, may", [(v[0], v[2], v[3]) for v in VARIANTS],
+                         ids=[v[0] for v in VARIANTS])
+def test_broken_variant_loses_exactly_its_items(name, must, may, inputs, tmp_path):
+    module = write_variant(name, tmp_path)
+    report = engine.grade(module, fast_rubric(), inputs, work_dir=tmp_path / "run")
+    messages = {r.id: f"{r.status}: {r.message}" for r in report.items}
+    assert must <= lost(report), messages
+    assert lost(report) <= must | may, messages
+
+
+def _hostile(tmp_path, old: str, new: str):
+    source = SOLUTION.read_text()
+    assert old in source
+    path = tmp_path / "hostile.py"
+    path.write_text(source.replace(old, new, 1))
+    return path
+
+
+def _only(ids, time_limit=60):
+    r = fast_rubric(time_limit)
+    by_id = {i.id: i for i in r.items}
+    r.items = [by_id[i] for i in ids]  # in the order given
+    for i in r.items:
+        i.time_limit = time_limit
+    return r
+
+
+def test_endless_loop_times_out_and_the_rest_is_graded(inputs, tmp_path):
+    """Is a hanging item really stopped, and do the items after it still get graded?"""
+    module = _hostile(tmp_path, "    ds = tf.data.Dataset.from_tensor_slices",
+                      "    while True:\n        pass\n    ds = tf.data.Dataset.from_tensor_slices")
+    report = engine.grade(module, _only(["pipeline", "weights", "preprocess"], time_limit=8),
+                          inputs, work_dir=tmp_path / "run")
+    status = {r.id: r.status for r in report.items}
+    assert status == {"pipeline": "timeout", "weights": "passed", "preprocess": "passed"}
+
+
+def test_os_exit_costs_only_that_item(inputs, tmp_path):
+    module = _hostile(tmp_path, '    inputs = keras.Input(', '    import os; os._exit(0)\n    inputs = keras.Input(')
+    report = engine.grade(module, _only(["preprocess", "weights", "pipeline"]), inputs,
+                          work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert by_id["weights"].status == "crashed" and by_id["weights"].score == 0
+    assert "exit code 0" in by_id["weights"].message
+    assert by_id["preprocess"].status == by_id["pipeline"].status == "passed"
+
+
+def test_fake_results_printed_to_stdout_earn_nothing(inputs, tmp_path):
+    fake = '{"type": "result", "item": "weights", "observation": {}}'
+    module = _hostile(tmp_path, '    inputs = keras.Input(',
+                      f"    print({fake!r}); raise NotImplementedError('nope')\n    inputs = keras.Input(")
+    report = engine.grade(module, _only(["weights"]), inputs, work_dir=tmp_path / "run")
+    assert report.items[0].score == 0 and report.items[0].status == "error"
+    assert "not implemented yet" in report.items[0].message
+
+
+@pytest.mark.parametrize("source, expected", [
+    ("def preprocess(images:\n    pass\n", "SyntaxError"),
+    ("import numpy\nraise RuntimeError('boom at import')\n", "RuntimeError: boom at import (line 2"),
+    ("import sys\nsys.exit(0)\n", "SystemExit"),
+])
+def test_module_that_does_not_import_scores_zero_with_the_reason(inputs, tmp_path, source, expected):
+    path = tmp_path / "bad.py"
+    path.write_text(source)
+    report = engine.grade(path, _only(["interface", "preprocess"]), inputs, work_dir=tmp_path / "run")
+    assert report.score == 0
+    assert all(r.status == "error" and expected in r.message for r in report.items), \
+        [r.message for r in report.items]
+
+
+def test_missing_functions_lose_interface_points(inputs, tmp_path):
+    path = tmp_path / "partial.py"
+    path.write_text("def preprocess(images):\n    return images\n")
+    report = engine.grade(path, _only(["interface"]), inputs, work_dir=tmp_path / "run")
+    item = report.items[0]
+    assert item.status == "partial" and item.score == pytest.approx(1.0)
+    assert "build_model is missing" in item.message

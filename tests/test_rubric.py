@@ -1,0 +1,63 @@
+"""The rubric schema: the shipped rubric is valid; bad rubrics name the file, key and fix."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from grader import rubric
+from grader.errors import RubricError
+from grader.paths import DEFAULT_RUBRIC
+
+
+def _base():
+    return {"schema_version": 1, "items": [
+        {"id": "a", "title": "A", "points": 5, "check": "preprocess"},
+        {"id": "b", "title": "B", "points": 5, "check": "accuracy", "visibility": "hidden",
+         "params": {"lower": 0.3, "upper": 0.9}}]}
+
+
+def test_shipped_rubric_is_valid():
+    loaded = rubric.load(DEFAULT_RUBRIC)
+    assert loaded.max_points == 110
+    assert {i.check for i in loaded.items} == set(rubric.CHECK_PARAMS)
+    assert all(i.visibility == "visible" for i in loaded.select(False))
+
+
+def test_defaults_fill_params():
+    parsed = rubric.parse(_base())
+    assert parsed.items[0].params == {"tolerance": 1e-3} and parsed.items[1].params["steps"] == 100
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d.update(colour="red"), "top level: unknown key 'colour'"),
+    (lambda d: d.update(schema_version=2), "schema_version 2 is not supported"),
+    (lambda d: d["items"][0].update(points="five"), "'points' must be a integer or number"),
+    (lambda d: d["items"][0].update(points=-1), "'points' must be >= 0"),
+    (lambda d: d["items"][0].update(check="magic"), "unknown check 'magic'"),
+    (lambda d: d["items"][0].update(visibility="secret"), "'visibility' must be one of"),
+    (lambda d: d["items"][1].update(id="a"), "the id is used twice"),
+    (lambda d: d["items"][1]["params"].update(lower=0.95), "need 0 <= params.lower < params.upper"),
+    (lambda d: d["items"][0].update(params={"tolerence": 1}), "params: unknown key 'tolerence'"),
+    (lambda d: d["items"][0].pop("title"), "missing key 'title'"),
+    (lambda d: d.update(items=[]), "'items' is empty"),
+])
+def test_bad_rubrics_are_rejected_with_the_key(change, message):
+    data = _base()
+    change(data)
+    with pytest.raises(RubricError, match=message):
+        rubric.parse(data, "r.yaml")
+
+
+def test_invalid_yaml_reports_the_line(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("schema_version: 1\nitems: [\n  - : :\n")
+    with pytest.raises(RubricError, match=r"r.yaml: not valid YAML at line \d"):
+        rubric.load(path)
+
+
+def test_public_copy_drops_hidden_items_and_the_seed():
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    public = rubric.public_copy(data)
+    assert "heldout_seed" not in public
+    assert [i["id"] for i in public["items"]] == [i.id for i in rubric.parse(data).select(False)]
+    rubric.parse(public)  # still a valid rubric
