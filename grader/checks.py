@@ -109,18 +109,38 @@ def _max_rel_diff(found: np.ndarray, expected: np.ndarray) -> float:
 
 # ---------------------------------------------------------------- 1 interface
 
+def _raises_not_implemented(function) -> bool:
+    """Does the function still hold the skeleton's `raise NotImplementedError`?"""
+    import ast
+    import textwrap
+
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(function)))
+    except (OSError, TypeError, SyntaxError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Raise) and node.exc is not None:
+            target = node.exc.func if isinstance(node.exc, ast.Call) else node.exc
+            if isinstance(target, ast.Name) and target.id == "NotImplementedError":
+                return True
+    return False
+
+
 def collect_interface(module, ctx, params):
-    found = {}
+    found, unfinished = {}, []
     for name in SIGNATURES:
         value = getattr(module, name, None)
         if value is None or not callable(value):
             found[name] = None
             continue
         try:
-            found[name] = list(inspect.signature(value).parameters)
+            found[name] = [("**" if p.kind is p.VAR_KEYWORD else "") + p.name
+                           for p in inspect.signature(value).parameters.values()]
         except (TypeError, ValueError):
             found[name] = ["*"]
-    return {"functions": found}
+        if _raises_not_implemented(value):
+            unfinished.append(name)
+    return {"functions": found, "unfinished": unfinished}
 
 
 def judge_interface(obs, ctx, params):
@@ -133,10 +153,12 @@ def judge_interface(obs, ctx, params):
             lacking = [p for p in wanted if p not in got]
             if lacking:
                 problems.append(f"{name} lacks parameter(s) {', '.join(lacking)}")
+            elif name in obs.get("unfinished", []):
+                problems.append(f"{name} still raises NotImplementedError")
     if not problems:
         return 1.0, "all five functions are defined with the expected parameters"
     return (len(SIGNATURES) - len(problems)) / len(SIGNATURES), \
-        "; ".join(problems) + ". Hint: keep the signatures from the skeleton."
+        "; ".join(problems) + ". Hint: implement every function, keeping the skeleton's signatures."
 
 
 # ---------------------------------------------------------------- 2 preprocess

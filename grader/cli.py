@@ -25,6 +25,11 @@ def _check(args):
     check.main(args.submission, args.rubric, args.json, args.all, args.weights)
 
 
+def _generate(args):
+    from . import generate
+    generate.main(check=args.check)
+
+
 def _convert_weights(args):
     from . import convert_weights
     convert_weights.main(args.out)
@@ -63,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
                    "else stand-in weights)")
     p.set_defaults(run=_check)
+
+    p = verbs.add_parser("generate", help="generate skeletons, notebooks and the student "
+                         "bundle from the marked solution")
+    p.add_argument("--check", action="store_true",
+                   help="only report generated files that are out of date (exit 2 if any)")
+    p.set_defaults(run=_generate)
 
     p = verbs.add_parser("convert-weights", help="write the course weights file from Keras' "
                          "ImageNet VGG16 (needs internet)")

@@ -29,6 +29,7 @@ def preprocess(images):
         ImageNet mean colour (RGB order) subtracted from each pixel.
     """
     ### BEGIN SOLUTION
+    # PROMPT: scale to 0..255 floats, then subtract IMAGENET_MEAN_RGB (shape [1, 1, 1, 3]).
     images = tf.image.convert_image_dtype(images, tf.float32) * 255.0
     mean = tf.constant(IMAGENET_MEAN_RGB, dtype=tf.float32, shape=[1, 1, 1, 3])
     return images - mean
@@ -51,8 +52,10 @@ def build_model(weights, num_classes=10):
         fc is trainable.
     """
     inputs = keras.Input(shape=(32, 32, 3), dtype="uint8", name="images")
-    x = keras.layers.Lambda(preprocess, name="preprocess")(inputs)
+    x = keras.layers.Lambda(preprocess, output_shape=(32, 32, 3), name="preprocess")(inputs)
     ### BEGIN SOLUTION
+    # PROMPT: for each block of VGG_BLOCKS: frozen 3x3 convs named conv{block}_{i} set from
+    # PROMPT: `weights`, then a 2x2 max pool named pool{block}; then flatten and a dense fc.
     for block, n_convs, channels in VGG_BLOCKS:
         for i in range(1, n_convs + 1):
             name = f"conv{block}_{i}"
@@ -85,6 +88,7 @@ def make_dataset(images, labels, batch_size=64, shuffle=True, repeat=True, seed=
         prefetched so the next batch is ready while the current one trains.
     """
     ### BEGIN SOLUTION
+    # PROMPT: from_tensor_slices, then shuffle (when asked), batch, repeat (when asked), prefetch.
     ds = tf.data.Dataset.from_tensor_slices((images, labels))
     if shuffle:
         ds = ds.shuffle(len(images), seed=seed, reshuffle_each_iteration=True)
@@ -146,6 +150,8 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
     """
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)  # SOLUTION
     ### BEGIN SOLUTION
+    # PROMPT: a step counter; when checkpoint_dir is given, a tf.train.Checkpoint of the model,
+    # PROMPT: the optimizer and the step, a CheckpointManager, and a restore of the newest one.
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     manager = None
     if checkpoint_dir is not None:
@@ -168,6 +174,7 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
             logits = model(images, training=True)
             loss, accuracy = _loss_and_accuracy(logits, labels)
         ### BEGIN SOLUTION
+        # PROMPT: apply the gradients of the loss to the trainable variables.
         gradients = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(gradients, model.trainable_variables))
         ### END SOLUTION
@@ -207,6 +214,7 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
                     print(f"\nstep {current}: validation loss {val_loss:.4f}, "
                           f"accuracy {val_accuracy:.4f}", flush=True)
             ### BEGIN SOLUTION
+            # PROMPT: save a checkpoint numbered with the current step.
             if manager is not None:
                 manager.save(checkpoint_number=current)
             ### END SOLUTION
@@ -224,6 +232,7 @@ def restore_checkpoint(model, checkpoint_dir):
         (the model is then left as it is).
     """
     ### BEGIN SOLUTION
+    # PROMPT: restore the newest checkpoint (model and step only); return its step, or 0.
     latest = tf.train.latest_checkpoint(checkpoint_dir)
     if latest is None:
         return 0

@@ -1,0 +1,181 @@
+"""The handout text of the student notebook and the experiment cells that follow the
+graded code. Markdown goes before the code cell of the function it is keyed by."""
+
+TITLE = "# Transfer learning with a frozen VGG16, checkpoints and tf.data"
+
+INTRO = """\
+A network trained on a large dataset has learned filters that are useful well beyond the
+task it was trained for. **Transfer learning** reuses those parameters as the starting
+point of a network for a new task, which pays off most when the new task has little data.
+Keeping the transferred parameters fixed and training only a new head on top is the
+simplest form; letting them move as well is called *fine-tuning*.
+
+In this exercise you
+
+1. build the first three convolutional blocks of **VGG16** (conv1_1 up to pool3), load
+   their ImageNet-trained weights and freeze them, then train one dense layer on top to
+   classify **CIFAR-10**;
+2. save **checkpoints** while training, restore them, and resume an interrupted run
+   exactly where it stopped;
+3. (extra) feed the training with a **tf.data** input pipeline.
+
+Write your code only where it says `# YOUR CODE HERE`, and keep the function names and
+signatures: the grader imports this notebook's graded cells and calls them. Check your work
+at any time with `grader check transfer_learning.ipynb`.
+
+### The weights file
+
+`vgg16-conv-weights.npz` maps names to arrays: `conv1_1_W` is conv1_1's kernel with shape
+`[3, 3, 3, 64]` (height, width, input channels, output channels) and `conv1_1_b` its bias
+`[64]`, and so on for every convolution up to `conv5_3`. Look at the file before you start:
+
+```python
+weights = np.load("vgg16-conv-weights.npz")
+for key in weights.files:
+    print(key, weights[key].shape)
+```
+
+| block | layers | kernel shapes |
+|---|---|---|
+| conv1 | conv1_1, conv1_2 | [3,3,3,64], [3,3,64,64] |
+| pool1 | 2x2 max pool, stride 2 | none |
+| conv2 | conv2_1, conv2_2 | [3,3,64,128], [3,3,128,128] |
+| pool2 | 2x2 max pool, stride 2 | none |
+| conv3 | conv3_1, conv3_2, conv3_3 | [3,3,128,256], [3,3,256,256], [3,3,256,256] |
+| pool3 | 2x2 max pool, stride 2 | none |
+| conv4, conv5, fc6-fc8 | not used here | |
+"""
+
+BEFORE = {
+    "preprocess": """\
+## 1. Preprocessing
+
+VGG16 was trained on images whose pixels are on the 0..255 scale with the mean colour of
+ImageNet's training set subtracted: `[123.68, 116.779, 103.939]` for red, green and blue.
+Our images are uint8 RGB. `tf.image.convert_image_dtype` turns them into floats in 0..1,
+so scale them back up before subtracting the mean, and mind the channel order: the mean
+is given in RGB order, like our images.
+""",
+    "build_model": """\
+## 2. The frozen VGG16 front end and a new head
+
+Build the layers conv1_1 .. pool3 with the **exact names** of the table above: every
+convolution is 3x3 with stride 1, `padding="same"` and a ReLU; every pool is a 2x2 max pool
+with stride 2. Initialise each convolution from the weights file and make it
+**non-trainable**: these filters were learned from over a million images and we want to
+keep them as they are, both because CIFAR-10's 50,000 small images could not teach them
+anything better and because freezing them makes training cheap (no gradients below the new
+layer). Then flatten pool3's output and add a trainable dense layer named `fc` with one
+output per class: its 4096 x 10 weights and 10 biases are all that trains.
+
+A word of caution: VGG16 saw 224 x 224 images, CIFAR-10's are 32 x 32. An object fills a
+few dozen pixels instead of a couple of hundred, so the filters meet structures at a scale
+they were not tuned to. Expect transfer to help less than it would on images of the size
+the network was trained on; in practice one would upsample the images or pick a network
+trained at a closer scale.
+""",
+    "make_dataset": """\
+## 3. The input pipeline with tf.data (extra task)
+
+Feeding numpy batches from a Python loop leaves the model waiting while the next batch is
+sliced. `tf.data` builds the pipeline as part of the program: `from_tensor_slices` cuts
+the arrays into examples, `shuffle` draws a random order (a new one every epoch),
+`batch` groups examples, `repeat` starts over when an epoch ends so training can run for
+any number of steps, and `prefetch` prepares the next batch while the current one trains.
+The order of these steps matters: think about what `repeat` before `shuffle` would do to
+the epoch boundaries. See the `tf.data.Dataset` API documentation.
+""",
+    "_loss_and_accuracy": """\
+## 4. Training, checkpoints and resuming
+
+Training minimises the softmax cross-entropy between the logits and the labels. Use a low
+learning rate and batches of 64 to start with, and log the loss and the accuracy with
+`tf.summary.scalar` so you can follow them in TensorBoard.
+
+Long runs get interrupted. A **checkpoint** stores the values of the variables; with
+`tf.train.Checkpoint` you name what to store (the model, the optimizer with its internal
+state, the step counter) and `tf.train.CheckpointManager` numbers the files and keeps only
+the newest few (`max_to_keep`). To restore, build the same objects first and then load the
+checkpoint into them. Save when you validate, not every step: checkpoints cost disk space.
+
+`train` must resume by itself: when `checkpoint_dir` already holds a checkpoint, restore it
+and continue from its step up to `steps`, with the optimizer's state restored too, so that
+an interrupted run ends where an uninterrupted one would.
+""",
+}
+
+EXPERIMENTS_MD = """\
+## 5. Experiments
+
+These cells are not graded and the grader does not run them. They train your model on the
+offline synthetic default (or on CIFAR-10 and the real weights, if you point them there),
+plot the curves, and show that a second run resumes from the checkpoint. Compare the
+accuracy you get with the network you trained from scratch in the previous exercise.
+"""
+
+EXPERIMENTS = [
+    """\
+import os
+import matplotlib.pyplot as plt
+from grader import synthetic, cifar10, vgg_weights
+
+# Real data and weights: set CIFAR10_PATH and VGG16_WEIGHTS, e.g. to cifar-10-python.tar.gz
+# and vgg16-conv-weights.npz. Without them: the synthetic default and stand-in weights.
+data = cifar10.load(os.environ["CIFAR10_PATH"]) if os.environ.get("CIFAR10_PATH") else synthetic.load()
+conv_weights, source = vgg_weights.resolve(os.environ.get("VGG16_WEIGHTS"))
+print(data.name, "|", source)
+(train_x, train_y), (val_x, val_y) = data.split_validation(len(data.train_labels) // 10)
+STEPS = int(os.environ.get("EXERCISE_STEPS", 300))
+""",
+    """\
+model = build_model(conv_weights)
+model.summary()
+history = train(model, make_dataset(train_x, train_y), make_dataset(val_x, val_y, shuffle=False, repeat=False),
+                steps=STEPS, checkpoint_dir="runs/notebook/checkpoints", checkpoint_every=max(STEPS // 3, 1),
+                log_dir="runs/notebook/logs")
+""",
+    """\
+fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+ax_loss.plot(history["step"], history["loss"], label="train")
+ax_loss.plot(history["val_step"], history["val_loss"], "o-", label="validation")
+ax_acc.plot(history["step"], history["accuracy"], label="train")
+ax_acc.plot(history["val_step"], history["val_accuracy"], "o-", label="validation")
+for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    ax.set_xlabel("step"); ax.set_ylabel(name); ax.legend()
+plt.show()
+""",
+    """\
+# Resuming: a fresh model restored from the newest checkpoint carries on from its step.
+resumed = build_model(conv_weights)
+print("restored step:", restore_checkpoint(resumed, "runs/notebook/checkpoints"))
+more = train(resumed, make_dataset(train_x, train_y), steps=STEPS + 20,
+             checkpoint_dir="runs/notebook/checkpoints", checkpoint_every=20)
+print("trained steps", more["step"][0], "to", more["final_step"])
+test_accuracy = (resumed.predict(data.test_images, verbose=0).argmax(1) == data.test_labels).mean()
+print(f"test accuracy: {test_accuracy:.3f}")
+""",
+]
+
+STUDENT_README = """\
+# Exercise: transfer learning with a frozen VGG16
+
+Files:
+- `transfer_learning.ipynb`: the handout and your work, in a notebook;
+- `transfer_learning.py`: the same functions as a plain module, if you prefer an editor;
+- `rubric.yaml`: what is graded and how many points each item is worth.
+
+Work in one of the two files (the grader takes either), filling in every
+`# YOUR CODE HERE`. Keep function names and signatures unchanged.
+
+## Checking your work
+
+With the course kit installed (`pip install` as your course page says), run
+
+    grader check transfer_learning.ipynb     # or transfer_learning.py
+    grader check transfer_learning.py --rubric rubric.yaml --json results.json
+
+It grades the visible items in under a minute on a laptop and prints, per item, the
+points, a status and what was expected against what was found. Unfinished functions score
+0 on their items without stopping the others. Some items are graded only after the due
+date; the local check does not show them.
+"""

@@ -1,0 +1,65 @@
+"""`grader check`: the student-facing front end on .py and .ipynb submissions."""
+from __future__ import annotations
+
+import json
+
+import yaml
+
+from grader import cli
+from grader.paths import ROOT
+
+from test_engine import fast_rubric
+
+
+def _fast_rubric_file(tmp_path):
+    r = fast_rubric()
+    data = {"schema_version": 1, "items": [
+        {"id": i.id, "title": i.title, "points": i.points, "check": i.check, "params": i.params}
+        for i in r.items]}
+    path = tmp_path / "fast.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_solution_notebook_gets_full_marks_with_json(tmp_path, capsys):
+    """Is a notebook graded from its graded cells only, with the table and the JSON?"""
+    out = tmp_path / "r.json"
+    code = cli.main(["check", str(ROOT / "solutions" / "transfer_learning.ipynb"),
+                     "--rubric", str(_fast_rubric_file(tmp_path)), "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["score"] == report["max_score"] == 100, printed
+    assert "total: 100 / 100 points" in printed and "pipeline" in printed
+
+
+def test_skeleton_scores_zero_on_every_item_without_crashing(tmp_path, capsys):
+    out = tmp_path / "r.json"
+    code = cli.main(["check", str(ROOT / "skeletons" / "transfer_learning.py"),
+                     "--rubric", str(_fast_rubric_file(tmp_path)), "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    assert report["score"] == 0 and len(report["items"]) == 10
+    for item in report["items"]:
+        if item["id"] == "interface":
+            assert item["status"] == "failed" and "preprocess still raises NotImplementedError" in item["message"]
+        else:
+            assert item["status"] == "error" and "not implemented yet" in item["message"], item
+    capsys.readouterr()
+
+
+def test_unreadable_notebook_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "sub.ipynb"
+    bad.write_text("{not json")
+    code = cli.main(["check", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1
+    assert "expected a Jupyter notebook" in err
+
+
+def test_bad_rubric_is_one_line(tmp_path, capsys):
+    bad = tmp_path / "r.yaml"
+    bad.write_text("schema_version: 1\nitems:\n  - id: a\n    title: A\n    points: 1\n    check: nope\n")
+    code = cli.main(["check", str(ROOT / "skeletons" / "transfer_learning.py"), "--rubric", str(bad)])
+    err = capsys.readouterr().err
+    assert code == 2 and "unknown check 'nope'" in err and err.count("\n") == 1

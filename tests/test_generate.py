@@ -1,0 +1,156 @@
+"""Assignment generation: markers, skeleton, notebooks, bundle, and drift."""
+from __future__ import annotations
+
+import json
+import zipfile
+
+import nbformat
+import pytest
+
+from grader import generate
+from grader.errors import MarkerError
+from grader.modules import load_module
+from grader.paths import ROOT, SOLUTION
+from grader.submission import TAG_EXPERIMENT, TAG_GRADED
+
+
+def test_block_becomes_prompt_and_raise_keeping_indentation():
+    source = ("def f(x):\n    \"\"\"Doc.\"\"\"\n    y = 1\n    ### BEGIN SOLUTION\n"
+              "    # PROMPT: double it\n    return 2 * x\n    ### END SOLUTION\n")
+    out = generate.strip_solutions(source, "s.py")
+    assert out == ("def f(x):\n    \"\"\"Doc.\"\"\"\n    y = 1\n    # double it\n"
+                   "    # YOUR CODE HERE\n    raise NotImplementedError(\"f: your code here\")\n")
+
+
+def test_single_line_marker_keeps_the_target():
+    out = generate.strip_solutions("def f():\n    rate = 0.5 * 2  # SOLUTION\n    return rate\n")
+    assert "    rate = ...  # YOUR CODE HERE\n" in out and "0.5" not in out
+
+
+def test_several_blocks_in_one_function_are_numbered():
+    source = ("def f():\n    ### BEGIN SOLUTION\n    a = 1\n    ### END SOLUTION\n"
+              "    ### BEGIN SOLUTION\n    b = 2\n    ### END SOLUTION\n")
+    out = generate.strip_solutions(source)
+    assert "f, part 1 of 2" in out and "f, part 2 of 2" in out
+
+
+@pytest.mark.parametrize("source, message", [
+    ("x = 1\n### END SOLUTION\n", r"s.py:2: END SOLUTION without a BEGIN"),
+    ("### BEGIN SOLUTION\nx = 1\n### BEGIN SOLUTION\n### END SOLUTION\n", r"s.py:3: .*cannot nest"),
+    ("def f():\n    ### BEGIN SOLUTION\n    return 1\n", r"s.py:2: BEGIN SOLUTION is never closed"),
+    ('x = """\n### BEGIN SOLUTION\n"""\n', r"s.py:2: .*inside a string"),
+    ("print(1)  # SOLUTION\n", r"s.py:1: '# SOLUTION' marks a line of the form"),
+    ("def f(:\n", r"s.py:1: the solution itself does not parse"),
+])
+def test_bad_markers_stop_with_file_and_line(source, message):
+    with pytest.raises(MarkerError, match=message):
+        generate.strip_solutions(source, "s.py")
+
+
+def test_bad_markers_write_nothing(tmp_path):
+    bad = tmp_path / "solution.py"
+    bad.write_text("def f():\n    ### BEGIN SOLUTION\n    return 1\n")
+    (tmp_path / "skeletons").mkdir()
+    with pytest.raises(MarkerError):
+        generate.main(root=tmp_path, solution=bad)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["skeletons", "solution.py"]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("gen") / "out"
+    generate.build(out)
+    return out
+
+
+def test_skeleton_imports_and_each_task_raises(generated, weights):
+    skeleton = load_module(generated / "skeletons" / "transfer_learning.py", "skeleton_under_test")
+    import numpy as np
+    calls = {
+        "preprocess": lambda: skeleton.preprocess(np.zeros((1, 32, 32, 3), np.uint8)),
+        "build_model": lambda: skeleton.build_model(weights),
+        "make_dataset": lambda: skeleton.make_dataset(np.zeros((2, 32, 32, 3), np.uint8), np.zeros(2)),
+        "train": lambda: skeleton.train(None, None, steps=1),
+        "restore_checkpoint": lambda: skeleton.restore_checkpoint(None, "x"),
+    }
+    for task, call in calls.items():
+        with pytest.raises(NotImplementedError, match=task):
+            call()
+    assert (generated / "skeletons" / "transfer_learning.py").read_text().startswith(
+        "# Generated from solutions/transfer_learning.py by `grader generate` -- do not edit.")
+
+
+def test_notebooks_are_valid_tagged_and_without_outputs(generated):
+    for path in (generated / "skeletons" / "transfer_learning.ipynb",
+                 generated / "solutions" / "transfer_learning.ipynb"):
+        nb = nbformat.read(path, as_version=4)
+        nbformat.validate(nb)
+        assert nb.metadata.kernelspec.name == "python3"
+        code = [c for c in nb.cells if c.cell_type == "code"]
+        assert all(not c.outputs and c.execution_count is None for c in code)
+        graded = "\n".join(c.source for c in code if TAG_GRADED in c.metadata.get("tags", []))
+        for name in ("preprocess", "build_model", "make_dataset", "train", "restore_checkpoint"):
+            assert f"def {name}(" in graded
+        experiments = [c for c in code if TAG_EXPERIMENT in c.metadata.get("tags", [])]
+        assert experiments and any("plt." in c.source for c in experiments)
+        assert all(TAG_GRADED in c.metadata.get("tags", []) or TAG_EXPERIMENT in c.metadata.get("tags", [])
+                   for c in code)
+    handout = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    for topic in ("224", "trainable", "checkpoint", "prefetch", "repeat", "shuffle", "ImageNet"):
+        assert topic in handout
+
+
+def test_solution_notebook_executes_top_to_bottom(generated, tmp_path, monkeypatch):
+    """Does the instructor notebook run on the embedded default without an error?"""
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("EXERCISE_STEPS", "6")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(generated / "solutions" / "transfer_learning.ipynb", as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
+    assert "restored step: 6" in printed and "test accuracy:" in printed
+
+
+def _solution_lines() -> set[str]:
+    """Every non-trivial line inside a marked block, and every single-line marked expression."""
+    lines, inside = set(), False
+    for line in SOLUTION.read_text().splitlines():
+        stripped = line.strip()
+        if stripped == generate.BEGIN:
+            inside = True
+        elif stripped == generate.END:
+            inside = False
+        elif inside and stripped and not stripped.startswith(generate.PROMPT) and len(stripped) > 4:
+            lines.add(stripped)
+        elif stripped.endswith("# SOLUTION"):
+            lines.add(stripped.split("=", 1)[1].rsplit("#", 1)[0].strip())
+    return lines
+
+
+def test_bundle_contents_and_no_solution_leaks(generated):
+    bundle = generated / "dist" / "student-bundle"
+    assert sorted(p.name for p in bundle.iterdir()) == [
+        "README.md", "rubric.yaml", "transfer_learning.ipynb", "transfer_learning.py"]
+    with zipfile.ZipFile(generated / "dist" / "student-bundle.zip") as archive:
+        names = archive.namelist()
+        texts = {n: archive.read(n).decode() for n in names}
+    assert sorted(names) == sorted(f"student-bundle/{p.name}" for p in bundle.iterdir())
+    secret = _solution_lines()
+    assert len(secret) > 20
+    for name, text in texts.items():
+        content = text
+        if name.endswith(".ipynb"):
+            content = "\n".join(c["source"] if isinstance(c["source"], str) else "".join(c["source"])
+                                for c in json.loads(text)["cells"])
+        present = {line.strip() for line in content.splitlines()}
+        leaked = secret & present
+        assert not leaked, f"{name} leaks {sorted(leaked)[:3]}"
+    rubric_text = texts["student-bundle/rubric.yaml"]
+    assert "after_due_date" not in rubric_text and "heldout_seed" not in rubric_text
+
+
+def test_committed_files_match_a_fresh_generation():
+    stale = generate.drift(ROOT)
+    assert not stale, f"out of date: {stale}; run `grader generate` and commit"
