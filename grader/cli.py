@@ -30,6 +30,19 @@ def _generate(args):
     generate.main(check=args.check)
 
 
+def _batch(args):
+    from . import batch
+    batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
+               rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
+               user=args.user, network=args.allow_network, released=args.released,
+               progress=not args.no_progress)
+
+
+def _gradescope(args):
+    from . import gradescope
+    gradescope.build_package(args.out, rubric_path=args.rubric, weights=args.weights)
+
+
 def _convert_weights(args):
     from . import convert_weights
     convert_weights.main(args.out)
@@ -74,6 +87,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="only report generated files that are out of date (exit 2 if any)")
     p.set_defaults(run=_generate)
+
+    p = verbs.add_parser("batch", help="grade a folder of submissions (TAs): parallel, "
+                         "sandboxed, resumable; CSV, feedback and Gradescope exports")
+    p.add_argument("submissions", help="folder of .py, .ipynb, .zip files or per-student folders")
+    p.add_argument("--out", required=True, help="output folder (gradebook.sqlite, grades.csv, ...)")
+    p.add_argument("--workers", type=int, help="submissions graded at once (default: cores)")
+    p.add_argument("--regrade", action="store_true", help="grade again even if unchanged")
+    p.add_argument("--rubric", help="rubric YAML (default: rubrics/transfer_learning.yaml)")
+    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                   "else stand-in weights)")
+    p.add_argument("--memory-mb", type=int, default=6144, help="address-space cap per worker")
+    p.add_argument("--user", default="auto", help="run submissions as this user "
+                   "(default: nobody when run as root; '' for the current user)")
+    p.add_argument("--allow-network", action="store_true", help="do not cut the network")
+    p.add_argument("--released", action="store_true",
+                   help="feedback also shows after_due_date / after_published items")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_batch)
+
+    p = verbs.add_parser("gradescope-package", help="build a Gradescope autograder zip")
+    p.add_argument("out", nargs="?", default="dist/gradescope-autograder.zip")
+    p.add_argument("--rubric", help="rubric YAML (default: rubrics/transfer_learning.yaml)")
+    p.add_argument("--weights", help="weights file to ship (default: stand-in weights)")
+    p.set_defaults(run=_gradescope)
 
     p = verbs.add_parser("convert-weights", help="write the course weights file from Keras' "
                          "ImageNet VGG16 (needs internet)")

@@ -182,7 +182,7 @@ def _tail_line(tail: bytes) -> str:
 
 def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: GradingInputs,
             work_dir: Path, wrap: list[str] | None = None, env: dict | None = None,
-            tail_bytes: int = 8192) -> tuple[dict, str]:
+            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT) -> tuple[dict, str]:
     """Run the collect halves in worker processes. Returns ({item id: outcome}, output tail)
     where an outcome is ("result", observation, seconds) or (status, message, seconds)."""
     job_dir = work_dir / "job"
@@ -203,7 +203,7 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
             "items": [{"id": i.id, "check": i.check, "params": i.params} for i in remaining]}))
         worker = _Worker(job_dir, scratch, wrap or [], env, tail_bytes)
         by_id = {i.id: i for i in remaining}
-        current, deadline, started = None, time.monotonic() + STARTUP_LIMIT, time.monotonic()
+        current, deadline, started = None, time.monotonic() + startup_limit, time.monotonic()
         ready = False
         while True:
             message = worker.next(deadline - time.monotonic())
@@ -215,7 +215,7 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
                 if current is None:
                     for item in remaining:
                         outcomes[item.id] = ("timeout", f"the submission did not finish importing "
-                                             f"within {STARTUP_LIMIT:.0f} s", now - started)
+                                             f"within {startup_limit:.0f} s", now - started)
                     remaining = []
                 else:
                     outcomes[current] = ("timeout", f"stopped after the item's time limit of "
@@ -294,7 +294,8 @@ def judge(items: list[Item], outcomes: dict, inputs: GradingInputs, scratch: Pat
 
 def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_hidden: bool = False,
           submission_dir: Path | None = None, work_dir: Path | None = None,
-          wrap: list[str] | None = None, env: dict | None = None, name: str | None = None) -> Report:
+          wrap: list[str] | None = None, env: dict | None = None, name: str | None = None,
+          startup_limit: float = STARTUP_LIMIT) -> Report:
     """Grade one prepared module file against the rubric's selected items."""
     items = rubric.select(include_hidden)
     own_dir = work_dir is None
@@ -302,7 +303,7 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
     start = time.monotonic()
     try:
         outcomes, tail = collect(Path(module_file), Path(submission_dir or Path(module_file).parent),
-                                 items, inputs, work_dir, wrap, env)
+                                 items, inputs, work_dir, wrap, env, startup_limit=startup_limit)
         results = judge(items, outcomes, inputs, work_dir / "scratch")
     finally:
         if own_dir:

@@ -5,7 +5,9 @@ and plots the grader must not execute); IPython magics and shell escapes are dro
 """
 from __future__ import annotations
 
+import io
 import shutil
+import tokenize
 from pathlib import Path
 
 from .errors import SubmissionError
@@ -23,10 +25,10 @@ def notebook_to_source(path: Path) -> str:
     try:
         notebook = nbformat.read(str(path), as_version=4)
     except UnicodeDecodeError:
-        raise SubmissionError(f"{path}: expected a UTF-8 notebook file, found other bytes. "
+        raise SubmissionError(f"{path.name}: expected a UTF-8 notebook file, found other bytes. "
                               "Save the notebook again from Jupyter.") from None
     except Exception as exc:  # nbformat raises several JSON and schema errors
-        raise SubmissionError(f"{path}: expected a Jupyter notebook (JSON, nbformat 4), could not "
+        raise SubmissionError(f"{path.name}: expected a Jupyter notebook (JSON, nbformat 4), could not "
                               f"read it ({type(exc).__name__}). Save it again from Jupyter.") from None
     remover = TagRemovePreprocessor(remove_cell_tags={TAG_EXPERIMENT}, enabled=True)
     exporter = PythonExporter(exclude_markdown=True, exclude_raw=True)
@@ -51,8 +53,113 @@ def prepare(path: str | Path, dest_dir: Path) -> Path:
     if path.suffix == ".ipynb":
         target.write_text(notebook_to_source(path), encoding="utf-8")
     elif path.suffix == ".py":
-        shutil.copyfile(path, target)
+        raw = path.read_bytes()
+        try:
+            encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
+            raw.decode(encoding)
+        except (SyntaxError, UnicodeDecodeError, LookupError):
+            raise SubmissionError(f"{path.name}: expected UTF-8 Python source, found bytes that are "
+                                  "not valid UTF-8. Save the file as UTF-8 and submit again.") from None
+        target.write_bytes(raw)
     else:
         raise SubmissionError(f"{path}: expected a .py module or an .ipynb notebook, found "
                               f"'{path.suffix or 'no extension'}'.")
     return target
+
+
+# ---------------------------------------------------------------- batch submissions
+
+MAX_UNPACKED = 50 << 20  # a zip may unpack to at most this many bytes
+KINDS = (".py", ".ipynb", ".zip")
+
+
+def discover(folder: Path) -> list[tuple[str, Path]]:
+    """[(student id, path)] for every submission in `folder`: .py, .ipynb, .zip files and
+    per-student folders. The id is the name without its extension; when two entries share
+    one, both keep their full file names as ids."""
+    entries = [p for p in sorted(Path(folder).iterdir())
+               if not p.name.startswith(".") and (p.is_dir() or p.suffix in KINDS)]
+    stems = [p.stem if p.is_file() else p.name for p in entries]
+    return [((stem if stems.count(stem) == 1 else p.name), p) for stem, p in zip(stems, entries)]
+
+
+def content_hash(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    for file in files:
+        digest.update(str(file.relative_to(path.parent if path.is_file() else path)).encode())
+        digest.update(b"\0")
+        try:
+            digest.update(file.read_bytes())
+        except OSError:
+            digest.update(b"<unreadable>")
+    return digest.hexdigest()
+
+
+def _safe_unzip(archive: Path, dest: Path) -> None:
+    import stat
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            total = sum(m.file_size for m in members)
+            if total > MAX_UNPACKED:
+                raise SubmissionError(f"{archive.name}: unpacks to {total >> 20} MB, more than the "
+                                      f"{MAX_UNPACKED >> 20} MB allowed.")
+            for member in members:
+                name = member.filename
+                parts = Path(name).parts
+                if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
+                    raise SubmissionError(f"{archive.name}: refusing the path {name!r} that points "
+                                          "outside the archive's folder.")
+                if stat.S_ISLNK(member.external_attr >> 16):
+                    raise SubmissionError(f"{archive.name}: refusing the symbolic link {name!r}.")
+            for member in members:
+                target = dest / member.filename
+                if member.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as source, open(target, "wb") as out:
+                    shutil.copyfileobj(source, out)
+    except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
+        raise SubmissionError(f"{archive.name}: expected a zip archive, could not read it "
+                              f"({type(exc).__name__}).") from None
+
+
+def _find_module(folder: Path, label: str) -> Path:
+    candidates = [p for p in sorted(folder.rglob("*"))
+                  if p.is_file() and p.suffix in (".py", ".ipynb") and not p.is_symlink()
+                  and "__MACOSX" not in p.parts and ".ipynb_checkpoints" not in p.parts]
+    for name in ("transfer_learning.py", "transfer_learning.ipynb"):
+        named = [p for p in candidates if p.name == name]
+        if named:
+            return named[0]
+    if len(candidates) == 1:
+        return candidates[0]
+    raise SubmissionError(f"{label}: expected transfer_learning.py or transfer_learning.ipynb, "
+                          f"found {len(candidates)} candidate files.")
+
+
+def materialize(path: Path, dest: Path) -> tuple[Path, Path]:
+    """(module file to grade, the submission's folder) for any kind of submission,
+    written under `dest`; nothing outside `dest` is touched."""
+    path = Path(path)
+    unpacked = dest / "files"
+    unpacked.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        for file in path.rglob("*"):
+            if file.is_symlink():
+                raise SubmissionError(f"{path.name}: refusing the symbolic link {file.relative_to(path)}.")
+        shutil.copytree(path, unpacked, dirs_exist_ok=True)
+        source = _find_module(unpacked, path.name)
+    elif path.suffix == ".zip":
+        _safe_unzip(path, unpacked)
+        source = _find_module(unpacked, path.name)
+    else:
+        source = unpacked / path.name
+        shutil.copyfile(path, source)
+    return prepare(source, dest / "module"), source.parent

@@ -45,27 +45,37 @@ def main(job_dir: str, fd: int) -> None:
                         inputs["heldout_images"], scratch, Path(job["submission_dir"]))
     import tensorflow  # noqa: F401  -- imported before the clock of the first item starts
 
+    # Keep our own references before the submission runs: patching the grader's module
+    # attributes afterwards changes nothing here, and a changed function body is noticed.
+    send = channel.send
+    collectors = {name: pair[0] for name, pair in CHECKS.items()}
+    code_objects = {name: fn.__code__ for name, fn in collectors.items()}
+
     module_file = job["module"]
     try:
         module = load_module(module_file, "submission")
     except BaseException as exc:  # SystemExit and KeyboardInterrupt at import included
-        channel.send(fd, {"type": "import_error", "message": describe(exc, module_file)})
+        send(fd, {"type": "import_error", "message": describe(exc, module_file)})
         return
-    channel.send(fd, {"type": "ready"})
+    send(fd, {"type": "ready"})
     for item in job["items"]:
-        collect, _ = CHECKS[item["check"]]
-        channel.send(fd, {"type": "start", "item": item["id"]})
+        collect = collectors[item["check"]]
+        send(fd, {"type": "start", "item": item["id"]})
+        if any(fn.__code__ is not code_objects[name] for name, fn in collectors.items()):
+            send(fd, {"type": "error", "item": item["id"], "seconds": 0.0,
+                      "message": "the submission modified the grader's code; nothing is graded"})
+            continue
         start = time.perf_counter()
         try:
             observation = collect(module, ctx, item["params"])
         except BaseException as exc:
-            channel.send(fd, {"type": "error", "item": item["id"], "message": describe(exc, module_file),
-                              "not_implemented": isinstance(exc, NotImplementedError),
-                              "seconds": time.perf_counter() - start})
+            send(fd, {"type": "error", "item": item["id"], "message": describe(exc, module_file),
+                      "not_implemented": isinstance(exc, NotImplementedError),
+                      "seconds": time.perf_counter() - start})
             continue
-        channel.send(fd, {"type": "result", "item": item["id"], "observation": observation,
-                          "seconds": time.perf_counter() - start})
-    channel.send(fd, {"type": "done"})
+        send(fd, {"type": "result", "item": item["id"], "observation": observation,
+                  "seconds": time.perf_counter() - start})
+    send(fd, {"type": "done"})
 
 
 if __name__ == "__main__":

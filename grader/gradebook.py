@@ -1,0 +1,91 @@
+"""The SQLite gradebook of batch grading: one row per submission, one per item.
+
+Each submission is written in one transaction, so killing the batch at any moment
+(even kill -9) keeps everything graded before it and nothing half-recorded.
+"""
+from __future__ import annotations
+
+import sqlite3
+import time
+from pathlib import Path
+
+from .engine import Report
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS submissions (
+    student TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    content_hash TEXT NOT NULL,
+    grader_version TEXT NOT NULL,
+    rubric_hash TEXT NOT NULL,
+    status TEXT NOT NULL,            -- graded, failed (could not be read) or timed_out
+    score REAL NOT NULL,
+    max_score REAL NOT NULL,
+    seconds REAL NOT NULL,
+    message TEXT NOT NULL,
+    graded_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS items (
+    student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    item TEXT NOT NULL,
+    title TEXT NOT NULL,
+    score REAL NOT NULL,
+    max_score REAL NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL,
+    seconds REAL NOT NULL,
+    visibility TEXT NOT NULL,
+    PRIMARY KEY (student, item)
+);
+"""
+
+
+class Gradebook:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.db = sqlite3.connect(self.path, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self.db.close()
+
+    def get_meta(self, key: str) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def is_current(self, student: str, content_hash: str, grader_version: str, rubric_hash: str) -> bool:
+        row = self.db.execute(
+            "SELECT 1 FROM submissions WHERE student = ? AND content_hash = ? AND grader_version = ? "
+            "AND rubric_hash = ?", (student, content_hash, grader_version, rubric_hash)).fetchone()
+        return row is not None
+
+    def record(self, student: str, source: str, content_hash: str, rubric_hash: str,
+               report: Report, status: str, message: str = "") -> None:
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM items WHERE student = ?", (student,))
+            self.db.execute(
+                "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (student, source, content_hash, report.grader_version, rubric_hash, status,
+                 report.score, report.max_score, report.seconds, message, time.time()))
+            self.db.executemany(
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(student, i, r.id, r.title, r.score, r.max_score, r.status, r.message, r.seconds,
+                  r.visibility) for i, r in enumerate(report.items)])
+
+    def submissions(self) -> list[dict]:
+        cursor = self.db.execute("SELECT * FROM submissions ORDER BY student")
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def items(self, student: str) -> list[dict]:
+        cursor = self.db.execute("SELECT * FROM items WHERE student = ? ORDER BY position", (student,))
+        names = [c[0] for c in cursor.description]
+        return [dict(zip(names, row)) for row in cursor.fetchall()]

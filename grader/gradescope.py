@@ -1,0 +1,127 @@
+"""Gradescope: build an autograder package, and the entry point it runs there.
+
+    grader gradescope-package dist/gradescope-autograder.zip
+
+The zip holds setup.sh (installs the kit into a virtual environment), run_autograder
+(grades /autograder/submission into /autograder/results/results.json with the same
+engine as `grader check` and `grader batch`), the kit's source, the rubric and weights.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from . import engine, exports, rubric as rubric_mod, vgg_weights
+from .errors import KitError
+from .fsutil import atomic_path
+from .paths import DEFAULT_RUBRIC, ROOT
+
+SETUP_SH = """\
+#!/usr/bin/env bash
+# Gradescope runs this once when it builds the autograder image.
+set -euo pipefail
+apt-get update && apt-get install -y python3 python3-venv python3-pip
+python3 -m venv /autograder/venv
+/autograder/venv/bin/pip install --upgrade pip
+/autograder/venv/bin/pip install /autograder/source/kit
+"""
+
+RUN_AUTOGRADER = """\
+#!/usr/bin/env bash
+# Gradescope runs this for every submission. AUTOGRADER_ROOT and AUTOGRADER_PYTHON let
+# the package be tried outside Gradescope, on a folder laid out like /autograder.
+set -uo pipefail
+ROOT="${AUTOGRADER_ROOT:-/autograder}"
+PY="${AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}"
+cd "$ROOT/source/kit"
+PYTHONPATH="$ROOT/source/kit" exec "$PY" -m grader.gradescope --root "$ROOT"
+"""
+
+
+def build_package(out: str | os.PathLike, rubric_path: str | None = None,
+                  weights: str | None = None) -> Path:
+    rubric_file = Path(rubric_path or DEFAULT_RUBRIC)
+    rubric_mod.load(rubric_file)  # never ship an invalid rubric
+    conv_weights, _ = vgg_weights.resolve(weights)
+    files: dict[str, bytes] = {
+        "setup.sh": SETUP_SH.encode(),
+        "run_autograder": RUN_AUTOGRADER.encode(),
+        "kit/pyproject.toml": (ROOT / "pyproject.toml").read_bytes(),
+        "kit/README.md": (ROOT / "README.md").read_bytes() if (ROOT / "README.md").exists() else b"",
+        "kit/rubric.yaml": rubric_file.read_bytes(),
+    }
+    for path in sorted((ROOT / "grader").glob("*.py")):
+        files[f"kit/grader/{path.name}"] = path.read_bytes()
+    buffer = io.BytesIO()
+    import numpy as np
+    np.savez(buffer, **conv_weights)
+    files["kit/weights.npz"] = buffer.getvalue()
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
+            for name, data in files.items():
+                info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
+                info.external_attr = (0o755 if name in ("setup.sh", "run_autograder") else 0o644) << 16
+                info.compress_type = zipfile.ZIP_DEFLATED
+                archive.writestr(info, data)
+    print(f"wrote {out}: upload it as the autograder of a Gradescope programming assignment")
+    return out
+
+
+def _write_results(path: Path, results: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(results, indent=2), encoding="utf-8")
+
+
+def run(root: Path) -> dict:
+    """Grade root/submission into root/results/results.json (always written)."""
+    from .submission import discover, materialize
+
+    kit = Path(__file__).resolve().parent.parent
+    results_file = root / "results" / "results.json"
+    try:
+        rubric = rubric_mod.load(kit / "rubric.yaml")
+        weights = vgg_weights.load(kit / "weights.npz")
+        entries = [(s, p) for s, p in discover(root / "submission")]
+        if not entries:
+            raise KitError("no submission found: upload transfer_learning.py or transfer_learning.ipynb")
+        source = root / "submission"
+        work = Path(tempfile.mkdtemp(prefix="gradescope-"))
+        try:
+            module_file, submission_dir = materialize(source, work / "in")
+            report = engine.grade(module_file, rubric, engine.grading_inputs(rubric, weights),
+                                  include_hidden=True, submission_dir=submission_dir,
+                                  work_dir=work / "run", name="submission")
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        row = {"score": report.score, "seconds": report.seconds, "message": "",
+               "grader_version": report.grader_version}
+        items = [{"item": r.id, "title": r.title, "score": r.score, "max_score": r.max_score,
+                  "status": r.status, "message": r.message, "visibility": r.visibility}
+                 for r in report.items]
+        results = exports.gradescope_results(row, items)
+    except KitError as exc:
+        results = {"score": 0, "output": f"Your submission could not be graded: {exc}", "tests": []}
+    _write_results(results_file, results)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="grader.gradescope")
+    parser.add_argument("--root", default="/autograder")
+    args = parser.parse_args(argv)
+    results = run(Path(args.root))
+    print(f"score {results['score']}: {len(results['tests'])} tests; results.json written")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

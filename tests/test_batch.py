@@ -1,0 +1,230 @@
+"""Batch grading: a hostile corpus, resumability, exports and the Gradescope package."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grader import batch, gradescope
+from grader.paths import ROOT, SOLUTION
+
+SMALL_RUBRIC = {"schema_version": 1, "time_limit": 20, "items": [
+    {"id": "interface", "title": "Interface", "points": 1, "check": "interface"},
+    {"id": "preprocess", "title": "Preprocessing", "points": 2, "check": "preprocess"},
+    {"id": "weights", "title": "Weights", "points": 2, "check": "weights"},
+    {"id": "pipeline", "title": "Pipeline", "points": 2, "check": "pipeline", "visibility": "after_due_date"},
+]}
+REFERENCE = SOLUTION.read_text()
+
+
+def _rubric(tmp_path) -> Path:
+    path = tmp_path / "rubric.yaml"
+    path.write_text(yaml.safe_dump(SMALL_RUBRIC))
+    return path
+
+
+def _inject(code: str, where: str = "    ### BEGIN SOLUTION\n    # PROMPT: scale") -> str:
+    """The reference with `code` run at the start of preprocess."""
+    assert where in REFERENCE
+    return REFERENCE.replace(where, code + where, 1)
+
+
+def _zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = None) -> None:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+        for name, target in (links or {}).items():
+            info = zipfile.ZipInfo(name)
+            info.external_attr = (0o120777 << 16)
+            archive.writestr(info, target)
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    """Hostile submissions beside honest ones, graded once for all the tests below."""
+    root = tmp_path_factory.mktemp("batch")
+    subs = root / "subs"
+    subs.mkdir()
+    out = root / "out"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    files = {
+        "honest_py.py": REFERENCE,
+        "endless.py": _inject("    while True:\n        pass\n"),
+        "memory_hog.py": _inject("    hog = []\n    while True:\n        hog.append(bytearray(1 << 28))\n"),
+        "exits.py": _inject("    import os; os._exit(0)\n"),
+        "segfault.py": _inject("    import ctypes; ctypes.string_at(0)\n"),
+        "raises_at_import.py": REFERENCE + "\nraise RuntimeError('no thanks')\n",
+        "syntax_error.py": "def preprocess(images:\n",
+        "fake_result.py": _inject("    print('{\"type\": \"result\", \"item\": \"preprocess\", \"observation\": {}}')\n"
+                                  "    import sys; sys.exit(0)\n"),
+        "reads_gradebook.py": _inject(f"    raise RuntimeError('read ' + str(len(open({str(out / 'gradebook.sqlite')!r}, 'rb').read())))\n"),
+        "uses_network.py": _inject(f"    import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"),
+        "patches_grader.py": REFERENCE + "\nimport grader.checks as c\nc.judge_preprocess = lambda *a: (1.0, 'ok')\n"
+                             "c.collect_preprocess.__code__ = (lambda m, x, p: {}).__code__\n",
+        "chatty.py": _inject("    import sys\n    for _ in range(20000):\n        sys.stdout.write('x' * 10000 + '\\n')\n"),
+        "empty.py": "",
+    }
+    for name, text in files.items():
+        (subs / name).write_text(text)
+    (subs / "latin1.py").write_bytes(b"# caf\xe9\n" + REFERENCE.encode())
+    (subs / "broken_nb.ipynb").write_text("{ this is not json")
+    (subs / "honest_nb.ipynb").write_bytes((ROOT / "solutions" / "transfer_learning.ipynb").read_bytes())
+    _zip(subs / "honest_zip.zip", {"work/transfer_learning.py": REFERENCE.encode(), "work/notes.txt": b"hi"})
+    _zip(subs / "zip_slip.zip", {"../evil.py": b"print('x')", "transfer_learning.py": REFERENCE.encode()})
+    _zip(subs / "zip_link.zip", {"transfer_learning.py": REFERENCE.encode()}, {"labels": "/etc/passwd"})
+    (subs / "honest_dir").mkdir()
+    (subs / "honest_dir" / "transfer_learning.py").write_text(REFERENCE)
+    summary = batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(root)),
+                         memory_mb=3072, startup_limit=60, progress=False)
+    listener.close()
+    db = sqlite3.connect(out / "gradebook.sqlite")
+    rows = {r[0]: r for r in db.execute("SELECT student, status, score, message FROM submissions")}
+    items = {}
+    for student, item, status, message, score in db.execute(
+            "SELECT student, item, status, message, score FROM items"):
+        items[(student, item)] = (status, message, score)
+    return {"root": root, "subs": subs, "out": out, "summary": summary, "rows": rows, "items": items}
+
+
+def test_every_submission_gets_a_result_and_honest_ones_full_marks(corpus):
+    rows = corpus["rows"]
+    assert len(rows) == 20 and corpus["summary"]["total"] == 20
+    for student in ("honest_py", "honest_nb", "honest_zip", "honest_dir"):
+        assert rows[student][2] == 7, (student, corpus["items"])
+
+
+@pytest.mark.parametrize("student, item, status, text", [
+    ("endless", "preprocess", "timeout", "time limit"),
+    ("memory_hog", "preprocess", "error", "MemoryError"),
+    ("exits", "preprocess", "crashed", "exit code 0"),
+    ("segfault", "preprocess", "crashed", "SIGSEGV"),
+    ("raises_at_import", "weights", "error", "RuntimeError: no thanks (line"),
+    ("syntax_error", "interface", "error", "SyntaxError"),
+    ("fake_result", "preprocess", "error", "SystemExit"),
+    ("uses_network", "preprocess", "error", "Network is unreachable"),
+    ("patches_grader", "preprocess", "error", "modified the grader"),
+    ("latin1", "interface", "skipped", "not valid UTF-8"),
+    ("empty", "weights", "error", "has no attribute 'build_model'"),
+    ("broken_nb", "interface", "skipped", "expected a Jupyter notebook"),
+    ("zip_slip", "interface", "skipped", "outside the archive"),
+    ("zip_link", "interface", "skipped", "symbolic link"),
+])
+def test_hostile_submission_is_recorded_with_a_clear_message(corpus, student, item, status, text):
+    got_status, message, score = corpus["items"][(student, item)]
+    assert score == 0 and got_status == status and text in message, (got_status, message)
+
+
+def test_damage_stays_in_its_item(corpus):
+    """Do the hostile runs still get the points for the items they did not break?"""
+    for student in ("endless", "memory_hog", "exits", "segfault", "fake_result", "chatty"):
+        assert corpus["items"][(student, "weights")][0] == "passed", student
+    assert corpus["rows"]["chatty"][2] == 7
+
+
+def test_gradebook_is_not_readable_by_submissions(corpus):
+    """Is the gradebook out of the submission's reach (hidden folder or unprivileged user)?"""
+    _, message, _ = corpus["items"][("reads_gradebook", "preprocess")]
+    assert "FileNotFoundError" in message or "PermissionError" in message, message
+
+
+def test_statuses_and_summary(corpus):
+    rows = corpus["rows"]
+    assert rows["endless"][1] == "timed_out"
+    for student in ("syntax_error", "broken_nb", "zip_slip", "latin1", "raises_at_import"):
+        assert rows[student][1] == "failed", student
+    counts = corpus["summary"]["counts"]
+    assert sum(counts.values()) == 20 and counts["failed"] >= 6
+
+
+def test_exports(corpus):
+    out = corpus["out"]
+    table = list(csv.DictReader(io.StringIO((out / "grades.csv").read_text())))
+    assert [r["student"] for r in table] == sorted(corpus["rows"])
+    assert set(table[0]) == {"student", "interface", "preprocess", "weights", "pipeline", "total", "max", "status"}
+    honest = next(r for r in table if r["student"] == "honest_py")
+    assert honest["total"] == "7" and honest["pipeline"] == "2"
+    feedback = (out / "feedback" / "honest_py.md").read_text()
+    assert "Preprocessing" in feedback and "Pipeline" not in feedback and "1 more item" in feedback
+    results = json.loads((out / "gradescope" / "honest_py" / "results.json").read_text())
+    assert results["score"] == 7 and len(results["tests"]) == 4
+    assert {t["visibility"] for t in results["tests"]} == {"visible", "after_due_date"}
+    assert all({"name", "score", "max_score", "status", "output"} <= set(t) for t in results["tests"])
+
+
+def test_rerun_skips_unchanged_and_regrades_changed(corpus, capsys):
+    subs, out = corpus["subs"], corpus["out"]
+    (subs / "empty.py").write_text(REFERENCE)
+    capsys.readouterr()
+    batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(corpus["root"])),
+               startup_limit=60, progress=False)
+    err = capsys.readouterr().err
+    assert "20 submissions, 19 already graded, 1 to grade" in err
+    db = sqlite3.connect(out / "gradebook.sqlite")
+    assert db.execute("SELECT score FROM submissions WHERE student = 'empty'").fetchone()[0] == 7
+
+
+def test_kill_9_loses_nothing_and_rerun_finishes(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    for i in range(6):
+        (subs / f"s{i}.py").write_text(REFERENCE)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "grader", "batch", str(subs), "--out", str(out), "--workers", "1",
+               "--rubric", str(_rubric(tmp_path)), "--no-progress"]
+    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    db_path = out / "gradebook.sqlite"
+    deadline = time.monotonic() + 240
+    graded = 0
+    while time.monotonic() < deadline and graded < 2:
+        time.sleep(0.5)
+        if db_path.exists():
+            try:
+                graded = sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM submissions").fetchone()[0]
+            except sqlite3.OperationalError:
+                pass
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 2 <= graded < 6
+    before = dict(sqlite3.connect(db_path).execute("SELECT student, graded_at FROM submissions"))
+    result = subprocess.run(command, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert f"{len(before)} already graded, {6 - len(before)} to grade" in result.stderr
+    after = dict(sqlite3.connect(db_path).execute("SELECT student, graded_at FROM submissions"))
+    assert len(after) == 6 and all(after[s] == t for s, t in before.items())
+
+
+def test_gradescope_package_runs_on_an_autograder_layout(tmp_path):
+    """Does run_autograder from the package write a results.json Gradescope accepts?"""
+    package = gradescope.build_package(tmp_path / "autograder.zip", rubric_path=str(_rubric(tmp_path)))
+    root = tmp_path / "autograder"
+    with zipfile.ZipFile(package) as archive:
+        names = archive.namelist()
+        assert {"setup.sh", "run_autograder", "kit/grader/engine.py", "kit/rubric.yaml",
+                "kit/weights.npz", "kit/pyproject.toml"} <= set(names)
+        assert not any(n.startswith("kit/solutions") for n in names)
+        archive.extractall(root / "source")
+    (root / "submission").mkdir()
+    (root / "submission" / "transfer_learning.py").write_text(REFERENCE)
+    env = dict(os.environ, AUTOGRADER_ROOT=str(root), AUTOGRADER_PYTHON=sys.executable)
+    result = subprocess.run(["bash", str(root / "source" / "run_autograder")], env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    results = json.loads((root / "results" / "results.json").read_text())
+    assert results["score"] == 7 and len(results["tests"]) == 4
+    assert all(t["status"] == "passed" for t in results["tests"])
