@@ -168,7 +168,8 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
         writers = {run: tf.summary.create_file_writer(f"{log_dir}/{run}")
                    for run in ("train", "validation")}
 
-    @tf.function
+    # reduce_retracing: the smaller last batch of an epoch must not cost a new graph each time.
+    @tf.function(reduce_retracing=True)
     def train_step(images, labels):
         with tf.GradientTape() as tape:
             logits = model(images, training=True)

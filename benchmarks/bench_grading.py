@@ -1,0 +1,84 @@
+"""Grading throughput, measured against two baselines in one run.
+
+    python benchmarks/bench_grading.py [--copies 3]
+
+1. `grader check` wall time on the reference (all visible items), as a student runs it.
+2. `grader batch` on a mix of correct and broken submissions (the reference, the
+   skeleton, a notebook, and broken variants from tests/variants.py, `--copies` of
+   each) with 1 and with 2 workers: submissions per hour.
+3. The same notebooks graded the way notebook graders do it -- executing each notebook
+   top to bottom with nbclient, its training cells included -- against `grader check`
+   on the same notebook. Reported as the ratio of wall times.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def timed(command: list[str], **kwargs) -> float:
+    start = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kwargs)
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--copies", type=int, default=2)
+    args = parser.parse_args()
+    from variants import write_variant
+
+    work = Path(tempfile.mkdtemp(prefix="bench-grading-"))
+    grader = [sys.executable, "-m", "grader"]
+    try:
+        check = timed(grader + ["check", str(ROOT / "solutions" / "transfer_learning.py")])
+        print(f"grader check, reference, visible items: {check:.1f} s")
+
+        subs = work / "subs"
+        subs.mkdir()
+        for copy in range(args.copies):
+            shutil.copy(ROOT / "solutions" / "transfer_learning.py", subs / f"ref{copy}.py")
+            shutil.copy(ROOT / "skeletons" / "transfer_learning.py", subs / f"skel{copy}.py")
+            shutil.copy(ROOT / "solutions" / "transfer_learning.ipynb", subs / f"nb{copy}.ipynb")
+            for name in ("no_shuffle", "forgot_trainable_false", "restarts_step_count"):
+                write_variant(name, work).rename(subs / f"{name}{copy}.py")
+        n = len(list(subs.iterdir()))
+        rates = {}
+        for workers in (1, 2):
+            seconds = timed(grader + ["batch", str(subs), "--out", str(work / f"out{workers}"),
+                                      "--workers", str(workers), "--no-progress"])
+            rates[workers] = n / seconds * 3600
+            print(f"grader batch, {n} submissions, {workers} worker(s): {seconds:.0f} s, "
+                  f"{rates[workers]:.0f} submissions/hour")
+        print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}")
+
+        env = dict(os.environ, MPLBACKEND="Agg")
+        notebook = ROOT / "solutions" / "transfer_learning.ipynb"
+        run_dir = work / "nb"
+        run_dir.mkdir()
+        nbclient = timed([sys.executable, "-c",
+                          "import nbformat, sys; from nbclient import NotebookClient; "
+                          "nb = nbformat.read(sys.argv[1], as_version=4); "
+                          "NotebookClient(nb, timeout=1800, kernel_name='python3', "
+                          "resources={'metadata': {'path': sys.argv[2]}}).execute()",
+                          str(notebook), str(run_dir)], env=env)
+        ours = timed(grader + ["check", str(notebook)], env=env)
+        print(f"notebook executed top to bottom with nbclient: {nbclient:.1f} s; "
+              f"grader check on it: {ours:.1f} s; ratio {nbclient / ours:.2f}")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
