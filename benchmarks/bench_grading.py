@@ -35,7 +35,9 @@ def timed(command: list[str], **kwargs) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--copies", type=int, default=2)
+    parser.add_argument("--copies", type=int, default=1)
+    parser.add_argument("--all-items", action="store_true",
+                        help="batch-grade hidden items too (the 300-step accuracy run)")
     args = parser.parse_args()
     from variants import write_variant
 
@@ -54,12 +56,21 @@ def main() -> None:
             for name in ("no_shuffle", "forgot_trainable_false", "restarts_step_count"):
                 write_variant(name, work).rename(subs / f"{name}{copy}.py")
         n = len(list(subs.iterdir()))
+        rubric_args = []
+        if not args.all_items:
+            import yaml
+            from grader.rubric import public_copy
+            public = work / "public.yaml"
+            public.write_text(yaml.safe_dump(public_copy(yaml.safe_load(
+                (ROOT / "rubrics" / "transfer_learning.yaml").read_text()))))
+            rubric_args = ["--rubric", str(public)]
         rates = {}
         for workers in (1, 2):
             seconds = timed(grader + ["batch", str(subs), "--out", str(work / f"out{workers}"),
-                                      "--workers", str(workers), "--no-progress"])
+                                      "--workers", str(workers), "--no-progress", *rubric_args])
             rates[workers] = n / seconds * 3600
-            print(f"grader batch, {n} submissions, {workers} worker(s): {seconds:.0f} s, "
+            print(f"grader batch, {n} submissions, {'all' if args.all_items else 'visible'} items, "
+                  f"{workers} worker(s): {seconds:.0f} s, "
                   f"{rates[workers]:.0f} submissions/hour")
         print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}")
 
