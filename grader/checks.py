@@ -16,8 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from .vgg_weights import conv_layers
+
 IMAGENET_MEAN_RGB = np.array([123.68, 116.779, 103.939], np.float32)
-CONV_LAYERS = ["conv1_1", "conv1_2", "conv2_1", "conv2_2", "conv3_1", "conv3_2", "conv3_3"]
+# The exercise keeps VGG16's convolutions of blocks 1 to 3 (conv1_1 .. conv3_3).
+CONV_LAYERS = [name for name, _, _ in conv_layers() if name[4] in "123"]
 LAYER_ORDER = ["preprocess", "conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
                "conv3_1", "conv3_2", "conv3_3", "pool3", "flatten", "fc"]
 LAYER_SHAPES = {
@@ -167,7 +170,8 @@ def collect_preprocess(module, ctx, params):
     import tensorflow as tf
 
     out = module.preprocess(tf.constant(ctx.probe))
-    return {"dtype": str(getattr(out, "dtype", type(out)).name if hasattr(out, "dtype") else type(out)),
+    dtype = getattr(out, "dtype", None)
+    return {"dtype": getattr(dtype, "name", str(dtype if dtype is not None else type(out))),
             "output": np.asarray(out, dtype=np.float64)}
 
 

@@ -18,13 +18,13 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from . import __version__, channel, synthetic
-from .checks import CHECKS, JudgeContext
+from .checks import CHECKS, CONV_LAYERS, JudgeContext
 from .rubric import Item, Rubric
 from .paths import ROOT
 
@@ -83,8 +83,8 @@ class GradingInputs:
     description: str = ""
 
     def write_worker_inputs(self, path: Path) -> None:
-        arrays = {f"w_{k}": v for k, v in self.weights.items() if k[:5] in
-                  ("conv1", "conv2", "conv3")}
+        arrays = {f"w_{name}_{part}": self.weights[f"{name}_{part}"]
+                  for name in CONV_LAYERS for part in "Wb"}
         np.savez(path, train_images=self.train_images, train_labels=self.train_labels,
                  probe=self.probe, heldout_images=self.heldout_images, **arrays)
 
@@ -254,11 +254,10 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
                 if kind == "result":
                     outcomes[current] = ("result", message.get("observation"), now - started)
                 else:
-                    status = "error"
                     text = str(message.get("message"))
                     if message.get("not_implemented"):
                         text = "not implemented yet: " + text
-                    outcomes[current] = (status, text, now - started)
+                    outcomes[current] = ("error", text, now - started)
                 current, deadline = None, float("inf")
             elif kind == "done":
                 worker.kill()

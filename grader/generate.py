@@ -24,7 +24,7 @@ import yaml
 
 from . import handout, rubric as rubric_mod
 from .errors import KitError, MarkerError
-from .paths import DEFAULT_RUBRIC, ROOT, SKELETONS, SOLUTION
+from .paths import DEFAULT_RUBRIC, ROOT, SOLUTION
 from .submission import TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"

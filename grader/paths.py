@@ -6,7 +6,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "transfer_learning.py"
-SKELETONS = ROOT / "skeletons"
 RUBRICS = ROOT / "rubrics"
 DEFAULT_RUBRIC = RUBRICS / "transfer_learning.yaml"
 

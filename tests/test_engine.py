@@ -5,8 +5,6 @@ and keeps the rest; hostile submissions cost only the item they break.
 """
 from __future__ import annotations
 
-import copy
-
 import pytest
 import yaml
 

@@ -5,12 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-LAYER_SHAPES = {
-    "preprocess": (32, 32, 3), "conv1_1": (32, 32, 64), "conv1_2": (32, 32, 64),
-    "pool1": (16, 16, 64), "conv2_1": (16, 16, 128), "conv2_2": (16, 16, 128),
-    "pool2": (8, 8, 128), "conv3_1": (8, 8, 256), "conv3_2": (8, 8, 256),
-    "conv3_3": (8, 8, 256), "pool3": (4, 4, 256), "flatten": (4096,), "fc": (10,),
-}
+from grader.checks import LAYER_SHAPES
 
 
 @pytest.fixture(scope="module")
