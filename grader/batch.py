@@ -105,7 +105,7 @@ def _failed_report(student: str, rubric: rubric_mod.Rubric, items, message: str)
                          rubric=rubric.source)
 
 
-def grade_one(student: str, path: Path, rubric, items, inputs, sandbox: Sandbox,
+def grade_one(student: str, path: Path, rubric, inputs, sandbox: Sandbox,
               startup_limit: float, threads: int) -> tuple[engine.Report, str, str]:
     """(report, status, message) for one submission; never raises for bad submissions."""
     work = Path(tempfile.mkdtemp(prefix=f"grader-batch-{student[:20]}-"))
@@ -113,7 +113,8 @@ def grade_one(student: str, path: Path, rubric, items, inputs, sandbox: Sandbox,
         try:
             module_file, submission_dir = materialize(path, work / "in")
         except SubmissionError as exc:
-            return _failed_report(student, rubric, items, str(exc)), "failed", str(exc)
+            return (_failed_report(student, rubric, rubric.select(include_hidden=True), str(exc)),
+                    "failed", str(exc))
         if sandbox.user:
             import pwd
             entry = pwd.getpwnam(sandbox.user)
@@ -123,14 +124,10 @@ def grade_one(student: str, path: Path, rubric, items, inputs, sandbox: Sandbox,
                "LANG": "C.UTF-8", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg",
                "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
                "OMP_NUM_THREADS": str(threads)}
-        scoped = rubric_mod.Rubric(items, rubric.title, rubric.time_limit, rubric.heldout_seed,
-                                   rubric.source)
-        report = engine.grade(module_file, scoped, inputs, include_hidden=True,
+        report = engine.grade(module_file, rubric, inputs, include_hidden=True,
                               submission_dir=submission_dir, work_dir=work / "run",
                               wrap=sandbox.wrap, env=env, name=student, startup_limit=startup_limit)
-        if report.items and all(r.message.startswith("the module failed to import")
-                                or r.message.endswith("while importing the submission")
-                                for r in report.items):
+        if report.import_failed:
             return report, "failed", report.items[0].message
         if any(r.status == "timeout" for r in report.items):
             return report, "timed_out", ""
@@ -196,7 +193,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         from tqdm import tqdm
         bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
         with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(grade_one, s, p, rubric, items, inputs, sandbox, startup_limit,
+            futures = {pool.submit(grade_one, s, p, rubric, inputs, sandbox, startup_limit,
                                    threads): (s, p) for s, p in todo}
             for future in as_completed(futures):
                 student, path = futures[future]

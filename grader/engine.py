@@ -56,6 +56,8 @@ class Report:
     seconds: float = 0.0
     output_tail: str = ""
     """the last lines the submission printed, for a person debugging it"""
+    import_failed: bool = False
+    """the submission never imported (an exception or a crash at import): nothing ran"""
 
     @property
     def score(self) -> float:
@@ -182,9 +184,10 @@ def _tail_line(tail: bytes) -> str:
 
 def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: GradingInputs,
             work_dir: Path, wrap: list[str] | None = None, env: dict | None = None,
-            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT) -> tuple[dict, str]:
-    """Run the collect halves in worker processes. Returns ({item id: outcome}, output tail)
-    where an outcome is ("result", observation, seconds) or (status, message, seconds)."""
+            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT) -> tuple[dict, str, bool]:
+    """Run the collect halves in worker processes. Returns ({item id: outcome}, output tail,
+    whether the import failed) where an outcome is ("result", observation, seconds) or
+    (status, message, seconds)."""
     job_dir = work_dir / "job"
     scratch = work_dir / "scratch"
     job_dir.mkdir(parents=True, exist_ok=True)
@@ -195,6 +198,7 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     outcomes: dict = {}
     tail = b""
+    import_failed = False
     remaining = list(items)
     while remaining:
         (job_dir / "job.json").write_text(json.dumps({
@@ -232,7 +236,7 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
                 if not ready:
                     for item in remaining:
                         outcomes[item.id] = ("crashed", why + " while importing the submission", 0.0)
-                    remaining = []
+                    remaining, import_failed = [], True
                 elif current is not None:
                     outcomes[current] = ("crashed", why, now - started)
                 break
@@ -242,7 +246,7 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
                 for item in remaining:
                     outcomes[item.id] = ("error", "the module failed to import: " +
                                          str(message.get("message")), 0.0)
-                remaining = []
+                remaining, import_failed = [], True
                 break
             if kind == "ready":
                 ready = True
@@ -264,7 +268,7 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
                 break
         tail = (tail + worker.tail)[-tail_bytes:]
         remaining = [i for i in remaining if i.id not in outcomes]
-    return outcomes, tail.decode("utf-8", "replace")
+    return outcomes, tail.decode("utf-8", "replace"), import_failed
 
 
 def judge(items: list[Item], outcomes: dict, inputs: GradingInputs, scratch: Path) -> list[ItemResult]:
@@ -301,11 +305,12 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="grader-"))
     start = time.monotonic()
     try:
-        outcomes, tail = collect(Path(module_file), Path(submission_dir or Path(module_file).parent),
+        outcomes, tail, import_failed = collect(Path(module_file), Path(submission_dir or Path(module_file).parent),
                                  items, inputs, work_dir, wrap, env, startup_limit=startup_limit)
         results = judge(items, outcomes, inputs, work_dir / "scratch")
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
     return Report(name or str(module_file), results, rubric=rubric.source,
-                  seconds=round(time.monotonic() - start, 2), output_tail=tail[-2000:])
+                  seconds=round(time.monotonic() - start, 2), output_tail=tail[-2000:],
+                  import_failed=import_failed)
