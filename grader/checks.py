@@ -16,28 +16,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .vgg_weights import conv_layers
+from . import network
 
-IMAGENET_MEAN_RGB = np.array([123.68, 116.779, 103.939], np.float32)
-# The exercise keeps VGG16's convolutions of blocks 1 to 3 (conv1_1 .. conv3_3).
-CONV_LAYERS = [name for name, _, _ in conv_layers() if name[4] in "123"]
-LAYER_ORDER = ["preprocess", "conv1_1", "conv1_2", "pool1", "conv2_1", "conv2_2", "pool2",
-               "conv3_1", "conv3_2", "conv3_3", "pool3", "flatten", "fc"]
-LAYER_SHAPES = {
-    "preprocess": (32, 32, 3), "conv1_1": (32, 32, 64), "conv1_2": (32, 32, 64),
-    "pool1": (16, 16, 64), "conv2_1": (16, 16, 128), "conv2_2": (16, 16, 128),
-    "pool2": (8, 8, 128), "conv3_1": (8, 8, 256), "conv3_2": (8, 8, 256),
-    "conv3_3": (8, 8, 256), "pool3": (4, 4, 256), "flatten": (4096,), "fc": (10,),
-}
-FC_PARAMS = 4096 * 10 + 10
-SIGNATURES = {
-    "preprocess": ["images"],
-    "build_model": ["weights", "num_classes"],
-    "make_dataset": ["images", "labels", "batch_size", "shuffle", "repeat", "seed"],
-    "train": ["model", "train_ds", "val_ds", "steps", "checkpoint_dir", "checkpoint_every",
-              "max_to_keep", "log_dir"],
-    "restore_checkpoint": ["model", "checkpoint_dir"],
-}
+IMAGENET_MEAN_RGB = np.array(network.IMAGENET_MEAN_RGB, np.float32)
+CONV_LAYERS = network.CONV_LAYERS
+LAYER_ORDER = network.LAYER_ORDER
+LAYER_SHAPES = network.LAYER_SHAPES
+FEATURE_LAYERS = network.FEATURE_LAYERS
+FC_PARAMS = network.FC_PARAMS
+SIGNATURES = network.CONTRACT
+# The grader's own fc weights for comparing a model's logits with its own computation.
+FC_PROBE_SEED = 5
+CHECKPOINT_BUILD_SEED = 6
 
 
 @dataclass
@@ -66,6 +56,9 @@ def digest(array) -> str:
 
 
 # ---------------------------------------------------------------- worker-side helpers
+# Models are reached only through the contract: model(images), model.get_layer(name) and
+# each layer's own variables, so functional, Sequential and subclassed models, Keras
+# layers and custom layers holding plain tf.Variables are all graded alike.
 
 def _build(module, ctx: WorkerContext):
     return module.build_model(ctx.weights, num_classes=10)
@@ -91,12 +84,123 @@ def _fixed_batches(ctx: WorkerContext, start: int = 0, batch: int = 32, counter=
     return tf.data.Dataset.from_generator(gen, output_signature=spec)
 
 
-def _outputs(model, images) -> np.ndarray:
-    return np.asarray(model(images, training=False), dtype=np.float32)
+def find_layer(model, name: str):
+    """model.get_layer(name), also looking inside nested models; None when absent."""
+    try:
+        return model.get_layer(name)
+    except (ValueError, AttributeError, KeyError, TypeError):
+        pass
+    queue, seen = list(getattr(model, "layers", []) or []), set()
+    while queue:
+        layer = queue.pop(0)
+        if id(layer) in seen:
+            continue
+        seen.add(id(layer))
+        if getattr(layer, "name", None) == name:
+            return layer
+        queue.extend(getattr(layer, "layers", []) or [])
+    return None
+
+
+def layer_variables(layer) -> list:
+    """A layer's variables: its Keras weights, else the tf.Variables it holds as attributes
+    (what a layer written with tf.nn.conv2d and tf.Variable has)."""
+    found = list(getattr(layer, "weights", None) or [])
+    if found:
+        return found
+    import tensorflow as tf
+
+    out, seen = [], set()
+
+    def walk(obj, depth):
+        try:
+            children = obj._trackable_children()
+        except Exception:
+            return
+        for child in children.values():
+            if isinstance(child, tf.Variable):
+                if id(child) not in seen:
+                    seen.add(id(child))
+                    out.append(child)
+            elif depth < 2 and not isinstance(child, (str, int, float)):
+                walk(child, depth + 1)
+
+    walk(layer, 0)
+    return out
+
+
+def kernel_and_bias(layer):
+    """(kernel variable, bias variable) of a conv or dense layer, or None."""
+    if layer is None:
+        return None
+    variables = layer_variables(layer)
+    kernels = [v for v in variables if len(v.shape) >= 2]
+    biases = [v for v in variables if len(v.shape) == 1]
+    if len(kernels) == 1 and len(biases) == 1:
+        return kernels[0], biases[0]
+    return None
+
+
+def _array(variable) -> np.ndarray:
+    return np.array(variable.numpy() if hasattr(variable, "numpy") else variable)
 
 
 def _conv_weights(model) -> dict:
-    return {name: model.get_layer(name).get_weights() for name in CONV_LAYERS}
+    """{conv layer: [kernel, bias] arrays} for the conv layers that have them."""
+    found = {}
+    for name in CONV_LAYERS:
+        pair = kernel_and_bias(find_layer(model, name))
+        if pair is not None:
+            found[name] = [_array(v) for v in pair]
+    return found
+
+
+def _fc_variables(model) -> list:
+    layer = find_layer(model, "fc")
+    if layer is None:
+        raise LookupError("the model has no layer named 'fc' (model.get_layer('fc') failed)")
+    variables = layer_variables(layer)
+    if not variables:
+        raise LookupError("the layer 'fc' holds no variables")
+    return variables
+
+
+def start_fc(model) -> None:
+    """Set fc to zeros: every training item starts from the same head, whatever the
+    submission's initialiser, so runs can be compared and bounds do not depend on it."""
+    for variable in _fc_variables(model):
+        variable.assign(np.zeros(tuple(variable.shape), np.float32))
+
+
+def probe_fc_arrays(shapes) -> list[np.ndarray]:
+    """The grader's fixed random fc weights of the given shapes (both sides make them)."""
+    rng = np.random.default_rng(FC_PROBE_SEED)
+    return [rng.normal(0.0, 1e-3, size=tuple(shape)).astype(np.float32) for shape in shapes]
+
+
+def _outputs(model, images) -> np.ndarray:
+    return np.concatenate([np.asarray(model(images[i:i + 250], training=False), dtype=np.float32)
+                           for i in range(0, len(images), 250)])
+
+
+def _chain(model, images) -> dict:
+    """Each named layer called on the previous named layer's output, in contract order:
+    {name: output array, or None when the layer is absent, or an error string}."""
+    import tensorflow as tf
+
+    x, out = tf.constant(images), {}
+    for name in LAYER_ORDER:
+        layer = find_layer(model, name)
+        if layer is None:
+            out[name] = None
+            continue
+        try:
+            x = layer(x)
+            out[name] = np.asarray(x, dtype=np.float32)
+        except Exception as exc:
+            out[name] = f"{type(exc).__name__}: {exc}"[:200]
+            break
+    return out
 
 
 def _fraction_and_messages(parts: list[tuple[float, bool, str]]) -> tuple[float, str]:
@@ -210,38 +314,44 @@ def judge_preprocess(obs, ctx, params):
 
 def collect_layer_shapes(module, ctx, params):
     model = _build(module, ctx)
-    shapes, params_found = {}, {}
-    for name in LAYER_ORDER:
-        try:
-            layer = model.get_layer(name)
-        except ValueError:
-            shapes[name] = None
-            continue
-        shapes[name] = list(layer.output.shape)[1:]
-        if name in CONV_LAYERS or name == "fc":
-            params_found[name] = [list(np.shape(w)) for w in layer.get_weights()]
-    return {"shapes": shapes, "params": params_found}
+    chain = _chain(model, ctx.probe[:2])
+    shapes = {name: (list(out.shape[1:]) if isinstance(out, np.ndarray) else out)
+              for name, out in chain.items()}
+    params_found = {}
+    for name in CONV_LAYERS + ["fc"]:
+        layer = find_layer(model, name)
+        if layer is not None:
+            params_found[name] = [list(v.shape) for v in layer_variables(layer)]
+    try:
+        output = list(np.shape(_outputs(model, ctx.probe[:2])))
+    except Exception as exc:
+        output = f"{type(exc).__name__}: {exc}"[:200]
+    return {"shapes": shapes, "params": params_found, "output": output}
 
 
 def judge_layer_shapes(obs, ctx, params):
-    expected_params = {name: [list(ctx.weights[f"{name}_W"].shape), list(ctx.weights[f"{name}_b"].shape)]
-                       for name in CONV_LAYERS}
-    expected_params["fc"] = [[4096, 10], [10]]
+    expected_params = {layer.name: [list(p) for p in layer.params]
+                       for layer in network.LAYERS if layer.params}
     problems = []
     for name in LAYER_ORDER:
         got = obs["shapes"].get(name)
         if got is None:
             problems.append(f"no layer named {name}")
+        elif isinstance(got, str):
+            problems.append(f"calling {name} on the previous layer's output failed ({got})")
         elif tuple(got) != LAYER_SHAPES[name]:
             problems.append(f"{name} outputs {got}, expected {list(LAYER_SHAPES[name])}")
         elif name in expected_params and obs["params"].get(name) != expected_params[name]:
-            problems.append(f"{name} has kernel/bias shapes {obs['params'].get(name)}, "
-                            f"expected {expected_params[name]}")
+            problems.append(f"{name} holds variables of shapes {obs['params'].get(name)}, "
+                            f"expected kernel and bias {expected_params[name]}")
+    if obs["output"] != [2, network.NUM_CLASSES]:
+        problems.append(f"the model maps 2 images to {obs['output']}, expected logits "
+                        f"[2, {network.NUM_CLASSES}]")
     if not problems:
         return 1.0, "all 13 layers have the expected shapes"
-    score = 1.0 - len(problems) / len(LAYER_ORDER)
+    score = 1.0 - len(problems) / (len(LAYER_ORDER) + 1)
     return max(score, 0.0), "; ".join(problems[:4]) + (" ..." if len(problems) > 4 else "") + \
-        ". Hint: 3x3 convs with padding 'same', 2x2 max pools with stride 2."
+        ". Hint: 3x3 convs with padding 'same', 2x2 max pools with stride 2, names as in the table."
 
 
 # ---------------------------------------------------------------- 4 weights
@@ -249,52 +359,55 @@ def judge_layer_shapes(obs, ctx, params):
 def collect_weights(module, ctx, params):
     model = _build(module, ctx)
     arrays = {}
-    for name, values in _conv_weights(model).items():
-        if len(values) == 2:
-            arrays[f"{name}_W"], arrays[f"{name}_b"] = (np.asarray(v) for v in values)
+    for name, (kernel, bias) in _conv_weights(model).items():
+        arrays[f"{name}_W"], arrays[f"{name}_b"] = kernel, bias
     return {"arrays": arrays}
 
 
 def judge_weights(obs, ctx, params):
     wrong = []
-    for name in CONV_LAYERS:
-        for suffix in ("W", "b"):
-            key = f"{name}_{suffix}"
-            got = obs["arrays"].get(key)
-            want = ctx.weights[key]
-            if got is None or got.shape != want.shape or not np.array_equal(got, want):
-                wrong.append(key)
+    for key in network.WEIGHT_KEYS:
+        got = obs["arrays"].get(key)
+        want = ctx.weights[key]
+        if got is None or got.shape != want.shape or not np.array_equal(got, want):
+            wrong.append(key)
     if not wrong:
         return 1.0, "every conv kernel and bias equals the weights file"
-    return (14 - len(wrong)) / 14, (f"{', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''} "
-                                    "differ from the weights file. Hint: set them from "
-                                    "weights['convX_Y_W'] and ['convX_Y_b'] after building the layer.")
+    total = len(network.WEIGHT_KEYS)
+    return (total - len(wrong)) / total, (
+        f"{', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''} differ from the weights file. "
+        "Hint: set each conv's kernel and bias from weights['convX_Y_W'] and ['convX_Y_b'], "
+        "unchanged (no transpose, no reshape).")
 
 
 # ---------------------------------------------------------------- 5 frozen
 
 def collect_frozen(module, ctx, params):
     model = _build(module, ctx)
-    trainable = [[v.path, list(v.shape)] for v in model.trainable_variables]
+    fc_ids = {id(v) for v in _fc_variables(model)}
+    trainable = [[str(getattr(v, "path", None) or v.name), list(v.shape), id(v) in fc_ids]
+                 for v in model.trainable_variables]
     before = {name: [digest(w) for w in ws] for name, ws in _conv_weights(model).items()}
-    fc_before = [digest(w) for w in model.get_layer("fc").get_weights()]
+    start_fc(model)
+    fc_before = [digest(_array(v)) for v in _fc_variables(model)]
     module.train(model, _fixed_batches(ctx), steps=params["steps"])
     after = {name: [digest(w) for w in ws] for name, ws in _conv_weights(model).items()}
-    fc_after = [digest(w) for w in model.get_layer("fc").get_weights()]
+    fc_after = [digest(_array(v)) for v in _fc_variables(model)]
     return {"trainable": trainable, "before": before, "after": after,
             "fc_before": fc_before, "fc_after": fc_after}
 
 
 def judge_frozen(obs, ctx, params):
     trainable = obs["trainable"]
-    count = sum(int(np.prod(shape)) for _, shape in trainable)
-    only_fc = (count == FC_PARAMS and len(trainable) == 2
-               and all("fc" in path for path, _ in trainable))
+    count = sum(int(np.prod(shape)) for _, shape, _ in trainable)
+    only_fc = count == FC_PARAMS and len(trainable) == 2 and all(is_fc for _, _, is_fc in trainable)
     changed = [name for name in CONV_LAYERS if obs["before"].get(name) != obs["after"].get(name)]
+    others = [path for path, _, is_fc in trainable if not is_fc]
     return _fraction_and_messages([
         (0.4, only_fc, f"expected only fc's kernel and bias trainable ({FC_PARAMS} parameters), "
-                       f"found {len(trainable)} variables with {count} parameters"
-                       + ("" if only_fc else ". Hint: trainable=False on every conv layer")),
+                       f"found {len(trainable)} trainable variables with {count} parameters"
+                       + (f", among them {', '.join(others[:3])}" if others else "")
+                       + ". Hint: trainable=False on every conv layer, nothing trainable but fc"),
         (0.4, not changed, f"training changed {', '.join(changed)}: the convolutions must be frozen"),
         (0.2, obs["fc_before"] != obs["fc_after"], "training did not change fc: nothing was learned"),
     ])
@@ -303,28 +416,41 @@ def judge_frozen(obs, ctx, params):
 # ---------------------------------------------------------------- 6 features
 
 def collect_features(module, ctx, params):
-    import keras
+    import tensorflow as tf
 
     model = _build(module, ctx)
-    for name in CONV_LAYERS:  # the weights check grades these; here only the structure counts
-        layer = model.get_layer(name)
-        if [np.shape(w) for w in layer.get_weights()] == [ctx.weights[f"{name}_W"].shape,
-                                                          ctx.weights[f"{name}_b"].shape]:
-            layer.set_weights([ctx.weights[f"{name}_W"], ctx.weights[f"{name}_b"]])
-    names = [n for n in LAYER_ORDER[1:11]]
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
-    outputs = probe(ctx.probe[:2], training=False)
-    arrays = {n: np.asarray(o) for n, o in zip(names, outputs)}
-    pool3 = keras.Model(model.input, model.get_layer("pool3").output)
-    arrays["pool3_all"] = np.asarray(pool3(ctx.probe, training=False))
-    return {"arrays": arrays}
+    # The weights item grades the values; here only the computation counts.
+    for name in CONV_LAYERS:
+        pair = kernel_and_bias(find_layer(model, name))
+        if pair and [tuple(v.shape) for v in pair] == [ctx.weights[f"{name}_W"].shape,
+                                                       ctx.weights[f"{name}_b"].shape]:
+            pair[0].assign(ctx.weights[f"{name}_W"])
+            pair[1].assign(ctx.weights[f"{name}_b"])
+    chain = _chain(model, ctx.probe)
+    obs = {"chain": {name: chain.get(name) for name in FEATURE_LAYERS}}
+    # The model's own logits, with the grader's fc weights, against pool3 -> flatten -> fc.
+    fc_vars = _fc_variables(model)
+    shapes = [list(v.shape) for v in fc_vars]
+    for variable, value in zip(fc_vars, probe_fc_arrays(shapes)):
+        variable.assign(value)
+    obs["fc_shapes"] = shapes
+    obs["logits"] = _outputs(model, ctx.probe)
+    flatten = find_layer(model, "flatten")
+    index = np.arange(int(np.prod(LAYER_SHAPES["pool3"])), dtype=np.float32)
+    index = index.reshape((1, *LAYER_SHAPES["pool3"]))
+    try:
+        order = flatten(tf.constant(index)) if flatten is not None else index
+        obs["flatten_order"] = np.asarray(order, dtype=np.float64).reshape(-1)
+    except Exception:
+        obs["flatten_order"] = index.reshape(-1).astype(np.float64)
+    return obs
 
 
 def reference_features(images: np.ndarray, weights: dict) -> dict[str, np.ndarray]:
-    """The grader's own numpy computation of preprocess .. pool3 (every layer's output)."""
+    """The grader's own numpy computation of conv1_1 .. pool3 (every layer's output)."""
     x = images.astype(np.float32) - IMAGENET_MEAN_RGB
     out = {}
-    for name in LAYER_ORDER[1:11]:
+    for name in FEATURE_LAYERS:
         if name.startswith("conv"):
             padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
             windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
@@ -340,30 +466,48 @@ def reference_features(images: np.ndarray, weights: dict) -> dict[str, np.ndarra
 
 
 def judge_features(obs, ctx, params):
-    found = obs["arrays"]
     expected = reference_features(ctx.probe, ctx.weights)
     tol = params["tolerance"]
-    got_all = found.get("pool3_all")
-    if got_all is not None and got_all.shape == expected["pool3"].shape \
-            and _max_rel_diff(got_all, expected["pool3"]) <= tol:
-        return 1.0, "pool3 matches the grader's own computation"
-    first_two = reference_features(ctx.probe[:2], ctx.weights)
-    for name in LAYER_ORDER[1:11]:
-        got, want = found.get(name), first_two[name]
-        if got is None or got.shape != want.shape:
-            return 0.0, (f"{name} outputs shape {None if got is None else list(got.shape)}, "
-                         f"expected {list(want.shape)}")
+    problems = []
+    chained_ok = True
+    for name in FEATURE_LAYERS:
+        got, want = obs["chain"].get(name), expected[name]
+        if got is None or isinstance(got, str) or got.shape != want.shape:
+            how = "is missing" if got is None else got if isinstance(got, str) else \
+                f"outputs shape {list(got.shape[1:])}, expected {list(want.shape[1:])}"
+            problems.append(f"layer {name} {how}")
+            chained_ok = False
+            break
         if _max_rel_diff(got, want) > tol:
-            return 0.0, (f"the network first departs from VGG16 at {name} (largest relative "
-                         f"difference {_max_rel_diff(got, want):.3g}). Hint: check padding 'same', "
-                         "the ReLU and the order of the layers up to there.")
-    return 0.0, "pool3 differs from the grader's computation on some probe images"
+            problems.append(f"the layers first depart from VGG16 at {name} (largest relative "
+                            f"difference {_max_rel_diff(got, want):.3g}). Hint: check the "
+                            "preprocessing, padding 'same', the ReLU and the layer order up to there")
+            chained_ok = False
+            break
+    pool3 = expected["pool3"].reshape(len(ctx.probe), -1)
+    order = obs["flatten_order"].astype(np.int64)
+    fc_arrays = probe_fc_arrays(obs["fc_shapes"])
+    logits_ok = False
+    if len(fc_arrays) == 2 and sorted(order.tolist()) == list(range(pool3.shape[1])) \
+            and fc_arrays[0].shape[0] == pool3.shape[1]:
+        kernel, bias = fc_arrays if fc_arrays[0].ndim == 2 else fc_arrays[::-1]
+        want = pool3[:, order] @ kernel + bias
+        got = obs["logits"]
+        logits_ok = got.shape == want.shape and _max_rel_diff(got, want) <= tol
+    if not logits_ok:
+        problems.append("the model's own output is not fc applied to the flattened pool3 "
+                        "features. Hint: the model must be exactly the chain of the named layers; "
+                        "check that call() uses every layer once, in order")
+    if chained_ok and logits_ok:
+        return 1.0, "pool3 and the model's logits match the grader's own computation"
+    return (0.6 if chained_ok else 0.0) + (0.4 if logits_ok else 0.0), "; ".join(problems)
 
 
 # ---------------------------------------------------------------- 7 training and summaries
 
 def collect_training(module, ctx, params):
     model = _build(module, ctx)
+    start_fc(model)
     batch = ctx.train_images[:256]
     before = _outputs(model, batch)
     log_dir = ctx.scratch / "training-logs"
@@ -378,6 +522,14 @@ def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(-log_probs[np.arange(len(labels)), labels].mean())
 
 
+# Scalar tags accepted for the training loss and accuracy: tf.summary.scalar's plain names
+# and those keras.callbacks.TensorBoard writes, in any run sub-folder of log_dir.
+LOSS_TAGS = {"loss", "batch_loss", "epoch_loss", "train_loss"}
+ACCURACY_TAGS = {"accuracy", "acc", "batch_accuracy", "epoch_accuracy", "train_accuracy",
+                 "sparse_categorical_accuracy", "batch_sparse_categorical_accuracy",
+                 "epoch_sparse_categorical_accuracy"}
+
+
 def judge_training(obs, ctx, params):
     from .events import scalars
 
@@ -387,25 +539,24 @@ def judge_training(obs, ctx, params):
     acc_after = float((obs["after"].argmax(1) == labels).mean())
     # Adam's first steps can overshoot the loss while accuracy already climbs: either counts.
     learned = loss_after < 0.95 * loss_before or acc_after >= max(acc_before + 0.2, 0.3)
-    logged = scalars(Path(obs["log_dir"]))
-    leaves = {tag.rsplit("/", 1)[-1] for tag in logged}
-    missing = [tag for tag in ("loss", "accuracy") if tag not in leaves]
+    leaves = {tag.rsplit("/", 1)[-1].lower() for tag in scalars(Path(obs["log_dir"]))}
+    missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
+               if not leaves & accepted]
+    found = ", ".join(sorted(leaves)[:6]) or "none"
     return _fraction_and_messages([
         (0.5, learned,
          f"nothing was learned in {params['steps']} steps (loss {loss_before:.3f} -> "
          f"{loss_after:.3f}, accuracy {acc_before:.2f} -> {acc_after:.2f}). Hint: apply the "
          "gradients of the loss to the trainable variables"),
-        (0.5, not missing, f"no TensorBoard scalar {' or '.join(repr(m) for m in missing)} under "
-                           "log_dir. Hint: tf.summary.scalar inside a file writer's as_default()"),
+        (0.5, not missing, f"no TensorBoard scalar for the training {' or '.join(missing)} under "
+                           f"log_dir (scalars found: {found}). Hint: tf.summary.scalar('loss', ...) "
+                           "and ('accuracy', ...) inside a file writer's as_default()"),
     ])
 
 
 # ---------------------------------------------------------------- 8 accuracy
 
 def collect_accuracy(module, ctx, params):
-    import keras
-
-    keras.utils.set_random_seed(0)
     model = _build(module, ctx)
     if params["mode"] == "checkpoint":
         folder = ctx.submission_dir / params["checkpoint"]
@@ -413,16 +564,17 @@ def collect_accuracy(module, ctx, params):
             return {"missing": str(params["checkpoint"])}
         module.restore_checkpoint(model, str(folder))
     else:
-        dataset = module.make_dataset(ctx.train_images, ctx.train_labels, batch_size=64, seed=0) \
-            if hasattr(module, "make_dataset") else None
+        start_fc(model)
         try:
+            # repeat(): a pipeline that stops after one epoch costs the pipeline item, not this one
+            dataset = module.make_dataset(ctx.train_images, ctx.train_labels, batch_size=64,
+                                          seed=0).repeat()
             next(iter(dataset))
         except Exception:  # a broken pipeline must not cost the accuracy item too
             dataset = _fixed_batches(ctx, batch=64)
         module.train(model, dataset, steps=params["steps"])
     images = ctx.heldout_images[:params["images"]]
-    logits = np.concatenate([_outputs(model, images[i:i + 250]) for i in range(0, len(images), 250)])
-    return {"logits": logits}
+    return {"logits": _outputs(model, images)}
 
 
 def judge_accuracy(obs, ctx, params):
@@ -445,19 +597,28 @@ def judge_accuracy(obs, ctx, params):
 # ---------------------------------------------------------------- 9 checkpoint round-trip
 
 def collect_checkpoint(module, ctx, params):
-    import keras
-
     obs = {}
     probe = ctx.probe
+
+    def fresh():
+        # Every run starts from the same weights, whatever the initialisers: the same
+        # random state for the build, and fc at zeros.
+        import keras
+
+        keras.utils.set_random_seed(CHECKPOINT_BUILD_SEED)
+        model = _build(module, ctx)
+        start_fc(model)
+        return model
+
     roundtrip = ctx.scratch / "ckpt-roundtrip"
-    first = _build(module, ctx)
+    first = fresh()
     module.train(first, _fixed_batches(ctx), steps=4, checkpoint_dir=str(roundtrip),
                  checkpoint_every=2, max_to_keep=1)
     obs["trained"] = _outputs(first, probe)
     obs["kept"] = len(list(roundtrip.glob("*.index")))
-    fresh = _build(module, ctx)
-    obs["restored_step"] = int(module.restore_checkpoint(fresh, str(roundtrip)))
-    obs["restored"] = _outputs(fresh, probe)
+    restored = _build(module, ctx)
+    obs["restored_step"] = int(module.restore_checkpoint(restored, str(roundtrip)))
+    obs["restored"] = _outputs(restored, probe)
 
     empty = ctx.scratch / "ckpt-empty"
     empty.mkdir(exist_ok=True)
@@ -466,15 +627,16 @@ def collect_checkpoint(module, ctx, params):
     except Exception as exc:
         obs["empty_error"] = f"{type(exc).__name__}: {exc}"[:300]
 
-    keras.utils.set_random_seed(0)
-    straight = _build(module, ctx)
-    module.train(straight, _fixed_batches(ctx), steps=6)
+    straight_pulled = [0]
+    straight = fresh()
+    module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=6)
     obs["straight"] = _outputs(straight, probe)
+    obs["straight_pulled"] = straight_pulled[0]
     resume_dir = ctx.scratch / "ckpt-resume"
-    module.train(_build(module, ctx), _fixed_batches(ctx), steps=3,
-                 checkpoint_dir=str(resume_dir), checkpoint_every=3)
+    module.train(fresh(), _fixed_batches(ctx), steps=3, checkpoint_dir=str(resume_dir),
+                 checkpoint_every=3)
     pulled = [0]
-    resumed = _build(module, ctx)
+    resumed = fresh()
     history = module.train(resumed, _fixed_batches(ctx, start=3, counter=pulled), steps=6,
                            checkpoint_dir=str(resume_dir), checkpoint_every=3)
     obs["resumed"] = _outputs(resumed, probe)
@@ -487,8 +649,10 @@ def collect_checkpoint(module, ctx, params):
 def judge_checkpoint(obs, ctx, params):
     same = obs["trained"].shape == obs["restored"].shape and \
         np.allclose(obs["trained"], obs["restored"], rtol=1e-5, atol=1e-5)
-    # Training 3 more steps pulls 3 batches; prefetching may pull a couple more, never 6.
-    continued = 3 <= obs["resume_pulled"] <= 5 and obs["resume_final_step"] in (6, -1)
+    # 3 more steps pull 3 batches plus whatever the submission prefetches; 6 straight steps
+    # pull 6 plus the same prefetch, so a run that restarted at 0 pulls as many as those.
+    continued = 3 <= obs["resume_pulled"] < obs["straight_pulled"] - 1 \
+        and obs["resume_final_step"] in (6, -1)
     optimizer_kept = np.allclose(obs["resumed"], obs["straight"], rtol=1e-3, atol=1e-3)
     empty_ok = obs.get("empty_step") == 0
     return _fraction_and_messages([
@@ -497,10 +661,12 @@ def judge_checkpoint(obs, ctx, params):
          f"step {obs['restored_step']} (expected identical outputs and step 4)"),
         (0.15, obs["kept"] == 1, f"with max_to_keep=1, {obs['kept']} checkpoints were left "
                                  "(expected 1). Hint: tf.train.CheckpointManager(max_to_keep=...)"),
-        (0.25, continued, f"resuming at step 3 towards step 6 trained {obs['resume_pulled']} "
-                          "batches (expected 3): training must restore the step and continue"),
-        (0.2, optimizer_kept, "3 steps + resume + 3 steps did not match 6 straight steps: save "
-                              "and restore the optimizer (its moments) with the model"),
+        (0.25, continued, f"resuming at step 3 towards step 6 pulled {obs['resume_pulled']} "
+                          f"batches (6 straight steps pulled {obs['straight_pulled']}) and ended "
+                          f"at step {obs['resume_final_step']}: training must restore the step "
+                          "and train only the remaining 3"),
+        (0.2, optimizer_kept, "3 steps + resume + 3 steps did not match 6 straight steps from the "
+                              "same start: save and restore the optimizer (its state) with the model"),
         (0.1, empty_ok, "restore_checkpoint on an empty folder should return 0, "
                         + (f"it raised {obs['empty_error']}" if "empty_error" in obs
                            else f"it returned {obs.get('empty_step')}")),
@@ -518,6 +684,10 @@ def _dataset_kinds(ds) -> list[str]:
     return kinds
 
 
+def _labels_of(batches) -> list[list[int]]:
+    return [np.asarray(labels).reshape(-1).tolist() for _, labels in batches]
+
+
 def collect_pipeline(module, ctx, params):
     import tensorflow as tf
 
@@ -527,20 +697,22 @@ def collect_pipeline(module, ctx, params):
     labels = np.arange(size, dtype=np.int64)
     once = module.make_dataset(images, labels, batch_size=batch, shuffle=True, repeat=False, seed=3)
     spec = once.element_spec
-    epochs = [[np.asarray(l).tolist() for _, l in once] for _ in range(2)]
+    epochs = [_labels_of(once) for _ in range(2)]
     pairs_ok = all(int(np.asarray(x)[i, 0, 0, 0]) == int(np.asarray(l)[i])
                    for x, l in once.take(1) for i in range(len(np.asarray(l))))
+    endless = module.make_dataset(images, labels, batch_size=batch, shuffle=True, repeat=True, seed=4)
+    stream = sum(_labels_of(endless.take(4 * size // batch + 4)), [])[:3 * size]
     forever = module.make_dataset(images, labels, batch_size=batch, shuffle=False, repeat=True)
     cardinality = int(forever.cardinality())
-    taken = sum(len(np.asarray(l)) for _, l in forever.take(3 * size // batch + 3))
+    ordered = sum(_labels_of(forever.take(2 * size // batch + 2)), [])[:2 * size]
     return {"spec": [[str(s.dtype.name), s.shape.as_list()] for s in spec],
-            "epochs": epochs, "pairs_ok": bool(pairs_ok),
-            "infinite": cardinality == int(tf.data.INFINITE_CARDINALITY), "taken": taken,
-            "kinds": _dataset_kinds(forever) + _dataset_kinds(once)}
+            "epochs": epochs, "pairs_ok": bool(pairs_ok), "stream": stream, "ordered": ordered,
+            "infinite": cardinality == int(tf.data.INFINITE_CARDINALITY),
+            "kinds": _dataset_kinds(forever) + _dataset_kinds(once) + _dataset_kinds(endless)}
 
 
 def judge_pipeline(obs, ctx, params):
-    batch = params["batch_size"]
+    batch, size = params["batch_size"], 50
     (image_dtype, image_shape), (label_dtype, label_shape) = obs["spec"]
     spec_ok = (image_dtype == "uint8" and image_shape[1:] == [32, 32, 3]
                and label_dtype.startswith(("int", "uint")) and len(label_shape) == 1)
@@ -548,19 +720,32 @@ def judge_pipeline(obs, ctx, params):
     sizes = [len(b) for b in first]
     batches_ok = bool(sizes) and all(s == batch for s in sizes[:-1]) and 0 < sizes[-1] <= batch
     flat1, flat2 = sum(first, []), sum(second, [])
-    covered = sorted(flat1) == list(range(50)) and sorted(flat2) == list(range(50))
-    reshuffled = covered and flat1 != flat2 and flat1 != list(range(50))
-    repeats = obs["infinite"] and obs["taken"] > 100
+    everything = list(range(size))
+    covered = sorted(flat1) == everything and sorted(flat2) == everything
+    # Shuffling examples changes which examples share a batch; shuffling batches does not.
+    groups = lambda epoch: sorted(sorted(b) for b in epoch)
+    examples_mixed = covered and flat1 != everything and groups(first) != groups(second)
+    reshuffled = covered and flat1 != flat2
+    stream = obs["stream"]
+    epoch_wise = len(stream) == 3 * size and all(
+        sorted(stream[k * size:(k + 1) * size]) == everything for k in range(3)) \
+        and stream[:size] != stream[size:2 * size]
+    repeats = obs["infinite"] and obs["ordered"] == everything * 2
     prefetched = any("Prefetch" in kind for kind in obs["kinds"])
     return _fraction_and_messages([
-        (0.2, spec_ok and obs["pairs_ok"], f"element spec {obs['spec']}: expected (uint8 [B, 32, "
-                                           "32, 3], int [B]) with images and labels kept together"),
-        (0.15, batches_ok, f"batch sizes {sizes[:6]}: expected {batch} (the last may be smaller)"),
-        (0.2, covered, "one epoch must hold every example exactly once"),
-        (0.15, reshuffled, "the order must be shuffled and differ between epochs. Hint: shuffle "
-                           "before batch, with reshuffle_each_iteration"),
-        (0.15, repeats, "with repeat=True the dataset must go on for ever. Hint: .repeat()"),
-        (0.15, prefetched, "no prefetch in the pipeline. Hint: end with .prefetch(tf.data.AUTOTUNE)"),
+        (0.15, spec_ok and obs["pairs_ok"], f"element spec {obs['spec']}: expected (uint8 [B, 32, "
+                                            "32, 3], int [B]) with images and labels kept together"),
+        (0.1, batches_ok, f"batch sizes {sizes[:6]}: expected {batch} (the last may be smaller)"),
+        (0.15, covered, "one epoch must hold every example exactly once"),
+        (0.15, examples_mixed, "the examples are not shuffled (the same examples share a batch "
+                               "every epoch). Hint: shuffle the examples, before batch()"),
+        (0.15, reshuffled, "every epoch must come in a new order. Hint: "
+                           "shuffle(..., reshuffle_each_iteration=True)"),
+        (0.1, epoch_wise, "with repeat=True, epochs mix into each other: every run of 50 examples "
+                          "should hold each example once. Hint: shuffle before repeat()"),
+        (0.1, repeats, "with repeat=True and shuffle=False the dataset must go on for ever in "
+                       "the given order. Hint: .repeat()"),
+        (0.1, prefetched, "no prefetch in the pipeline. Hint: end with .prefetch(tf.data.AUTOTUNE)"),
     ])
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, channel, synthetic
-from .checks import CHECKS, CONV_LAYERS, JudgeContext
+from .checks import CHECKS, JudgeContext
+from .network import CONV_LAYERS
 from .rubric import Item, Rubric
 from .paths import ROOT
 
@@ -182,9 +183,18 @@ def _tail_line(tail: bytes) -> str:
     return lines[-1].strip()[:200] if lines else ""
 
 
+def item_seed(seed: int, item_id: str) -> int:
+    """The random seed an item runs under: fixed by the grading seed and the item, so a
+    second grading of the same submission repeats every random choice."""
+    import hashlib
+
+    return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:4], "big")
+
+
 def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: GradingInputs,
             work_dir: Path, wrap: list[str] | None = None, env: dict | None = None,
-            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT) -> tuple[dict, str, bool]:
+            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT,
+            seed: int = DEFAULT_HELDOUT_SEED) -> tuple[dict, str, bool]:
     """Run the collect halves in worker processes. Returns ({item id: outcome}, output tail,
     whether the import failed) where an outcome is ("result", observation, seconds) or
     (status, message, seconds)."""
@@ -204,7 +214,8 @@ def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: 
         (job_dir / "job.json").write_text(json.dumps({
             "module": str(module_file), "submission_dir": str(submission_dir),
             "scratch": str(scratch),
-            "items": [{"id": i.id, "check": i.check, "params": i.params} for i in remaining]}))
+            "items": [{"id": i.id, "check": i.check, "params": i.params,
+                       "seed": item_seed(seed, i.id)} for i in remaining]}))
         worker = _Worker(job_dir, scratch, wrap or [], env, tail_bytes)
         by_id = {i.id: i for i in remaining}
         current, deadline, started = None, time.monotonic() + startup_limit, time.monotonic()
@@ -306,7 +317,9 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
     start = time.monotonic()
     try:
         outcomes, tail, import_failed = collect(Path(module_file), Path(submission_dir or Path(module_file).parent),
-                                 items, inputs, work_dir, wrap, env, startup_limit=startup_limit)
+                                 items, inputs, work_dir, wrap, env, startup_limit=startup_limit,
+                                 seed=DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None
+                                 else rubric.heldout_seed)
         results = judge(items, outcomes, inputs, work_dir / "scratch")
     finally:
         if own_dir:
