@@ -1,10 +1,14 @@
 """Turning a submission (.py module or .ipynb notebook) into a module file to grade.
 
-In a notebook only the code cells count, minus those tagged `experiment` (training runs
-and plots the grader must not execute); IPython magics and shell escapes are dropped.
+In a notebook only the code cells count. Cells tagged `graded` are kept whole, cells
+tagged `experiment` are dropped, and from every other cell only the definitions are kept:
+imports, functions, classes and the module-level names they use (plus UPPER_CASE
+constants), so a student's demo runs and prints are not executed at grading time.
+IPython magics and shell escapes are dropped.
 """
 from __future__ import annotations
 
+import ast
 import io
 import shutil
 import tokenize
@@ -17,10 +21,64 @@ TAG_EXPERIMENT = "experiment"  # cells the grader never runs
 TAG_HANDOUT = "handout"        # Markdown cells of the handout
 
 
+def _names_loaded(node) -> set[str]:
+    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+
+
+def _assigned(node) -> list[str] | None:
+    """The plain names an assignment binds, or None if it binds anything else."""
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+    names = []
+    for target in targets:
+        elements = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
+        if not all(isinstance(e, ast.Name) for e in elements):
+            return None
+        names += [e.id for e in elements]
+    return names
+
+
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def definitions_only(cells: list[tuple[str, bool]]) -> str:
+    """The module made of notebook cells [(code, graded)]: graded cells whole, and from the
+    others only imports, functions, classes, try-blocks of imports, and assignments to
+    UPPER_CASE names or to names that kept code reads (anywhere in the notebook).
+    Everything else (calls, loops, prints, demo runs) is dropped. A cell that does not
+    parse is kept whole, so its error is reported where it is."""
+    pieces = []  # (source text, ast node or None, kept)
+    for code, graded in cells:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            pieces.append((code, None, True))
+            continue
+        if graded:
+            pieces.append((code, tree, True))
+            continue
+        lines = code.splitlines()
+        for node in tree.body:
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            keep = isinstance(node, _DEFINITIONS) or (isinstance(node, ast.Try) and all(
+                isinstance(n, (ast.Import, ast.ImportFrom, ast.Pass, ast.Assign)) for n in node.body))
+            pieces.append(("\n".join(lines[start - 1:node.end_lineno]), node, keep))
+    kept = [k for _, _, k in pieces]
+    changed = True
+    while changed:  # an assignment is kept when kept code reads one of its names
+        used = set().union(*(_names_loaded(node) for (_, node, _), k in zip(pieces, kept)
+                             if k and node is not None))
+        changed = False
+        for i, (_, node, _) in enumerate(pieces):
+            if kept[i] or not isinstance(node, (ast.Assign, ast.AnnAssign)):
+                continue
+            names = _assigned(node)
+            if names and any(n in used or n.isupper() for n in names):
+                kept[i] = changed = True
+    return "\n\n".join(text for (text, _, _), k in zip(pieces, kept) if k) + "\n"
+
+
 def notebook_to_source(path: Path) -> str:
     import nbformat
-    from nbconvert import PythonExporter
-    from nbconvert.preprocessors import TagRemovePreprocessor
 
     try:
         notebook = nbformat.read(str(path), as_version=4)
@@ -30,17 +88,19 @@ def notebook_to_source(path: Path) -> str:
     except Exception as exc:  # nbformat raises several JSON and schema errors
         raise SubmissionError(f"{path.name}: expected a Jupyter notebook (JSON, nbformat 4), could not "
                               f"read it ({type(exc).__name__}). Save it again from Jupyter.") from None
-    remover = TagRemovePreprocessor(remove_cell_tags={TAG_EXPERIMENT}, enabled=True)
-    exporter = PythonExporter(exclude_markdown=True, exclude_raw=True)
-    exporter.register_preprocessor(remover, enabled=True)
-    source, _ = exporter.from_notebook_node(notebook)
-    lines = []
-    for line in source.splitlines():
-        stripped = line.lstrip()
-        if stripped.startswith(("get_ipython()", "%", "!")):
-            line = line[: len(line) - len(stripped)] + "pass  # IPython magic removed by the grader"
-        lines.append(line)
-    return "\n".join(lines) + "\n"
+    cells = []
+    for cell in notebook.cells:
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        if cell.cell_type != "code" or TAG_EXPERIMENT in tags:
+            continue
+        lines = []
+        for line in cell.source.splitlines():
+            stripped = line.lstrip()
+            if stripped.startswith(("%", "!")):
+                line = line[: len(line) - len(stripped)] + "pass  # IPython magic removed by the grader"
+            lines.append(line)
+        cells.append(("\n".join(lines) + "\n", TAG_GRADED in tags))
+    return definitions_only(cells)
 
 
 def prepare(path: str | Path, dest_dir: Path) -> Path:
