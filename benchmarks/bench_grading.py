@@ -4,7 +4,7 @@
 
 1. `grader check` wall time on the reference (all visible items), as a student runs it.
 2. `grader batch` on a mix of correct and broken submissions (the reference, the
-   skeleton, a notebook, and broken variants from tests/variants.py, `--copies` of
+   skeleton, a notebook, and broken variants from tests/corpus/variants.yaml, `--copies` of
    each) with 1 and with 2 workers: submissions per hour.
 3. The same notebooks graded the way notebook graders do it -- executing each notebook
    top to bottom with nbclient, its training cells included -- against `grader check`
@@ -37,9 +37,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--all-items", action="store_true",
-                        help="batch-grade hidden items too (the 300-step accuracy run)")
+                        help="batch-grade hidden items too (the longer accuracy run)")
     args = parser.parse_args()
-    from variants import write_variant
+    from grader import corpus
+    variants = {v.name: v for v in corpus.load_variants()}
 
     work = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     grader = [sys.executable, "-m", "grader"]
@@ -53,8 +54,8 @@ def main() -> None:
             shutil.copy(ROOT / "solutions" / "transfer_learning.py", subs / f"ref{copy}.py")
             shutil.copy(ROOT / "skeletons" / "transfer_learning.py", subs / f"skel{copy}.py")
             shutil.copy(ROOT / "solutions" / "transfer_learning.ipynb", subs / f"nb{copy}.ipynb")
-            for name in ("no_shuffle", "forgot_trainable_false", "restarts_step_count"):
-                write_variant(name, work).rename(subs / f"{name}{copy}.py")
+            for name in ("no_shuffle", "conv_left_trainable", "restarts_step_count"):
+                corpus.write_variant(variants[name], work).rename(subs / f"{name}{copy}.py")
         n = len(list(subs.iterdir()))
         rubric_args = []
         if not args.all_items:

@@ -14,7 +14,8 @@ from test_engine import fast_rubric
 def _fast_rubric_file(tmp_path):
     r = fast_rubric()
     data = {"schema_version": 1, "items": [
-        {"id": i.id, "title": i.title, "points": i.points, "check": i.check, "params": i.params}
+        {"id": i.id, "title": i.title, "points": i.points, "check": i.check, "params": i.params,
+         "time_limit": i.time_limit}
         for i in r.items]}
     path = tmp_path / "fast.yaml"
     path.write_text(yaml.safe_dump(data))

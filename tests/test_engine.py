@@ -1,8 +1,5 @@
-"""The grading engine and its checks: honest by construction.
-
-The reference gets full marks; each broken variant loses the items its mistake touches
-and keeps the rest; hostile submissions cost only the item they break.
-"""
+"""The grading engine: time limits, crashes and hostile submissions cost only the item
+they break. (Correct solutions and broken variants: test_corpus.py.)"""
 from __future__ import annotations
 
 import pytest
@@ -11,49 +8,21 @@ import yaml
 from grader import engine, rubric, vgg_weights
 from grader.paths import DEFAULT_RUBRIC, SOLUTION
 
-from variants import VARIANTS, write_variant
 
-
-def fast_rubric(time_limit: float = 60) -> rubric.Rubric:
-    """The shipped rubric's visible items with smaller training budgets, for speed."""
+def fast_rubric(time_limit: float | None = None) -> rubric.Rubric:
+    """The shipped rubric's visible items (with their calibrated bounds), optionally with
+    one time limit for all of them."""
     data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
-    data["time_limit"] = time_limit
     data["items"] = [i for i in data["items"] if i.get("visibility", "visible") == "visible"]
-    for item in data["items"]:
-        if item["check"] == "training":
-            item["params"] = {"steps": 20}
-        if item["check"] == "accuracy":
-            item["params"] = {"mode": "train", "steps": 20, "images": 250, "lower": 0.1,
-                              "upper": 0.15}
+    if time_limit is not None:
+        for item in data["items"]:
+            item["time_limit"] = time_limit
     return rubric.parse(data, "fast rubric")
 
 
 @pytest.fixture(scope="module")
 def inputs():
     return engine.grading_inputs(fast_rubric(), vgg_weights.stand_in())
-
-
-def lost(report) -> set[str]:
-    return {r.id for r in report.items if r.score < r.max_score}
-
-
-def test_reference_gets_full_marks_on_the_shipped_rubric(tmp_path):
-    shipped = rubric.load(DEFAULT_RUBRIC)
-    report = engine.grade(SOLUTION, shipped, engine.grading_inputs(shipped, vgg_weights.stand_in()),
-                          work_dir=tmp_path)
-    assert lost(report) == set(), [(r.id, r.message) for r in report.items]
-    assert report.score == report.max_score == 100
-    assert all(r.status == "passed" for r in report.items)
-
-
-@pytest.mark.parametrize("name, must, may", [(v[0], v[2], v[3]) for v in VARIANTS],
-                         ids=[v[0] for v in VARIANTS])
-def test_broken_variant_loses_exactly_its_items(name, must, may, inputs, tmp_path):
-    module = write_variant(name, tmp_path)
-    report = engine.grade(module, fast_rubric(), inputs, work_dir=tmp_path / "run")
-    messages = {r.id: f"{r.status}: {r.message}" for r in report.items}
-    assert must <= lost(report), messages
-    assert lost(report) <= must | may, messages
 
 
 def _hostile(tmp_path, old: str, new: str):

@@ -1,0 +1,106 @@
+"""The grading corpus: correct solutions written in other styles, and broken variants.
+
+A corpus folder holds `correct/` (modules and notebooks that must earn full marks on
+every item) and `variants.yaml`, where each broken variant names the correct solution it
+is built on, the text edits that make one mistake, and the exact items that mistake
+costs. `grader calibrate` trains both kinds; the test suite grades both.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import KitError
+from .paths import ROOT, SOLUTION
+
+DEFAULT_CORPUS = ROOT / "tests" / "corpus"
+REFERENCE = "reference"  # the name variants use for solutions/transfer_learning.py
+
+VARIANT_KEYS = {
+    "name": "unique name of the mistake",
+    "base": f"a file in correct/ (or {REFERENCE!r} for the marked reference solution)",
+    "edits": "list of [old text, new text]; each old text must occur exactly once in the base",
+    "loses": "the exact list of rubric item ids this mistake costs",
+    "low": "true when every accuracy item must score 0 (calibration puts its bounds above these)",
+    "why": "one line: what the mistake is",
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    base: str
+    edits: tuple[tuple[str, str], ...]
+    loses: frozenset[str]
+    low: bool = False
+    why: str = ""
+
+
+def correct_solutions(corpus: Path = DEFAULT_CORPUS, with_reference: bool = True) -> dict[str, Path]:
+    """{name: path} of the correct solutions: the reference first, then correct/ sorted."""
+    found = {REFERENCE: SOLUTION} if with_reference else {}
+    folder = Path(corpus) / "correct"
+    if folder.is_dir():
+        for path in sorted(folder.iterdir()):
+            if path.suffix in (".py", ".ipynb") and not path.name.startswith(("_", ".")):
+                found[path.stem] = path
+    return found
+
+
+def load_variants(corpus: Path = DEFAULT_CORPUS) -> list[Variant]:
+    path = Path(corpus) / "variants.yaml"
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise KitError(f"{path}: expected a YAML list of broken variants, could not read it "
+                       f"({type(exc).__name__}).") from None
+    if not isinstance(data, list):
+        raise KitError(f"{path}: expected a list of variants, found {type(data).__name__}.")
+    bases = correct_solutions(corpus)
+    variants, names = [], set()
+    for index, raw in enumerate(data):
+        where = f"{path}: variant {index}"
+        if not isinstance(raw, dict) or set(raw) - set(VARIANT_KEYS) or \
+                not {"name", "base", "edits", "loses"} <= set(raw):
+            raise KitError(f"{where}: expected the keys {', '.join(VARIANT_KEYS)} "
+                           f"(name, base, edits and loses required), found {raw!r:.120}.")
+        if raw["name"] in names:
+            raise KitError(f"{where}: the name {raw['name']!r} is used twice.")
+        names.add(raw["name"])
+        if raw["base"] not in bases:
+            raise KitError(f"{where}: base {raw['base']!r} is not a correct solution; expected "
+                           f"one of {', '.join(bases)}.")
+        edits = tuple((str(old), str(new)) for old, new in raw["edits"])
+        source = bases[raw["base"]].read_text(encoding="utf-8")
+        for old, _ in edits:
+            if source.count(old) != 1:
+                raise KitError(f"{where} ({raw['name']}): the text {old!r:.80} occurs "
+                               f"{source.count(old)} times in {raw['base']}; expected once.")
+        variants.append(Variant(raw["name"], raw["base"], edits, frozenset(raw["loses"]),
+                                bool(raw.get("low", False)), str(raw.get("why", ""))))
+    return variants
+
+
+def variant_items(variant: Variant, items: list) -> list:
+    """The rubric items a variant is graded on: the visible ones, and each hidden one that
+    runs the same check as an item the variant must lose (or any accuracy item for a low
+    variant). A hidden item whose check the variant passes in its visible form repeats
+    that check with a longer budget, which the correct runs of calibration pass too."""
+    lost_checks = {i.check for i in items if i.id in variant.loses}
+    if variant.low:
+        lost_checks.add("accuracy")
+    return [i for i in items if i.visibility == "visible" or i.check in lost_checks]
+
+
+def write_variant(variant: Variant, dest: Path, corpus: Path = DEFAULT_CORPUS) -> Path:
+    """Write the broken copy into `dest` and return its path (same suffix as the base)."""
+    base = correct_solutions(corpus)[variant.base]
+    source = base.read_text(encoding="utf-8")
+    for old, new in variant.edits:
+        source = source.replace(old, new, 1)
+    dest.mkdir(parents=True, exist_ok=True)
+    path = dest / f"{variant.name}{base.suffix}"
+    path.write_text(source, encoding="utf-8")
+    return path

@@ -1,0 +1,110 @@
+"""The checks' own parts, on small hand-made inputs: how models are reached whatever
+their style, and what the pipeline and summary judges accept and refuse."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader import checks
+
+
+class _Ctx:
+    train_labels = np.arange(256) % 10
+
+
+def test_variables_held_as_plain_tf_variables_are_found():
+    """A custom layer with tf.Variable attributes has no Keras weights; are its kernel and
+    bias still found, to read and to assign?"""
+    import keras
+    import tensorflow as tf
+
+    class Conv(keras.layers.Layer):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.k = tf.Variable(np.ones((3, 3, 3, 4), np.float32), trainable=False)
+            self.b = tf.Variable(np.zeros(4, np.float32), trainable=False)
+
+        def call(self, x):
+            return tf.nn.relu(tf.nn.conv2d(x, self.k, 1, "SAME") + self.b)
+
+    layer = Conv(name="conv1_1")
+    assert layer.weights == []  # what Keras itself reports
+    kernel, bias = checks.kernel_and_bias(layer)
+    assert tuple(kernel.shape) == (3, 3, 3, 4) and tuple(bias.shape) == (4,)
+    kernel.assign(np.full((3, 3, 3, 4), 2.0, np.float32))
+    assert float(layer.k.numpy().mean()) == 2.0
+
+
+def test_nested_layers_are_found_by_name():
+    import keras
+
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc")], name="head")
+    outer = keras.Sequential([keras.Input((4,)), inner])
+    assert checks.find_layer(outer, "fc") is inner.layers[0]
+    assert checks.find_layer(outer, "nothing") is None
+
+
+def _pipeline_obs(batches_per_epoch, stream=None, ordered=None):
+    everything = list(range(50))
+    return {"spec": [["uint8", [None, 32, 32, 3]], ["int64", [None]]],
+            "epochs": batches_per_epoch, "pairs_ok": True,
+            "stream": stream if stream is not None else sum(batches_per_epoch, []) * 3,
+            "ordered": ordered if ordered is not None else everything * 2,
+            "infinite": True, "kinds": ["_PrefetchDataset"]}
+
+
+def _shuffled_epoch(rng):
+    order = rng.permutation(50).tolist()
+    return [order[i:i + 16] for i in range(0, 50, 16)]
+
+
+def test_pipeline_judge_accepts_shuffled_examples():
+    rng = np.random.default_rng(0)
+    first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
+    stream = sum(first + second + _shuffled_epoch(rng), [])
+    score, message = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
+                                           {"batch_size": 16})
+    assert score == pytest.approx(1.0), message
+
+
+def test_pipeline_judge_refuses_shuffled_batches():
+    """Batches shuffled as wholes: new order every epoch, but the same examples together."""
+    blocks = [list(range(i, min(i + 16, 50))) for i in range(0, 50, 16)]
+    first, second = [blocks[2], blocks[0], blocks[3], blocks[1]], [blocks[1], blocks[3], blocks[0], blocks[2]]
+    score, message = checks.judge_pipeline(_pipeline_obs([first, second]), None, {"batch_size": 16})
+    assert score < 1 and "the same examples share a batch" in message
+
+
+def test_pipeline_judge_refuses_epochs_mixed_by_repeat_before_shuffle():
+    rng = np.random.default_rng(1)
+    first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
+    mixed = rng.permutation(list(range(50)) * 3).tolist()
+    score, message = checks.judge_pipeline(_pipeline_obs([first, second], mixed), None,
+                                           {"batch_size": 16})
+    assert score < 1 and "epochs mix into each other" in message
+
+
+@pytest.mark.parametrize("tags, ok", [
+    (("loss", "accuracy"), True),
+    (("epoch_loss", "epoch_accuracy"), True),                      # keras.callbacks.TensorBoard
+    (("batch_loss", "batch_sparse_categorical_accuracy"), True),
+    (("train/loss", "train/accuracy"), True),                      # one writer, tags with a run
+    (("xent", "hits"), False),
+    (("loss",), False),
+])
+def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok):
+    import tensorflow as tf
+
+    writer = tf.summary.create_file_writer(str(tmp_path / "train"))
+    with writer.as_default():
+        for step in range(3):
+            for tag in tags:
+                tf.summary.scalar(tag, 1.0 / (step + 1), step=step)
+    writer.flush()
+    labels = _Ctx.train_labels
+    learned = np.eye(10, dtype=np.float32)[labels] * 5
+    obs = {"before": np.zeros((256, 10), np.float32), "after": learned, "log_dir": str(tmp_path)}
+    score, message = checks.judge_training(obs, _Ctx(), {"steps": 3})
+    assert (score == 1.0) == ok, message

@@ -1,0 +1,133 @@
+"""Honest grading: every correct solution earns full marks on every item, visible and
+hidden, and every broken variant loses exactly the items its mistake touches.
+
+The correct solutions in tests/corpus/correct/ were written from the module contract
+alone, independently of the reference and of each other. Each is graded once per session
+with the shipped rubric, one worker per solution, and several tests read that report.
+"""
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import yaml
+
+from grader import calibrate, corpus, engine, rubric, vgg_weights
+from grader.paths import DEFAULT_RUBRIC
+from grader.submission import prepare
+
+SHIPPED = rubric.load(DEFAULT_RUBRIC)
+CORRECT = corpus.correct_solutions()
+VARIANTS = corpus.load_variants()
+_REPORTS: dict[str, engine.Report] = {}
+
+
+@pytest.fixture(scope="session")
+def shipped_inputs():
+    return engine.grading_inputs(SHIPPED, vgg_weights.stand_in())
+
+
+def lost(report) -> set[str]:
+    return {r.id for r in report.items if r.score < r.max_score}
+
+
+def messages(report) -> dict[str, str]:
+    return {r.id: f"{r.status} {r.score:g}/{r.max_score:g}: {r.message}" for r in report.items}
+
+
+def grade(path, rubric_, inputs, work) -> engine.Report:
+    module = prepare(path, work / "module")
+    return engine.grade(module, rubric_, inputs, include_hidden=True, submission_dir=path.parent,
+                        work_dir=work / "run", name=path.name)
+
+
+def full_report(name, inputs, tmp_path_factory) -> engine.Report:
+    """The shipped rubric, every item, graded once per session for each correct solution."""
+    if name not in _REPORTS:
+        _REPORTS[name] = grade(CORRECT[name], SHIPPED, inputs, tmp_path_factory.mktemp(name))
+    return _REPORTS[name]
+
+
+def test_corpus_is_large_and_varied():
+    """At least 8 modules and 2 notebooks besides the reference, and 24 distinct mistakes
+    built on several of them."""
+    suffixes = [p.suffix for name, p in CORRECT.items() if name != corpus.REFERENCE]
+    assert suffixes.count(".py") >= 8 and suffixes.count(".ipynb") >= 2
+    assert len(VARIANTS) >= 24 and len({v.base for v in VARIANTS}) >= 4
+    assert all(v.loses for v in VARIANTS)
+    ids = {i.id for i in SHIPPED.items}
+    assert all(v.loses <= ids for v in VARIANTS), [v.name for v in VARIANTS if not v.loses <= ids]
+
+
+@pytest.mark.parametrize("name", list(CORRECT))
+def test_correct_solution_gets_full_marks_on_every_item(name, shipped_inputs, tmp_path_factory):
+    report = full_report(name, shipped_inputs, tmp_path_factory)
+    assert lost(report) == set(), messages(report)
+    assert report.score == report.max_score == SHIPPED.max_points
+
+
+def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
+    return rubric.Rubric(corpus.variant_items(variant, SHIPPED.items), SHIPPED.title,
+                         SHIPPED.time_limit, SHIPPED.heldout_seed, SHIPPED.source)
+
+
+@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
+def test_mistake_costs_exactly_its_items(variant, shipped_inputs, tmp_path):
+    path = corpus.write_variant(variant, tmp_path / "variant")
+    report = grade(path, variant_rubric(variant), shipped_inputs, tmp_path)
+    assert lost(report) == set(variant.loses), messages(report)
+    if variant.low:
+        accuracy = [r for r in report.items if r.id in {i.id for i in SHIPPED.items
+                                                        if i.check == "accuracy"}]
+        assert accuracy and all(r.score == 0 for r in accuracy), messages(report)
+
+
+def test_regrade_gives_identical_scores(shipped_inputs, tmp_path_factory):
+    """Does grading the same submission again repeat every item's score and message?
+    (A model.fit solution: Keras' own shuffling and initialisers are seeded per item.)"""
+    name = "sequential_fit"
+    first = full_report(name, shipped_inputs, tmp_path_factory)
+    again = grade(CORRECT[name], SHIPPED, shipped_inputs, tmp_path_factory.mktemp("again"))
+    assert [(r.id, r.score, r.message) for r in again.items] == \
+        [(r.id, r.score, r.message) for r in first.items]
+
+
+def test_shipped_rubric_records_its_calibration():
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    provenance = data["calibration"]
+    assert {"date", "data", "weights_sha256", "tensorflow", "keras", "seeds", "runs",
+            "margin", "time_factor", "correct_solutions"} <= set(provenance)
+    assert set(provenance["correct_solutions"]) == set(CORRECT)
+    assert provenance["runs"] >= 2 * len(CORRECT)
+
+
+def test_shipped_bounds_agree_with_a_short_calibration_run(tmp_path):
+    """A one-seed calibration of the quick accuracy item on two correct solutions (one of
+    them a slow eager loop) and the low variants: the shipped bounds must lie between the
+    low runs and the correct runs it measures, and it writes a loadable rubric and a plot."""
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    data["items"] = [i for i in data["items"] if i["id"] in ("interface", "accuracy_quick")]
+    path = tmp_path / "rubric.yaml"
+    path.write_text("# short\n" + yaml.safe_dump(data, sort_keys=False))
+    plot = tmp_path / "bounds.png"
+    bounds, limits, runs = calibrate.run(path, seeds=(5,), plot_path=plot,
+                                         solutions=["reference", "sequential_eager"],
+                                         log=lambda line: None)
+    shipped = {i.id: i.params for i in SHIPPED.items}["accuracy_quick"]
+    measured = bounds["accuracy_quick"]
+    assert measured.max_low is not None and shipped["lower"] >= measured.max_low
+    assert shipped["upper"] <= measured.min_correct
+    written = rubric.load(path)
+    params = {i.id: i.params for i in written.items}["accuracy_quick"]
+    assert (params["lower"], params["upper"]) == (measured.lower, measured.upper)
+    assert yaml.safe_load(path.read_text())["calibration"]["runs"] == len(runs)
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert set(limits) == {"interface", "accuracy_quick"}
+
+
+def test_variants_file_errors_are_one_line(tmp_path):
+    shutil.copytree(corpus.DEFAULT_CORPUS / "correct", tmp_path / "correct")
+    (tmp_path / "variants.yaml").write_text(
+        "- {name: x, base: reference, edits: [['no such text', 'y']], loses: [weights]}\n")
+    with pytest.raises(corpus.KitError, match="occurs 0 times in reference; expected once"):
+        corpus.load_variants(tmp_path)
