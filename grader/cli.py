@@ -30,6 +30,18 @@ def _generate(args):
     generate.main(check=args.check)
 
 
+def _calibrate(args):
+    from . import calibrate
+    kind, *rest = args.data
+    if kind not in ("synthetic", "cifar10") or len(rest) > 1 or (kind == "synthetic" and rest):
+        raise KitError(f"--data: expected 'synthetic' or 'cifar10 [PATH]', found {' '.join(args.data)}.")
+    calibrate.main(args.rubric, args.corpus, tuple(args.seeds), args.weights,
+                   data=None if kind == "synthetic" else kind, data_path=rest[0] if rest else None,
+                   verify_checksum=not args.no_verify, margin=args.margin,
+                   time_factor=args.time_factor, write=not args.dry_run, plot_path=args.plot,
+                   solutions=args.solution)
+
+
 def _batch(args):
     from . import batch
     batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
@@ -87,6 +99,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true",
                    help="only report generated files that are out of date (exit 2 if any)")
     p.set_defaults(run=_generate)
+
+    from .calibrate import MARGIN, SEEDS, TIME_FACTOR
+    p = verbs.add_parser("calibrate", help="instructors: grade the corpus of correct solutions "
+                         "and low variants, then write accuracy bounds and time limits into "
+                         "the rubric")
+    p.add_argument("--rubric", help="rubric YAML to calibrate (default: rubrics/transfer_learning.yaml)")
+    p.add_argument("--corpus", help="corpus folder with correct/ and variants.yaml "
+                   "(default: tests/corpus)")
+    p.add_argument("--solution", action="append", metavar="NAME",
+                   help="calibrate on these correct solutions only (repeatable)")
+    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                   help="grading seeds; each correct solution runs once per seed")
+    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                   "else stand-in weights)")
+    p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
+                   help="'synthetic' (default) or 'cifar10 [PATH]': the data graded on")
+    p.add_argument("--no-verify", action="store_true",
+                   help="accept a CIFAR-10 archive whose MD5 is not the official one")
+    p.add_argument("--margin", type=float, default=MARGIN,
+                   help="upper bound = lowest correct accuracy minus this")
+    p.add_argument("--time-factor", type=float, default=TIME_FACTOR,
+                   help="time limit = this multiple of the slowest correct run")
+    p.add_argument("--plot", metavar="PNG", help="write a plot of the accuracy distributions")
+    p.add_argument("--dry-run", action="store_true", help="print the table, leave the rubric")
+    p.set_defaults(run=_calibrate)
 
     p = verbs.add_parser("batch", help="grade a folder of submissions (TAs): parallel, "
                          "sandboxed, resumable; CSV, feedback and Gradescope exports")

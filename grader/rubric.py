@@ -26,6 +26,8 @@ TOP_LEVEL = {
     "time_limit": ((int, float), False, "default seconds per item (positive)"),
     "heldout_seed": (int, False, "seed of the held-out images for hidden items (keep private)"),
     "items": (list, True, "the graded items"),
+    "calibration": (dict, False, "written by `grader calibrate`: what the bounds and time "
+                                 "limits were measured on"),
 }
 ITEM = {
     "id": (str, True, "unique name of the item (letters, digits, _ and -)"),
@@ -194,4 +196,10 @@ def public_copy(data: dict) -> dict:
     public = copy.deepcopy(data)
     public["items"] = [i for i in public["items"] if i.get("visibility", "visible") == "visible"]
     public.pop("heldout_seed", None)
+    calibration = public.get("calibration")
+    if isinstance(calibration, dict):  # measurements of hidden items stay private too
+        shown = {i["id"] for i in public["items"]}
+        for key in ("measured", "slowest_seconds"):
+            if isinstance(calibration.get(key), dict):
+                calibration[key] = {k: v for k, v in calibration[key].items() if k in shown}
     return public

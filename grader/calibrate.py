@@ -1,0 +1,290 @@
+"""`grader calibrate`: set the rubric's accuracy bounds and time limits from measurements.
+
+Every correct solution of the corpus (and the reference) is graded on every item under
+several grading seeds, with the rubric's data and weights, and so are the broken
+variants marked `low`. Each accuracy item then gets `upper` a stated margin below the
+lowest correct run and `lower` at or above the highest low run; each item's time limit
+becomes a stated multiple of its slowest correct run. The rubric records what it was
+calibrated on, and a table and a PNG plot show the distributions with the bounds.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import math
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from . import corpus as corpus_mod, engine, rubric as rubric_mod, vgg_weights
+from .checks import JudgeContext
+from .errors import KitError
+from .fsutil import atomic_path, write_text_atomic
+from .paths import DEFAULT_RUBRIC
+from .submission import prepare
+
+MARGIN = 0.05
+"""upper sits this far below the lowest accuracy of a correct run"""
+LOW_MARGIN = 0.03
+"""lower sits this far above the highest low run (or chance, 0.1): about three standard
+deviations of an accuracy near chance measured on 500 held-out images"""
+TIME_FACTOR = 3.0
+"""an item's time limit is this multiple of its slowest correct run"""
+MIN_TIME_LIMIT = 30.0
+"""and never below this many seconds (start-up noise dominates very short items)"""
+SEEDS = (11, 22, 33)
+
+
+@dataclass
+class Run:
+    solution: str
+    seed: int
+    kind: str
+    """correct or low"""
+    scores: dict[str, float] = field(default_factory=dict)
+    """item id -> fraction of points"""
+    seconds: dict[str, float] = field(default_factory=dict)
+    accuracy: dict[str, float] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+
+
+def accuracy_of(observation: dict, heldout_labels: np.ndarray, images: int) -> float | None:
+    logits = observation.get("logits") if isinstance(observation, dict) else None
+    labels = heldout_labels[:images]
+    if logits is None or np.shape(logits) != (len(labels), 10):
+        return None
+    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
+
+
+def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric, weights: dict,
+               seeds, data=None, log=print) -> list[Run]:
+    """Grade each solution on every item of `rubric` under each seed."""
+    runs = []
+    for seed in seeds:
+        seeded = rubric_mod.Rubric(rubric.items, rubric.title, rubric.time_limit, seed, rubric.source)
+        inputs = engine.grading_inputs(seeded, weights, data)
+        for name, path in solutions.items():
+            with tempfile.TemporaryDirectory(prefix="grader-calibrate-") as tmp:
+                module = prepare(path, Path(tmp) / "module")
+                outcomes, _, _ = engine.collect(module, path.parent, seeded.items, inputs,
+                                                Path(tmp) / "run", seed=seed)
+                results = engine.judge(seeded.items, outcomes, inputs, Path(tmp) / "run")
+            run = Run(name, seed, kind)
+            for item, result in zip(seeded.items, results):
+                run.scores[item.id] = result.score / item.points if item.points else 1.0
+                run.seconds[item.id] = result.seconds
+                run.messages[item.id] = f"{result.status}: {result.message}"
+                status, value, _ = outcomes.get(item.id, ("skipped", None, 0))
+                if item.check == "accuracy" and status == "result":
+                    acc = accuracy_of(value, inputs.heldout_labels, item.params["images"])
+                    if acc is not None:
+                        run.accuracy[item.id] = acc
+            log(f"  {kind:7s} {name:28s} seed {seed}: " + ", ".join(
+                f"{i}={a:.3f}" for i, a in run.accuracy.items()))
+            runs.append(run)
+    return runs
+
+
+@dataclass
+class Bounds:
+    item: str
+    lower: float
+    upper: float
+    min_correct: float
+    max_low: float | None
+    slowest: float
+    time_limit: float
+
+
+def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
+            time_factor: float = TIME_FACTOR) -> tuple[dict[str, Bounds], dict[str, float]]:
+    """Accuracy bounds per accuracy item, and a time limit for every item."""
+    correct = [r for r in runs if r.kind == "correct"]
+    low = [r for r in runs if r.kind == "low"]
+    limits = {}
+    for item in rubric.items:
+        slowest = max((r.seconds.get(item.id, 0.0) for r in correct), default=0.0)
+        limits[item.id] = float(max(MIN_TIME_LIMIT, math.ceil(time_factor * slowest / 5) * 5))
+    bounds = {}
+    for item in rubric.items:
+        if item.check != "accuracy" or item.params["mode"] != "train":
+            continue
+        values = [r.accuracy.get(item.id) for r in correct]
+        if not values or any(v is None for v in values):
+            failed = [f"{r.solution} (seed {r.seed}): {r.messages.get(item.id)}"
+                      for r in correct if r.accuracy.get(item.id) is None]
+            raise KitError(f"calibration of {item.id}: expected every correct run to report an "
+                           f"accuracy, these did not: {'; '.join(failed)[:400]}.")
+        min_correct = min(values)
+        low_values = [r.accuracy[item.id] for r in low if item.id in r.accuracy]
+        max_low = max(low_values) if low_values else None
+        # to 0.01, away from the runs (rounded first so 0.55 stays 0.55 in binary floats)
+        upper = math.floor(round((min_correct - margin) * 100, 6)) / 100
+        floor_low = max(max_low if max_low is not None else 0.1, 0.1)
+        lower = math.ceil(round((floor_low + LOW_MARGIN) * 100, 6)) / 100
+        if not lower < upper:
+            raise KitError(
+                f"calibration of {item.id}: the correct runs (lowest {min_correct:.3f}) and the "
+                f"low runs (highest {max_low if max_low is not None else 0:.3f}) are not "
+                f"separated by the margins {margin} and {LOW_MARGIN}; give the item more steps "
+                "or images.")
+        bounds[item.id] = Bounds(item.id, lower, upper, min_correct, max_low,
+                                 max(r.seconds.get(item.id, 0.0) for r in correct), limits[item.id])
+    return bounds, limits
+
+
+def false_fails(rubric: rubric_mod.Rubric, runs: list[Run]) -> list[str]:
+    """Correct runs that lost points on an item that is not an accuracy item."""
+    return [f"{r.solution} (seed {r.seed}) lost {item.id}: {r.messages[item.id]}"
+            for r in runs if r.kind == "correct" for item in rubric.items
+            if item.check != "accuracy" and r.scores.get(item.id, 0) < 1.0]
+
+
+def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, float],
+                       provenance: dict) -> dict:
+    """The rubric's YAML data with the new bounds, limits and provenance."""
+    data = dict(data)
+    items = []
+    for raw in data["items"]:
+        raw = dict(raw)
+        if raw["id"] in limits:
+            raw["time_limit"] = limits[raw["id"]]
+        if raw["id"] in bounds:
+            params = dict(raw.get("params") or {})
+            params["lower"], params["upper"] = bounds[raw["id"]].lower, bounds[raw["id"]].upper
+            raw["params"] = params
+        items.append(raw)
+    data["items"] = items
+    data["calibration"] = provenance
+    return data
+
+
+def table(bounds: dict[str, Bounds], limits: dict[str, float], runs: list[Run]) -> str:
+    lines = ["item            lowest correct  highest low  lower  upper  slowest   time limit"]
+    for item_id, limit in limits.items():
+        slowest = max((r.seconds.get(item_id, 0.0) for r in runs if r.kind == "correct"), default=0)
+        b = bounds.get(item_id)
+        if b:
+            low = "-" if b.max_low is None else f"{b.max_low:.3f}"
+            lines.append(f"{item_id:15s} {b.min_correct:14.3f}  {low:>11s}  {b.lower:5.2f}  "
+                         f"{b.upper:5.2f}  {slowest:6.1f} s  {limit:6.0f} s")
+        else:
+            lines.append(f"{item_id:15s} {'':14s}  {'':11s}  {'':5s}  {'':5s}  {slowest:6.1f} s  "
+                         f"{limit:6.0f} s")
+    return "\n".join(lines)
+
+
+def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(bounds), 1, figsize=(7, 1.8 * len(bounds) + 0.6), squeeze=False)
+    for ax, (item_id, b) in zip(axes[:, 0], bounds.items()):
+        for row, kind, colour in ((1, "correct", "tab:green"), (0, "low", "tab:red")):
+            values = [r.accuracy[item_id] for r in runs if r.kind == kind and item_id in r.accuracy]
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(values))
+            ax.scatter(values, row + jitter, s=18, color=colour, alpha=0.8, label=kind)
+        ax.axvline(b.lower, color="tab:red", linestyle="--", linewidth=1)
+        ax.axvline(b.upper, color="tab:green", linestyle="--", linewidth=1)
+        ax.set_yticks([0, 1], ["low", "correct"])
+        ax.set_xlim(0, 1.02)
+        ax.set_title(f"{item_id}: no points at or below {b.lower:.2f}, full points from {b.upper:.2f}",
+                     fontsize=9)
+    axes[-1, 0].set_xlabel("accuracy on held-out images")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+
+
+def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
+        seeds=SEEDS, weights: str | None = None, data=None, data_description: str = "synthetic",
+        margin: float = MARGIN, time_factor: float = TIME_FACTOR, write: bool = True,
+        plot_path: str | Path | None = None, solutions: list[str] | None = None,
+        log=print) -> tuple[dict[str, Bounds], dict[str, float], list[Run]]:
+    rubric_path = Path(rubric_path or DEFAULT_RUBRIC)
+    rubric = rubric_mod.load(rubric_path)
+    corpus = Path(corpus or corpus_mod.DEFAULT_CORPUS)
+    conv_weights, weights_source = vgg_weights.resolve(weights)
+    correct = corpus_mod.correct_solutions(corpus)
+    if solutions:
+        unknown = [s for s in solutions if s not in correct]
+        if unknown:
+            raise KitError(f"--solution {', '.join(unknown)}: not in the corpus; expected one of "
+                           f"{', '.join(correct)}.")
+        correct = {s: correct[s] for s in solutions}
+    low_variants = [v for v in corpus_mod.load_variants(corpus) if v.low]
+    log(f"calibrating {rubric_path} on {len(correct)} correct solutions and {len(low_variants)} "
+        f"low variants, seeds {', '.join(map(str, seeds))} ({weights_source}; {data_description})")
+    with tempfile.TemporaryDirectory(prefix="grader-variants-") as tmp:
+        low = {v.name: corpus_mod.write_variant(v, Path(tmp), corpus) for v in low_variants}
+        accuracy_items = [i for i in rubric.items if i.check == "accuracy"]
+        runs = grade_runs(correct, "correct", rubric, conv_weights, seeds, data, log)
+        low_rubric = rubric_mod.Rubric(accuracy_items, rubric.title, rubric.time_limit,
+                                       rubric.heldout_seed, rubric.source)
+        runs += grade_runs(low, "low", low_rubric, conv_weights, seeds, data, log)
+    problems = false_fails(rubric, runs)
+    if problems:
+        raise KitError(f"calibration stopped: a correct solution lost points on a check that "
+                       f"has no bound to calibrate: {problems[0]}" +
+                       (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") +
+                       ". Fix the check or the solution first.")
+    bounds, limits = compute(rubric, runs, margin, time_factor)
+    import keras
+    import tensorflow as tf
+
+    digest = hashlib.sha256(b"".join(np.ascontiguousarray(conv_weights[k]).tobytes()
+                                     for k in sorted(conv_weights))).hexdigest()
+    provenance = {
+        "date": datetime.date.today().isoformat(),
+        "data": data_description,
+        "weights": weights_source,
+        "weights_sha256": digest,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "seeds": list(seeds),
+        "correct_solutions": sorted(correct),
+        "low_variants": sorted(low),
+        "runs": len(runs),
+        "margin": margin,
+        "low_margin": LOW_MARGIN,
+        "time_factor": time_factor,
+        "measured": {b.item: {"lowest_correct": round(b.min_correct, 4),
+                              "highest_low": None if b.max_low is None else round(b.max_low, 4)}
+                     for b in bounds.values()},
+        "slowest_seconds": {item_id: round(max(r.seconds.get(item_id, 0.0) for r in runs
+                                               if r.kind == "correct"), 1) for item_id in limits},
+    }
+    log(table(bounds, limits, runs))
+    if plot_path:
+        plot(bounds, runs, Path(plot_path))
+        log(f"plot: {plot_path}")
+    if write:
+        raw = yaml.safe_load(rubric_path.read_text(encoding="utf-8"))
+        updated = update_rubric_data(raw, bounds, limits, provenance)
+        rubric_mod.parse(updated, str(rubric_path))  # never write a rubric that does not load
+        header = [line for line in rubric_path.read_text(encoding="utf-8").splitlines()
+                  if line.startswith("#")]
+        text = "\n".join(header) + "\n" + yaml.safe_dump(updated, sort_keys=False, width=100)
+        write_text_atomic(rubric_path, text)
+        log(f"wrote the bounds, time limits and provenance into {rubric_path}")
+    return bounds, limits, runs
+
+
+def main(rubric_path=None, corpus=None, seeds=SEEDS, weights=None, data=None, data_path=None,
+         verify_checksum=True, margin=MARGIN, time_factor=TIME_FACTOR, write=True,
+         plot_path=None, solutions=None) -> None:
+    dataset, description = None, "synthetic (grader/synthetic.py)"
+    if data == "cifar10":
+        from . import cifar10
+
+        dataset = cifar10.load(data_path, verify_checksum=verify_checksum)
+        description = f"CIFAR-10 ({data_path or 'downloaded'})"
+    run(rubric_path, corpus, seeds, weights, dataset, description, margin, time_factor, write,
+        plot_path, solutions, log=lambda line: print(line, file=sys.stderr, flush=True))
