@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from . import handout, rubric as rubric_mod
+from . import handout, network, rubric as rubric_mod
 from .errors import KitError, MarkerError
 from .paths import DEFAULT_RUBRIC, ROOT, SOLUTION
 from .submission import TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
@@ -136,13 +136,15 @@ def _split_top_level(source: str) -> list[tuple[str | None, str]]:
     return [(n, c) for n, c in chunks if c.strip()]
 
 
-def notebook(module_source: str, title_note: str):
+def notebook(module_source: str, title_note: str, public_items: list):
     """The handout notebook around `module_source` (nbformat v4, deterministic ids)."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    cells = [new_markdown_cell(f"{handout.TITLE}\n\n{title_note}\n\n{handout.INTRO}",
-                               metadata={"tags": [TAG_HANDOUT]})]
+    intro = handout.INTRO.replace("LAYER_TABLE", network.layer_table_markdown())
+    cells = [new_markdown_cell(f"{handout.TITLE}\n\n{title_note}\n\n{intro}",
+                               metadata={"tags": [TAG_HANDOUT]}),
+             new_markdown_cell(handout.grading_section(public_items), metadata={"tags": [TAG_HANDOUT]})]
     for fname, chunk in _split_top_level(module_source):
         if fname in handout.BEFORE:
             cells.append(new_markdown_cell(handout.BEFORE[fname], metadata={"tags": [TAG_HANDOUT]}))
@@ -191,9 +193,9 @@ def build(out: Path, solution: Path = SOLUTION, rubric_path: Path = DEFAULT_RUBR
     (out / "skeletons").mkdir(parents=True)
     (out / "solutions").mkdir()
     (out / "skeletons" / "transfer_learning.py").write_text(skeleton, encoding="utf-8")
-    student_nb = notebook(skeleton, f"*Generated from {rel} -- do not edit.*")
+    student_nb = notebook(skeleton, f"*Generated from {rel} -- do not edit.*", public["items"])
     _write_notebook(student_nb, out / "skeletons" / "transfer_learning.ipynb")
-    _write_notebook(notebook(source, "*Instructor version with solutions.*"),
+    _write_notebook(notebook(source, "*Instructor version with solutions.*", public["items"]),
                     out / "solutions" / "transfer_learning.ipynb")
 
     bundle = out / "dist" / "student-bundle"

@@ -35,15 +35,13 @@ for key in weights.files:
     print(key, weights[key].shape)
 ```
 
-| block | layers | kernel shapes |
-|---|---|---|
-| conv1 | conv1_1, conv1_2 | [3,3,3,64], [3,3,64,64] |
-| pool1 | 2x2 max pool, stride 2 | none |
-| conv2 | conv2_1, conv2_2 | [3,3,64,128], [3,3,128,128] |
-| pool2 | 2x2 max pool, stride 2 | none |
-| conv3 | conv3_1, conv3_2, conv3_3 | [3,3,128,256], [3,3,256,256], [3,3,256,256] |
-| pool3 | 2x2 max pool, stride 2 | none |
-| conv4, conv5, fc6-fc8 | not used here | |
+The layers you build, in this order and with these names (`model.get_layer(name)` must
+find each one; functional, `keras.Sequential` and subclassed models are all fine):
+
+LAYER_TABLE
+
+conv4_1 and everything after pool3 in the file (conv4, conv5, and fc6-fc8 in the full
+VGG16 file) is not used here.
 """
 
 BEFORE = {
@@ -103,6 +101,37 @@ and continue from its step up to `steps`, with the optimizer's state restored to
 an interrupted run ends where an uninterrupted one would.
 """,
 }
+
+def grading_section(public_items: list) -> str:
+    """What each visible item runs, from the public rubric: the handout says exactly what
+    the accuracy items measure and how much time every item has."""
+    from .network import DEFAULT_LEARNING_RATE
+
+    lines = ["## How your work is graded", "",
+             "The grader imports your code (from a notebook: the cells tagged `graded`, and from "
+             "any other cell only its imports, functions, classes and the module-level names they "
+             "use) and calls the five functions by name. Every item that trains starts the `fc` "
+             "layer from zeros, so your choice of initialiser does not change a grade.", "",
+             "| item | points | what is measured | time limit |", "|---|---|---|---|"]
+    for item in public_items:
+        params = item.get("params") or {}
+        what = item["title"]
+        if item["check"] == "accuracy" and params.get("mode", "train") == "train":
+            what = (f"`build_model`, `fc` set to zeros, `make_dataset(train images, labels, "
+                    f"batch_size=64, seed=0)`, then `train(model, dataset, steps={params['steps']})` "
+                    f"at its default learning rate ({DEFAULT_LEARNING_RATE:g}); accuracy on "
+                    f"{params.get('images', 1000)} unseen images: no points at or below "
+                    f"{params['lower']:.2f}, full points from {params['upper']:.2f}, linear between")
+        limit = item.get("time_limit")
+        lines.append(f"| {item['id']} | {item['points']:g} | {what} | "
+                     f"{'-' if limit is None else f'{limit:g} s'} |")
+    lines += ["", "More items are graded after the due date, among them a longer training run "
+              "measured the same way. Time limits are a few times what the slowest of many correct "
+              "solutions needed on a 2-core laptop: a `tf.function` training step at batch 64 takes "
+              "about 0.15 s there and a plain eager one two to five times as long, both fine; "
+              "a step that takes seconds is not."]
+    return "\n".join(lines) + "\n"
+
 
 EXPERIMENTS_MD = """\
 ## 5. Experiments
