@@ -61,3 +61,11 @@ def test_public_copy_drops_hidden_items_and_the_seed():
     assert "heldout_seed" not in public
     assert [i["id"] for i in public["items"]] == [i.id for i in rubric.parse(data).select(False)]
     rubric.parse(public)  # still a valid rubric
+
+
+def test_public_copy_drops_what_calibration_measured_on_hidden_items():
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    hidden = {i["id"] for i in data["items"] if i.get("visibility", "visible") != "visible"}
+    assert hidden and set(data["calibration"]["slowest_seconds"]) >= hidden
+    public = rubric.public_copy(data)["calibration"]
+    assert not hidden & set(public["slowest_seconds"]) and not hidden & set(public["measured"])
