@@ -90,6 +90,14 @@ Training minimises the softmax cross-entropy between the logits and the labels. 
 learning rate and batches of 64 to start with, and log the loss and the accuracy with
 `tf.summary.scalar` so you can follow them in TensorBoard.
 
+Mind the scale of what fc sees: the frozen features are tens to hundreds, thousands of
+them, so a step that moves every weight by the learning rate moves the logits a lot. Adam
+at the default 1e-4 learns within a few dozen steps here. At that rate plain or momentum
+SGD overshoots unless you clip the gradients (`global_clipnorm`), and RMSprop's first
+steps are about three times Adam's and overshoot too. A random fc start with logits in the
+tens also slows the first steps; starting fc at zero avoids that (the grader's training
+items start it at zero for you).
+
 Long runs get interrupted. A **checkpoint** stores the values of the variables; with
 `tf.train.Checkpoint` you name what to store (the model, the optimizer with its internal
 state, the step counter) and `tf.train.CheckpointManager` numbers the files and keeps only

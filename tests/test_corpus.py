@@ -75,7 +75,9 @@ def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
 def test_mistake_costs_exactly_its_items(variant, shipped_inputs, tmp_path):
     path = corpus.write_variant(variant, tmp_path / "variant")
     report = grade(path, variant_rubric(variant), shipped_inputs, tmp_path)
-    assert lost(report) == set(variant.loses), messages(report)
+    got, declared = lost(report), set(variant.loses)
+    assert got == declared, (f"lost {sorted(got)}, declared {sorted(declared)}; the difference: "
+                             + "; ".join(f"{k}: {messages(report)[k]}" for k in sorted(got ^ declared)))
     if variant.low:
         accuracy = [r for r in report.items if r.id in {i.id for i in SHIPPED.items
                                                         if i.check == "accuracy"}]
