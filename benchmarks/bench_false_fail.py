@@ -1,12 +1,12 @@
 """False-fail and false-pass rates of the grader, per item, under held-out seeds.
 
-    python benchmarks/bench_false_fail.py [--seeds 101 202]
+    python benchmarks/bench_false_fail.py [--seeds 101 202] [--variant-seeds 101]
 
 Every correct solution of tests/corpus (and the reference) is graded on every item of the
 shipped rubric under each seed; every broken variant of tests/corpus/variants.yaml is
-graded on its items (corpus.variant_items) under the same seeds. The seeds differ from the
-calibration seeds recorded in the rubric, so the accuracy bounds meet data they were not
-set on. Reported per item:
+graded on its items (corpus.variant_items) under --variant-seeds (default: the same
+seeds). The seeds differ from the calibration seeds recorded in the rubric, so the
+accuracy bounds meet data orders and held-out images they were not set on. Reported per item:
 
 - false fails: correct runs that lost points on the item (target 0);
 - false passes: variants that must lose the item but kept full points on it (target 0);
@@ -31,9 +31,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[101, 202])
+    parser.add_argument("--variant-seeds", type=int, nargs="+")
     args = parser.parse_args()
+    variant_seeds = args.variant_seeds or args.seeds
 
-    from grader import calibrate, corpus, engine, rubric, vgg_weights
+    from grader import calibrate, corpus, rubric, vgg_weights
     from grader.paths import DEFAULT_RUBRIC
 
     shipped = rubric.load(DEFAULT_RUBRIC)
@@ -52,7 +54,7 @@ def main() -> None:
                                 shipped.source)
             path = corpus.write_variant(variant, Path(tmp) / variant.name)
             for run in calibrate.grade_runs({variant.name: path}, "variant", sub, weights,
-                                            args.seeds, log=log):
+                                            variant_seeds, log=log):
                 for item in items:
                     graded[item.id] += 1
                     if item.id in variant.loses and run.scores[item.id] >= 1.0:
@@ -63,12 +65,13 @@ def main() -> None:
     n_correct = len(correct)
     print(f"{n_correct} correct runs ({n_correct // len(args.seeds)} solutions x "
           f"{len(args.seeds)} seeds {args.seeds}), "
-          f"{len(corpus.load_variants())} variants x {len(args.seeds)} seeds, {minutes:.0f} min")
+          f"{len(corpus.load_variants())} variants x {len(variant_seeds)} seeds {variant_seeds}, "
+          f"{minutes:.0f} min")
     print("| item | correct runs that lost points | variants that kept an item they must lose "
           "| variants that lost an item they should keep |")
     print("|---|---|---|---|")
     for item in shipped.items:
-        must = sum(len(args.seeds) for v in corpus.load_variants() if item.id in v.loses)
+        must = sum(len(variant_seeds) for v in corpus.load_variants() if item.id in v.loses)
         print(f"| {item.id} | {false_fail[item.id]} / {n_correct} | {false_pass[item.id]} / {must} "
               f"| {over_strict[item.id]} / {graded[item.id] - must} |")
 

@@ -21,7 +21,6 @@ import numpy as np
 import yaml
 
 from . import corpus as corpus_mod, engine, rubric as rubric_mod, vgg_weights
-from .checks import JudgeContext
 from .errors import KitError
 from .fsutil import atomic_path, write_text_atomic
 from .paths import DEFAULT_RUBRIC

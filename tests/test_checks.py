@@ -2,7 +2,6 @@
 their style, and what the pipeline and summary judges accept and refuse."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
