@@ -15,6 +15,7 @@ accuracy bounds meet data orders and held-out images they were not set on. Repor
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import tempfile
@@ -50,8 +51,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-false-fail-") as tmp:
         for variant in corpus.load_variants():
             items = corpus.variant_items(variant, shipped.items)
-            sub = rubric.Rubric(items, shipped.title, shipped.time_limit, shipped.heldout_seed,
-                                shipped.source)
+            sub = dataclasses.replace(shipped, items=items)
             path = corpus.write_variant(variant, Path(tmp) / variant.name)
             for run in calibrate.grade_runs({variant.name: path}, "variant", sub, weights,
                                             variant_seeds, log=log):

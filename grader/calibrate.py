@@ -14,7 +14,7 @@ import hashlib
 import math
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -64,7 +64,7 @@ def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric,
     """Grade each solution on every item of `rubric` under each seed."""
     runs = []
     for seed in seeds:
-        seeded = rubric_mod.Rubric(rubric.items, rubric.title, rubric.time_limit, seed, rubric.source)
+        seeded = replace(rubric, heldout_seed=seed)
         inputs = engine.grading_inputs(seeded, weights, data)
         for name, path in solutions.items():
             with tempfile.TemporaryDirectory(prefix="grader-calibrate-") as tmp:
@@ -225,8 +225,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         low = {v.name: corpus_mod.write_variant(v, Path(tmp), corpus) for v in low_variants}
         accuracy_items = [i for i in rubric.items if i.check == "accuracy"]
         runs = grade_runs(correct, "correct", rubric, conv_weights, seeds, data, log)
-        low_rubric = rubric_mod.Rubric(accuracy_items, rubric.title, rubric.time_limit,
-                                       rubric.heldout_seed, rubric.source)
+        low_rubric = replace(rubric, items=accuracy_items)
         runs += grade_runs(low, "low", low_rubric, conv_weights, seeds, data, log)
     problems = false_fails(rubric, runs)
     if problems:

@@ -59,6 +59,7 @@ def load_variants(corpus: Path = DEFAULT_CORPUS) -> list[Variant]:
     if not isinstance(data, list):
         raise KitError(f"{path}: expected a list of variants, found {type(data).__name__}.")
     bases = correct_solutions(corpus)
+    sources: dict[str, str] = {}  # each base read once
     variants, names = [], set()
     for index, raw in enumerate(data):
         where = f"{path}: variant {index}"
@@ -73,7 +74,9 @@ def load_variants(corpus: Path = DEFAULT_CORPUS) -> list[Variant]:
             raise KitError(f"{where}: base {raw['base']!r} is not a correct solution; expected "
                            f"one of {', '.join(bases)}.")
         edits = tuple((str(old), str(new)) for old, new in raw["edits"])
-        source = bases[raw["base"]].read_text(encoding="utf-8")
+        if raw["base"] not in sources:
+            sources[raw["base"]] = bases[raw["base"]].read_text(encoding="utf-8")
+        source = sources[raw["base"]]
         for old, _ in edits:
             if source.count(old) != 1:
                 raise KitError(f"{where} ({raw['name']}): the text {old!r:.80} occurs "

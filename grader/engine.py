@@ -8,6 +8,7 @@ that was running.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import queue
@@ -186,8 +187,6 @@ def _tail_line(tail: bytes) -> str:
 def item_seed(seed: int, item_id: str) -> int:
     """The random seed an item runs under: fixed by the grading seed and the item, so a
     second grading of the same submission repeats every random choice."""
-    import hashlib
-
     return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:4], "big")
 
 

@@ -7,6 +7,7 @@ with the shipped rubric, one worker per solution, and several tests read that re
 """
 from __future__ import annotations
 
+import dataclasses
 import shutil
 
 import pytest
@@ -67,8 +68,7 @@ def test_correct_solution_gets_full_marks_on_every_item(name, shipped_inputs, tm
 
 
 def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
-    return rubric.Rubric(corpus.variant_items(variant, SHIPPED.items), SHIPPED.title,
-                         SHIPPED.time_limit, SHIPPED.heldout_seed, SHIPPED.source)
+    return dataclasses.replace(SHIPPED, items=corpus.variant_items(variant, SHIPPED.items))
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
