@@ -1,7 +1,9 @@
 """`grader batch SUBMISSIONS --out DIR`: grade a folder of submissions for a course.
 
 Each submission is graded by the engine in its own sandboxed worker (grader.sandbox:
-memory cap, no network, an unprivileged user when run as root), several at a time.
+a private filesystem view without the gradebook, the rubric or other submissions, no
+network, a PID namespace, a memory cap, an unprivileged user when run as root), several
+at a time.
 Results go to a SQLite gradebook one submission per transaction, so a killed batch
 resumes where it stopped; unchanged submissions already graded are skipped. At the end
 the CSV, per-student feedback and Gradescope results.json files are rebuilt from the
@@ -12,134 +14,34 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-import shutil
-import subprocess
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__, engine, exports, rubric as rubric_mod, vgg_weights
-from .errors import KitError, SubmissionError
+from . import __version__, engine, exports, rubric as rubric_mod, sandbox as sandbox_mod, vgg_weights
+from .errors import KitError
 from .fsutil import atomic_path
 from .gradebook import Gradebook
-from .paths import DEFAULT_RUBRIC, ROOT
-from .submission import content_hash, discover, materialize
+from .paths import DEFAULT_RUBRIC
+from .submission import content_hash, discover
 
 
-@dataclass
-class Sandbox:
-    """How workers are confined; `wrap` is the command prefix that applies it."""
-    memory_mb: int
-    user: str
-    network: bool
-    hide: list[str] = field(default_factory=list)
-
-    @property
-    def wrap(self) -> list[str]:
-        command = [sys.executable, "-m", "grader.sandbox", "--memory-mb", str(self.memory_mb)]
-        if self.user:
-            command += ["--user", self.user]
-        if not self.network:
-            command.append("--no-network")
-        for folder in self.hide:
-            command += ["--hide", folder]
-        return command + ["--"]
-
-    def describe(self) -> str:
-        return (f"memory cap {self.memory_mb} MB, network {'on' if self.network else 'off'}, "
-                f"user {self.user or 'current'}, {len(self.hide)} private folder(s) hidden")
-
-
-def _probe(sandbox: Sandbox) -> str | None:
-    """None if the sandbox can start Python, else what went wrong."""
-    result = subprocess.run(sandbox.wrap + [sys.executable, "-c", "pass"], capture_output=True,
-                            text=True, cwd="/", env={"PATH": os.environ.get("PATH", "")})
-    return None if result.returncode == 0 else (result.stderr.strip().splitlines() or ["failed"])[-1]
-
-
-def _hideable(folders: list[Path]) -> list[str]:
-    """The folders that may be covered without hiding what the worker itself needs."""
-    needed = [Path(sys.executable).resolve(), Path(sys.prefix).resolve(), ROOT.resolve(),
-              Path(tempfile.gettempdir()).resolve()]
-    candidates = {f.resolve() for f in folders if f.is_dir()}
-    candidates = {f for f in candidates if not any(n == f or f in n.parents for n in needed)}
-    # Covering a folder covers what is inside it: keep only the outermost ones.
-    return sorted(str(f) for f in candidates if not any(o in f.parents for o in candidates))
-
-
-def choose_sandbox(memory_mb: int, user: str, network: bool,
-                   private: list[Path] | None = None) -> tuple[Sandbox, list[str]]:
-    """The strongest sandbox this machine allows, and notices about what was given up."""
-    notices = []
-    root = os.geteuid() == 0
-    if user == "auto":
-        user = "nobody" if root else ""
-    if not network and not root:
-        notices.append("network isolation needs root; submissions keep network access")
-        network = True
-    sandbox = Sandbox(memory_mb, user, network)
-    if sandbox.user:
-        problem = _probe(Sandbox(memory_mb, sandbox.user, True))
-        if problem:
-            notices.append(f"cannot run Python as user {sandbox.user!r} ({problem}); grading as "
-                           "the current user")
-            sandbox.user = ""
-    if private and root:
-        sandbox.hide = _hideable(private)
-        if sandbox.hide and _probe(Sandbox(memory_mb, sandbox.user, True, sandbox.hide)):
-            notices.append("could not hide the gradebook and rubric folders from submissions")
-            sandbox.hide = []
-    elif private:
-        notices.append("hiding the gradebook and rubric from submissions needs root")
-    if not sandbox.network and _probe(sandbox):
-        notices.append("could not cut the network here; submissions keep network access")
-        sandbox.network = True
-    return sandbox, notices
-
-
-def _failed_report(student: str, rubric: rubric_mod.Rubric, items, message: str) -> engine.Report:
-    return engine.Report(student, [engine.ItemResult(i.id, i.title, 0.0, i.points, "skipped", message,
-                                                     0.0, i.visibility) for i in items],
-                         rubric=rubric.source)
-
-
-def grade_one(student: str, path: Path, rubric, inputs, sandbox: Sandbox,
+def grade_one(student: str, path: Path, rubric, inputs, sandbox: sandbox_mod.Sandbox,
               startup_limit: float, threads: int) -> tuple[engine.Report, str, str]:
     """(report, status, message) for one submission; never raises for bad submissions."""
-    work = Path(tempfile.mkdtemp(prefix=f"grader-batch-{student[:20]}-"))
-    try:
-        try:
-            module_file, submission_dir = materialize(path, work / "in")
-        except SubmissionError as exc:
-            return (_failed_report(student, rubric, rubric.select(include_hidden=True), str(exc)),
-                    "failed", str(exc))
-        if sandbox.user:
-            import pwd
-            entry = pwd.getpwnam(sandbox.user)
-            for p in [work, *work.rglob("*")]:
-                os.chown(p, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(work),
-               "LANG": "C.UTF-8", "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg",
-               "TF_NUM_INTRAOP_THREADS": str(threads), "TF_NUM_INTEROP_THREADS": "1",
-               "OMP_NUM_THREADS": str(threads)}
-        report = engine.grade(module_file, rubric, inputs, include_hidden=True,
-                              submission_dir=submission_dir, work_dir=work / "run",
-                              wrap=sandbox.wrap, env=env, name=student, startup_limit=startup_limit)
-        if report.import_failed:
-            return report, "failed", report.items[0].message
-        if any(r.status == "timeout" for r in report.items):
-            return report, "timed_out", ""
-        return report, "graded", ""
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    report = engine.grade_submission(path, rubric, inputs, include_hidden=True, name=student,
+                                     sandbox=sandbox, threads=threads, startup_limit=startup_limit)
+    if report.import_failed:
+        return report, "failed", report.items[0].message if report.items else ""
+    if any(r.status == "timeout" for r in report.items):
+        return report, "timed_out", ""
+    return report, "graded", ""
 
 
 def _write_exports(book: Gradebook, out: Path, item_ids: list[str], released: bool) -> None:
     rows = book.submissions()
     with atomic_path(out / "grades.csv") as tmp:
-        tmp.write_text(exports.grades_csv(rows, book.items, item_ids), encoding="utf-8")
+        tmp.write_text(exports.grades_csv(rows, book.items, item_ids, book.flags), encoding="utf-8")
     for folder, render, name in (("feedback", lambda r, i: exports.feedback_markdown(r, i, released), "{}.md"),
                                  ("gradescope", exports.results_json, "{}/results.json")):
         with atomic_path(out / folder) as tmp:
@@ -178,9 +80,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         rubric_hash = hashlib.sha256(rubric_file.read_bytes() + weights_source.encode()).hexdigest()[:16]
         inputs = engine.grading_inputs(rubric, conv_weights)
         items = rubric.select(include_hidden=True)
-        sandbox, notices = choose_sandbox(memory_mb, user, network,
-                                          [out, rubric_file.parent, folder])
-        for notice in notices:
+        sandbox = sandbox_mod.choose(memory_mb, network, user, [out, rubric_file.parent, folder])
+        for notice in sandbox.notices:
             print(f"notice: {notice}", file=sys.stderr)
         entries = discover(folder)
         hashes = {student: content_hash(path) for student, path in entries}
@@ -200,7 +101,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                 try:
                     report, status, message = future.result()
                 except Exception as exc:  # the grader's own failure on one item of the batch
-                    report = _failed_report(student, rubric, items, f"internal error: {exc}")
+                    report = engine.unreadable_report(student, rubric, True, f"internal error: {exc}")
                     status, message = "failed", f"internal grader error ({type(exc).__name__}: {exc})"
                 book.record(student, str(path), hashes[student], rubric_hash, report, status, message)
                 bar.update(1)
@@ -223,4 +124,9 @@ def summarize(book: Gradebook, item_ids: list[str]) -> dict:
     print(f"graded {counts['graded']}, failed {counts['failed']}, timed out {counts['timed_out']}; "
           f"mean score {mean:.1f} / {rows[0]['max_score'] if rows else 0:g}")
     print("items not at full marks: " + ", ".join(f"{k} {v:.0%}" for k, v in failures.items()))
-    return {"counts": counts, "mean": mean, "failure_rates": failures, "total": len(rows)}
+    flagged = sorted({f["student"] for f in book.flags()})
+    if flagged:
+        print(f"flagged for review: {len(flagged)} submission(s) ({', '.join(flagged[:10])}"
+              f"{', ...' if len(flagged) > 10 else ''}); list them with: grader flags OUT")
+    return {"counts": counts, "mean": mean, "failure_rates": failures, "total": len(rows),
+            "flagged": flagged}

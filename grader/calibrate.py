@@ -69,17 +69,17 @@ def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric,
         for name, path in solutions.items():
             with tempfile.TemporaryDirectory(prefix="grader-calibrate-") as tmp:
                 module = prepare(path, Path(tmp) / "module")
-                outcomes, _, _ = engine.collect(module, path.parent, seeded.items, inputs,
-                                                Path(tmp) / "run", seed=seed)
-                results = engine.judge(seeded.items, outcomes, inputs, Path(tmp) / "run")
+                outcomes = engine.collect(module, path.parent, seeded.items, inputs,
+                                          Path(tmp) / "run", seed=seed).outcomes
+                results = engine.judge(seeded.items, outcomes, inputs, Path(tmp) / "run" / "scratch")
             run = Run(name, seed, kind)
             for item, result in zip(seeded.items, results):
                 run.scores[item.id] = result.score / item.points if item.points else 1.0
                 run.seconds[item.id] = result.seconds
                 run.messages[item.id] = f"{result.status}: {result.message}"
-                status, value, _ = outcomes.get(item.id, ("skipped", None, 0))
-                if item.check == "accuracy" and status == "result":
-                    acc = accuracy_of(value, inputs.heldout_labels, item.params["images"])
+                outcome = outcomes.get(item.id)
+                if item.check == "accuracy" and isinstance(outcome, engine.Observed):
+                    acc = accuracy_of(outcome.observation, inputs.heldout_labels, item.params["images"])
                     if acc is not None:
                         run.accuracy[item.id] = acc
             log(f"  {kind:7s} {name:28s} seed {seed}: " + ", ".join(

@@ -1,10 +1,21 @@
-"""The worker's result channel: length-prefixed frames of JSON plus an optional .npz.
+"""The worker's result channel: authenticated, length-prefixed frames.
 
-Only JSON and numpy arrays (loaded with allow_pickle=False) cross it, so nothing the
-student's process writes there can run code in the grading process.
+A frame is a 12-byte prefix (header and payload lengths), a 32-byte tag, a JSON header
+and an optional .npz payload. The tag is HMAC-SHA256 over the frame's sequence number
+and its bytes, under a key that only the engine and the worker know: the engine
+writes the key (with the channel's descriptor number and the job) on the worker's
+stdin, and the worker turns it into a MAC object and erases it before it imports the
+submission. So a frame written by the submission's code (to the descriptor it found
+by scanning /proc/self/fd, with this module's own functions, with anything it finds in
+the job folder) fails authentication, and a replayed or reordered one fails too,
+because the sequence number is part of what is signed.
+
+Only JSON and numpy arrays (loaded with allow_pickle=False) cross the channel, so
+nothing written there can run code in the grading process.
 """
 from __future__ import annotations
 
+import hmac
 import io
 import json
 import os
@@ -12,12 +23,28 @@ import struct
 
 import numpy as np
 
+KEY_BYTES = 32
+TAG_BYTES = 32
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 512 << 20
+_PREFIX = struct.Struct(">IQ")
+_SEQ = struct.Struct(">Q")
 
 
 class ChannelError(Exception):
-    """The other side sent something that is not a valid frame."""
+    """The other side sent something that is not a valid frame.
+
+    `kind` is "tampered" (a frame the key did not sign: written by someone else),
+    "malformed" (signed but not decodable) or "truncated" (the stream ended inside a
+    frame, as when the process dies while writing)."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+
+
+def new_key() -> bytes:
+    return os.urandom(KEY_BYTES)
 
 
 def _split(value, arrays: dict, path: str):
@@ -43,7 +70,7 @@ def _join(value, arrays):
     return value
 
 
-def encode(message: dict) -> bytes:
+def _body(message: dict) -> tuple[bytes, bytes]:
     arrays: dict = {}
     header = json.dumps(_split(message, arrays, "a")).encode()
     payload = b""
@@ -51,45 +78,84 @@ def encode(message: dict) -> bytes:
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         payload = buffer.getvalue()
-    return struct.pack(">IQ", len(header), len(payload)) + header + payload
+    return _PREFIX.pack(len(header), len(payload)), header + payload
 
 
-def send(fd: int, message: dict) -> None:
-    data = memoryview(encode(message))
-    while data:
-        written = os.write(fd, data)
-        data = data[written:]
+def _tag(mac, seq: int, prefix: bytes, body: bytes) -> bytes:
+    m = mac.copy()
+    m.update(_SEQ.pack(seq) + prefix)
+    m.update(body)
+    return m.digest()
 
 
-def _read_exact(fd: int, n: int) -> bytes | None:
-    chunks, got = [], 0
-    while got < n:
-        chunk = os.read(fd, min(n - got, 1 << 20))
-        if not chunk:
+def mac_from(key: bytearray):
+    """A MAC object for `key`; the caller's buffer is zeroed, so no Python object holds
+    the key afterwards (the MAC object keeps it inside OpenSSL)."""
+    mac = hmac.new(key, digestmod="sha256")
+    key[:] = bytes(len(key))
+    return mac
+
+
+class Writer:
+    """The worker's end: signs and writes frames in order."""
+
+    def __init__(self, fd: int, mac):
+        self._fd, self._mac, self._seq = fd, mac, 0
+
+    def send(self, message: dict) -> None:
+        prefix, body = _body(message)
+        data = memoryview(prefix + _tag(self._mac, self._seq, prefix, body) + body)
+        self._seq += 1
+        while data:
+            data = data[os.write(self._fd, data):]
+
+
+class Reader:
+    """The engine's end: reads frames in order and checks each one's tag."""
+
+    def __init__(self, fd: int, key: bytes):
+        self._fd, self._mac, self._seq = fd, hmac.new(key, digestmod="sha256"), 0
+
+    def _read_exact(self, n: int) -> bytes | None:
+        chunks, got = [], 0
+        while got < n:
+            chunk = os.read(self._fd, min(n - got, 1 << 20))
+            if not chunk:
+                return None
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
+
+    def receive(self) -> dict | None:
+        """The next message, or None at the end of the stream."""
+        prefix = self._read_exact(_PREFIX.size)
+        if prefix is None:
             return None
-        chunks.append(chunk)
-        got += len(chunk)
-    return b"".join(chunks)
+        header_len, payload_len = _PREFIX.unpack(prefix)
+        if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD:
+            raise ChannelError("tampered", f"a frame claiming {header_len} + {payload_len} bytes")
+        tag = self._read_exact(TAG_BYTES)
+        body = self._read_exact(header_len + payload_len) if tag is not None else None
+        if body is None:
+            raise ChannelError("truncated", "the stream ended inside a frame")
+        if not hmac.compare_digest(tag, _tag(self._mac, self._seq, prefix, body)):
+            raise ChannelError("tampered", "a frame not signed by the grading worker")
+        self._seq += 1
+        try:
+            message = json.loads(body[:header_len])
+            arrays = {}
+            if payload_len:
+                with np.load(io.BytesIO(body[header_len:]), allow_pickle=False) as npz:
+                    arrays = {k: npz[k] for k in npz.files}
+            message = _join(message, arrays)
+        except (ValueError, KeyError, OSError) as exc:
+            raise ChannelError("malformed", f"malformed frame ({exc})") from None
+        if not isinstance(message, dict):
+            raise ChannelError("malformed", "a frame that is not an object")
+        return message
 
 
-def receive(fd: int) -> dict | None:
-    """The next message, or None at end of stream."""
-    prefix = _read_exact(fd, 12)
-    if prefix is None:
-        return None
-    header_len, payload_len = struct.unpack(">IQ", prefix)
-    if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD:
-        raise ChannelError(f"frame too large ({header_len} + {payload_len} bytes)")
-    header = _read_exact(fd, header_len)
-    payload = _read_exact(fd, payload_len) if payload_len else b""
-    if header is None or payload is None:
-        return None
-    try:
-        message = json.loads(header)
-        arrays = {}
-        if payload:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-        return _join(message, arrays)
-    except (ValueError, KeyError, OSError) as exc:
-        raise ChannelError(f"malformed frame ({exc})") from None
+def bootstrap(key: bytes, fd: int, decoy: int, job: dict) -> bytes:
+    """What the engine writes on the worker's stdin: the key, then the job as JSON."""
+    text = json.dumps({"fd": fd, "decoy": decoy, "job": job}).encode()
+    return key + struct.pack(">I", len(text)) + text

@@ -6,18 +6,15 @@ and stand-in weights unless real ones are configured.
 from __future__ import annotations
 
 import json
-import shutil
 import sys
-import tempfile
-from pathlib import Path
 
 from . import engine, rubric as rubric_mod, vgg_weights
 from .fsutil import write_text_atomic
 from .paths import DEFAULT_RUBRIC
-from .submission import prepare
 
 STATUS_MARK = {"passed": "ok", "partial": "part", "failed": "FAIL", "error": "ERROR",
-               "timeout": "TIMEOUT", "crashed": "CRASH", "skipped": "skip"}
+               "timeout": "TIMEOUT", "crashed": "CRASH", "integrity": "INTEGRITY",
+               "skipped": "skip"}
 
 
 def format_table(report: engine.Report) -> str:
@@ -31,6 +28,8 @@ def format_table(report: engine.Report) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
     lines.append(f"total: {report.score:g} / {report.max_score:g} points "
                  f"({report.seconds:.1f} s)")
+    for flag in report.flags:
+        lines.append(f"flagged ({flag.kind}): {flag.detail}")
     return "\n".join(lines)
 
 
@@ -38,15 +37,9 @@ def main(submission: str, rubric_path: str | None = None, json_out: str | None =
          include_hidden: bool = False, weights: str | None = None, data=None) -> engine.Report:
     rubric = rubric_mod.load(rubric_path or DEFAULT_RUBRIC)
     conv_weights, source = vgg_weights.resolve(weights)
-    work = Path(tempfile.mkdtemp(prefix="grader-check-"))
-    try:
-        module_file = prepare(submission, work / "module")
-        inputs = engine.grading_inputs(rubric, conv_weights, data)
-        report = engine.grade(module_file, rubric, inputs, include_hidden=include_hidden,
-                              submission_dir=Path(submission).resolve().parent,
-                              work_dir=work / "run", name=str(submission))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    inputs = engine.grading_inputs(rubric, conv_weights, data)
+    report = engine.grade_submission(submission, rubric, inputs, include_hidden=include_hidden,
+                                     name=str(submission), own_folder=True, strict=True)
     print(f"grading {submission} with {rubric.source} ({source})", file=sys.stderr)
     print(format_table(report))
     if json_out:

@@ -50,6 +50,11 @@ def _batch(args):
                progress=not args.no_progress)
 
 
+def _flags(args):
+    from . import flags
+    flags.main(args.out, args.student)
+
+
 def _gradescope(args):
     from . import gradescope
     gradescope.build_package(args.out, rubric_path=args.rubric, weights=args.weights)
@@ -135,13 +140,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
                    "else stand-in weights)")
     p.add_argument("--memory-mb", type=int, default=6144, help="address-space cap per worker")
-    p.add_argument("--user", default="auto", help="run submissions as this user "
-                   "(default: nobody when run as root; '' for the current user)")
+    p.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
+                   "submissions as (default: nobody; ignored when not run as root)")
     p.add_argument("--allow-network", action="store_true", help="do not cut the network")
     p.add_argument("--released", action="store_true",
                    help="feedback also shows after_due_date / after_published items")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_batch)
+
+    p = verbs.add_parser("flags", help="list the integrity flags a batch raised, for review")
+    p.add_argument("out", help="the --out folder of `grader batch`")
+    p.add_argument("--student", help="only this student's flags")
+    p.set_defaults(run=_flags)
 
     p = verbs.add_parser("gradescope-package", help="build a Gradescope autograder zip")
     p.add_argument("out", nargs="?", default="dist/gradescope-autograder.zip")

@@ -1,17 +1,30 @@
-"""The grading engine shared by `grader check` and `grader batch`.
+"""The grading engine: the one path `grader check`, `grader batch` and the Gradescope
+entry point all take (`grade_submission`).
 
-The submission runs in a worker process (worker.py) that only collects observations;
-this process judges them (checks.py). Each item has a time limit that really stops it:
-the worker's whole process group is killed and a new worker carries on with the items
-that are left. A crash, an early exit or garbage on the channel costs only the item
-that was running.
+The submission runs in a sandboxed worker process (worker.py, sandbox.py) that only
+collects observations; this process judges them (checks.py). The worker talks over an
+authenticated channel (channel.py) and must follow the protocol
+
+    ready, then for each item in order: start, result or error; then done
+
+with `flag` frames allowed anywhere. Each item has a time limit that really stops it:
+the sandbox is killed and a new worker carries on with the items that are left, so a
+crash or a timeout costs only the item that was running, and every restart follows an
+item's outcome. Anything else (an unsigned or forged frame, a frame out of order, a
+stall or an exit between items, `done` with items left) is a protocol violation: the
+item running and those not yet graded score 0 with status `integrity`, are never
+retried, and the submission is flagged for a person to review. The whole grading of a
+submission ends within its startup limit plus the sum of its items' limits plus
+BUDGET_MARGIN seconds, whatever it does.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
-import json
 import os
+import pwd
 import queue
+import secrets
 import shutil
 import signal
 import subprocess
@@ -19,21 +32,72 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any, Union
 
 import numpy as np
 
-from . import __version__, channel, synthetic
+from . import __version__, channel, sandbox as sandbox_mod, synthetic
 from .checks import CHECKS, JudgeContext
+from .errors import SubmissionError
 from .network import CONV_LAYERS
 from .rubric import Item, Rubric
 from .paths import ROOT
 
 STARTUP_LIMIT = 120.0  # seconds to import TensorFlow and the submission
+GAP_LIMIT = 15.0  # seconds the worker may take between one item's result and the next start
+BUDGET_MARGIN = 30.0  # seconds on top of the startup and item limits, for restarts and exits
 GRADING_TRAIN = 2000
 HELDOUT = 1000
 DEFAULT_HELDOUT_SEED = 4242
+
+
+FLAG_KINDS = {
+    "protocol": "broke the grading protocol",
+    "tampering": "wrote frames the grading worker did not sign, or changed the grader's code",
+    "decoy": "wrote on the decoy descriptor named in the worker's arguments",
+    "internal_import": "imported the grader's internal modules",
+    "proc_fd": "looked at /proc/*/fd (the process's open descriptors)",
+    "job_folder": "looked at the grading job's folder",
+    "introspection": "searched the process's memory (gc, frames or ctypes)",
+    "processes_left": "left processes running when its grading ended (they were killed)",
+    "network": "tried to use the network",
+    "write_outside_scratch": "tried to write outside its scratch folder",
+}
+"""Integrity flags: what each kind means. Data for the gradebook, CSV and `grader flags`."""
+
+
+@dataclass(frozen=True)
+class Flag:
+    kind: str
+    detail: str
+
+
+@dataclass
+class Observed:
+    """An item's collect half finished: what it observed, for the judge."""
+    observation: Any
+    seconds: float
+
+
+@dataclass
+class Failed:
+    """An item that produced nothing to judge, and why."""
+    status: str  # error, timeout, crashed, integrity or skipped
+    message: str
+    seconds: float = 0.0
+
+
+Outcome = Union[Observed, Failed]
+
+
+@dataclass
+class Collection:
+    outcomes: dict[str, Outcome]
+    output: str = ""
+    import_failed: bool = False
+    flags: list[Flag] = field(default_factory=list)
 
 
 @dataclass
@@ -43,7 +107,8 @@ class ItemResult:
     score: float
     max_score: float
     status: str
-    """passed, partial, failed, error (the submission raised), timeout, crashed or skipped"""
+    """passed, partial, failed, error (the submission raised), timeout, crashed, integrity
+    (not graded: the worker broke the grading protocol) or skipped"""
     message: str
     seconds: float
     visibility: str = "visible"
@@ -60,6 +125,8 @@ class Report:
     """the last lines the submission printed, for a person debugging it"""
     import_failed: bool = False
     """the submission never imported (an exception or a crash at import): nothing ran"""
+    flags: list[Flag] = field(default_factory=list)
+    """what a person should look at (see FLAG_KINDS); never a score change by itself"""
 
     @property
     def score(self) -> float:
@@ -117,34 +184,61 @@ def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
 
 
 class _Worker:
-    """One worker process and the threads that read its channel and its output."""
+    """One sandboxed worker process and the threads that read its channel, its decoy
+    descriptor and its output. Messages arrive on `messages` as dicts (authenticated
+    frames), ("channel", ChannelError), ("decoy", bytes count) or None at the end."""
 
-    def __init__(self, job_dir: Path, cwd: Path, wrap: list[str], env: dict, tail_bytes: int):
-        read_fd, write_fd = os.pipe()
+    def __init__(self, job: dict, sandbox: sandbox_mod.Sandbox, read_only: list[Path],
+                 scratch: Path, env: dict, tail_bytes: int):
         self.messages: queue.Queue = queue.Queue()
         self.tail = b""
-        command = [*wrap, sys.executable, "-m", "grader.worker", str(job_dir), str(write_fd)]
-        self.process = subprocess.Popen(
-            command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, pass_fds=(write_fd,), start_new_session=True)
-        os.close(write_fd)
         self._tail_bytes = tail_bytes
-        threading.Thread(target=self._read_channel, args=(read_fd,), daemon=True).start()
+        key = channel.new_key()
+        read_fd, write_fd = os.pipe()
+        decoy_read, decoy_write = os.pipe()
+        # The channel sits at a random descriptor number (F_DUPFD takes the lowest free
+        # number from there, so other threads' descriptors are never disturbed).
+        chan_fd = fcntl.fcntl(write_fd, fcntl.F_DUPFD, 64 + secrets.randbelow(900))
+        os.close(write_fd)
+        command = sandbox.command([sys.executable, "-m", "grader.worker", str(decoy_write)],
+                                  read_only=read_only, scratch=scratch)
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=scratch, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, pass_fds=(chan_fd, decoy_write), start_new_session=True)
+        finally:
+            os.close(chan_fd)
+            os.close(decoy_write)
+        try:
+            self.process.stdin.write(channel.bootstrap(key, chan_fd, decoy_write, job))
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # it died at once: the channel reports the end
+        threading.Thread(target=self._read_channel, args=(read_fd, key), daemon=True).start()
+        threading.Thread(target=self._watch_decoy, args=(decoy_read,), daemon=True).start()
         self._output = threading.Thread(target=self._drain_output, daemon=True)
         self._output.start()
 
-    def _read_channel(self, fd: int) -> None:
+    def _read_channel(self, fd: int, key: bytes) -> None:
+        reader = channel.Reader(fd, key)
         try:
-            while True:
-                message = channel.receive(fd)
-                if message is None:
-                    break
+            while (message := reader.receive()) is not None:
                 self.messages.put(message)
         except channel.ChannelError as exc:
-            self.messages.put({"type": "garbage", "message": str(exc)})
+            self.messages.put(("channel", exc))
         finally:
             os.close(fd)
             self.messages.put(None)
+
+    def _watch_decoy(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+            if data:
+                self.messages.put(("decoy", len(data)))
+                while os.read(fd, 65536):
+                    pass
+        finally:
+            os.close(fd)
 
     def _drain_output(self) -> None:
         # Read everything (so a chatty submission never blocks) but keep only the tail.
@@ -156,6 +250,14 @@ class _Worker:
             return self.messages.get(timeout=min(max(timeout, 0.01), 3600.0))
         except queue.Empty:
             return "timeout"
+
+    def strays(self) -> int:
+        """How many processes the submission left running in the sandbox's PID namespace."""
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        except OSError:
+            return 0
+        return sum(len(sandbox_mod.processes_in_namespace(int(pid))) for pid in children)
 
     def kill(self) -> None:
         try:
@@ -190,139 +292,288 @@ def item_seed(seed: int, item_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:4], "big")
 
 
-def collect(module_file: Path, submission_dir: Path, items: list[Item], inputs: GradingInputs,
-            work_dir: Path, wrap: list[str] | None = None, env: dict | None = None,
-            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT,
-            seed: int = DEFAULT_HELDOUT_SEED) -> tuple[dict, str, bool]:
-    """Run the collect halves in worker processes. Returns ({item id: outcome}, output tail,
-    whether the import failed) where an outcome is ("result", observation, seconds) or
-    (status, message, seconds)."""
-    job_dir = work_dir / "job"
-    scratch = work_dir / "scratch"
+def _drain_flags(worker: _Worker, flags: dict, wait: float = 0.3) -> None:
+    """After a violation: keep the flags already on their way (signed flag frames, other
+    tampering), so a reviewer sees everything the submission tried, not just the first."""
+    end = time.monotonic() + wait
+    while (message := worker.next(end - time.monotonic())) not in ("timeout", None):
+        if isinstance(message, dict) and message.get("type") == "flag" and message.get("kind") in FLAG_KINDS:
+            flags[Flag(str(message["kind"]), str(message.get("detail", ""))[:300])] = None
+        elif isinstance(message, tuple) and message[0] == "decoy":
+            flags[Flag("decoy", f"{message[1]} bytes written on the decoy descriptor")] = None
+        elif isinstance(message, tuple) and message[1].kind != "truncated":
+            flags[Flag("tampering", str(message[1]))] = None
+            return  # nothing after a bad frame can be read
+
+
+class _Violation(Exception):
+    """The worker broke the protocol: no later frame of it can be trusted."""
+
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind = kind
+
+
+def worker_env(scratch: Path, threads: int | None = None) -> dict:
+    """The worker's whole environment: nothing of the grader's own is passed on."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": str(ROOT),
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "KERAS_BACKEND": "tensorflow",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
+                   OMP_NUM_THREADS=str(threads))
+    return env
+
+
+def _prepare_work_dir(work_dir: Path, sandbox: sandbox_mod.Sandbox) -> tuple[Path, Path]:
+    """(job folder, scratch folder): readable, and the scratch writable, for the user the
+    worker runs as; the work folder itself only passable, not listable."""
+    job_dir, scratch = work_dir / "job", work_dir / "scratch"
     job_dir.mkdir(parents=True, exist_ok=True)
     scratch.mkdir(parents=True, exist_ok=True)
+    os.chmod(work_dir, 0o711)
+    os.chmod(job_dir, 0o755)
+    if sandbox.user:
+        entry = pwd.getpwnam(sandbox.user)
+        for path in [scratch, *scratch.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    return job_dir, scratch
+
+
+def _readable(path: Path) -> None:
+    """Let the worker's user read `path` (a file or a folder tree) that the grader wrote."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not p.is_symlink():
+            os.chmod(p, (p.stat().st_mode | 0o444 | (0o111 if p.is_dir() else 0)) & 0o7777)
+
+
+def collect(module_file: Path, submission_dir: Path | None, items: list[Item], inputs: GradingInputs,
+            work_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None,
+            threads: int | None = None, tail_bytes: int = 8192,
+            startup_limit: float = STARTUP_LIMIT, seed: int = DEFAULT_HELDOUT_SEED) -> Collection:
+    """Run the collect halves of `items` in sandboxed worker processes. The worker sees
+    `submission_dir` read-only (None: only the module)."""
+    sandbox = sandbox or sandbox_mod.default()
+    work_dir = Path(work_dir).resolve()
+    job_dir, scratch = _prepare_work_dir(work_dir, sandbox)
+    # The worker sees its own copy of the module, so nothing else of its folder shows.
+    (work_dir / "module").mkdir(exist_ok=True)
+    module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))
+    submission_dir = Path(submission_dir).resolve() if submission_dir else module_file.parent
     inputs.write_worker_inputs(job_dir / "inputs.npz")
-    env = dict(env if env is not None else os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    outcomes: dict = {}
+    _readable(job_dir)
+    _readable(module_file.parent)
+    env = worker_env(scratch, threads)
+    read_only = [job_dir, module_file.parent, submission_dir]
+    result = Collection({})
+    flags: dict[Flag, None] = {}
     tail = b""
-    import_failed = False
+    start = time.monotonic()
+    budget_end = start + startup_limit + sum(i.time_limit for i in items) + BUDGET_MARGIN
     remaining = list(items)
     while remaining:
-        (job_dir / "job.json").write_text(json.dumps({
-            "module": str(module_file), "submission_dir": str(submission_dir),
-            "scratch": str(scratch),
-            "items": [{"id": i.id, "check": i.check, "params": i.params,
-                       "seed": item_seed(seed, i.id)} for i in remaining]}))
-        worker = _Worker(job_dir, scratch, wrap or [], env, tail_bytes)
-        by_id = {i.id: i for i in remaining}
-        current, deadline, started = None, time.monotonic() + startup_limit, time.monotonic()
-        ready = False
+        job = {"module": str(module_file), "submission_dir": str(submission_dir),
+               "scratch": str(scratch), "job_dir": str(job_dir),
+               "items": [{"id": i.id, "check": i.check, "params": i.params,
+                          "seed": item_seed(seed, i.id)} for i in remaining]}
+        worker = _Worker(job, sandbox, read_only, scratch, env, tail_bytes)
+        stop = _run_worker(worker, remaining, result.outcomes, flags, startup_limit, budget_end)
+        if sandbox.confined and (strays := worker.strays()):
+            flags[Flag("processes_left", f"{strays} process(es) still running at the end")] = None
+        worker.kill()
+        tail = (tail + worker.tail)[-tail_bytes:]
+        if stop == "import_failed":
+            result.import_failed = True
+        remaining = [i for i in remaining if i.id not in result.outcomes]
+        if stop and remaining:  # a violation or the budget: the rest is not retried
+            for item in remaining:
+                result.outcomes[item.id] = Failed("skipped", "not run")
+            break
+    result.output = tail.decode("utf-8", "replace")
+    result.flags = list(flags)
+    return result
+
+
+def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
+                startup_limit: float, budget_end: float) -> str:
+    """Follow one worker through its items. Returns "" when a new worker should carry on
+    with the items left, or why not ("import_failed", "violation", "budget", "done")."""
+    order = [i.id for i in items]
+    by_id = {i.id: i for i in items}
+    state, current, position = "importing", None, 0
+    started = time.monotonic()
+    deadline = min(started + startup_limit, budget_end)
+
+    def fail_rest(status: str, message: str, seconds: float = 0.0) -> None:
+        for item_id in order[position - (current is not None):]:
+            outcomes.setdefault(item_id, Failed(status, message, seconds if item_id == current else 0.0))
+
+    try:
         while True:
             message = worker.next(deadline - time.monotonic())
             now = time.monotonic()
             if message == "timeout" and now < deadline:
                 continue
             if message == "timeout":
-                worker.kill()
-                if current is None:
-                    for item in remaining:
-                        outcomes[item.id] = ("timeout", f"the submission did not finish importing "
-                                             f"within {startup_limit:.0f} s", now - started)
-                    remaining = []
-                else:
-                    outcomes[current] = ("timeout", f"stopped after the item's time limit of "
-                                         f"{by_id[current].time_limit:.0f} s. Hint: look for an "
-                                         "endless loop or a run far longer than asked",
-                                         now - started)
-                break
-            if message is None or message.get("type") == "garbage":
-                # The process ended or wrote garbage without finishing what it was doing.
-                how = worker.exit_description() if message is None else message["message"]
-                worker.kill()
+                own_limit = state == "running" and now - started >= by_id[current].time_limit - 0.5
+                if now >= budget_end - 0.5 and not own_limit:
+                    fail_rest("timeout", "the submission used up its whole grading time",
+                              now - started)
+                    return "budget"
+                if state == "importing":
+                    fail_rest("timeout", "the submission did not finish importing within "
+                              f"{startup_limit:.0f} s")
+                    return "budget"
+                if state == "between":
+                    raise _Violation("protocol", f"the worker stalled for {GAP_LIMIT:.0f} s between items")
+                outcomes[current] = Failed("timeout", f"stopped after the item's time limit of "
+                                           f"{by_id[current].time_limit:.0f} s. Hint: look for an "
+                                           "endless loop or a run far longer than asked", now - started)
+                return "" if now < budget_end else "budget"
+            if message is None or (isinstance(message, tuple) and message[0] == "channel"
+                                   and message[1].kind == "truncated"):
+                # The process ended (or died while writing a frame).
+                how = worker.exit_description()
                 last = _tail_line(worker.tail)
                 why = f"the grading process ended ({how})" + (f"; last output: {last}" if last else "")
-                if not ready:
-                    for item in remaining:
-                        outcomes[item.id] = ("crashed", why + " while importing the submission", 0.0)
-                    remaining, import_failed = [], True
-                elif current is not None:
-                    outcomes[current] = ("crashed", why, now - started)
-                break
+                if state == "importing":
+                    fail_rest("crashed", why + " while importing the submission")
+                    return "import_failed"
+                if state == "between":
+                    raise _Violation("protocol", f"the worker ended between items ({how})")
+                outcomes[current] = Failed("crashed", why, now - started)
+                return ""
+            if isinstance(message, tuple):
+                if message[0] == "decoy":
+                    raise _Violation("decoy", f"{message[1]} bytes written on the decoy descriptor")
+                raise _Violation("tampering", str(message[1]))
             kind = message.get("type")
-            if kind == "import_error":
-                worker.kill()
-                for item in remaining:
-                    outcomes[item.id] = ("error", "the module failed to import: " +
-                                         str(message.get("message")), 0.0)
-                remaining, import_failed = [], True
-                break
-            if kind == "ready":
-                ready = True
-                deadline = float("inf")
-            elif kind == "start" and message.get("item") in by_id:
-                current, started = message["item"], now
-                deadline = now + by_id[current].time_limit
-            elif kind in ("result", "error") and message.get("item") == current:
+            if kind == "flag":
+                if message.get("kind") in FLAG_KINDS:
+                    flags[Flag(str(message["kind"]), str(message.get("detail", ""))[:300])] = None
+                continue
+            if state == "importing" and kind == "ready":
+                state, deadline = "between", min(now + GAP_LIMIT, budget_end)
+            elif state == "importing" and kind == "import_error":
+                fail_rest("error", "the module failed to import: " + str(message.get("message")))
+                return "import_failed"
+            elif state == "between" and kind == "start" and position < len(order) \
+                    and message.get("item") == order[position]:
+                state, current, started = "running", order[position], now
+                position += 1
+                deadline = min(now + by_id[current].time_limit, budget_end)
+            elif state == "between" and kind == "done" and position == len(order):
+                return "done"
+            elif state == "running" and kind in ("result", "error") and message.get("item") == current:
                 if kind == "result":
-                    outcomes[current] = ("result", message.get("observation"), now - started)
+                    outcomes[current] = Observed(message.get("observation"), now - started)
+                elif message.get("tampered"):
+                    flags[Flag("tampering", "changed the code of the grader's checks")] = None
+                    outcomes[current] = Failed("integrity", str(message.get("message")), now - started)
                 else:
                     text = str(message.get("message"))
                     if message.get("not_implemented"):
                         text = "not implemented yet: " + text
-                    outcomes[current] = ("error", text, now - started)
-                current, deadline = None, float("inf")
-            elif kind == "done":
-                worker.kill()
-                break
-        tail = (tail + worker.tail)[-tail_bytes:]
-        remaining = [i for i in remaining if i.id not in outcomes]
-    return outcomes, tail.decode("utf-8", "replace"), import_failed
+                    outcomes[current] = Failed("error", text, now - started)
+                state, current, deadline = "between", None, min(now + GAP_LIMIT, budget_end)
+            else:
+                what = f"{kind!r}" + (f" for {message.get('item')!r}" if "item" in message else "")
+                expected = {"importing": "ready", "between": "the next start or done",
+                            "running": f"the result of {current!r}"}[state]
+                raise _Violation("protocol", f"a {what} frame where {expected} was due")
+    except _Violation as violation:
+        flags[Flag(violation.kind, str(violation))] = None
+        _drain_flags(worker, flags)
+        fail_rest("integrity", f"not graded: the grading process broke the protocol ({violation})",
+                  time.monotonic() - started)
+        return "violation"
 
 
-def judge(items: list[Item], outcomes: dict, inputs: GradingInputs, scratch: Path) -> list[ItemResult]:
+def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs,
+          scratch: Path) -> list[ItemResult]:
     ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe, inputs.heldout_labels,
                        scratch)
     results = []
     for item in items:
-        status, value, seconds = outcomes.get(item.id, ("skipped", "not run", 0.0))
-        if status == "result":
+        outcome = outcomes.get(item.id, Failed("skipped", "not run"))
+        if isinstance(outcome, Observed):
             _, judge_fn = CHECKS[item.check]
             try:
-                fraction, message = judge_fn(value, ctx, item.params)
+                fraction, message = judge_fn(outcome.observation, ctx, item.params)
             except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
                 # Observations came from the submission's process: malformed ones score 0.
                 fraction, message = 0.0, f"the observations were malformed ({type(exc).__name__}: {exc})"
             fraction = round(float(min(max(fraction, 0.0), 1.0)), 6)
             status = "passed" if fraction == 1.0 else "partial" if fraction > 0 else "failed"
             results.append(ItemResult(item.id, item.title, round(item.points * fraction, 4),
-                                      item.points, status, message, round(seconds, 2),
+                                      item.points, status, message, round(outcome.seconds, 2),
                                       item.visibility))
         else:
-            results.append(ItemResult(item.id, item.title, 0.0, item.points, status, str(value),
-                                      round(seconds, 2), item.visibility))
+            results.append(ItemResult(item.id, item.title, 0.0, item.points, outcome.status,
+                                      outcome.message, round(outcome.seconds, 2), item.visibility))
     return results
 
 
 def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_hidden: bool = False,
           submission_dir: Path | None = None, work_dir: Path | None = None,
-          wrap: list[str] | None = None, env: dict | None = None, name: str | None = None,
-          startup_limit: float = STARTUP_LIMIT) -> Report:
+          sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+          name: str | None = None, startup_limit: float = STARTUP_LIMIT) -> Report:
     """Grade one prepared module file against the rubric's selected items."""
     items = rubric.select(include_hidden)
     own_dir = work_dir is None
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="grader-"))
     start = time.monotonic()
     try:
-        outcomes, tail, import_failed = collect(Path(module_file), Path(submission_dir or Path(module_file).parent),
-                                 items, inputs, work_dir, wrap, env, startup_limit=startup_limit,
-                                 seed=DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None
-                                 else rubric.heldout_seed)
-        results = judge(items, outcomes, inputs, work_dir / "scratch")
+        found = collect(Path(module_file), submission_dir, items, inputs, work_dir, sandbox=sandbox, threads=threads,
+                        startup_limit=startup_limit,
+                        seed=DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None else rubric.heldout_seed)
+        results = judge(items, found.outcomes, inputs, work_dir / "scratch")
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
     return Report(name or str(module_file), results, rubric=rubric.source,
-                  seconds=round(time.monotonic() - start, 2), output_tail=tail[-2000:],
-                  import_failed=import_failed)
+                  seconds=round(time.monotonic() - start, 2), output_tail=found.output[-2000:],
+                  import_failed=found.import_failed, flags=found.flags)
+
+
+def unreadable_report(name: str, rubric: Rubric, include_hidden: bool, message: str) -> Report:
+    """The report of a submission that could not even be turned into a module."""
+    return Report(name, [ItemResult(i.id, i.title, 0.0, i.points, "skipped", message, 0.0,
+                                    i.visibility) for i in rubric.select(include_hidden)],
+                  rubric=rubric.source, import_failed=True)
+
+
+def grade_submission(source: str | os.PathLike, rubric: Rubric, inputs: GradingInputs, *,
+                     include_hidden: bool = True, name: str | None = None,
+                     own_folder: bool = False, strict: bool = False,
+                     sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+                     startup_limit: float = STARTUP_LIMIT) -> Report:
+    """Prepare, grade and clean up one submission (.py, .ipynb, .zip or a folder): the one
+    grading path of `grader check`, `grader batch` and the Gradescope entry point.
+
+    With `own_folder` (a student checking their own file) the submission's folder is its
+    file's folder; otherwise only what the submission itself holds is shown to it. A
+    submission that cannot be read scores 0 with the reason on every item (with
+    `strict`, its SubmissionError is raised instead)."""
+    from .submission import materialize
+
+    source = Path(source)
+    name = name or str(source)
+    work = Path(tempfile.mkdtemp(prefix="grader-"))
+    try:
+        os.chmod(work, 0o711)
+        try:
+            module_file, folder = materialize(source, work / "in")
+        except SubmissionError as exc:
+            if strict:
+                raise
+            return unreadable_report(name, rubric, include_hidden, str(exc))
+        if own_folder and source.is_file():
+            folder = source.resolve().parent
+        _readable(work / "in")
+        return grade(module_file, rubric, inputs, include_hidden=include_hidden,
+                     submission_dir=folder, work_dir=work / "run", sandbox=sandbox,
+                     threads=threads, name=name, startup_limit=startup_limit)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

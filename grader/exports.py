@@ -15,14 +15,17 @@ def shown(visibility: str, released: bool) -> bool:
     return visibility in RELEASED_ALWAYS or (released and visibility in ("after_due_date", "after_published"))
 
 
-def grades_csv(rows: list[dict], items_of, item_ids: list[str]) -> str:
+def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda s: []) -> str:
+    """One row per student; `flags` lists the kinds of integrity flags raised, for review."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student", *item_ids, "total", "max", "status"])
+    writer.writerow(["student", *item_ids, "total", "max", "status", "flags"])
     for row in rows:
         scores = {i["item"]: i["score"] for i in items_of(row["student"])}
+        kinds = sorted({f["kind"] for f in flags_of(row["student"])})
         writer.writerow([row["student"], *[f"{scores.get(i, 0):g}" for i in item_ids],
-                         f"{row['score']:g}", f"{row['max_score']:g}", row["status"]])
+                         f"{row['score']:g}", f"{row['max_score']:g}", row["status"],
+                         " ".join(kinds)])
     return buffer.getvalue()
 
 

@@ -39,6 +39,11 @@ CREATE TABLE IF NOT EXISTS items (
     visibility TEXT NOT NULL,
     PRIMARY KEY (student, item)
 );
+CREATE TABLE IF NOT EXISTS flags (
+    student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
+    kind TEXT NOT NULL,              -- one of engine.FLAG_KINDS
+    detail TEXT NOT NULL
+);
 """
 
 
@@ -71,6 +76,7 @@ class Gradebook:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM items WHERE student = ?", (student,))
+            self.db.execute("DELETE FROM flags WHERE student = ?", (student,))
             self.db.execute(
                 "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (student, source, content_hash, report.grader_version, rubric_hash, status,
@@ -79,6 +85,8 @@ class Gradebook:
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(student, i, r.id, r.title, r.score, r.max_score, r.status, r.message, r.seconds,
                   r.visibility) for i, r in enumerate(report.items)])
+            self.db.executemany("INSERT INTO flags VALUES (?, ?, ?)",
+                                [(student, f.kind, f.detail) for f in report.flags])
 
     def submissions(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM submissions ORDER BY student")
@@ -89,3 +97,12 @@ class Gradebook:
         cursor = self.db.execute("SELECT * FROM items WHERE student = ? ORDER BY position", (student,))
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
+
+    def flags(self, student: str | None = None) -> list[dict]:
+        """Integrity flags, of one student or of all, in the order they were raised."""
+        query = "SELECT student, kind, detail FROM flags"
+        args: tuple = ()
+        if student is not None:
+            query, args = query + " WHERE student = ?", (student,)
+        cursor = self.db.execute(query + " ORDER BY student, rowid", args)
+        return [dict(zip(("student", "kind", "detail"), row)) for row in cursor.fetchall()]

@@ -12,9 +12,7 @@ import argparse
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -83,7 +81,7 @@ def _write_results(path: Path, results: dict) -> None:
 
 def run(root: Path) -> dict:
     """Grade root/submission into root/results/results.json (always written)."""
-    from .submission import discover, materialize
+    from .submission import discover
 
     kit = Path(__file__).resolve().parent.parent
     results_file = root / "results" / "results.json"
@@ -93,20 +91,13 @@ def run(root: Path) -> dict:
         entries = [(s, p) for s, p in discover(root / "submission")]
         if not entries:
             raise KitError("no submission found: upload transfer_learning.py or transfer_learning.ipynb")
-        source = root / "submission"
-        work = Path(tempfile.mkdtemp(prefix="gradescope-"))
-        try:
-            module_file, submission_dir = materialize(source, work / "in")
-            report = engine.grade(module_file, rubric, engine.grading_inputs(rubric, weights),
-                                  include_hidden=True, submission_dir=submission_dir,
-                                  work_dir=work / "run", name="submission")
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        row = {"score": report.score, "seconds": report.seconds, "message": "",
-               "grader_version": report.grader_version}
-        items = [{"item": r.id, "title": r.title, "score": r.score, "max_score": r.max_score,
-                  "status": r.status, "message": r.message, "visibility": r.visibility}
-                 for r in report.items]
+        report = engine.grade_submission(root / "submission", rubric,
+                                         engine.grading_inputs(rubric, weights),
+                                         include_hidden=True, name="submission")
+        data = report.to_dict()
+        row = {"score": data["score"], "seconds": data["seconds"], "message": "",
+               "grader_version": data["grader_version"]}
+        items = [dict(item, item=item["id"]) for item in data["items"]]
         results = exports.gradescope_results(row, items)
     except KitError as exc:
         results = {"score": 0, "output": f"Your submission could not be graded: {exc}", "tests": []}

@@ -208,6 +208,9 @@ def materialize(path: Path, dest: Path) -> tuple[Path, Path]:
     """(module file to grade, the submission's folder) for any kind of submission,
     written under `dest`; nothing outside `dest` is touched."""
     path = Path(path)
+    if not path.exists():
+        raise SubmissionError(f"{path}: no such file or folder; expected transfer_learning.py, "
+                              "a notebook, a zip or a folder.")
     unpacked = dest / "files"
     unpacked.mkdir(parents=True, exist_ok=True)
     if path.is_dir():

@@ -1,0 +1,39 @@
+"""`grader flags OUT`: the integrity flags of a batch, for a person to review.
+
+A flag says what a submission did that honest work has no reason to do (see
+engine.FLAG_KINDS). It never changes a score by itself: only the items a submission
+forged or broke lose their points (status `integrity`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .engine import FLAG_KINDS
+from .errors import KitError
+from .gradebook import Gradebook
+
+
+def main(out: str, student: str | None = None) -> list[dict]:
+    path = Path(out) / "gradebook.sqlite"
+    if not path.is_file():
+        raise KitError(f"{out}: expected the output folder of `grader batch` (with "
+                       "gradebook.sqlite); found none. Pass the folder given to --out.")
+    book = Gradebook(path)
+    try:
+        flags = book.flags(student)
+        scores = {r["student"]: r for r in book.submissions()}
+    finally:
+        book.close()
+    if not flags:
+        print("no flags" + (f" for {student}" if student else "") + ".")
+        return flags
+    current = None
+    for flag in flags:
+        if flag["student"] != current:
+            current = flag["student"]
+            row = scores.get(current, {})
+            print(f"{current}  ({row.get('score', 0):g} / {row.get('max_score', 0):g}, "
+                  f"{row.get('status', '?')})")
+        print(f"  {flag['kind']}: {flag['detail']}  [{FLAG_KINDS.get(flag['kind'], '')}]")
+    print(f"{len({f['student'] for f in flags})} submission(s) flagged, {len(flags)} flag(s).")
+    return flags
