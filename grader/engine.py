@@ -193,6 +193,7 @@ class _Worker:
         self.messages: queue.Queue = queue.Queue()
         self.tail = b""
         self._tail_bytes = tail_bytes
+        self.confined = sandbox.confined
         key = channel.new_key()
         read_fd, write_fd = os.pipe()
         decoy_read, decoy_write = os.pipe()
@@ -273,6 +274,8 @@ class _Worker:
         except subprocess.TimeoutExpired:
             self.kill()
             code = self.process.returncode
+        if code > 128 and self.confined:
+            code = -(code - 128)  # bwrap's PID 1 reports a signal as 128 + its number
         if code < 0:
             try:
                 return f"killed by signal {signal.Signals(-code).name}"

@@ -74,8 +74,10 @@ def corpus(tmp_path_factory):
                                   "    import sys; sys.exit(0)\n"),
         "reads_gradebook.py": _inject(f"    raise RuntimeError('read ' + str(len(open({str(out / 'gradebook.sqlite')!r}, 'rb').read())))\n"),
         "uses_network.py": _inject(f"    import socket; socket.create_connection(('127.0.0.1', {port}), timeout=3)\n"),
-        "patches_grader.py": REFERENCE + "\nimport grader.checks as c\nc.judge_preprocess = lambda *a: (1.0, 'ok')\n"
-                             "c.collect_preprocess.__code__ = (lambda m, x, p: {}).__code__\n",
+        # the grader's own modules are fresh copies to a submission: it has to dig for them
+        "patches_grader.py": REFERENCE + "\nimport gc, types\nfor f in gc.get_objects():\n"
+                             "    if isinstance(f, types.FunctionType) and f.__name__ == 'collect_preprocess':\n"
+                             "        f.__code__ = (lambda m, x, p: {}).__code__\n",
         "chatty.py": _inject("    import sys\n    for _ in range(20000):\n        sys.stdout.write('x' * 10000 + '\\n')\n"),
         "empty.py": "",
     }
@@ -116,8 +118,8 @@ def test_every_submission_gets_a_result_and_honest_ones_full_marks(corpus):
     ("raises_at_import", "weights", "error", "RuntimeError: no thanks (line"),
     ("syntax_error", "interface", "error", "SyntaxError"),
     ("fake_result", "preprocess", "error", "SystemExit"),
-    ("uses_network", "preprocess", "error", "Network is unreachable"),
-    ("patches_grader", "preprocess", "error", "modified the grader"),
+    ("uses_network", "preprocess", "error", "Connection refused"),  # the sandbox's own loopback
+    ("patches_grader", "preprocess", "integrity", "modified the grader"),
     ("latin1", "interface", "skipped", "not valid UTF-8"),
     ("empty", "weights", "error", "has no attribute 'build_model'"),
     ("broken_nb", "interface", "skipped", "expected a Jupyter notebook"),
@@ -155,9 +157,14 @@ def test_exports(corpus):
     out = corpus["out"]
     table = list(csv.DictReader(io.StringIO((out / "grades.csv").read_text())))
     assert [r["student"] for r in table] == sorted(corpus["rows"])
-    assert set(table[0]) == {"student", "interface", "preprocess", "weights", "pipeline", "total", "max", "status"}
+    assert set(table[0]) == {"student", "interface", "preprocess", "weights", "pipeline", "total", "max",
+                             "status", "flags"}
     honest = next(r for r in table if r["student"] == "honest_py")
-    assert honest["total"] == "7" and honest["pipeline"] == "2"
+    assert honest["total"] == "7" and honest["pipeline"] == "2" and honest["flags"] == ""
+    flags = {r["student"]: set(r["flags"].split()) for r in table}
+    assert {"introspection", "tampering"} <= flags["patches_grader"], flags
+    assert "network" in flags["uses_network"], flags
+    assert all(not flags[s] for s in ("honest_py", "honest_nb", "honest_zip", "honest_dir", "chatty")), flags
     feedback = (out / "feedback" / "honest_py.md").read_text()
     assert "Preprocessing" in feedback and "Pipeline" not in feedback and "1 more item" in feedback
     results = json.loads((out / "gradescope" / "honest_py" / "results.json").read_text())

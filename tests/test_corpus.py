@@ -65,6 +65,7 @@ def test_correct_solution_gets_full_marks_on_every_item(name, shipped_inputs, tm
     report = full_report(name, shipped_inputs, tmp_path_factory)
     assert lost(report) == set(), messages(report)
     assert report.score == report.max_score == SHIPPED.max_points
+    assert report.flags == [], report.flags  # honest work is never flagged for review
 
 
 def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
