@@ -219,3 +219,36 @@ def test_escape_attempts_are_flagged_for_review(escape):
     assert "escape" in listing and "honest" not in listing and "processes_left" in listing or \
         not escape["sandbox"].confined, listing
     assert "flagged for review: 1 submission(s) (escape)" in escape["result"].stdout
+
+
+def test_without_namespaces_it_falls_back_with_a_notice_and_still_grades(monkeypatch, tmp_path):
+    """Where bwrap cannot run, grading goes on under resource limits (as nobody when run
+    as root), and the notice says what is not isolated."""
+    from grader import engine, rubric, vgg_weights
+    monkeypatch.setattr(sandbox_mod, "bwrap_path", lambda: None)
+    fallback = sandbox_mod.choose()
+    assert fallback.kind == "limits" and not fallback.confined
+    assert "not isolated" in " ".join(fallback.notices)
+    assert fallback.user == ("nobody" if os.geteuid() == 0 else "")
+    quick = rubric.parse(RUBRIC, "quick")
+    source = tmp_path / "whoami.py"
+    source.write_text(SOLUTION.read_text() + "\nimport os\nEUID = os.geteuid()\n"
+                      "_pre = preprocess\ndef preprocess(images):\n"
+                      "    assert EUID != 0, 'running as root'\n    return _pre(images)\n")
+    report = engine.grade_submission(source, quick, engine.grading_inputs(quick, vgg_weights.stand_in()),
+                                     sandbox=fallback)
+    assert report.score == report.max_score, report.to_dict()["items"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only a root grader switches users")
+def test_root_is_refused_as_the_user_submissions_run_as():
+    from grader.errors import KitError
+    with pytest.raises(KitError, match="never run with root's powers"):
+        sandbox_mod.choose(user="root")
+
+
+def test_flags_listing_needs_a_batch_folder(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "grader", "flags", str(tmp_path)],
+                            capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "gradebook.sqlite" in result.stderr
