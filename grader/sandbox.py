@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import ctypes
 import functools
-import json
 import os
 import pwd
 import resource

@@ -169,7 +169,6 @@ def main() -> None:
     import numpy as np
 
     from .checks import CHECKS, WorkerContext
-    from .events import scalars  # noqa: F401  (imported now so that no check imports it later)
     from .modules import load_module
 
     job_dir = Path(job["job_dir"])

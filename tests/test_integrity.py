@@ -8,7 +8,6 @@ import textwrap
 import time
 
 import pytest
-import yaml
 
 from grader import channel, engine, rubric, vgg_weights
 from grader.paths import SOLUTION
