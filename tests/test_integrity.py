@@ -187,19 +187,24 @@ def build_model(*args, **kwargs):
     assert "protocol" in {f.kind for f in report.flags}
 
 
-def test_exit_between_items_is_a_violation_not_a_restart_loop(tmp_path, inputs):
-    """The worker ends right after an item's result: the rest is not retried."""
-    source = SOLUTION.read_text() + '''
+def _after_first_result(action: str) -> str:
+    """The reference, with `action` run by the worker's own os.write right after it
+    sends the first result: between two items."""
+    return SOLUTION.read_text() + f'''
 import os as _os
 _write = _os.write
-def _exit_after_result(fd, data):
+def _hook(fd, data):
     written = _write(fd, data)
     if b'"type": "result"' in bytes(data):
-        _os._exit(0)
+        {action}
     return written
-_os.write = _exit_after_result
+_os.write = _hook
 '''
-    report = _grade(tmp_path, source, inputs)
+
+
+def test_exit_between_items_is_a_violation_not_a_restart_loop(tmp_path, inputs):
+    """The worker ends right after an item's result: the rest is not retried."""
+    report = _grade(tmp_path, _after_first_result("_os._exit(0)"), inputs)
     statuses = [r.status for r in report.items]
     assert statuses == ["passed", "integrity", "integrity"], [(r.id, r.status, r.message) for r in report.items]
     assert any(f.kind == "protocol" and "between items" in f.detail for f in report.flags)
@@ -207,18 +212,8 @@ _os.write = _exit_after_result
 
 def test_stall_between_items_ends_within_the_gap_limit(tmp_path, inputs, monkeypatch):
     monkeypatch.setattr(engine, "GAP_LIMIT", 3.0)
-    source = SOLUTION.read_text() + '''
-import os as _os, time as _time
-_write = _os.write
-def _stall_after_result(fd, data):
-    written = _write(fd, data)
-    if b'"type": "result"' in bytes(data):
-        _time.sleep(3600)
-    return written
-_os.write = _stall_after_result
-'''
     start = time.monotonic()
-    report = _grade(tmp_path, source, inputs)
+    report = _grade(tmp_path, _after_first_result("__import__('time').sleep(3600)"), inputs)
     assert time.monotonic() - start < 45
     assert [r.status for r in report.items] == ["passed", "integrity", "integrity"]
     assert any("stalled" in f.detail for f in report.flags)
