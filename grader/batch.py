@@ -72,9 +72,11 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
     book = Gradebook(out / "gradebook.sqlite")
     try:
         # A private held-out seed per gradebook: a submission cannot regenerate the labels.
+        # 128 bits, because the seeds the items run under are derived from it and reach
+        # the worker: a small seed could be found from them by brute force.
         seed = book.get_meta("heldout_seed")
         if seed is None:
-            seed = str(secrets.randbelow(2**31))
+            seed = str(engine.private_seed())
             book.set_meta("heldout_seed", seed)
         rubric.heldout_seed = int(seed)
         rubric_hash = hashlib.sha256(rubric_file.read_bytes() + weights_source.encode()).hexdigest()[:16]

@@ -402,13 +402,17 @@ def judge_frozen(obs, ctx, params):
     count = sum(int(np.prod(shape)) for _, shape, _ in trainable)
     only_fc = count == FC_PARAMS and len(trainable) == 2 and all(is_fc for _, _, is_fc in trainable)
     changed = [name for name in CONV_LAYERS if obs["before"].get(name) != obs["after"].get(name)]
+    missing = [name for name in CONV_LAYERS if not obs["before"].get(name)]
     others = [path for path, _, is_fc in trainable if not is_fc]
     return _fraction_and_messages([
         (0.4, only_fc, f"expected only fc's kernel and bias trainable ({FC_PARAMS} parameters), "
                        f"found {len(trainable)} trainable variables with {count} parameters"
                        + (f", among them {', '.join(others[:3])}" if others else "")
                        + ". Hint: trainable=False on every conv layer, nothing trainable but fc"),
-        (0.4, not changed, f"training changed {', '.join(changed)}: the convolutions must be frozen"),
+        (0.4, not changed and not missing,
+         f"no kernel and bias found in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: "
+         "frozen convolutions must be there to stay frozen" if missing else
+         f"training changed {', '.join(changed)}: the convolutions must be frozen"),
         (0.2, obs["fc_before"] != obs["fc_after"], "training did not change fc: nothing was learned"),
     ])
 
@@ -539,7 +543,10 @@ def judge_training(obs, ctx, params):
     acc_after = float((obs["after"].argmax(1) == labels).mean())
     # Adam's first steps can overshoot the loss while accuracy already climbs: either counts.
     learned = loss_after < 0.95 * loss_before or acc_after >= max(acc_before + 0.2, 0.3)
-    leaves = {tag.rsplit("/", 1)[-1].lower() for tag in scalars(Path(obs["log_dir"]))}
+    log_dir = Path(obs["log_dir"])
+    if not log_dir.resolve().is_relative_to(Path(ctx.scratch).resolve()):
+        raise ValueError(f"log_dir {str(log_dir)[:100]} is outside the scratch folder")
+    leaves = {tag.rsplit("/", 1)[-1].lower() for tag in scalars(log_dir)}
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
     found = ", ".join(sorted(leaves)[:6]) or "none"

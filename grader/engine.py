@@ -289,9 +289,16 @@ def _tail_line(tail: bytes) -> str:
     return lines[-1].strip()[:200] if lines else ""
 
 
+def private_seed() -> int:
+    """A fresh held-out seed for a batch or a Gradescope package: 128 random bits, so that
+    no submission can recover it from the item seeds it sees (`item_seed`)."""
+    return secrets.randbits(128)
+
+
 def item_seed(seed: int, item_id: str) -> int:
     """The random seed an item runs under: fixed by the grading seed and the item, so a
-    second grading of the same submission repeats every random choice."""
+    second grading of the same submission repeats every random choice. The worker sees
+    it; only a seed with enough bits (`private_seed`) keeps the held-out set secret."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:4], "big")
 
 
@@ -504,9 +511,10 @@ def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs
             _, judge_fn = CHECKS[item.check]
             try:
                 fraction, message = judge_fn(outcome.observation, ctx, item.params)
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-                # Observations came from the submission's process: malformed ones score 0.
-                fraction, message = 0.0, f"the observations were malformed ({type(exc).__name__}: {exc})"
+            except Exception as exc:  # noqa: BLE001
+                # Observations (and files in scratch) came from the submission's process:
+                # whatever cannot be judged scores 0, and never stops the grading.
+                fraction, message = 0.0, f"the observations were malformed ({type(exc).__name__}: {exc})"[:500]
             fraction = round(float(min(max(fraction, 0.0), 1.0)), 6)
             status = "passed" if fraction == 1.0 else "partial" if fraction > 0 else "failed"
             results.append(ItemResult(item.id, item.title, round(item.points * fraction, 4),

@@ -2,26 +2,58 @@
 
 Event files are TFRecord files (length, CRC, payload, CRC) of `Event` protos; the
 grader reads them itself so that scoring never runs TensorFlow or student code.
+
+The files were written by a submission, so they are read defensively: only regular
+files (no FIFO, device or symbolic link, which could block or never end), at most
+MAX_FILES of them, records of at most MAX_RECORD bytes and MAX_BYTES per file.
 """
 from __future__ import annotations
 
 import os
+import stat
 import struct
 from pathlib import Path
 
+MAX_FILES = 200
+MAX_RECORD = 1 << 20
+MAX_BYTES = 64 << 20
+
 
 def _records(path: Path):
-    with open(path, "rb") as handle:
-        while True:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return
+        read = 0
+        while read < MAX_BYTES:
             header = handle.read(12)
             if len(header) < 12:
                 return
             (length,) = struct.unpack("<Q", header[:8])
+            if length > MAX_RECORD:
+                return
             payload = handle.read(length)
             handle.read(4)
             if len(payload) < length:
                 return
+            read += 16 + length
             yield payload
+
+
+def event_files(log_dir: Path) -> list[Path]:
+    """The event files under `log_dir`, without following symbolic links."""
+    found = []
+    for folder, dirs, files in os.walk(log_dir, followlinks=False):
+        dirs.sort()
+        for name in sorted(files):
+            if name.startswith("events.out.tfevents."):
+                found.append(Path(folder) / name)
+                if len(found) >= MAX_FILES:
+                    return found
+    return found
 
 
 def scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
@@ -32,7 +64,7 @@ def scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         return found
-    for path in sorted(log_dir.rglob("events.out.tfevents.*")):
+    for path in event_files(log_dir):
         for payload in _records(path):
             event = event_pb2.Event()
             try:

@@ -45,15 +45,24 @@ PYTHONPATH="$ROOT/source/kit" exec "$PY" -m grader.gradescope --root "$ROOT"
 
 def build_package(out: str | os.PathLike, rubric_path: str | None = None,
                   weights: str | None = None) -> Path:
+    import yaml
+
     rubric_file = Path(rubric_path or DEFAULT_RUBRIC)
     rubric_mod.load(rubric_file)  # never ship an invalid rubric
     conv_weights, _ = vgg_weights.resolve(weights)
+    # A fresh 128-bit held-out seed for this package: the one in the instructor's rubric may
+    # be small enough to find from the item seeds a submission sees.
+    data = yaml.safe_load(rubric_file.read_text(encoding="utf-8"))
+    data["heldout_seed"] = engine.private_seed()
+    packaged_rubric = ("# packaged by grader gradescope-package: heldout_seed is this package's own\n"
+                       + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    rubric_mod.parse(yaml.safe_load(packaged_rubric), "packaged rubric")
     files: dict[str, bytes] = {
         "setup.sh": SETUP_SH.encode(),
         "run_autograder": RUN_AUTOGRADER.encode(),
         "kit/pyproject.toml": (ROOT / "pyproject.toml").read_bytes(),
         "kit/README.md": (ROOT / "README.md").read_bytes() if (ROOT / "README.md").exists() else b"",
-        "kit/rubric.yaml": rubric_file.read_bytes(),
+        "kit/rubric.yaml": packaged_rubric.encode("utf-8"),
     }
     for path in sorted((ROOT / "grader").glob("*.py")):
         files[f"kit/grader/{path.name}"] = path.read_bytes()

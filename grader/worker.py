@@ -21,12 +21,13 @@ import sys
 import time
 import traceback
 from pathlib import Path
+from types import MappingProxyType
 
 PUBLIC_MODULES = {"grader"}
 """modules of the kit a submission may import without being flagged"""
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 INTROSPECTION = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
-                 "sys._current_frames", "ctypes.string_at", "ctypes.dlsym", "ctypes.cdata",
+                 "sys._current_frames", "sys._getframe", "ctypes.string_at", "ctypes.dlsym", "ctypes.cdata",
                  "ctypes.addressof", "ctypes.call_function", "ctypes.dlopen"}
 PATH_EVENTS = {"open", "os.listdir", "os.scandir", "os.mkdir", "os.remove", "os.rename",
                "os.rmdir", "os.symlink", "os.link", "os.chmod", "os.truncate", "shutil.rmtree"}
@@ -88,13 +89,13 @@ class Watch:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.send({"type": "flag", "kind": kind, "detail": detail[:300]})
 
-    def _from_submission(self) -> bool:
+    def _from_submission(self, through_inspect: bool = False) -> bool:
+        """Did the submission's own code make this call (directly, or through `inspect`
+        for frames)? Calls made by libraries on its behalf are not flagged."""
         frame = sys._getframe(2)
-        while frame is not None:
-            if frame.f_code.co_filename == self.module_file:
-                return True
+        if through_inspect and frame is not None and frame.f_code.co_filename.endswith("inspect.py"):
             frame = frame.f_back
-        return False
+        return frame is not None and frame.f_code.co_filename == self.module_file
 
     def _outside_scratch(self, path: str) -> bool:
         return not (path == self.scratch or path.startswith(self.scratch + os.sep)
@@ -116,7 +117,7 @@ class Watch:
         elif event in INTROSPECTION:
             self.busy = True
             try:
-                if self._from_submission():
+                if self._from_submission(event == "sys._getframe"):
                     self.flag("introspection", f"called {event}")
             finally:
                 self.busy = False
@@ -182,10 +183,11 @@ def main() -> None:
     import keras  # imported before the clock of the first item starts
     import tensorflow  # noqa: F401
 
-    # Keep our own references before the submission runs: patching the grader's module
-    # attributes afterwards changes nothing here, and a changed function body is noticed.
-    collectors = {name: pair[0] for name, pair in CHECKS.items()}
-    code_objects = {name: fn.__code__ for name, fn in collectors.items()}
+    # Keep our own references before the submission runs, in read-only mappings: patching
+    # the grader's module attributes afterwards changes nothing here, and a changed
+    # function body is noticed.
+    collectors = MappingProxyType({name: pair[0] for name, pair in CHECKS.items()})
+    code_objects = MappingProxyType({name: fn.__code__ for name, fn in collectors.items()})
     set_seed = keras.utils.set_random_seed
     module_file = job["module"]
     sys.addaudithook(Watch(send, module_file, scratch, job_dir))

@@ -222,6 +222,10 @@ def test_gradescope_package_runs_on_an_autograder_layout(tmp_path):
     root = tmp_path / "autograder"
     with zipfile.ZipFile(package) as archive:
         names = archive.namelist()
+        # its own 128-bit held-out seed, not the instructor's
+        packaged = yaml.safe_load(archive.read("kit/rubric.yaml"))
+        assert packaged["heldout_seed"].bit_length() > 64
+        assert packaged["items"] == yaml.safe_load(_rubric(tmp_path).read_text())["items"]
         assert {"setup.sh", "run_autograder", "kit/grader/engine.py", "kit/rubric.yaml",
                 "kit/weights.npz", "kit/pyproject.toml"} <= set(names)
         assert not any(n.startswith("kit/solutions") for n in names)
@@ -235,3 +239,16 @@ def test_gradescope_package_runs_on_an_autograder_layout(tmp_path):
     results = json.loads((root / "results" / "results.json").read_text())
     assert results["score"] == 7 and len(results["tests"]) == 4
     assert all(t["status"] == "passed" for t in results["tests"])
+
+
+def test_a_batch_draws_a_128_bit_private_seed_once(tmp_path):
+    """The items' seeds reach the worker and are derived from this seed: it must be too
+    large to find by brute force, and it must stay the same for the whole gradebook."""
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    seeds = []
+    for _ in range(2):
+        batch.main(str(subs), str(tmp_path / "out"), rubric_path=str(_rubric(tmp_path)), progress=False)
+        db = sqlite3.connect(tmp_path / "out" / "gradebook.sqlite")
+        seeds.append(int(db.execute("SELECT value FROM meta WHERE key = 'heldout_seed'").fetchone()[0]))
+    assert seeds[0] == seeds[1] and seeds[0].bit_length() > 64

@@ -7,6 +7,7 @@ from __future__ import annotations
 import textwrap
 import time
 
+import numpy as np
 import pytest
 
 from grader import channel, engine, rubric, vgg_weights
@@ -269,3 +270,110 @@ def test_the_key_is_erased_from_its_buffer():
     buffer = bytearray(channel.new_key())
     mac = channel.mac_from(buffer)
     assert buffer == bytearray(channel.KEY_BYTES) and mac.copy().digest()
+
+
+# Found by an attacker briefed only with the kit (see the README's security section).
+
+FRAME_WALK = '''
+import sys
+def _find_main():
+    frame = sys._getframe()
+    while frame is not None:
+        if "collectors" in frame.f_locals and "code_objects" in frame.f_locals:
+            return frame.f_locals
+        frame = frame.f_back
+found = _find_main()
+fake = lambda module, ctx, params: {}
+for name in list(found["collectors"]):
+    found["collectors"][name] = fake
+    found["code_objects"][name] = fake.__code__
+'''
+
+FAKE_MODEL = '''
+import os
+import numpy as np
+import tensorflow as tf
+
+class _FC:
+    name = "fc"
+    def __init__(self):
+        self.weights = [tf.Variable(np.zeros((4096, 10), np.float32)), tf.Variable(np.zeros(10, np.float32))]
+
+class _Model:
+    """No convolutions at all: a lookup table with an fc-shaped pair of variables."""
+    layers = []
+    def __init__(self):
+        self.fc, self.table = _FC(), {}
+    @property
+    def trainable_variables(self):
+        return list(self.fc.weights)
+    def get_layer(self, name):
+        if name == "fc":
+            return self.fc
+        raise ValueError(name)
+    def __call__(self, images, training=False):
+        out = np.zeros((len(images), 10), np.float32)
+        for i, image in enumerate(np.asarray(images)):
+            if image.tobytes() in self.table:
+                out[i, self.table[image.tobytes()]] = 10.0
+        return out
+
+def build_model(weights, num_classes=10):
+    return _Model()
+
+def train(model, dataset, steps, learning_rate=1e-3, log_dir=None, checkpoint_dir=None,
+          checkpoint_every=50, max_to_keep=3):
+    batches = iter(dataset)
+    for _ in range(steps):
+        images, labels = next(batches)
+        for image, label in zip(np.asarray(images), np.asarray(labels)):
+            model.table[image.tobytes()] = int(label)
+        model.fc.weights[1].assign_add(np.full(10, 0.01, np.float32))
+    if log_dir:
+        os.makedirs(log_dir, exist_ok=True)
+        EVENT_FILE(os.path.join(log_dir, "events.out.tfevents.0"))
+    return {"final_step": steps}
+'''
+
+
+def test_frame_walk_to_the_workers_collectors_cannot_replace_them(tmp_path, inputs):
+    """The worker's collectors sit in read-only mappings; walking frames is flagged."""
+    report = _grade(tmp_path, FRAME_WALK, inputs)
+    assert report.score == 0
+    assert "introspection" in {f.kind for f in report.flags}, report.flags
+
+
+def test_a_model_without_convolutions_is_not_frozen(tmp_path, inputs):
+    source = FAKE_MODEL.replace("EVENT_FILE(", "(lambda path: None)(")
+    report = _grade(tmp_path, source, inputs, rubric_=rubric.parse({
+        "schema_version": 1, "time_limit": 30, "items": [
+            {"id": "frozen", "title": "Frozen", "points": 15, "check": "frozen"}]}, "r"))
+    assert report.items[0].score < 15 * 0.7 and "no kernel and bias found" in report.items[0].message
+
+
+@pytest.mark.parametrize("event_file, expected", [
+    ("os.mkfifo", "no TensorBoard scalar"),  # a FIFO would block the reader forever
+    ("lambda path: open(path, 'wb').write(b'\\xff' * 16)", "no TensorBoard scalar"),  # 2**64-byte record
+    ("lambda path: os.symlink('/dev/zero', path)", "no TensorBoard scalar"),  # an endless file
+    ("lambda path: os.mkdir(path)", "no TensorBoard scalar"),
+])
+def test_hostile_event_files_cannot_stop_or_crash_the_judge(tmp_path, inputs, event_file, expected):
+    """The judge reads the event files the submission wrote: only regular files, with
+    bounded records, and never a traceback."""
+    source = FAKE_MODEL.replace("EVENT_FILE(", f"({event_file})(")
+    report = _grade(tmp_path, source, inputs, rubric_=rubric.parse({
+        "schema_version": 1, "time_limit": 30, "items": [
+            {"id": "training", "title": "Training", "points": 10, "check": "training",
+             "params": {"steps": 5}}]}, "r"))
+    assert report.items[0].status in ("partial", "failed") and expected in report.items[0].message, \
+        report.items[0]
+
+
+def test_the_judge_reads_no_path_outside_scratch(tmp_path, inputs):
+    """An observation naming a host folder (a forged one could) is refused, not read."""
+    item = rubric.parse({"schema_version": 1, "items": [
+        {"id": "training", "title": "Training", "points": 10, "check": "training"}]}, "r").items[0]
+    logits = np.zeros((256, 10), np.float32)
+    forged = engine.Observed({"before": logits, "after": logits, "log_dir": "/"}, 1.0)
+    [result] = engine.judge([item], {"training": forged}, inputs, tmp_path)
+    assert result.score == 0 and "outside the scratch folder" in result.message
