@@ -71,7 +71,7 @@ def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric,
                 module = prepare(path, Path(tmp) / "module")
                 outcomes = engine.collect(module, path.parent, seeded.items, inputs,
                                           Path(tmp) / "run", seed=seed).outcomes
-                results = engine.judge(seeded.items, outcomes, inputs, Path(tmp) / "run" / "scratch")
+                results = engine.judge(seeded.items, outcomes, inputs)
             run = Run(name, seed, kind)
             for item, result in zip(seeded.items, results):
                 run.scores[item.id] = result.score / item.points if item.points else 1.0

@@ -44,11 +44,12 @@ class WorkerContext:
 
 @dataclass
 class JudgeContext:
+    """What the judge halves see: they are pure functions of the observations and these,
+    so judging can happen on another machine than collecting (`grader batch --scheduler`)."""
     weights: dict
     train_labels: np.ndarray
     probe: np.ndarray
     heldout_labels: np.ndarray
-    scratch: Path
 
 
 def digest(array) -> str:
@@ -534,19 +535,27 @@ ACCURACY_TAGS = {"accuracy", "acc", "batch_accuracy", "epoch_accuracy", "train_a
                  "epoch_sparse_categorical_accuracy"}
 
 
-def judge_training(obs, ctx, params):
+def finish_training(obs, scratch: Path):
+    """Run by the engine outside the sandbox, on the machine that collected: the scalar
+    tags of the event files the submission wrote, read defensively, inside scratch only.
+    Whatever the worker itself said about tags is replaced."""
     from .events import scalars
 
+    log_dir = Path(obs["log_dir"])
+    if not log_dir.resolve().is_relative_to(Path(scratch).resolve()):
+        raise ValueError(f"log_dir {str(log_dir)[:100]} is outside the scratch folder")
+    obs["scalar_tags"] = sorted(scalars(log_dir))
+    return obs
+
+
+def judge_training(obs, ctx, params):
     labels = ctx.train_labels[:256]
     loss_before, loss_after = cross_entropy(obs["before"], labels), cross_entropy(obs["after"], labels)
     acc_before = float((obs["before"].argmax(1) == labels).mean())
     acc_after = float((obs["after"].argmax(1) == labels).mean())
     # Adam's first steps can overshoot the loss while accuracy already climbs: either counts.
     learned = loss_after < 0.95 * loss_before or acc_after >= max(acc_before + 0.2, 0.3)
-    log_dir = Path(obs["log_dir"])
-    if not log_dir.resolve().is_relative_to(Path(ctx.scratch).resolve()):
-        raise ValueError(f"log_dir {str(log_dir)[:100]} is outside the scratch folder")
-    leaves = {tag.rsplit("/", 1)[-1].lower() for tag in scalars(log_dir)}
+    leaves = {str(tag).rsplit("/", 1)[-1].lower() for tag in obs["scalar_tags"]}
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
     found = ", ".join(sorted(leaves)[:6]) or "none"
@@ -755,6 +764,9 @@ def judge_pipeline(obs, ctx, params):
         (0.1, prefetched, "no prefetch in the pipeline. Hint: end with .prefetch(tf.data.AUTOTUNE)"),
     ])
 
+
+# Trusted steps between collecting and judging, run where the worker ran (see engine.collect).
+FINISH = {"training": finish_training}
 
 CHECKS = {name: (globals()[f"collect_{name}"], globals()[f"judge_{name}"])
           for name in ("interface", "preprocess", "layer_shapes", "weights", "frozen", "features",

@@ -39,7 +39,7 @@ from typing import Any, Union
 import numpy as np
 
 from . import __version__, channel, sandbox as sandbox_mod, synthetic
-from .checks import CHECKS, JudgeContext
+from .checks import CHECKS, FINISH, JudgeContext
 from .errors import SubmissionError
 from .network import CONV_LAYERS
 from .rubric import Item, Rubric
@@ -153,9 +153,28 @@ class GradingInputs:
     heldout_labels: np.ndarray
     description: str = ""
 
+    def for_worker(self) -> WorkerInputs:
+        """What the collecting side gets: everything but the held-out labels."""
+        return WorkerInputs({k: self.weights[k] for k in WorkerInputs.weight_keys()},
+                            self.train_images, self.train_labels, self.probe, self.heldout_images)
+
+
+@dataclass
+class WorkerInputs:
+    """The grading data that may travel to a worker (and to a cluster): no labels of the
+    held-out images."""
+    weights: dict
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    probe: np.ndarray
+    heldout_images: np.ndarray
+
+    @staticmethod
+    def weight_keys() -> list[str]:
+        return [f"{name}_{part}" for name in CONV_LAYERS for part in "Wb"]
+
     def write_worker_inputs(self, path: Path) -> None:
-        arrays = {f"w_{name}_{part}": self.weights[f"{name}_{part}"]
-                  for name in CONV_LAYERS for part in "Wb"}
+        arrays = {f"w_{key}": self.weights[key] for key in self.weight_keys()}
         np.savez(path, train_images=self.train_images, train_labels=self.train_labels,
                  probe=self.probe, heldout_images=self.heldout_images, **arrays)
 
@@ -358,10 +377,11 @@ def _readable(path: Path) -> None:
             os.chmod(p, (p.stat().st_mode | 0o444 | (0o111 if p.is_dir() else 0)) & 0o7777)
 
 
-def collect(module_file: Path, submission_dir: Path | None, items: list[Item], inputs: GradingInputs,
-            work_dir: Path, *, sandbox: sandbox_mod.Sandbox | None = None,
-            threads: int | None = None, tail_bytes: int = 8192,
-            startup_limit: float = STARTUP_LIMIT, seed: int = DEFAULT_HELDOUT_SEED) -> Collection:
+def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
+            inputs: WorkerInputs | GradingInputs, work_dir: Path, *,
+            sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT,
+            seed: int = DEFAULT_HELDOUT_SEED, item_seeds: dict[str, int] | None = None) -> Collection:
     """Run the collect halves of `items` in sandboxed worker processes. The worker sees
     `submission_dir` read-only (None: only the module)."""
     sandbox = sandbox or sandbox_mod.default()
@@ -371,8 +391,11 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item], i
     (work_dir / "module").mkdir(exist_ok=True)
     module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))
     submission_dir = Path(submission_dir).resolve() if submission_dir else module_file.parent
+    if isinstance(inputs, GradingInputs):
+        inputs = inputs.for_worker()
     inputs.write_worker_inputs(job_dir / "inputs.npz")
     _readable(job_dir)
+    item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
     _readable(module_file.parent)
     env = worker_env(scratch, threads)
     read_only = [job_dir, module_file.parent, submission_dir]
@@ -386,7 +409,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item], i
         job = {"module": str(module_file), "submission_dir": str(submission_dir),
                "scratch": str(scratch), "job_dir": str(job_dir),
                "items": [{"id": i.id, "check": i.check, "params": i.params,
-                          "seed": item_seed(seed, i.id)} for i in remaining]}
+                          "seed": item_seeds[i.id]} for i in remaining]}
         worker = _Worker(job, sandbox, read_only, scratch, env, tail_bytes)
         stop = _run_worker(worker, remaining, result.outcomes, flags, startup_limit, budget_end)
         if sandbox.confined and (strays := worker.strays()):
@@ -402,7 +425,21 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item], i
             break
     result.output = tail.decode("utf-8", "replace")
     result.flags = list(flags)
+    _finish(items, result.outcomes, scratch)
     return result
+
+
+def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path) -> None:
+    """The trusted steps some checks take after the worker, here where its scratch folder
+    is (reading the event files it wrote, for instance): judging needs no files after it."""
+    for item in items:
+        outcome, finish = outcomes.get(item.id), FINISH.get(item.check)
+        if finish and isinstance(outcome, Observed):
+            try:
+                outcome.observation = finish(outcome.observation, scratch)
+            except Exception as exc:  # noqa: BLE001 - the files came from the submission
+                outcomes[item.id] = Failed("failed", "what the submission left could not be read "
+                                           f"({type(exc).__name__}: {exc})"[:500], outcome.seconds)
 
 
 def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
@@ -500,10 +537,8 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
         return "violation"
 
 
-def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs,
-          scratch: Path) -> list[ItemResult]:
-    ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe, inputs.heldout_labels,
-                       scratch)
+def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs) -> list[ItemResult]:
+    ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe, inputs.heldout_labels)
     results = []
     for item in items:
         outcome = outcomes.get(item.id, Failed("skipped", "not run"))
@@ -526,6 +561,18 @@ def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs
     return results
 
 
+def grading_seed(rubric: Rubric) -> int:
+    return DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None else rubric.heldout_seed
+
+
+def report(name: str, items: list[Item], found: Collection, inputs: GradingInputs,
+           rubric: Rubric, seconds: float) -> Report:
+    """Judge what was collected (here, where the held-out labels are) into a report."""
+    return Report(name, judge(items, found.outcomes, inputs), rubric=rubric.source,
+                  seconds=round(seconds, 2), output_tail=found.output[-2000:],
+                  import_failed=found.import_failed, flags=found.flags)
+
+
 def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_hidden: bool = False,
           submission_dir: Path | None = None, work_dir: Path | None = None,
           sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
@@ -536,42 +583,30 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="grader-"))
     start = time.monotonic()
     try:
-        found = collect(Path(module_file), submission_dir, items, inputs, work_dir, sandbox=sandbox, threads=threads,
-                        startup_limit=startup_limit,
-                        seed=DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None else rubric.heldout_seed)
-        results = judge(items, found.outcomes, inputs, work_dir / "scratch")
+        found = collect(Path(module_file), submission_dir, items, inputs.for_worker(), work_dir,
+                        sandbox=sandbox, threads=threads, startup_limit=startup_limit,
+                        seed=grading_seed(rubric))
     finally:
         if own_dir:
             shutil.rmtree(work_dir, ignore_errors=True)
-    return Report(name or str(module_file), results, rubric=rubric.source,
-                  seconds=round(time.monotonic() - start, 2), output_tail=found.output[-2000:],
-                  import_failed=found.import_failed, flags=found.flags)
+    return report(name or str(module_file), items, found, inputs, rubric, time.monotonic() - start)
 
 
-def unreadable_report(name: str, rubric: Rubric, include_hidden: bool, message: str) -> Report:
-    """The report of a submission that could not even be turned into a module."""
-    return Report(name, [ItemResult(i.id, i.title, 0.0, i.points, "skipped", message, 0.0,
-                                    i.visibility) for i in rubric.select(include_hidden)],
-                  rubric=rubric.source, import_failed=True)
-
-
-def grade_submission(source: str | os.PathLike, rubric: Rubric, inputs: GradingInputs, *,
-                     include_hidden: bool = True, name: str | None = None,
-                     own_folder: bool = False, strict: bool = False,
-                     sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
-                     startup_limit: float = STARTUP_LIMIT) -> Report:
-    """Prepare, grade and clean up one submission (.py, .ipynb, .zip or a folder): the one
-    grading path of `grader check`, `grader batch` and the Gradescope entry point.
-
-    With `own_folder` (a student checking their own file) the submission's folder is its
-    file's folder; otherwise only what the submission itself holds is shown to it. A
-    submission that cannot be read scores 0 with the reason on every item (with
+def collect_submission(source: str | os.PathLike, items: list[Item], inputs: WorkerInputs, *,
+                       item_seeds: dict[str, int], own_folder: bool = False, strict: bool = False,
+                       sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+                       startup_limit: float = STARTUP_LIMIT, label: str = "") -> Collection:
+    """Prepare one submission (.py, .ipynb, .zip or a folder), collect its observations
+    and clean up: the half of grading that runs submission code, here or on a cluster
+    worker. With `own_folder` (a student checking their own file) the submission's folder
+    is its file's folder; otherwise only what the submission itself holds is shown to it.
+    A submission that cannot be read yields "skipped" outcomes with the reason (with
     `strict`, its SubmissionError is raised instead)."""
     from .submission import materialize
 
     source = Path(source)
-    name = name or str(source)
-    work = Path(tempfile.mkdtemp(prefix="grader-"))
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40]
+    work = Path(tempfile.mkdtemp(prefix=f"grader-{safe}-" if safe else "grader-"))
     try:
         os.chmod(work, 0o711)
         try:
@@ -579,12 +614,35 @@ def grade_submission(source: str | os.PathLike, rubric: Rubric, inputs: GradingI
         except SubmissionError as exc:
             if strict:
                 raise
-            return unreadable_report(name, rubric, include_hidden, str(exc))
+            return Collection({i.id: Failed("skipped", str(exc)) for i in items}, import_failed=True)
         if own_folder and source.is_file():
             folder = source.resolve().parent
         _readable(work / "in")
-        return grade(module_file, rubric, inputs, include_hidden=include_hidden,
-                     submission_dir=folder, work_dir=work / "run", sandbox=sandbox,
-                     threads=threads, name=name, startup_limit=startup_limit)
+        return collect(module_file, folder, items, inputs, work / "run", sandbox=sandbox,
+                       threads=threads, startup_limit=startup_limit, item_seeds=item_seeds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def grade_submission(source: str | os.PathLike, rubric: Rubric, inputs: GradingInputs, *,
+                     include_hidden: bool = True, name: str | None = None,
+                     own_folder: bool = False, strict: bool = False,
+                     sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+                     startup_limit: float = STARTUP_LIMIT) -> Report:
+    """Collect and judge one submission: the one grading path of `grader check`, `grader
+    batch` and the Gradescope entry point (`grader batch --scheduler` runs the collecting
+    half, `collect_submission`, on a cluster worker and judges here)."""
+    items = rubric.select(include_hidden)
+    start = time.monotonic()
+    seeds = {i.id: item_seed(grading_seed(rubric), i.id) for i in items}
+    found = collect_submission(source, items, inputs.for_worker(), item_seeds=seeds,
+                               own_folder=own_folder, strict=strict, sandbox=sandbox,
+                               threads=threads, startup_limit=startup_limit, label=name or "")
+    return report(name or str(source), items, found, inputs, rubric, time.monotonic() - start)
+
+
+def unreadable_report(name: str, rubric: Rubric, include_hidden: bool, message: str) -> Report:
+    """The report of a submission that could not be graded at all, with the reason."""
+    return Report(name, [ItemResult(i.id, i.title, 0.0, i.points, "skipped", message, 0.0,
+                                    i.visibility) for i in rubric.select(include_hidden)],
+                  rubric=rubric.source, import_failed=True)

@@ -72,6 +72,13 @@ def _read_bootstrap():
     return mac, int(boot["fd"]), int(boot["decoy"]), boot["job"]
 
 
+_WRAPPERS = (os.sep + "ctypes" + os.sep, os.sep + "inspect.py")
+
+
+def _is_wrapper(filename: str) -> bool:
+    return any(part in filename for part in _WRAPPERS)
+
+
 class Watch:
     """The audit hook: turns events that deserve a person's look into flag frames."""
 
@@ -89,11 +96,12 @@ class Watch:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.send({"type": "flag", "kind": kind, "detail": detail[:300]})
 
-    def _from_submission(self, through_inspect: bool = False) -> bool:
-        """Did the submission's own code make this call (directly, or through `inspect`
-        for frames)? Calls made by libraries on its behalf are not flagged."""
+    def _from_submission(self) -> bool:
+        """Did the submission's own code make this call, directly or through the standard
+        library's thin wrappers (ctypes' CDLL, inspect's frame functions)? Calls that other
+        libraries make on its behalf are not flagged."""
         frame = sys._getframe(2)
-        if through_inspect and frame is not None and frame.f_code.co_filename.endswith("inspect.py"):
+        while frame is not None and _is_wrapper(frame.f_code.co_filename):
             frame = frame.f_back
         return frame is not None and frame.f_code.co_filename == self.module_file
 
@@ -117,7 +125,7 @@ class Watch:
         elif event in INTROSPECTION:
             self.busy = True
             try:
-                if self._from_submission(event == "sys._getframe"):
+                if self._from_submission():
                     self.flag("introspection", f"called {event}")
             finally:
                 self.busy = False

@@ -369,11 +369,18 @@ def test_hostile_event_files_cannot_stop_or_crash_the_judge(tmp_path, inputs, ev
         report.items[0]
 
 
-def test_the_judge_reads_no_path_outside_scratch(tmp_path, inputs):
-    """An observation naming a host folder (a forged one could) is refused, not read."""
+def test_no_path_outside_scratch_is_read_for_the_judge(tmp_path, inputs):
+    """An observation naming a host folder (a forged one could) is refused, not read; and
+    tags the worker claims itself are replaced by what its files hold."""
     item = rubric.parse({"schema_version": 1, "items": [
         {"id": "training", "title": "Training", "points": 10, "check": "training"}]}, "r").items[0]
     logits = np.zeros((256, 10), np.float32)
-    forged = engine.Observed({"before": logits, "after": logits, "log_dir": "/"}, 1.0)
-    [result] = engine.judge([item], {"training": forged}, inputs, tmp_path)
+    forged = {"training": engine.Observed({"before": logits, "after": logits, "log_dir": "/"}, 1.0)}
+    engine._finish([item], forged, tmp_path)
+    [result] = engine.judge([item], forged, inputs)
     assert result.score == 0 and "outside the scratch folder" in result.message
+    (tmp_path / "logs").mkdir()
+    claimed = {"training": engine.Observed({"before": logits, "after": logits, "log_dir": str(tmp_path / "logs"),
+                                            "scalar_tags": ["loss", "accuracy"]}, 1.0)}
+    engine._finish([item], claimed, tmp_path)
+    assert claimed["training"].observation["scalar_tags"] == []
