@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -26,16 +26,31 @@ from .paths import DEFAULT_RUBRIC
 from .submission import content_hash, discover
 
 
-def grade_one(student: str, path: Path, rubric, inputs, sandbox: sandbox_mod.Sandbox,
-              startup_limit: float, threads: int) -> tuple[engine.Report, str, str]:
-    """(report, status, message) for one submission; never raises for bad submissions."""
-    report = engine.grade_submission(path, rubric, inputs, include_hidden=True, name=student,
-                                     sandbox=sandbox, threads=threads, startup_limit=startup_limit)
+def status_of(report: engine.Report) -> tuple[str, str]:
+    """(status, message) of a graded submission for the gradebook."""
     if report.import_failed:
-        return report, "failed", report.items[0].message if report.items else ""
+        return "failed", report.items[0].message if report.items else ""
     if any(r.status == "timeout" for r in report.items):
-        return report, "timed_out", ""
-    return report, "graded", ""
+        return "timed_out", ""
+    return "graded", ""
+
+
+def _local_results(todo, rubric, inputs, sandbox: sandbox_mod.Sandbox, startup_limit: float,
+                   workers: int):
+    """Yield (student, report, host) as a local pool of `workers` finishes each submission."""
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    host = socket.gethostname()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(engine.grade_submission, path, rubric, inputs, include_hidden=True,
+                               name=student, sandbox=sandbox, threads=threads,
+                               startup_limit=startup_limit): student for student, path in todo}
+        for future in as_completed(futures):
+            student = futures[future]
+            try:
+                yield student, future.result(), host
+            except Exception as exc:  # the grader's own failure on one submission
+                yield student, engine.unreadable_report(
+                    student, rubric, True, f"internal grader error ({type(exc).__name__}: {exc})"), host
 
 
 def _write_exports(book: Gradebook, out: Path, item_ids: list[str], released: bool) -> None:
@@ -55,7 +70,7 @@ def _write_exports(book: Gradebook, out: Path, item_ids: list[str], released: bo
 def main(submissions: str, out: str, workers: int | None = None, regrade: bool = False,
          rubric_path: str | None = None, weights: str | None = None, memory_mb: int = 6144,
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
-         released: bool = False, progress: bool = True) -> dict:
+         released: bool = False, progress: bool = True, scheduler: str | None = None) -> dict:
     folder = Path(submissions)
     if not folder.is_dir():
         raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
@@ -82,31 +97,48 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         rubric_hash = hashlib.sha256(rubric_file.read_bytes() + weights_source.encode()).hexdigest()[:16]
         inputs = engine.grading_inputs(rubric, conv_weights)
         items = rubric.select(include_hidden=True)
-        sandbox = sandbox_mod.choose(memory_mb, network, user, [out, rubric_file.parent, folder])
-        for notice in sandbox.notices:
-            print(f"notice: {notice}", file=sys.stderr)
+        client = cluster = None
+        if scheduler:
+            from . import cluster as cluster_mod
+            client, cluster = cluster_mod.connect(scheduler)
+            where = (f"on the Dask cluster at {getattr(client.scheduler, 'address', scheduler)} "
+                     "(sandboxed on each worker)")
+        else:
+            sandbox = sandbox_mod.choose(memory_mb, network, user, [out, rubric_file.parent, folder])
+            for notice in sandbox.notices:
+                print(f"notice: {notice}", file=sys.stderr)
+            where = f"with {workers} worker(s); sandbox: {sandbox.describe()}"
         entries = discover(folder)
         hashes = {student: content_hash(path) for student, path in entries}
+        paths = dict(entries)
         todo = [(s, p) for s, p in entries
                 if regrade or not book.is_current(s, hashes[s], __version__, rubric_hash)]
         print(f"{len(entries)} submissions, {len(entries) - len(todo)} already graded, "
-              f"{len(todo)} to grade with {workers} worker(s); sandbox: {sandbox.describe()}",
-              file=sys.stderr)
-        threads = max(1, (os.cpu_count() or 1) // workers)
+              f"{len(todo)} to grade {where}", file=sys.stderr)
         from tqdm import tqdm
         bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = {pool.submit(grade_one, s, p, rubric, inputs, sandbox, startup_limit,
-                                   threads): (s, p) for s, p in todo}
-            for future in as_completed(futures):
-                student, path = futures[future]
-                try:
-                    report, status, message = future.result()
-                except Exception as exc:  # the grader's own failure on one item of the batch
-                    report = engine.unreadable_report(student, rubric, True, f"internal error: {exc}")
-                    status, message = "failed", f"internal grader error ({type(exc).__name__}: {exc})"
-                book.record(student, str(path), hashes[student], rubric_hash, report, status, message)
+        try:
+            if client is not None:
+                finished = cluster_mod.results(
+                    client, todo, rubric, inputs, memory_mb=memory_mb, network=network, user=user,
+                    startup_limit=startup_limit,
+                    threads=max(1, (os.cpu_count() or 1) // int(scheduler.split(":")[1]))
+                    if scheduler.startswith("local:") else None)
+            else:
+                finished = _local_results(todo, rubric, inputs, sandbox, startup_limit, workers)
+            for student, report, host in finished:
+                status, message = status_of(report)
+                book.record(student, str(paths[student]), hashes[student], rubric_hash, report,
+                            status, message, host=host)
+                if client is not None:
+                    bar.write(f"{student}: {status}, {report.score:g}/{report.max_score:g}, on {host}",
+                              file=sys.stderr)
                 bar.update(1)
+        finally:
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
         bar.close()
         _write_exports(book, out, [i.id for i in items], released)
         return summarize(book, [i.id for i in items])

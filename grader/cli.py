@@ -47,7 +47,7 @@ def _batch(args):
     batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
                rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
                user=args.user, network=args.allow_network, released=args.released,
-               progress=not args.no_progress)
+               progress=not args.no_progress, scheduler=args.scheduler)
 
 
 def _flags(args):
@@ -135,6 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("submissions", help="folder of .py, .ipynb, .zip files or per-student folders")
     p.add_argument("--out", required=True, help="output folder (gradebook.sqlite, grades.csv, ...)")
     p.add_argument("--workers", type=int, help="submissions graded at once (default: cores)")
+    p.add_argument("--scheduler", metavar="ADDRESS",
+                   help="grade on a Dask cluster: tcp://HOST:8786, or local:N for N local worker "
+                        "processes (needs the [cluster] extra); judging and the gradebook stay here")
     p.add_argument("--regrade", action="store_true", help="grade again even if unchanged")
     p.add_argument("--rubric", help="rubric YAML (default: rubrics/transfer_learning.yaml)")
     p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "

@@ -24,7 +24,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     max_score REAL NOT NULL,
     seconds REAL NOT NULL,
     message TEXT NOT NULL,
-    graded_at REAL NOT NULL
+    graded_at REAL NOT NULL,
+    host TEXT NOT NULL DEFAULT ''    -- the machine (and Dask worker) that ran its submission code
 );
 CREATE TABLE IF NOT EXISTS items (
     student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
@@ -54,6 +55,9 @@ class Gradebook:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(submissions)")}
+        if "host" not in columns:  # a gradebook from before the host was recorded
+            self.db.execute("ALTER TABLE submissions ADD COLUMN host TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -72,15 +76,17 @@ class Gradebook:
         return row is not None
 
     def record(self, student: str, source: str, content_hash: str, rubric_hash: str,
-               report: Report, status: str, message: str = "") -> None:
+               report: Report, status: str, message: str = "", host: str = "") -> None:
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM items WHERE student = ?", (student,))
             self.db.execute("DELETE FROM flags WHERE student = ?", (student,))
             self.db.execute(
-                "INSERT OR REPLACE INTO submissions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO submissions (student, source, content_hash, grader_version, "
+                "rubric_hash, status, score, max_score, seconds, message, graded_at, host) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (student, source, content_hash, report.grader_version, rubric_hash, status,
-                 report.score, report.max_score, report.seconds, message, time.time()))
+                 report.score, report.max_score, report.seconds, message, time.time(), host))
             self.db.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(student, i, r.id, r.title, r.score, r.max_score, r.status, r.message, r.seconds,

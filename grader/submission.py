@@ -226,3 +226,22 @@ def materialize(path: Path, dest: Path) -> tuple[Path, Path]:
         source = unpacked / path.name
         shutil.copyfile(path, source)
     return prepare(source, dest / "module"), source.parent
+
+
+def pack(path: Path) -> tuple[str, bytes]:
+    """(file name, bytes) of a submission, to send to another machine: a file as it is, a
+    folder as a zip (symbolic links refused, as `materialize` refuses them)."""
+    import io
+    import zipfile
+
+    path = Path(path)
+    if path.is_file():
+        return path.name, path.read_bytes()
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for file in sorted(path.rglob("*")):
+            if file.is_symlink():
+                raise SubmissionError(f"{path.name}: refusing the symbolic link {file.relative_to(path)}.")
+            if file.is_file():
+                archive.write(file, str(file.relative_to(path)))
+    return path.name + ".zip", buffer.getvalue()
