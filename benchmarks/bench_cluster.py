@@ -22,7 +22,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from mixed import mixed_submissions, rubric_args as mixed_rubric_args  # noqa: E402
 
 
 def main() -> None:
@@ -30,26 +33,11 @@ def main() -> None:
     parser.add_argument("--all-items", action="store_true")
     parser.add_argument("--rounds", type=int, default=1)
     args = parser.parse_args()
-    from grader import corpus
-    variants = {v.name: v for v in corpus.load_variants()}
     work = Path(tempfile.mkdtemp(prefix="bench-cluster-"))
     try:
-        subs = work / "subs"
-        subs.mkdir()
-        shutil.copy(ROOT / "solutions" / "transfer_learning.py", subs / "ref.py")
-        shutil.copy(ROOT / "skeletons" / "transfer_learning.py", subs / "skel.py")
-        shutil.copy(ROOT / "solutions" / "transfer_learning.ipynb", subs / "nb.ipynb")
-        for name in ("no_shuffle", "conv_left_trainable", "restarts_step_count"):
-            corpus.write_variant(variants[name], work).rename(subs / f"{name}.py")
+        subs = mixed_submissions(work)
         n = len(list(subs.iterdir()))
-        rubric_args = []
-        if not args.all_items:
-            import yaml
-            from grader.rubric import public_copy
-            public = work / "public.yaml"
-            public.write_text(yaml.safe_dump(public_copy(yaml.safe_load(
-                (ROOT / "rubrics" / "transfer_learning.yaml").read_text()))))
-            rubric_args = ["--rubric", str(public)]
+        rubric_args = mixed_rubric_args(work, args.all_items)
         ways = {"local pool, 2 workers": ["--workers", "2"], "dask local:2": ["--scheduler", "local:2"]}
         times: dict[str, list[float]] = {way: [] for way in ways}
         for round_ in range(args.rounds):

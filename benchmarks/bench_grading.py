@@ -24,7 +24,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+from mixed import mixed_submissions, rubric_args as mixed_rubric_args  # noqa: E402
 
 
 def timed(command: list[str], **kwargs) -> float:
@@ -39,32 +43,15 @@ def main() -> None:
     parser.add_argument("--all-items", action="store_true",
                         help="batch-grade hidden items too (the longer accuracy run)")
     args = parser.parse_args()
-    from grader import corpus
-    variants = {v.name: v for v in corpus.load_variants()}
-
     work = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     grader = [sys.executable, "-m", "grader"]
     try:
         check = timed(grader + ["check", str(ROOT / "solutions" / "transfer_learning.py")])
         print(f"grader check, reference, visible items: {check:.1f} s")
 
-        subs = work / "subs"
-        subs.mkdir()
-        for copy in range(args.copies):
-            shutil.copy(ROOT / "solutions" / "transfer_learning.py", subs / f"ref{copy}.py")
-            shutil.copy(ROOT / "skeletons" / "transfer_learning.py", subs / f"skel{copy}.py")
-            shutil.copy(ROOT / "solutions" / "transfer_learning.ipynb", subs / f"nb{copy}.ipynb")
-            for name in ("no_shuffle", "conv_left_trainable", "restarts_step_count"):
-                corpus.write_variant(variants[name], work).rename(subs / f"{name}{copy}.py")
+        subs = mixed_submissions(work, args.copies)
         n = len(list(subs.iterdir()))
-        rubric_args = []
-        if not args.all_items:
-            import yaml
-            from grader.rubric import public_copy
-            public = work / "public.yaml"
-            public.write_text(yaml.safe_dump(public_copy(yaml.safe_load(
-                (ROOT / "rubrics" / "transfer_learning.yaml").read_text()))))
-            rubric_args = ["--rubric", str(public)]
+        rubric_args = mixed_rubric_args(work, args.all_items)
         rates = {}
         for workers in (1, 2):
             seconds = timed(grader + ["batch", str(subs), "--out", str(work / f"out{workers}"),

@@ -21,15 +21,9 @@ import yaml
 distributed = pytest.importorskip("distributed")
 
 from grader import batch, engine, gradebook, rubric, vgg_weights  # noqa: E402
-from grader.paths import ROOT, SOLUTION  # noqa: E402
+from grader.paths import ROOT  # noqa: E402
 
-RUBRIC = {"schema_version": 1, "time_limit": 30, "items": [
-    {"id": "interface", "title": "Interface", "points": 1, "check": "interface"},
-    {"id": "preprocess", "title": "Preprocessing", "points": 2, "check": "preprocess"},
-    {"id": "weights", "title": "Weights", "points": 2, "check": "weights"},
-    {"id": "pipeline", "title": "Pipeline", "points": 2, "check": "pipeline", "visibility": "after_due_date"},
-]}
-REFERENCE = SOLUTION.read_text()
+from test_batch import REFERENCE, SMALL_RUBRIC as RUBRIC  # noqa: E402  (the same small rubric)
 
 
 def _start(command: list[str], log: Path, env: dict) -> subprocess.Popen:
