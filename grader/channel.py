@@ -155,7 +155,7 @@ class Reader:
         return message
 
 
-def bootstrap(key: bytes, fd: int, decoy: int, job: dict) -> bytes:
+def bootstrap(key: bytes, fd: int, job: dict) -> bytes:
     """What the engine writes on the worker's stdin: the key, then the job as JSON."""
-    text = json.dumps({"fd": fd, "decoy": decoy, "job": job}).encode()
+    text = json.dumps({"fd": fd, "job": job}).encode()
     return key + struct.pack(">I", len(text)) + text

@@ -230,7 +230,7 @@ class _Worker:
             os.close(chan_fd)
             os.close(decoy_write)
         try:
-            self.process.stdin.write(channel.bootstrap(key, chan_fd, decoy_write, job))
+            self.process.stdin.write(channel.bootstrap(key, chan_fd, job))
             self.process.stdin.close()
         except (BrokenPipeError, OSError):
             pass  # it died at once: the channel reports the end
@@ -321,18 +321,27 @@ def item_seed(seed: int, item_id: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:4], "big")
 
 
+def _flag_of(message) -> Flag | None:
+    """The flag a message raises: a worker's signed flag frame, a decoy write, or a frame
+    that failed authentication (a stream cut inside a frame is a crash, not a flag)."""
+    if isinstance(message, dict):
+        if message.get("type") == "flag" and message.get("kind") in FLAG_KINDS:
+            return Flag(str(message["kind"]), str(message.get("detail", ""))[:300])
+        return None
+    if message[0] == "decoy":
+        return Flag("decoy", f"{message[1]} bytes written on the decoy descriptor")
+    return None if message[1].kind == "truncated" else Flag("tampering", str(message[1]))
+
+
 def _drain_flags(worker: _Worker, flags: dict, wait: float = 0.3) -> None:
     """After a violation: keep the flags already on their way (signed flag frames, other
     tampering), so a reviewer sees everything the submission tried, not just the first."""
     end = time.monotonic() + wait
     while (message := worker.next(end - time.monotonic())) not in ("timeout", None):
-        if isinstance(message, dict) and message.get("type") == "flag" and message.get("kind") in FLAG_KINDS:
-            flags[Flag(str(message["kind"]), str(message.get("detail", ""))[:300])] = None
-        elif isinstance(message, tuple) and message[0] == "decoy":
-            flags[Flag("decoy", f"{message[1]} bytes written on the decoy descriptor")] = None
-        elif isinstance(message, tuple) and message[1].kind != "truncated":
-            flags[Flag("tampering", str(message[1]))] = None
-            return  # nothing after a bad frame can be read
+        if (flag := _flag_of(message)) is not None:
+            flags[flag] = None
+            if flag.kind == "tampering":
+                return  # nothing after a bad frame can be read
 
 
 class _Violation(Exception):
@@ -492,13 +501,12 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                 outcomes[current] = Failed("crashed", why, now - started)
                 return ""
             if isinstance(message, tuple):
-                if message[0] == "decoy":
-                    raise _Violation("decoy", f"{message[1]} bytes written on the decoy descriptor")
-                raise _Violation("tampering", str(message[1]))
+                flag = _flag_of(message)
+                raise _Violation(flag.kind, flag.detail)
             kind = message.get("type")
             if kind == "flag":
-                if message.get("kind") in FLAG_KINDS:
-                    flags[Flag(str(message["kind"]), str(message.get("detail", ""))[:300])] = None
+                if (flag := _flag_of(message)) is not None:
+                    flags[flag] = None
                 continue
             if state == "importing" and kind == "ready":
                 state, deadline = "between", min(now + GAP_LIMIT, budget_end)

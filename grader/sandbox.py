@@ -41,6 +41,7 @@ import resource
 import stat
 import subprocess
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -188,7 +189,6 @@ def choose(memory_mb: int = 0, network: bool = False, user: str = "auto",
     `user` is the unprivileged user a root grader runs submissions as ("auto": nobody;
     ignored when not root). `private` folders are hidden in the fallback mode (with
     bwrap they are never in the view to begin with)."""
-    import tempfile
     root = os.geteuid() == 0
     user = ("nobody" if user == "auto" else user) if root else ""
     if user:
@@ -211,7 +211,6 @@ def choose(memory_mb: int = 0, network: bool = False, user: str = "auto",
 
 
 def _choose(memory_mb, network, user, private, probe_dir: Path) -> Sandbox:
-    import tempfile
     notices: list[str] = []
     scratch = probe_dir / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)

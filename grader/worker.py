@@ -48,7 +48,7 @@ def describe(exc: BaseException, module_file: str) -> str:
 
 
 def _read_bootstrap():
-    """(MAC object, channel fd, decoy fd, job) from stdin, leaving no copy of the key."""
+    """(MAC object, channel fd, job) from stdin, leaving no copy of the key."""
     from . import channel
 
     key = bytearray(channel.KEY_BYTES)
@@ -69,7 +69,7 @@ def _read_bootstrap():
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    return mac, int(boot["fd"]), int(boot["decoy"]), boot["job"]
+    return mac, int(boot["fd"]), boot["job"]
 
 
 _WRAPPERS = (os.sep + "ctypes" + os.sep, os.sep + "inspect.py")
@@ -170,7 +170,7 @@ def _hide_internals() -> None:
 def main() -> None:
     from . import channel
 
-    mac, fd, _decoy, job = _read_bootstrap()
+    mac, fd, job = _read_bootstrap()
     writer = channel.Writer(fd, mac)
     del mac
     send = writer.send
