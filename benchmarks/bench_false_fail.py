@@ -37,7 +37,8 @@ def main() -> None:
     variant_seeds = args.variant_seeds or args.seeds
 
     from grader import calibrate, corpus, rubric, vgg_weights
-    from grader.paths import DEFAULT_RUBRIC
+    from grader.paths import default_rubric
+    DEFAULT_RUBRIC = default_rubric()
 
     shipped = rubric.load(DEFAULT_RUBRIC)
     weights = vgg_weights.stand_in()

@@ -24,7 +24,9 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from grader import engine, rubric, sandbox as sandbox_mod, vgg_weights  # noqa: E402
-from grader.paths import SOLUTION  # noqa: E402
+from grader.paths import solution  # noqa: E402
+
+SOLUTION = solution()
 
 QUICK = rubric.parse({"schema_version": 1, "time_limit": 60, "items": [
     {"id": i, "title": i, "points": 1, "check": i}

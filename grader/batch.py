@@ -22,7 +22,7 @@ from . import __version__, engine, exports, rubric as rubric_mod, sandbox as san
 from .errors import KitError
 from .fsutil import atomic_path
 from .gradebook import Gradebook
-from .paths import DEFAULT_RUBRIC
+from .paths import default_rubric
 from .submission import content_hash, discover
 
 
@@ -75,7 +75,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
     if not folder.is_dir():
         raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
                        "folder per student).")
-    rubric_file = Path(rubric_path or DEFAULT_RUBRIC)
+    rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)
     conv_weights, weights_source = vgg_weights.resolve(weights)
     workers = workers or os.cpu_count() or 1

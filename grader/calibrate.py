@@ -23,7 +23,7 @@ import yaml
 from . import corpus as corpus_mod, engine, rubric as rubric_mod, vgg_weights
 from .errors import KitError
 from .fsutil import atomic_path, write_text_atomic
-from .paths import DEFAULT_RUBRIC
+from .paths import default_rubric
 from .submission import prepare
 
 MARGIN = 0.05
@@ -207,9 +207,9 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         margin: float = MARGIN, time_factor: float = TIME_FACTOR, write: bool = True,
         plot_path: str | Path | None = None, solutions: list[str] | None = None,
         log=print) -> tuple[dict[str, Bounds], dict[str, float], list[Run]]:
-    rubric_path = Path(rubric_path or DEFAULT_RUBRIC)
+    rubric_path = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_path)
-    corpus = Path(corpus or corpus_mod.DEFAULT_CORPUS)
+    corpus = Path(corpus or corpus_mod.default_corpus())
     conv_weights, weights_source = vgg_weights.resolve(weights)
     correct = corpus_mod.correct_solutions(corpus)
     if solutions:
@@ -234,6 +234,9 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
                        (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") +
                        ". Fix the check or the solution first.")
     bounds, limits = compute(rubric, runs, margin, time_factor)
+    from .modules import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import keras
     import tensorflow as tf
 

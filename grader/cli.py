@@ -2,14 +2,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import os
 import sys
 
 from .errors import KitError
 
 
+def _verb(module: str):
+    """The module behind a verb, imported when the verb runs (TensorFlow only when needed)."""
+    return importlib.import_module(f"{__package__}.{module}")
+
+
+def _available(module: str) -> bool:
+    """Instructor verbs are absent from the student package (see grader/wheel.py)."""
+    return importlib.util.find_spec(f"{__package__}.{module}") is not None
+
+
 def _train(args):
-    from . import train
+    train = _verb("train")
     kind, *rest = args.data
     if len(rest) > 1:
         raise KitError(f"--data takes a kind and at most one path, found {' '.join(args.data)}.")
@@ -21,17 +33,17 @@ def _train(args):
 
 
 def _check(args):
-    from . import check
+    check = _verb("check")
     check.main(args.submission, args.rubric, args.json, args.all, args.weights)
 
 
 def _generate(args):
-    from . import generate
+    generate = _verb("generate")
     generate.main(check=args.check)
 
 
 def _calibrate(args):
-    from . import calibrate
+    calibrate = _verb("calibrate")
     kind, *rest = args.data
     if kind not in ("synthetic", "cifar10") or len(rest) > 1 or (kind == "synthetic" and rest):
         raise KitError(f"--data: expected 'synthetic' or 'cifar10 [PATH]', found {' '.join(args.data)}.")
@@ -43,7 +55,7 @@ def _calibrate(args):
 
 
 def _batch(args):
-    from . import batch
+    batch = _verb("batch")
     batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
                rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
                user=args.user, network=args.allow_network, released=args.released,
@@ -51,123 +63,132 @@ def _batch(args):
 
 
 def _flags(args):
-    from . import flags
+    flags = _verb("flags")
     flags.main(args.out, args.student)
 
 
 def _gradescope(args):
-    from . import gradescope
+    gradescope = _verb("gradescope")
     gradescope.build_package(args.out, rubric_path=args.rubric, weights=args.weights)
 
 
 def _convert_weights(args):
-    from . import convert_weights
+    convert_weights = _verb("convert_weights")
     convert_weights.main(args.out)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .paths import SOLUTION
-
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     verbs = parser.add_subparsers(dest="verb", required=True)
+    if _available("train"):
+        p = verbs.add_parser("train", help="train the reference (or a module) end to end; "
+                             "run again to resume")
+        p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
+                       help="'synthetic' (default, offline) or 'cifar10 [PATH]' (archive or "
+                            "extracted folder; downloaded into the cache when PATH is left out)")
+        p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                       "else stand-in weights)")
+        p.add_argument("--steps", type=int, default=300, help="global step to train up to")
+        p.add_argument("--batch-size", type=int, default=64)
+        p.add_argument("--learning-rate", type=float, help="default: the module's own")
+        p.add_argument("--checkpoint-dir", default="runs/reference/checkpoints")
+        p.add_argument("--checkpoint-every", type=int, default=100)
+        p.add_argument("--log-dir", default="runs/reference/logs")
+        p.add_argument("--no-verify", action="store_true",
+                       help="accept a CIFAR-10 archive whose MD5 is not the official one")
+        p.add_argument("--module", help="exercise module to train (default: the reference "
+                       "solution of the course folder)")
+        p.set_defaults(run=_train)
 
-    p = verbs.add_parser("train", help="train the reference (or a module) end to end; "
-                         "run again to resume")
-    p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
-                   help="'synthetic' (default, offline) or 'cifar10 [PATH]' (archive or "
-                        "extracted folder; downloaded into the cache when PATH is left out)")
-    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
-                   "else stand-in weights)")
-    p.add_argument("--steps", type=int, default=300, help="global step to train up to")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--learning-rate", type=float, help="default: the module's own")
-    p.add_argument("--checkpoint-dir", default="runs/reference/checkpoints")
-    p.add_argument("--checkpoint-every", type=int, default=100)
-    p.add_argument("--log-dir", default="runs/reference/logs")
-    p.add_argument("--no-verify", action="store_true",
-                   help="accept a CIFAR-10 archive whose MD5 is not the official one")
-    p.add_argument("--module", default=str(SOLUTION), help="exercise module to train")
-    p.set_defaults(run=_train)
+    if _available("check"):
+        p = verbs.add_parser("check", help="grade one submission (.py or .ipynb) and print a table")
+        p.add_argument("submission")
+        p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "
+                       "installed with the package)")
+        p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+        p.add_argument("--all", action="store_true", help="include hidden items (instructors)")
+        p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                       "else stand-in weights)")
+        p.set_defaults(run=_check)
 
-    p = verbs.add_parser("check", help="grade one submission (.py or .ipynb) and print a table")
-    p.add_argument("submission")
-    p.add_argument("--rubric", help="rubric YAML (default: rubrics/transfer_learning.yaml)")
-    p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
-    p.add_argument("--all", action="store_true", help="include hidden items (instructors)")
-    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
-                   "else stand-in weights)")
-    p.set_defaults(run=_check)
+    if _available("generate"):
+        p = verbs.add_parser("generate", help="generate skeletons, notebooks and the student "
+                             "bundle from the marked solution")
+        p.add_argument("--check", action="store_true",
+                       help="only report generated files that are out of date (exit 2 if any)")
+        p.set_defaults(run=_generate)
 
-    p = verbs.add_parser("generate", help="generate skeletons, notebooks and the student "
-                         "bundle from the marked solution")
-    p.add_argument("--check", action="store_true",
-                   help="only report generated files that are out of date (exit 2 if any)")
-    p.set_defaults(run=_generate)
+    if _available("calibrate"):
+        calibrate = _verb("calibrate")
+        p = verbs.add_parser("calibrate", help="instructors: grade the corpus of correct solutions "
+                             "and low variants, then write accuracy bounds and time limits into "
+                             "the rubric")
+        p.add_argument("--rubric", help="rubric YAML to calibrate (default: rubrics/transfer_learning.yaml)")
+        p.add_argument("--corpus", help="corpus folder with correct/ and variants.yaml "
+                       "(default: tests/corpus)")
+        p.add_argument("--solution", action="append", metavar="NAME",
+                       help="calibrate on these correct solutions only (repeatable)")
+        p.add_argument("--seeds", type=int, nargs="+", default=list(calibrate.SEEDS),
+                       help="grading seeds; each correct solution runs once per seed")
+        p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                       "else stand-in weights)")
+        p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
+                       help="'synthetic' (default) or 'cifar10 [PATH]': the data graded on")
+        p.add_argument("--no-verify", action="store_true",
+                       help="accept a CIFAR-10 archive whose MD5 is not the official one")
+        p.add_argument("--margin", type=float, default=calibrate.MARGIN,
+                       help="upper bound = lowest correct accuracy minus this")
+        p.add_argument("--time-factor", type=float, default=calibrate.TIME_FACTOR,
+                       help="time limit = this multiple of the slowest correct run")
+        p.add_argument("--plot", metavar="PNG", help="write a plot of the accuracy distributions")
+        p.add_argument("--dry-run", action="store_true", help="print the table, leave the rubric")
+        p.set_defaults(run=_calibrate)
 
-    from .calibrate import MARGIN, SEEDS, TIME_FACTOR
-    p = verbs.add_parser("calibrate", help="instructors: grade the corpus of correct solutions "
-                         "and low variants, then write accuracy bounds and time limits into "
-                         "the rubric")
-    p.add_argument("--rubric", help="rubric YAML to calibrate (default: rubrics/transfer_learning.yaml)")
-    p.add_argument("--corpus", help="corpus folder with correct/ and variants.yaml "
-                   "(default: tests/corpus)")
-    p.add_argument("--solution", action="append", metavar="NAME",
-                   help="calibrate on these correct solutions only (repeatable)")
-    p.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
-                   help="grading seeds; each correct solution runs once per seed")
-    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
-                   "else stand-in weights)")
-    p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
-                   help="'synthetic' (default) or 'cifar10 [PATH]': the data graded on")
-    p.add_argument("--no-verify", action="store_true",
-                   help="accept a CIFAR-10 archive whose MD5 is not the official one")
-    p.add_argument("--margin", type=float, default=MARGIN,
-                   help="upper bound = lowest correct accuracy minus this")
-    p.add_argument("--time-factor", type=float, default=TIME_FACTOR,
-                   help="time limit = this multiple of the slowest correct run")
-    p.add_argument("--plot", metavar="PNG", help="write a plot of the accuracy distributions")
-    p.add_argument("--dry-run", action="store_true", help="print the table, leave the rubric")
-    p.set_defaults(run=_calibrate)
+    if _available("batch"):
+        p = verbs.add_parser("batch", help="grade a folder of submissions (TAs): parallel, "
+                             "sandboxed, resumable; CSV, feedback and Gradescope exports")
+        p.add_argument("submissions", help="folder of .py, .ipynb, .zip files or per-student folders")
+        p.add_argument("--out", required=True, help="output folder (gradebook.sqlite, grades.csv, ...)")
+        p.add_argument("--workers", type=int, help="submissions graded at once (default: cores)")
+        p.add_argument("--scheduler", metavar="ADDRESS",
+                       help="grade on a Dask cluster: tcp://HOST:8786, or local:N for N local worker "
+                            "processes (needs the [cluster] extra); judging and the gradebook stay here")
+        p.add_argument("--regrade", action="store_true", help="grade again even if unchanged")
+        p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "
+                       "installed with the package)")
+        p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                       "else stand-in weights)")
+        p.add_argument("--memory-mb", type=int, default=6144, help="address-space cap per worker")
+        p.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
+                       "submissions as (default: nobody; ignored when not run as root)")
+        p.add_argument("--allow-network", action="store_true", help="do not cut the network")
+        p.add_argument("--released", action="store_true",
+                       help="feedback also shows after_due_date / after_published items")
+        p.add_argument("--no-progress", action="store_true")
+        p.set_defaults(run=_batch)
 
-    p = verbs.add_parser("batch", help="grade a folder of submissions (TAs): parallel, "
-                         "sandboxed, resumable; CSV, feedback and Gradescope exports")
-    p.add_argument("submissions", help="folder of .py, .ipynb, .zip files or per-student folders")
-    p.add_argument("--out", required=True, help="output folder (gradebook.sqlite, grades.csv, ...)")
-    p.add_argument("--workers", type=int, help="submissions graded at once (default: cores)")
-    p.add_argument("--scheduler", metavar="ADDRESS",
-                   help="grade on a Dask cluster: tcp://HOST:8786, or local:N for N local worker "
-                        "processes (needs the [cluster] extra); judging and the gradebook stay here")
-    p.add_argument("--regrade", action="store_true", help="grade again even if unchanged")
-    p.add_argument("--rubric", help="rubric YAML (default: rubrics/transfer_learning.yaml)")
-    p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
-                   "else stand-in weights)")
-    p.add_argument("--memory-mb", type=int, default=6144, help="address-space cap per worker")
-    p.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
-                   "submissions as (default: nobody; ignored when not run as root)")
-    p.add_argument("--allow-network", action="store_true", help="do not cut the network")
-    p.add_argument("--released", action="store_true",
-                   help="feedback also shows after_due_date / after_published items")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(run=_batch)
+    if _available("flags"):
+        p = verbs.add_parser("flags", help="list the integrity flags a batch raised, for review")
+        p.add_argument("out", help="the --out folder of `grader batch`")
+        p.add_argument("--student", help="only this student's flags")
+        p.set_defaults(run=_flags)
 
-    p = verbs.add_parser("flags", help="list the integrity flags a batch raised, for review")
-    p.add_argument("out", help="the --out folder of `grader batch`")
-    p.add_argument("--student", help="only this student's flags")
-    p.set_defaults(run=_flags)
+    if _available("gradescope"):
+        p = verbs.add_parser("gradescope-package", help="build a Gradescope autograder zip")
+        p.add_argument("out", nargs="?", default="dist/gradescope-autograder.zip")
+        p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "
+                       "installed with the package)")
+        p.add_argument("--weights", help="weights file to ship (default: stand-in weights)")
+        p.set_defaults(run=_gradescope)
 
-    p = verbs.add_parser("gradescope-package", help="build a Gradescope autograder zip")
-    p.add_argument("out", nargs="?", default="dist/gradescope-autograder.zip")
-    p.add_argument("--rubric", help="rubric YAML (default: rubrics/transfer_learning.yaml)")
-    p.add_argument("--weights", help="weights file to ship (default: stand-in weights)")
-    p.set_defaults(run=_gradescope)
+    if _available("convert_weights"):
+        p = verbs.add_parser("convert-weights", help="write the course weights file from Keras' "
+                             "ImageNet VGG16 (needs internet)")
+        p.add_argument("out", nargs="?", default="vgg16-conv-weights.npz")
+        p.set_defaults(run=_convert_weights)
 
-    p = verbs.add_parser("convert-weights", help="write the course weights file from Keras' "
-                         "ImageNet VGG16 (needs internet)")
-    p.add_argument("out", nargs="?", default="vgg16-conv-weights.npz")
-    p.set_defaults(run=_convert_weights)
     return parser
-
 
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -10,6 +10,9 @@ from .errors import WeightsError
 
 
 def main(out: str = "vgg16-conv-weights.npz") -> None:
+    from .modules import import_tensorflow_quietly
+
+    import_tensorflow_quietly()
     import keras
 
     try:

@@ -13,9 +13,13 @@ from pathlib import Path
 import yaml
 
 from .errors import KitError
-from .paths import ROOT, SOLUTION
+from .paths import course_root, solution
 
-DEFAULT_CORPUS = ROOT / "tests" / "corpus"
+
+
+def default_corpus() -> Path:
+    """tests/corpus in the course folder."""
+    return course_root() / "tests" / "corpus"
 REFERENCE = "reference"  # the name variants use for solutions/transfer_learning.py
 
 VARIANT_KEYS = {
@@ -38,9 +42,10 @@ class Variant:
     why: str = ""
 
 
-def correct_solutions(corpus: Path = DEFAULT_CORPUS, with_reference: bool = True) -> dict[str, Path]:
+def correct_solutions(corpus: Path | None = None, with_reference: bool = True) -> dict[str, Path]:
     """{name: path} of the correct solutions: the reference first, then correct/ sorted."""
-    found = {REFERENCE: SOLUTION} if with_reference else {}
+    corpus = corpus or default_corpus()
+    found = {REFERENCE: solution()} if with_reference else {}
     folder = Path(corpus) / "correct"
     if folder.is_dir():
         for path in sorted(folder.iterdir()):
@@ -49,8 +54,8 @@ def correct_solutions(corpus: Path = DEFAULT_CORPUS, with_reference: bool = True
     return found
 
 
-def load_variants(corpus: Path = DEFAULT_CORPUS) -> list[Variant]:
-    path = Path(corpus) / "variants.yaml"
+def load_variants(corpus: Path | None = None) -> list[Variant]:
+    path = Path(corpus or default_corpus()) / "variants.yaml"
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
@@ -97,7 +102,7 @@ def variant_items(variant: Variant, items: list) -> list:
     return [i for i in items if i.visibility == "visible" or i.check in lost_checks]
 
 
-def write_variant(variant: Variant, dest: Path, corpus: Path = DEFAULT_CORPUS) -> Path:
+def write_variant(variant: Variant, dest: Path, corpus: Path | None = None) -> Path:
     """Write the broken copy into `dest` and return its path (same suffix as the base)."""
     base = correct_solutions(corpus)[variant.base]
     source = base.read_text(encoding="utf-8")

@@ -66,9 +66,8 @@ def runtime_paths() -> list[Path]:
     """What a worker needs to run Python with the kit: the interpreter's prefix, the
     environment's prefix and the folder holding the `grader` package (only the package
     itself is shown, so the rest of a checkout, solutions included, stays out of view)."""
-    from .paths import ROOT
-    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(),
-             (ROOT / "grader").resolve()}
+    from .paths import PACKAGE
+    paths = {Path(sys.base_prefix).resolve(), Path(sys.prefix).resolve(), PACKAGE}
     for entry in sys.path:  # site folders outside both prefixes (user site, .pth entries)
         if entry and "site-packages" in entry and Path(entry).is_dir():
             paths.add(Path(entry).resolve())
@@ -171,10 +170,10 @@ def processes_in_namespace(pid: int) -> list[int]:
 def _probe(command: tuple[str, ...]) -> str | None:
     """None if `command` (a confined `python -c pass`) runs, else the reason it did not."""
     try:
-        from .paths import ROOT
+        from .paths import PACKAGE_PARENT
         result = subprocess.run(list(command), capture_output=True, text=True, cwd="/",
                                 timeout=60, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                                                 "PYTHONPATH": str(ROOT)})
+                                                 "PYTHONPATH": str(PACKAGE_PARENT)})
     except (OSError, subprocess.TimeoutExpired) as exc:
         return str(exc)
     if result.returncode == 0:
@@ -228,8 +227,8 @@ def _choose(memory_mb, network, user, private, probe_dir: Path) -> Sandbox:
                    "isolated from the filesystem, the network or each other's processes")
     fallback = Sandbox("limits", user, True, memory_mb, notices=notices)
     if user and private:
-        from .paths import ROOT
-        needed = runtime_paths() + [ROOT.resolve(), Path(tempfile.gettempdir()).resolve()]
+        from .paths import PACKAGE_PARENT
+        needed = runtime_paths() + [PACKAGE_PARENT, Path(tempfile.gettempdir()).resolve()]
         hide = {p.resolve() for p in private if p.is_dir()}
         hide = {p for p in hide if not any(n == p or p in n.parents for n in needed)}
         fallback.hide = [str(p) for p in _outermost(hide)]

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from . import cifar10, synthetic, vgg_weights
 from .errors import KitError
-from .paths import SOLUTION
 
 
 @dataclass
@@ -52,9 +51,16 @@ def main(data: str = "synthetic", data_path: str | None = None, weights: str | N
          steps: int = 300, batch_size: int = 64, learning_rate: float | None = None,
          checkpoint_dir: str = "runs/reference/checkpoints", log_dir: str = "runs/reference/logs",
          checkpoint_every: int = 100, val_size: int | None = None, verify_checksum: bool = True,
-         module: str | os.PathLike = SOLUTION, seed: int = 0) -> TrainResult:
+         module: str | os.PathLike | None = None, seed: int = 0) -> TrainResult:
     if steps < 1 or batch_size < 1 or checkpoint_every < 1:
         raise KitError("--steps, --batch-size and --checkpoint-every must be positive integers.")
+    if module is None:
+        from .paths import solution
+        try:
+            module = solution()
+        except KitError:
+            raise KitError("expected --module FILE (your exercise module): without it the "
+                           "reference solution is trained, and this install has none.") from None
     dataset = load_data(data, data_path, verify_checksum=verify_checksum)
     conv_weights, weights_source = vgg_weights.resolve(weights)
     ensure_writable_dir(checkpoint_dir, "--checkpoint-dir")
@@ -69,9 +75,10 @@ def main(data: str = "synthetic", data_path: str | None = None, weights: str | N
         print("notice: the stand-in weights only exercise the code path; pass --weights "
               "vgg16-conv-weights.npz for real transfer learning.")
 
-    import keras
+    from .modules import import_tensorflow_quietly, load_module
 
-    from .modules import load_module
+    import_tensorflow_quietly()
+    import keras
 
     exercise = load_module(module)
     keras.utils.set_random_seed(seed)

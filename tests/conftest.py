@@ -13,7 +13,7 @@ import pytest
 
 from grader import synthetic, vgg_weights
 from grader.modules import load_module
-from grader.paths import SOLUTION
+from kit import SOLUTION
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,7 @@ import yaml
 
 from grader import calibrate, rubric
 from grader.errors import KitError
-from grader.paths import DEFAULT_RUBRIC
+from kit import DEFAULT_RUBRIC
 
 SHIPPED = rubric.load(DEFAULT_RUBRIC)
 

@@ -21,7 +21,7 @@ import yaml
 distributed = pytest.importorskip("distributed")
 
 from grader import batch, engine, gradebook, rubric, vgg_weights  # noqa: E402
-from grader.paths import ROOT  # noqa: E402
+from kit import ROOT  # noqa: E402
 
 from test_batch import REFERENCE, SMALL_RUBRIC as RUBRIC  # noqa: E402  (the same small rubric)
 

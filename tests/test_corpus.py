@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from grader import corpus, engine, rubric, vgg_weights
-from grader.paths import DEFAULT_RUBRIC
+from kit import DEFAULT_RUBRIC
 from grader.submission import prepare
 
 SHIPPED = rubric.load(DEFAULT_RUBRIC)
@@ -105,7 +105,7 @@ def test_shipped_rubric_records_its_calibration():
 
 
 def test_variants_file_errors_are_one_line(tmp_path):
-    shutil.copytree(corpus.DEFAULT_CORPUS / "correct", tmp_path / "correct")
+    shutil.copytree(corpus.default_corpus() / "correct", tmp_path / "correct")
     (tmp_path / "variants.yaml").write_text(
         "- {name: x, base: reference, edits: [['no such text', 'y']], loses: [weights]}\n")
     with pytest.raises(corpus.KitError, match="occurs 0 times in reference; expected once"):

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from grader import engine, rubric, vgg_weights
-from grader.paths import DEFAULT_RUBRIC, SOLUTION
+from kit import DEFAULT_RUBRIC, SOLUTION
 
 
 def fast_rubric(time_limit: float | None = None) -> rubric.Rubric:

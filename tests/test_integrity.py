@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from grader import channel, engine, rubric, vgg_weights
-from grader.paths import SOLUTION
+from kit import SOLUTION
 
 RUBRIC = rubric.parse({"schema_version": 1, "time_limit": 20, "items": [
     {"id": "interface", "title": "Interface", "points": 5, "check": "interface"},

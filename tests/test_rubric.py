@@ -6,7 +6,7 @@ import yaml
 
 from grader import rubric
 from grader.errors import RubricError
-from grader.paths import DEFAULT_RUBRIC
+from kit import DEFAULT_RUBRIC
 
 
 def _base():

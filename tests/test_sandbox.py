@@ -22,7 +22,7 @@ import pytest
 import yaml
 
 from grader import sandbox as sandbox_mod
-from grader.paths import ROOT, SOLUTION
+from kit import ROOT, SOLUTION
 
 RUBRIC = {"schema_version": 1, "time_limit": 30, "items": [
     {"id": "interface", "title": "Interface", "points": 5, "check": "interface"},

@@ -44,3 +44,16 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, make_args, expected
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err, err
     assert "Traceback" not in err
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "something was left behind"
+
+
+def test_no_tensorflow_start_up_noise_on_the_screen(tmp_path):
+    """TensorFlow's native start-up lines (absl, oneDNN, CPU features) stay off stderr."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "grader", "train", "--steps", "1",
+                           "--checkpoint-dir", str(tmp_path / "ck"), "--log-dir", str(tmp_path / "l")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for noise in ("absl::InitializeLog", "oneDNN custom operations", "rebuild TensorFlow"):
+        assert noise not in done.stderr + done.stdout
