@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 from . import engine, rubric as rubric_mod, vgg_weights
 from .fsutil import write_text_atomic
-from .paths import DEFAULT_RUBRIC
+from .paths import default_rubric
 
 STATUS_MARK = {"passed": "ok", "partial": "part", "failed": "FAIL", "error": "ERROR",
                "timeout": "TIMEOUT", "crashed": "CRASH", "integrity": "INTEGRITY",
@@ -33,14 +36,64 @@ def format_table(report: engine.Report) -> str:
     return "\n".join(lines)
 
 
+class Ticker:
+    """The running item and its elapsed time on one terminal line, redrawn twice a second
+    (only on a terminal: logs get the table alone)."""
+
+    def __init__(self, stream=None, live: bool | None = None):
+        self.stream = stream or sys.stderr
+        self.live = self.stream.isatty() if live is None else live
+        self._item, self._since, self._width = "", 0.0, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __call__(self, item: str) -> None:
+        self._item, self._since = item, time.monotonic()
+
+    def __enter__(self):
+        if self.live:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.live:
+            self._thread.join()
+            if self._width:
+                self.stream.write("\r" + " " * self._width + "\r")
+                self.stream.flush()
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        while not self._stop.wait(0.5):
+            now = time.monotonic()
+            what = (f"{self._item} ({now - self._since:.0f} s)" if self._item
+                    else "starting TensorFlow")
+            line = f"grading: {what}, {now - start:.0f} s in all"
+            # Carriage return and padding redraw the line on terminals and in notebooks alike.
+            self.stream.write("\r" + line.ljust(self._width))
+            self.stream.flush()
+            self._width = max(self._width, len(line))
+
+
+def prepare_inputs(pool: ThreadPoolExecutor, rubric, weights: str | None, data=None):
+    """(Future of the grading inputs, weights description): made in a thread while the
+    worker imports TensorFlow. The weights file is checked first, so a wrong one stops
+    here with its one-line error."""
+    conv_weights, source = vgg_weights.resolve(weights)
+    return pool.submit(engine.grading_inputs, rubric, conv_weights, data), source
+
+
 def main(submission: str, rubric_path: str | None = None, json_out: str | None = None,
          include_hidden: bool = False, weights: str | None = None, data=None) -> engine.Report:
-    rubric = rubric_mod.load(rubric_path or DEFAULT_RUBRIC)
-    conv_weights, source = vgg_weights.resolve(weights)
-    inputs = engine.grading_inputs(rubric, conv_weights, data)
-    report = engine.grade_submission(submission, rubric, inputs, include_hidden=include_hidden,
-                                     name=str(submission), own_folder=True, strict=True)
-    print(f"grading {submission} with {rubric.source} ({source})", file=sys.stderr)
+    rubric = rubric_mod.load(rubric_path or default_rubric())
+    with ThreadPoolExecutor(1) as pool:
+        inputs, source = prepare_inputs(pool, rubric, weights, data)
+        with Ticker() as ticker:
+            report = engine.grade_submission(submission, rubric, inputs,
+                                             include_hidden=include_hidden, name=str(submission),
+                                             own_folder=True, strict=True, progress=ticker)
+    print(f"graded {submission} with {rubric.source} ({source})", file=sys.stderr)
     print(format_table(report))
     if json_out:
         write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2))

@@ -34,7 +34,8 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Union
+from concurrent.futures import Future
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from .checks import CHECKS, FINISH, JudgeContext
 from .errors import SubmissionError
 from .network import CONV_LAYERS
 from .rubric import Item, Rubric
-from .paths import ROOT
+from .paths import PACKAGE_PARENT
 
 STARTUP_LIMIT = 120.0  # seconds to import TensorFlow and the submission
 GAP_LIMIT = 15.0  # seconds the worker may take between one item's result and the next start
@@ -207,13 +208,14 @@ class _Worker:
     descriptor and its output. Messages arrive on `messages` as dicts (authenticated
     frames), ("channel", ChannelError), ("decoy", bytes count) or None at the end."""
 
-    def __init__(self, job: dict, sandbox: sandbox_mod.Sandbox, read_only: list[Path],
-                 scratch: Path, env: dict, tail_bytes: int):
+    def __init__(self, sandbox: sandbox_mod.Sandbox, read_only: list[Path], scratch: Path,
+                 env: dict, tail_bytes: int):
+        """Start the process: it imports TensorFlow while `send_job` is still to come."""
         self.messages: queue.Queue = queue.Queue()
         self.tail = b""
         self._tail_bytes = tail_bytes
         self.confined = sandbox.confined
-        key = channel.new_key()
+        self._key = key = channel.new_key()
         read_fd, write_fd = os.pipe()
         decoy_read, decoy_write = os.pipe()
         # The channel sits at a random descriptor number (F_DUPFD takes the lowest free
@@ -229,15 +231,20 @@ class _Worker:
         finally:
             os.close(chan_fd)
             os.close(decoy_write)
-        try:
-            self.process.stdin.write(channel.bootstrap(key, chan_fd, job))
-            self.process.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass  # it died at once: the channel reports the end
+        self._chan_fd = chan_fd
         threading.Thread(target=self._read_channel, args=(read_fd, key), daemon=True).start()
         threading.Thread(target=self._watch_decoy, args=(decoy_read,), daemon=True).start()
         self._output = threading.Thread(target=self._drain_output, daemon=True)
         self._output.start()
+
+    def send_job(self, job: dict) -> None:
+        """The key, the channel's descriptor number and the job, on stdin."""
+        try:
+            self.process.stdin.write(channel.bootstrap(self._key, self._chan_fd, job))
+            self.process.stdin.close()
+        except (BrokenPipeError, OSError):
+            pass  # it died at once: the channel reports the end
+        del self._key
 
     def _read_channel(self, fd: int, key: bytes) -> None:
         reader = channel.Reader(fd, key)
@@ -355,7 +362,7 @@ class _Violation(Exception):
 def worker_env(scratch: Path, threads: int | None = None) -> dict:
     """The worker's whole environment: nothing of the grader's own is passed on."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
-           "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": str(ROOT),
+           "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": str(PACKAGE_PARENT),
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "KERAS_BACKEND": "tensorflow",
            "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
     if threads:
@@ -387,10 +394,11 @@ def _readable(path: Path) -> None:
 
 
 def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
-            inputs: WorkerInputs | GradingInputs, work_dir: Path, *,
+            inputs: WorkerInputs | GradingInputs | Callable[[], WorkerInputs], work_dir: Path, *,
             sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
             tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT,
-            seed: int = DEFAULT_HELDOUT_SEED, item_seeds: dict[str, int] | None = None) -> Collection:
+            seed: int = DEFAULT_HELDOUT_SEED, item_seeds: dict[str, int] | None = None,
+            progress: Callable[[str], None] | None = None) -> Collection:
     """Run the collect halves of `items` in sandboxed worker processes. The worker sees
     `submission_dir` read-only (None: only the module)."""
     sandbox = sandbox or sandbox_mod.default()
@@ -400,14 +408,22 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     (work_dir / "module").mkdir(exist_ok=True)
     module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))
     submission_dir = Path(submission_dir).resolve() if submission_dir else module_file.parent
-    if isinstance(inputs, GradingInputs):
-        inputs = inputs.for_worker()
-    inputs.write_worker_inputs(job_dir / "inputs.npz")
-    _readable(job_dir)
     item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
     _readable(module_file.parent)
     env = worker_env(scratch, threads)
     read_only = [job_dir, module_file.parent, submission_dir]
+    # The first worker imports TensorFlow while the inputs are made and written.
+    first = _Worker(sandbox, read_only, scratch, env, tail_bytes)
+    try:
+        if callable(inputs):
+            inputs = inputs()
+        if isinstance(inputs, GradingInputs):
+            inputs = inputs.for_worker()
+        inputs.write_worker_inputs(job_dir / "inputs.npz")
+        _readable(job_dir)
+    except BaseException:
+        first.kill()
+        raise
     result = Collection({})
     flags: dict[Flag, None] = {}
     tail = b""
@@ -419,8 +435,10 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
                "scratch": str(scratch), "job_dir": str(job_dir),
                "items": [{"id": i.id, "check": i.check, "params": i.params,
                           "seed": item_seeds[i.id]} for i in remaining]}
-        worker = _Worker(job, sandbox, read_only, scratch, env, tail_bytes)
-        stop = _run_worker(worker, remaining, result.outcomes, flags, startup_limit, budget_end)
+        worker, first = first or _Worker(sandbox, read_only, scratch, env, tail_bytes), None
+        worker.send_job(job)
+        stop = _run_worker(worker, remaining, result.outcomes, flags, startup_limit, budget_end,
+                           progress)
         if sandbox.confined and (strays := worker.strays()):
             flags[Flag("processes_left", f"{strays} process(es) still running at the end")] = None
         worker.kill()
@@ -452,7 +470,8 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path) -> N
 
 
 def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
-                startup_limit: float, budget_end: float) -> str:
+                startup_limit: float, budget_end: float,
+                progress: Callable[[str], None] | None = None) -> str:
     """Follow one worker through its items. Returns "" when a new worker should carry on
     with the items left, or why not ("import_failed", "violation", "budget", "done")."""
     order = [i.id for i in items]
@@ -517,6 +536,8 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                     and message.get("item") == order[position]:
                 state, current, started = "running", order[position], now
                 position += 1
+                if progress is not None:
+                    progress(current)
                 deadline = min(now + by_id[current].time_limit, budget_end)
             elif state == "between" and kind == "done" and position == len(order):
                 return "done"
@@ -600,10 +621,12 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
     return report(name or str(module_file), items, found, inputs, rubric, time.monotonic() - start)
 
 
-def collect_submission(source: str | os.PathLike, items: list[Item], inputs: WorkerInputs, *,
+def collect_submission(source: str | os.PathLike, items: list[Item],
+                       inputs: WorkerInputs | Callable[[], WorkerInputs], *,
                        item_seeds: dict[str, int], own_folder: bool = False, strict: bool = False,
                        sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
-                       startup_limit: float = STARTUP_LIMIT, label: str = "") -> Collection:
+                       startup_limit: float = STARTUP_LIMIT, label: str = "",
+                       progress: Callable[[str], None] | None = None) -> Collection:
     """Prepare one submission (.py, .ipynb, .zip or a folder), collect its observations
     and clean up: the half of grading that runs submission code, here or on a cluster
     worker. With `own_folder` (a student checking their own file) the submission's folder
@@ -627,26 +650,36 @@ def collect_submission(source: str | os.PathLike, items: list[Item], inputs: Wor
             folder = source.resolve().parent
         _readable(work / "in")
         return collect(module_file, folder, items, inputs, work / "run", sandbox=sandbox,
-                       threads=threads, startup_limit=startup_limit, item_seeds=item_seeds)
+                       threads=threads, startup_limit=startup_limit, item_seeds=item_seeds,
+                       progress=progress)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
-def grade_submission(source: str | os.PathLike, rubric: Rubric, inputs: GradingInputs, *,
-                     include_hidden: bool = True, name: str | None = None,
+def grade_submission(source: str | os.PathLike, rubric: Rubric,
+                     inputs: GradingInputs | Future, *, include_hidden: bool = True,
+                     only: list[str] | None = None, name: str | None = None,
                      own_folder: bool = False, strict: bool = False,
                      sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
-                     startup_limit: float = STARTUP_LIMIT) -> Report:
+                     startup_limit: float = STARTUP_LIMIT,
+                     progress: Callable[[str], None] | None = None) -> Report:
     """Collect and judge one submission: the one grading path of `grader check`, `grader
-    batch` and the Gradescope entry point (`grader batch --scheduler` runs the collecting
-    half, `collect_submission`, on a cluster worker and judges here)."""
-    items = rubric.select(include_hidden)
+    batch`, the notebook checks and the Gradescope entry point (`grader batch --scheduler`
+    runs the collecting half, `collect_submission`, on a cluster worker and judges here).
+    `inputs` may still be in the making (a Future): the worker imports TensorFlow
+    meanwhile. `only` keeps the items with these ids; `progress` hears each item start."""
+    items = [i for i in rubric.select(include_hidden) if only is None or i.id in only]
     start = time.monotonic()
     seeds = {i.id: item_seed(grading_seed(rubric), i.id) for i in items}
-    found = collect_submission(source, items, inputs.for_worker(), item_seeds=seeds,
+
+    def resolved() -> GradingInputs:
+        return inputs.result() if isinstance(inputs, Future) else inputs
+
+    found = collect_submission(source, items, lambda: resolved().for_worker(), item_seeds=seeds,
                                own_folder=own_folder, strict=strict, sandbox=sandbox,
-                               threads=threads, startup_limit=startup_limit, label=name or "")
-    return report(name or str(source), items, found, inputs, rubric, time.monotonic() - start)
+                               threads=threads, startup_limit=startup_limit, label=name or "",
+                               progress=progress)
+    return report(name or str(source), items, found, resolved(), rubric, time.monotonic() - start)
 
 
 def unreadable_report(name: str, rubric: Rubric, include_hidden: bool, message: str) -> Report:

@@ -24,8 +24,10 @@ import yaml
 
 from . import handout, network, rubric as rubric_mod
 from .errors import KitError, MarkerError
-from .paths import DEFAULT_RUBRIC, ROOT, SOLUTION
-from .submission import TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
+from . import wheel
+from .paths import RUBRIC_NAME, SOLUTION_REL, course_root
+from .checks import TASK_OF
+from .submission import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 PROMPT = "# PROMPT:"
@@ -145,13 +147,19 @@ def notebook(module_source: str, title_note: str, public_items: list):
     cells = [new_markdown_cell(f"{handout.TITLE}\n\n{title_note}\n\n{intro}",
                                metadata={"tags": [TAG_HANDOUT]}),
              new_markdown_cell(handout.grading_section(public_items), metadata={"tags": [TAG_HANDOUT]})]
+    check_tag = {"tags": [TAG_CHECK]}
+    cells.append(new_code_cell(handout.CHECK_SETUP, metadata=check_tag))
     for fname, chunk in _split_top_level(module_source):
         if fname in handout.BEFORE:
             cells.append(new_markdown_cell(handout.BEFORE[fname], metadata={"tags": [TAG_HANDOUT]}))
         cells.append(new_code_cell(chunk, metadata={"tags": [TAG_GRADED]}))
+        if fname is not None and fname in TASK_OF.values():
+            cells.append(new_code_cell(f"check({fname!r})", metadata=check_tag))
     cells.append(new_markdown_cell(handout.EXPERIMENTS_MD, metadata={"tags": [TAG_HANDOUT]}))
     cells.extend(new_code_cell(code.rstrip("\n"), metadata={"tags": [TAG_EXPERIMENT]})
                  for code in handout.EXPERIMENTS)
+    cells.append(new_markdown_cell(handout.CHECK_ALL_MD, metadata={"tags": [TAG_HANDOUT]}))
+    cells.append(new_code_cell("check_all()", metadata=check_tag))
     for index, cell in enumerate(cells):
         cell["id"] = f"cell-{index:02d}"
     nb = new_notebook(cells=cells, metadata={
@@ -176,10 +184,13 @@ def _zip_folder(folder: Path, target: Path) -> None:
                 archive.writestr(info, path.read_bytes())
 
 
-def build(out: Path, solution: Path = SOLUTION, rubric_path: Path = DEFAULT_RUBRIC) -> None:
-    """Write skeletons/, solutions/transfer_learning.ipynb and dist/ under `out`."""
+def build(out: Path, root: Path, solution: Path | None = None) -> None:
+    """Write skeletons/, solutions/transfer_learning.ipynb and dist/ under `out`, from the
+    course folder `root` (its marked solution unless `solution` is given, and its rubric)."""
+    solution = solution or root / SOLUTION_REL
+    rubric_path = root / "rubrics" / RUBRIC_NAME
     source = solution.read_text(encoding="utf-8")
-    rel = solution.relative_to(ROOT) if solution.is_relative_to(ROOT) else solution.name
+    rel = solution.relative_to(root) if solution.is_relative_to(root) else solution.name
     skeleton = skeleton_header(str(rel)) + strip_solutions(source, str(rel))
     try:
         compile(skeleton, "skeleton", "exec")
@@ -202,10 +213,12 @@ def build(out: Path, solution: Path = SOLUTION, rubric_path: Path = DEFAULT_RUBR
     bundle.mkdir(parents=True)
     shutil.copy(out / "skeletons" / "transfer_learning.py", bundle)
     shutil.copy(out / "skeletons" / "transfer_learning.ipynb", bundle)
-    (bundle / "rubric.yaml").write_text(
-        "# Public rubric: items graded after the due date are not listed.\n"
-        + yaml.safe_dump(public, sort_keys=False), encoding="utf-8")
-    (bundle / "README.md").write_text(handout.STUDENT_README, encoding="utf-8")
+    public_text = ("# Public rubric: items graded after the due date are not listed.\n"
+                   + yaml.safe_dump(public, sort_keys=False))
+    (bundle / "rubric.yaml").write_text(public_text, encoding="utf-8")
+    built = wheel.student_wheel(bundle, public_text)
+    (bundle / "README.md").write_text(handout.STUDENT_README.format(wheel=built.name),
+                                      encoding="utf-8")
     _zip_folder(bundle, out / "dist" / "student-bundle.zip")
 
 
@@ -213,16 +226,18 @@ GENERATED = ["skeletons/transfer_learning.py", "skeletons/transfer_learning.ipyn
              "solutions/transfer_learning.ipynb"]
 
 
-def drift(root: Path = ROOT, solution: Path = SOLUTION) -> list[str]:
+def drift(root: Path | None = None, solution: Path | None = None) -> list[str]:
     """Generated files under `root` that differ from a fresh generation."""
+    root = root or course_root()
     with tempfile.TemporaryDirectory() as tmp:
-        build(Path(tmp) / "gen", solution)
+        build(Path(tmp) / "gen", root, solution)
         return [rel for rel in GENERATED
                 if not (root / rel).is_file() or not filecmp.cmp(Path(tmp) / "gen" / rel, root / rel,
                                                                  shallow=False)]
 
 
-def main(check: bool = False, root: Path = ROOT, solution: Path = SOLUTION) -> int:
+def main(check: bool = False, root: Path | None = None, solution: Path | None = None) -> int:
+    root = root or course_root()
     if check:
         stale = drift(root, solution)
         if stale:
@@ -232,7 +247,7 @@ def main(check: bool = False, root: Path = ROOT, solution: Path = SOLUTION) -> i
         return 0
     tmp = Path(tempfile.mkdtemp(prefix=".generate-", dir=root))
     try:
-        build(tmp / "gen", solution)
+        build(tmp / "gen", root, solution)
         for rel in GENERATED:
             (root / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(tmp / "gen" / rel), str(root / rel))

@@ -2,9 +2,10 @@
 
     grader gradescope-package dist/gradescope-autograder.zip
 
-The zip holds setup.sh (installs the kit into a virtual environment), run_autograder
-(grades /autograder/submission into /autograder/results/results.json with the same
-engine as `grader check` and `grader batch`), the kit's source, the rubric and weights.
+The zip holds setup.sh (installs the kit's requirements into a virtual environment),
+run_autograder (grades /autograder/submission into /autograder/results/results.json with
+the same engine as `grader check` and `grader batch`), the kit's source, the rubric and
+weights.
 """
 from __future__ import annotations
 
@@ -16,10 +17,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import engine, exports, rubric as rubric_mod, vgg_weights
+from . import engine, exports, rubric as rubric_mod, vgg_weights, wheel
 from .errors import KitError
 from .fsutil import atomic_path
-from .paths import DEFAULT_RUBRIC, ROOT
+from .paths import PACKAGE, default_rubric
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -28,7 +29,7 @@ set -euo pipefail
 apt-get update && apt-get install -y python3 python3-venv python3-pip
 python3 -m venv /autograder/venv
 /autograder/venv/bin/pip install --upgrade pip
-/autograder/venv/bin/pip install /autograder/source/kit
+/autograder/venv/bin/pip install -r /autograder/source/kit/requirements.txt
 """
 
 RUN_AUTOGRADER = """\
@@ -47,7 +48,7 @@ def build_package(out: str | os.PathLike, rubric_path: str | None = None,
                   weights: str | None = None) -> Path:
     import yaml
 
-    rubric_file = Path(rubric_path or DEFAULT_RUBRIC)
+    rubric_file = Path(rubric_path or default_rubric())
     rubric_mod.load(rubric_file)  # never ship an invalid rubric
     conv_weights, _ = vgg_weights.resolve(weights)
     # A fresh 128-bit held-out seed for this package: the one in the instructor's rubric may
@@ -60,11 +61,11 @@ def build_package(out: str | os.PathLike, rubric_path: str | None = None,
     files: dict[str, bytes] = {
         "setup.sh": SETUP_SH.encode(),
         "run_autograder": RUN_AUTOGRADER.encode(),
-        "kit/pyproject.toml": (ROOT / "pyproject.toml").read_bytes(),
-        "kit/README.md": (ROOT / "README.md").read_bytes() if (ROOT / "README.md").exists() else b"",
+        # The kit's own requirements, as installed here: the grader runs from kit/ itself.
+        "kit/requirements.txt": ("\n".join(wheel.kit_requirements()) + "\n").encode(),
         "kit/rubric.yaml": packaged_rubric.encode("utf-8"),
     }
-    for path in sorted((ROOT / "grader").glob("*.py")):
+    for path in sorted(PACKAGE.glob("*.py")):
         files[f"kit/grader/{path.name}"] = path.read_bytes()
     buffer = io.BytesIO()
     import numpy as np

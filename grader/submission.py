@@ -19,6 +19,7 @@ from .errors import SubmissionError
 TAG_GRADED = "graded"          # cells defining the graded functions
 TAG_EXPERIMENT = "experiment"  # cells the grader never runs
 TAG_HANDOUT = "handout"        # Markdown cells of the handout
+TAG_CHECK = "check"            # the notebook's own check cells (grader.notebook)
 
 
 def _names_loaded(node) -> set[str]:
@@ -35,6 +36,12 @@ def _assigned(node) -> list[str] | None:
             return None
         names += [e.id for e in elements]
     return names
+
+
+def _imports_grader(node) -> bool:
+    if isinstance(node, ast.Import):
+        return any(a.name.split(".")[0] == "grader" for a in node.names)
+    return isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "grader"
 
 
 _DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
@@ -58,6 +65,8 @@ def definitions_only(cells: list[tuple[str, bool]]) -> str:
             continue
         lines = code.splitlines()
         for node in tree.body:
+            if _imports_grader(node):
+                continue  # a check cell copied or untagged: the grader is never graded
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
             keep = isinstance(node, _DEFINITIONS) or (isinstance(node, ast.Try) and all(
                 isinstance(n, (ast.Import, ast.ImportFrom, ast.Pass, ast.Assign)) for n in node.body))
@@ -91,7 +100,7 @@ def notebook_to_source(path: Path) -> str:
     cells = []
     for cell in notebook.cells:
         tags = set(cell.get("metadata", {}).get("tags", []))
-        if cell.cell_type != "code" or TAG_EXPERIMENT in tags:
+        if cell.cell_type != "code" or tags & {TAG_EXPERIMENT, TAG_CHECK}:
             continue
         lines = []
         for line in cell.source.splitlines():

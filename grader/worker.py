@@ -170,12 +170,16 @@ def _hide_internals() -> None:
 def main() -> None:
     from . import channel
 
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TensorFlow first: the engine makes and writes the inputs meanwhile, then sends the job.
+    import keras
+    import numpy as np
+    import tensorflow  # noqa: F401
+
     mac, fd, job = _read_bootstrap()
     writer = channel.Writer(fd, mac)
     del mac
     send = writer.send
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import numpy as np
 
     from .checks import CHECKS, WorkerContext
     from .modules import load_module
@@ -188,8 +192,6 @@ def main() -> None:
     ctx = WorkerContext(weights, inputs["train_images"], inputs["train_labels"], inputs["probe"],
                         inputs["heldout_images"], scratch, Path(job["submission_dir"]))
     del inputs
-    import keras  # imported before the clock of the first item starts
-    import tensorflow  # noqa: F401
 
     # Keep our own references before the submission runs, in read-only mappings: patching
     # the grader's module attributes afterwards changes nothing here, and a changed

@@ -74,7 +74,8 @@ def make_dataset(images, labels, batch_size=64, shuffle=True, repeat=True, seed=
         A tf.data.Dataset of (images uint8 [B, 32, 32, 3], labels int [B]) batches,
         prefetched so the next batch is ready while the current one trains.
     """
-    # from_tensor_slices, then shuffle (when asked), batch, repeat (when asked), prefetch.
+    # from_tensor_slices, then shuffle (when asked), batch, repeat (when asked), prefetch;
+    # switch tf.data's autotuning off (see the handout).
     # YOUR CODE HERE
     raise NotImplementedError("make_dataset: your code here")
 

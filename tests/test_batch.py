@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from grader import batch, gradescope
-from grader.paths import ROOT, SOLUTION
+from kit import ROOT, SOLUTION
 
 SMALL_RUBRIC = {"schema_version": 1, "time_limit": 20, "items": [
     {"id": "interface", "title": "Interface", "points": 1, "check": "interface"},
@@ -227,7 +227,7 @@ def test_gradescope_package_runs_on_an_autograder_layout(tmp_path):
         assert packaged["heldout_seed"].bit_length() > 64
         assert packaged["items"] == yaml.safe_load(_rubric(tmp_path).read_text())["items"]
         assert {"setup.sh", "run_autograder", "kit/grader/engine.py", "kit/rubric.yaml",
-                "kit/weights.npz", "kit/pyproject.toml"} <= set(names)
+                "kit/weights.npz", "kit/requirements.txt"} <= set(names)
         assert not any(n.startswith("kit/solutions") for n in names)
         archive.extractall(root / "source")
     (root / "submission").mkdir()

@@ -1,12 +1,14 @@
 """`grader check`: the student-facing front end on .py and .ipynb submissions."""
 from __future__ import annotations
 
+import io
 import json
+import time
 
 import yaml
 
-from grader import cli
-from grader.paths import ROOT
+from grader import check, cli
+from kit import ROOT
 
 from test_engine import fast_rubric
 
@@ -64,3 +66,23 @@ def test_bad_rubric_is_one_line(tmp_path, capsys):
     code = cli.main(["check", str(ROOT / "skeletons" / "transfer_learning.py"), "--rubric", str(bad)])
     err = capsys.readouterr().err
     assert code == 2 and "unknown check 'nope'" in err and err.count("\n") == 1
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_ticker_shows_the_running_item_and_clears_its_line():
+    screen = _Terminal()
+    with check.Ticker(screen) as ticker:
+        ticker("training")
+        time.sleep(1.2)
+    drawn = screen.getvalue()
+    assert "grading: training (1 s)" in drawn
+    assert drawn.endswith("\r") and drawn.rsplit("\r", 2)[-2].strip() == ""
+    quiet = io.StringIO()  # not a terminal: logs get the table alone
+    with check.Ticker(quiet) as ticker:
+        ticker("training")
+        time.sleep(0.6)
+    assert quiet.getvalue() == ""

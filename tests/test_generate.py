@@ -10,8 +10,8 @@ import pytest
 from grader import generate
 from grader.errors import MarkerError
 from grader.modules import load_module
-from grader.paths import ROOT, SOLUTION
-from grader.submission import TAG_EXPERIMENT, TAG_GRADED
+from kit import ROOT, SOLUTION
+from grader.submission import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED
 
 
 def test_block_becomes_prompt_and_raise_keeping_indentation():
@@ -59,7 +59,7 @@ def test_bad_markers_write_nothing(tmp_path):
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory):
     out = tmp_path_factory.mktemp("gen") / "out"
-    generate.build(out)
+    generate.build(out, ROOT)
     return out
 
 
@@ -93,7 +93,7 @@ def test_notebooks_are_valid_tagged_and_without_outputs(generated):
             assert f"def {name}(" in graded
         experiments = [c for c in code if TAG_EXPERIMENT in c.metadata.get("tags", [])]
         assert experiments and any("plt." in c.source for c in experiments)
-        assert all(TAG_GRADED in c.metadata.get("tags", []) or TAG_EXPERIMENT in c.metadata.get("tags", [])
+        assert all({TAG_GRADED, TAG_EXPERIMENT, TAG_CHECK} & set(c.metadata.get("tags", []))
                    for c in code)
     handout = "\n".join(c.source for c in nb.cells if c.cell_type == "markdown")
     for topic in ("224", "trainable", "checkpoint", "prefetch", "repeat", "shuffle", "ImageNet"):
@@ -113,8 +113,9 @@ def test_solution_notebook_executes_top_to_bottom(generated, tmp_path, monkeypat
     assert "restored step: 6" in printed and "test accuracy:" in printed
 
 
-def _solution_lines() -> set[str]:
-    """Every non-trivial line inside a marked block, and every single-line marked expression."""
+def solution_lines() -> set[str]:
+    """Every distinctive line inside a marked block, and every single-line marked expression
+    (20 characters or more: `return 0` or `if repeat:` say nothing of the solution)."""
     lines, inside = set(), False
     for line in SOLUTION.read_text().splitlines():
         stripped = line.strip()
@@ -122,7 +123,7 @@ def _solution_lines() -> set[str]:
             inside = True
         elif stripped == generate.END:
             inside = False
-        elif inside and stripped and not stripped.startswith(generate.PROMPT) and len(stripped) > 4:
+        elif inside and not stripped.startswith(generate.PROMPT) and len(stripped) >= 20:
             lines.add(stripped)
         elif stripped.endswith("# SOLUTION"):
             lines.add(stripped.split("=", 1)[1].rsplit("#", 1)[0].strip())
@@ -131,13 +132,17 @@ def _solution_lines() -> set[str]:
 
 def test_bundle_contents_and_no_solution_leaks(generated):
     bundle = generated / "dist" / "student-bundle"
+    wheel = "vgg_transfer_check-0.1.0-py3-none-any.whl"
     assert sorted(p.name for p in bundle.iterdir()) == [
-        "README.md", "rubric.yaml", "transfer_learning.ipynb", "transfer_learning.py"]
+        "README.md", "rubric.yaml", "transfer_learning.ipynb", "transfer_learning.py", wheel]
     with zipfile.ZipFile(generated / "dist" / "student-bundle.zip") as archive:
         names = archive.namelist()
-        texts = {n: archive.read(n).decode() for n in names}
+        texts = {n: archive.read(n).decode() for n in names if not n.endswith(".whl")}
+    with zipfile.ZipFile(bundle / wheel) as archive:  # the checker's files, one by one
+        texts.update({f"{wheel}/{n}": archive.read(n).decode() for n in archive.namelist()})
     assert sorted(names) == sorted(f"student-bundle/{p.name}" for p in bundle.iterdir())
-    secret = _solution_lines()
+    assert wheel in texts["student-bundle/README.md"]
+    secret = solution_lines()
     assert len(secret) > 20
     for name, text in texts.items():
         content = text

@@ -1,0 +1,122 @@
+"""The student checker as an installable wheel.
+
+A wheel (PEP 427) is a zip of the package files plus three metadata files. It is written
+here directly rather than through a build backend: building needs no network (pip's
+build isolation would fetch setuptools) and no checkout (it works from any install of the
+kit, editable or not), and fixed timestamps give the same bytes for the same sources.
+
+The student wheel holds the modules that `grader check`, `grader train` and the notebook
+checks import -- found by following the package's own relative imports, so a new module
+travels when something the student verbs use imports it -- and the public rubric. It holds
+no instructor verb (generate, calibrate, batch, ...), no solution and no hidden item.
+"""
+from __future__ import annotations
+
+import ast
+import base64
+import hashlib
+import io
+import re
+import zipfile
+from importlib import metadata
+from pathlib import Path
+
+from .errors import KitError
+from .paths import PACKAGE, RUBRIC_NAME
+
+KIT_DISTRIBUTION = "vgg-transfer-kit"
+STUDENT_DISTRIBUTION = "vgg-transfer-check"
+# The modules a student runs; everything they import comes along.
+STUDENT_ENTRY = ("__init__", "__main__", "cli", "check", "train", "notebook", "worker", "sandbox")
+_DATE = (2020, 1, 1, 0, 0, 0)
+
+
+def _imports_of(module: str) -> set[str]:
+    """The grader modules `module` imports with relative imports (at any depth)."""
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1:
+            if node.module:
+                found.add(node.module.split(".")[0])
+            else:
+                found.update(alias.name for alias in node.names)
+    return {name for name in found if (PACKAGE / f"{name}.py").is_file()}
+
+
+def student_modules() -> list[str]:
+    """The closure of STUDENT_ENTRY under the package's relative imports."""
+    todo, seen = list(STUDENT_ENTRY), set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(_imports_of(name) - seen)
+    return sorted(seen)
+
+
+def kit_requirements() -> list[str]:
+    """The installed kit's requirements, extras left out (pip requirement lines)."""
+    return _kit_metadata()[1]
+
+
+def _kit_metadata() -> tuple[str, list[str]]:
+    """The installed kit's version and its requirements without extras."""
+    try:
+        version = metadata.version(KIT_DISTRIBUTION)
+        requires = metadata.requires(KIT_DISTRIBUTION) or []
+    except metadata.PackageNotFoundError:
+        raise KitError(f"expected the {KIT_DISTRIBUTION} distribution to be installed (its "
+                       "requirements go into the wheel), found none; install the kit with "
+                       "pip first.") from None
+    return version, [r for r in requires if "extra ==" not in r]
+
+
+def _record_hash(data: bytes) -> str:
+    digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=")
+    return f"sha256={digest.decode()}"
+
+
+def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[str],
+                rubric_text: str | None = None, extras: dict[str, list[str]] | None = None) -> Path:
+    """Write `distribution`'s wheel into dest_dir: the given grader modules, the rubric
+    as package data (if any), the kit's requirements and the `grader` command."""
+    version, requires = _kit_metadata()
+    files: dict[str, bytes] = {f"grader/{name}.py": (PACKAGE / f"{name}.py").read_bytes()
+                               for name in modules}
+    if rubric_text is not None:
+        files[f"grader/rubrics/{RUBRIC_NAME}"] = rubric_text.encode("utf-8")
+    stem = f"{re.sub(r'[-_.]+', '_', distribution)}-{version}"
+    info = f"{stem}.dist-info"
+    lines = ["Metadata-Version: 2.1", f"Name: {distribution}", f"Version: {version}",
+             f"Summary: {summary}", "Requires-Python: >=3.10"]
+    lines += [f"Requires-Dist: {r}" for r in requires]
+    for extra, packages in (extras or {}).items():
+        lines.append(f"Provides-Extra: {extra}")
+        lines += [f'Requires-Dist: {p}; extra == "{extra}"' for p in packages]
+    files[f"{info}/METADATA"] = ("\n".join(lines) + "\n").encode()
+    files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: grader.wheel\n"
+                              b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    files[f"{info}/entry_points.txt"] = b"[console_scripts]\ngrader = grader.cli:main\n"
+    files[f"{info}/top_level.txt"] = b"grader\n"
+    record = [f"{name},{_record_hash(data)},{len(data)}" for name, data in files.items()]
+    files[f"{info}/RECORD"] = ("\n".join(record + [f"{info}/RECORD,,"]) + "\n").encode()
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    path = dest_dir / f"{stem}-py3-none-any.whl"
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, data in files.items():
+            entry = zipfile.ZipInfo(name, date_time=_DATE)
+            entry.external_attr = 0o644 << 16
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(entry, data)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def student_wheel(dest_dir: Path, public_rubric_text: str) -> Path:
+    """The student checker: student modules and the public rubric as its default."""
+    return write_wheel(dest_dir, STUDENT_DISTRIBUTION,
+                       "Local checker for the VGG16 transfer-learning exercise",
+                       student_modules(), public_rubric_text, extras={"notebook": ["jupyterlab>=4"]})

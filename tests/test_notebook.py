@@ -1,0 +1,139 @@
+"""grader.notebook: the check cells of the generated notebook, executed with nbclient."""
+import os
+import re
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from grader import corpus, notebook, rubric as rubric_mod
+from grader.errors import KitError
+from grader.submission import TAG_CHECK, TAG_EXPERIMENT, notebook_to_source
+from kit import DEFAULT_RUBRIC, ROOT
+
+TOTAL = re.compile(r"total: ([\d.]+) / ([\d.]+) points")
+
+
+def _check_cells(nb) -> list:
+    return [c for c in nb.cells if TAG_CHECK in c.metadata.get("tags", []) and "check" in c.source
+            and "import" not in c.source]
+
+
+def _text(cell) -> str:
+    return "".join(o.get("text", "") for o in cell.get("outputs", []) if o.output_type == "stream")
+
+
+def _execute(path: Path, monkeypatch):
+    from nbclient import NotebookClient
+
+    # The kernel is this interpreter's (it has the kit and TensorFlow).
+    monkeypatch.setenv("PATH", os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"])
+    nb = nbformat.read(str(path), as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    return nb
+
+
+def _without_experiments(tmp_path: Path, edits=()) -> Path:
+    """The instructor notebook minus its long experiment cells, with `edits` applied to
+    its code, saved where the kernel will run."""
+    nb = nbformat.read(str(ROOT / "solutions" / "transfer_learning.ipynb"), as_version=4)
+    nb.cells = [c for c in nb.cells if TAG_EXPERIMENT not in c.metadata.get("tags", [])]
+    for old, new in edits:
+        hits = [c for c in nb.cells if old in c.source]
+        assert len(hits) == 1, old
+        hits[0].source = hits[0].source.replace(old, new, 1)
+    path = tmp_path / "transfer_learning.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def _totals(nb) -> dict[str, tuple[float, float]]:
+    """{check cell source: (score, max)} from the executed check cells."""
+    found = {}
+    for cell in _check_cells(nb):
+        text = _text(cell)
+        match = TOTAL.search(text)
+        assert match, f"{cell.source}: no table in its output:\n{text}"
+        found[cell.source] = (float(match[1]), float(match[2]))
+    return found
+
+
+def test_generated_notebooks_have_a_check_after_each_task_and_check_all_last():
+    for folder in ("skeletons", "solutions"):
+        nb = nbformat.read(str(ROOT / folder / "transfer_learning.ipynb"), as_version=4)
+        sources = [c.source for c in _check_cells(nb)]
+        assert sources == ["check('preprocess')", "check('build_model')", "check('make_dataset')",
+                           "check('train')", "check('restore_checkpoint')", "check_all()"]
+        assert nb.cells[-1].source == "check_all()"
+
+
+def test_check_cells_never_reach_the_graded_module(tmp_path):
+    source = notebook_to_source(ROOT / "solutions" / "transfer_learning.ipynb")
+    assert "import grader" not in source and "from grader" not in source
+    assert "check(" not in source and "check_all" not in source
+    # a check cell that lost its tag (or was copied) keeps nothing either
+    untagged = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "from grader.notebook import check, check_all\nimport grader\ncheck('train')\n"
+        "def preprocess(images):\n    return images\n")])
+    path = tmp_path / "untagged.ipynb"
+    nbformat.write(untagged, str(path))
+    assert notebook_to_source(path).strip() == "def preprocess(images):\n    return images"
+
+
+def test_solved_notebook_checks_every_task_at_full_marks(tmp_path, monkeypatch):
+    nb = _execute(_without_experiments(tmp_path), monkeypatch)
+    totals = _totals(nb)
+    assert all(score == maximum > 0 for score, maximum in totals.values()), totals
+    shipped = rubric_mod.load(DEFAULT_RUBRIC)
+    visible = sum(i.points for i in shipped.items if i.visibility == "visible")
+    assert totals["check_all()"] == (visible, visible)
+    text = _text(_check_cells(nb)[-1])
+    for item in shipped.items:
+        if item.visibility != "visible":
+            assert f"{item.id}: graded after the due date (not run here)" in text
+    assert "grading: " in "".join(_text(c) for c in _check_cells(nb))  # progress was shown
+
+
+def test_a_broken_task_costs_only_its_own_check(tmp_path, monkeypatch):
+    variant = next(v for v in corpus.load_variants() if v.name == "no_shuffle")
+    assert variant.base == corpus.REFERENCE and variant.loses == {"pipeline"}
+    nb = _execute(_without_experiments(tmp_path, variant.edits), monkeypatch)
+    totals = _totals(nb)
+    lost = {source for source, (score, maximum) in totals.items() if score < maximum}
+    assert lost == {"check('make_dataset')", "check_all()"}, totals
+    pipeline = next(i for i in rubric_mod.load(DEFAULT_RUBRIC).items if i.id == "pipeline")
+    for source in lost:
+        score, maximum = totals[source]
+        assert maximum - score < pipeline.points + 1e-9
+
+
+def test_unknown_names_and_missing_notebooks_are_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    notebook.check("preprocces")
+    out = capsys.readouterr().out.strip()
+    assert out.count("\n") == 0 and "expected a task" in out and "'preprocces'" in out
+    notebook.check("preprocess")
+    out = capsys.readouterr().out.strip()
+    assert out.startswith("check: expected to find this notebook's file, found 0 notebooks")
+
+
+def test_unsaved_edits_are_named(tmp_path):
+    path = _without_experiments(tmp_path)
+    saved = [c.source for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"]
+    preprocess = next(s for s in saved if s.lstrip().startswith("def preprocess") or "\ndef preprocess" in s)
+    assert notebook.unsaved_functions(path, history=saved) == []
+    edited = preprocess.replace("def preprocess(images):", "def preprocess(images):\n    pass")
+    assert notebook.unsaved_functions(path, history=saved + [edited]) == ["preprocess"]
+
+
+def test_select_names_tasks_and_items():
+    shipped = rubric_mod.load(DEFAULT_RUBRIC)
+    run, later = notebook.select(shipped, ("train",))
+    assert [i.id for i in run] == ["training", "accuracy_quick"]
+    assert [i.id for i in later] == ["accuracy"]
+    run, _ = notebook.select(shipped, ("frozen",))
+    assert [i.id for i in run] == ["frozen"]
+    with pytest.raises(KitError):
+        notebook.select(shipped, ("nope",))

@@ -1,0 +1,140 @@
+"""The student package: built by `grader generate`, installed into a fresh virtual
+environment from the bundle alone, it grades without the instructor's checkout, and
+nothing of the marked solution or of the hidden items is anywhere in what it installs."""
+from __future__ import annotations
+
+import secrets
+from importlib import metadata
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from grader import generate, wheel
+from kit import ROOT
+from test_generate import solution_lines
+
+
+def test_solution_lines_are_what_the_skeleton_lacks():
+    lines = solution_lines()
+    skeleton = (ROOT / "skeletons" / "transfer_learning.py").read_text()
+    assert len(lines) > 20
+    assert not [line for line in lines if line in {s.strip() for s in skeleton.splitlines()}]
+
+
+def test_student_modules_leave_out_instructor_verbs():
+    modules = set(wheel.student_modules())
+    assert {"cli", "check", "notebook", "worker", "engine", "checks", "sandbox"} <= modules
+    assert not modules & {"generate", "calibrate", "corpus", "batch", "cluster", "gradebook",
+                          "gradescope", "handout"}
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory):
+    """A course folder whose rubric has a fresh 64-bit heldout_seed, its bundle, and a
+    fresh virtual environment with the bundle's wheel installed (from the index)."""
+    base = tmp_path_factory.mktemp("student")
+    course = base / "course"
+    shutil.copytree(ROOT / "solutions", course / "solutions")
+    (course / "rubrics").mkdir()
+    rubric = yaml.safe_load((ROOT / "rubrics" / "transfer_learning.yaml").read_text())
+    rubric["heldout_seed"] = seed = secrets.randbits(64) | 1 << 63
+    (course / "rubrics" / "transfer_learning.yaml").write_text(yaml.safe_dump(rubric, sort_keys=False))
+    generate.build(base / "gen", course)
+    bundle = base / "gen" / "dist" / "student-bundle"
+    wheels = list(bundle.glob("*.whl"))
+    assert len(wheels) == 1
+    venv = base / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    # The one command of the bundle's README (without the notebook extra: JupyterLab is
+    # not needed to grade).
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheels[0])], check=True,
+                   cwd=bundle)
+    return {"venv": venv, "bundle": bundle, "seed": seed, "rubric": rubric}
+
+
+def _check(installed, target: Path, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(installed["venv"] / "bin" / "grader"), "check", str(target)],
+                          cwd=cwd, capture_output=True, text=True, timeout=600)
+
+
+def test_installed_checker_grades_a_solved_notebook_and_the_skeleton(installed, tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "solutions" / "transfer_learning.ipynb", work)
+    done = _check(installed, work / "transfer_learning.ipynb", work)
+    assert done.returncode == 0, done.stderr
+    visible = sum(i["points"] for i in installed["rubric"]["items"]
+                  if i.get("visibility", "visible") == "visible")
+    assert f"total: {visible:g} / {visible:g} points" in done.stdout, done.stdout
+    assert "rubrics/transfer_learning.yaml" in done.stderr and "site-packages" in done.stderr
+    assert "oneDNN" not in done.stdout + done.stderr  # no start-up noise on the screen
+    shutil.copy(installed["bundle"] / "transfer_learning.ipynb", tmp_path / "skeleton.ipynb")
+    skeleton = _check(installed, tmp_path / "skeleton.ipynb", tmp_path)
+    assert skeleton.returncode == 0, skeleton.stderr
+    assert f"total: 0 / {visible:g} points" in skeleton.stdout
+    assert "not implemented yet" in skeleton.stdout
+
+
+def test_instructor_verbs_are_absent_and_train_needs_a_module(installed, tmp_path):
+    grader = str(installed["venv"] / "bin" / "grader")
+    verbs = subprocess.run([grader, "--help"], capture_output=True, text=True).stdout
+    assert "check" in verbs and "generate" not in verbs and "batch" not in verbs
+    train = subprocess.run([grader, "train", "--steps", "1"], cwd=tmp_path,
+                           capture_output=True, text=True)
+    assert train.returncode == 2
+    assert train.stderr.strip().splitlines()[-1].startswith("error: expected --module FILE")
+
+
+def _text_files(folder: Path):
+    for path in folder.rglob("*"):
+        if path.is_file() and not path.is_symlink() and path.stat().st_size < 8_000_000:
+            data = path.read_bytes()
+            if b"\0" not in data[:8192]:
+                yield path, data.decode("utf-8", "replace")
+
+
+def _owned_by_others(site_packages: Path) -> set[Path]:
+    """Files that another installed distribution's RECORD lists: TensorFlow's own docs
+    and code hold canonical lines such as `tape.gradient(loss, model.trainable_variables)`
+    and came from the package index, not from the checker."""
+    owned = set()
+    for dist in metadata.distributions(path=[str(site_packages)]):
+        if dist.metadata["Name"] != wheel.STUDENT_DISTRIBUTION:
+            owned.update(Path(dist.locate_file(f)).resolve() for f in dist.files or [])
+    return owned
+
+
+def test_nothing_of_the_solution_or_the_hidden_items_is_installed(installed):
+    lines = solution_lines()
+    seed = str(installed["seed"])
+    hidden = [i for i in installed["rubric"]["items"] if i.get("visibility", "visible") != "visible"]
+    assert hidden and lines
+    venv = installed["venv"]
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    others = _owned_by_others(site_packages)
+    scanned, theirs, leaks = 0, 0, []
+    for folder in (venv / "bin", site_packages):
+        for path, text in _text_files(folder):
+            scanned += 1
+            found = [line for line in {s.strip() for s in text.splitlines()} & lines]
+            found += ["heldout_seed"] if seed in text else []
+            if found and path.resolve() in others:
+                theirs += 1
+            elif found:
+                leaks += [f"{path}: {line}" for line in found]
+    # The whole tree was read (TensorFlow's files included), and every hit, if any, lies
+    # in a file another distribution installed.
+    assert scanned > 1000 and len(others) > 1000
+    ours = site_packages / "grader" / "checks.py"
+    assert ours.is_file() and ours.resolve() not in others  # the checker's files do count
+    assert lines & {s.strip() for s in (ROOT / "solutions" / "transfer_learning.py").read_text().splitlines()}
+    assert not leaks, "\n".join(leaks[:20])
+    packaged = next(venv.glob("lib/python*/site-packages/grader/rubrics/transfer_learning.yaml"))
+    public = yaml.safe_load(packaged.read_text())
+    assert "heldout_seed" not in public
+    assert {i["id"] for i in public["items"]}.isdisjoint(i["id"] for i in hidden)
+    assert not (venv / "solutions").exists() and not list(venv.rglob("transfer_learning.py"))
