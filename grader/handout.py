@@ -146,7 +146,7 @@ def grading_section(public_items: list) -> str:
     lines += ["", "More items are graded after the due date, among them a longer training run "
               "measured the same way. Time limits are a few times what the slowest of many correct "
               "solutions needed on a 2-core laptop: a `tf.function` training step at batch 64 takes "
-              "about 0.15 s there and a plain eager one two to five times as long, both fine; "
+              "about 0.07 s there and a plain eager one two to five times as long, both fine; "
               "a step that takes seconds is not."]
     return "\n".join(lines) + "\n"
 
