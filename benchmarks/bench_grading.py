@@ -1,8 +1,10 @@
 """Grading throughput, measured against two baselines in one run.
 
-    python benchmarks/bench_grading.py [--copies 3]
+    python benchmarks/bench_grading.py [--copies 3] [--baseline REV] [--rounds 3]
 
-1. `grader check` wall time on the reference (all visible items), as a student runs it.
+1. `grader check` wall time on the reference (all visible items), as a student runs it;
+   with --baseline, alternating with the kit at git revision REV (its own code and rubric,
+   from a temporary worktree), median of --rounds runs each.
 2. `grader batch` on a mix of correct and broken submissions (the reference, the
    skeleton, a notebook, and broken variants from tests/corpus/variants.yaml, `--copies` of
    each) with 1 and with 2 workers: submissions per hour.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,12 +45,36 @@ def main() -> None:
     parser.add_argument("--copies", type=int, default=1)
     parser.add_argument("--all-items", action="store_true",
                         help="batch-grade hidden items too (the longer accuracy run)")
+    parser.add_argument("--baseline", metavar="REV", help="also time `grader check` at this "
+                        "git revision, alternating with the current kit")
+    parser.add_argument("--rounds", type=int, default=1, help="`grader check` runs per variant")
+    parser.add_argument("--check-only", action="store_true", help="stop after `grader check`")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-grading-"))
     grader = [sys.executable, "-m", "grader"]
     try:
-        check = timed(grader + ["check", str(ROOT / "solutions" / "transfer_learning.py")])
-        print(f"grader check, reference, visible items: {check:.1f} s")
+        reference = str(ROOT / "solutions" / "transfer_learning.py")
+        old = None
+        if args.baseline:
+            old = work / "baseline"
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(old),
+                            args.baseline], check=True)
+        now, before = [], []
+        for _ in range(args.rounds):
+            if old is not None:  # the old kit's own code (PYTHONPATH first) and rubric
+                before.append(timed(grader + ["check", reference], cwd=old,
+                                    env=dict(os.environ, PYTHONPATH=str(old))))
+            now.append(timed(grader + ["check", reference]))
+        print(f"grader check, reference, visible items: {statistics.median(now):.1f} s "
+              f"(median of {args.rounds}: {', '.join(f'{t:.1f}' for t in now)})")
+        if old is not None:
+            print(f"  at {args.baseline}: {statistics.median(before):.1f} s "
+                  f"({', '.join(f'{t:.1f}' for t in before)}); now / then "
+                  f"{statistics.median(now) / statistics.median(before):.2f}")
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
+                           check=True)
+        if args.check_only:
+            return
 
         subs = mixed_submissions(work, args.copies)
         n = len(list(subs.iterdir()))
@@ -63,9 +90,16 @@ def main() -> None:
         print(f"  2 workers / 1 worker: {rates[2] / rates[1]:.2f}")
 
         env = dict(os.environ, MPLBACKEND="Agg")
-        notebook = ROOT / "solutions" / "transfer_learning.ipynb"
+        # The instructor notebook without its check cells: what a notebook grader executes.
+        import nbformat
+        from grader.submission import TAG_CHECK
+
+        nb = nbformat.read(str(ROOT / "solutions" / "transfer_learning.ipynb"), as_version=4)
+        nb.cells = [c for c in nb.cells if TAG_CHECK not in c.metadata.get("tags", [])]
         run_dir = work / "nb"
         run_dir.mkdir()
+        notebook = run_dir / "transfer_learning.ipynb"
+        nbformat.write(nb, str(notebook))
         nbclient = timed([sys.executable, "-c",
                           "import nbformat, sys; from nbclient import NotebookClient; "
                           "nb = nbformat.read(sys.argv[1], as_version=4); "
