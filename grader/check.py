@@ -77,23 +77,23 @@ class Ticker:
 
 
 def prepare_inputs(pool: ThreadPoolExecutor, rubric, weights: str | None, data=None):
-    """(Future of the grading inputs, weights description): made in a thread while the
-    worker imports TensorFlow. The weights file is checked first, so a wrong one stops
-    here with its one-line error."""
-    conv_weights, source = vgg_weights.resolve(weights)
-    return pool.submit(engine.grading_inputs, rubric, conv_weights, data), source
+    """(Future of the grading inputs, Future of (weights, their description)): both made
+    in a thread while the worker imports TensorFlow. A wrong weights file ends the grading
+    with its one-line error when the inputs are first needed."""
+    resolved = pool.submit(vgg_weights.resolve, weights)
+    return pool.submit(lambda: engine.grading_inputs(rubric, resolved.result()[0], data)), resolved
 
 
 def main(submission: str, rubric_path: str | None = None, json_out: str | None = None,
          include_hidden: bool = False, weights: str | None = None, data=None) -> engine.Report:
     rubric = rubric_mod.load(rubric_path or default_rubric())
     with ThreadPoolExecutor(1) as pool:
-        inputs, source = prepare_inputs(pool, rubric, weights, data)
+        inputs, resolved = prepare_inputs(pool, rubric, weights, data)
         with Ticker() as ticker:
             report = engine.grade_submission(submission, rubric, inputs,
                                              include_hidden=include_hidden, name=str(submission),
                                              own_folder=True, strict=True, progress=ticker)
-    print(f"graded {submission} with {rubric.source} ({source})", file=sys.stderr)
+    print(f"graded {submission} with {rubric.source} ({resolved.result()[1]})", file=sys.stderr)
     print(format_table(report))
     if json_out:
         write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2))
