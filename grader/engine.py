@@ -32,9 +32,9 @@ import sys
 import tempfile
 import threading
 import time
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from concurrent.futures import Future
 from typing import Any, Callable, Union
 
 import numpy as np
