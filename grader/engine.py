@@ -40,7 +40,7 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from . import __version__, channel, sandbox as sandbox_mod, synthetic
-from .checks import CHECKS, FINISH, JudgeContext
+from .checks import CHECKS, FINISH, JudgeContext, run_order
 from .errors import SubmissionError
 from .network import CONV_LAYERS
 from .rubric import Item, Rubric
@@ -429,7 +429,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     tail = b""
     start = time.monotonic()
     budget_end = start + startup_limit + sum(i.time_limit for i in items) + BUDGET_MARGIN
-    remaining = list(items)
+    remaining = run_order(items)
     while remaining:
         job = {"module": str(module_file), "submission_dir": str(submission_dir),
                "scratch": str(scratch), "job_dir": str(job_dir),

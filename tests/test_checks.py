@@ -108,3 +108,38 @@ def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok):
     obs = checks.finish_training(obs, tmp_path)  # what the engine does where the worker ran
     score, message = checks.judge_training(obs, _Ctx(), {"steps": 3})
     assert (score == 1.0) == ok, message
+
+
+def test_a_sharing_check_runs_right_after_the_check_it_shares():
+    from grader.rubric import Item
+
+    items = [Item(name, name, 1, name) for name in
+             ("interface", "frozen", "features", "training", "accuracy")]
+    assert [i.id for i in checks.run_order(items)] == \
+        ["interface", "features", "training", "frozen", "accuracy"]
+    alone = [i for i in items if i.id != "training"]
+    assert checks.run_order(alone) == alone  # nothing to share: the rubric's order
+
+
+def test_outputs_traced_equal_eager_and_an_untraceable_model_is_called_eagerly():
+    """Many images go through a traced forward pass; a model whose call only works
+    eagerly (here: it converts its input to numpy) still gets its outputs."""
+    import keras
+
+    images = np.random.default_rng(0).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = keras.layers.Flatten()(keras.ops.cast(inputs, "float32"))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="fc")(x))
+    eager = np.asarray(model(images, training=False))
+    np.testing.assert_allclose(checks._outputs(model, images), eager, rtol=1e-5, atol=1e-4)
+
+    class NumpyOnly(keras.Model):
+        def __init__(self):
+            super().__init__()
+
+        def call(self, x, training=False):
+            return np.asarray(x, np.float32).reshape(len(x), -1)[:, :10]
+
+    numpy_only = NumpyOnly()
+    found = checks._outputs(numpy_only, images)
+    np.testing.assert_array_equal(found, images.reshape(300, -1)[:, :10].astype(np.float32))

@@ -92,3 +92,21 @@ def test_missing_functions_lose_interface_points(inputs, tmp_path):
     item = report.items[0]
     assert item.status == "partial" and item.score == pytest.approx(1.0)
     assert "build_model is missing" in item.message
+
+
+def test_frozen_observes_the_training_run_and_stands_alone_when_it_fails(inputs, tmp_path):
+    """The frozen item reads the training item's run (one train() call fewer) when that
+    run succeeded: a train() that fails only when asked to log costs the training item,
+    and the frozen item then trains on its own and still passes."""
+    shared = engine.grade(SOLUTION, _only(["frozen", "training"]), inputs, work_dir=tmp_path / "a")
+    by_id = {r.id: r for r in shared.items}
+    assert [r.id for r in shared.items] == ["frozen", "training"]  # the report keeps the rubric's order
+    assert by_id["frozen"].status == by_id["training"].status == "passed"
+    assert by_id["frozen"].seconds < 0.5 < by_id["training"].seconds  # it trained nothing itself
+    module = _hostile(tmp_path, "    writers = {}\n",
+                      "    if log_dir is not None:\n        raise RuntimeError('no logging here')\n"
+                      "    writers = {}\n")
+    alone = {r.id: r for r in engine.grade(module, _only(["frozen", "training"]), inputs,
+                                           work_dir=tmp_path / "b").items}
+    assert alone["training"].status == "error" and "no logging here" in alone["training"].message
+    assert alone["frozen"].status == "passed" and alone["frozen"].score == 15
