@@ -130,8 +130,9 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
         "val_step", "val_loss" and "val_accuracy", and "final_step".
     """
     optimizer = ...  # YOUR CODE HERE
-    # a step counter; when checkpoint_dir is given, a tf.train.Checkpoint of the model,
-    # the optimizer and the step, a CheckpointManager, and a restore of the newest one.
+    # the optimizer's variables built up front (optimizer.build), a step counter; when
+    # checkpoint_dir is given, a tf.train.Checkpoint of the model, the optimizer and the
+    # step, a CheckpointManager, and a restore of the newest one.
     # YOUR CODE HERE
     raise NotImplementedError("train, part 1 of 2: your code here")
 

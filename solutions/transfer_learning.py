@@ -155,13 +155,15 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
     """
     optimizer = keras.optimizers.Adam(learning_rate=learning_rate)  # SOLUTION
     ### BEGIN SOLUTION
-    # PROMPT: a step counter; when checkpoint_dir is given, a tf.train.Checkpoint of the model,
-    # PROMPT: the optimizer and the step, a CheckpointManager, and a restore of the newest one.
+    # PROMPT: the optimizer's variables built up front (optimizer.build), a step counter; when
+    # PROMPT: checkpoint_dir is given, a tf.train.Checkpoint of the model, the optimizer and the
+    # PROMPT: step, a CheckpointManager, and a restore of the newest one.
+    # Adam's slots exist from here on: a restore fills them instead of deferring, and the
+    # first call of train_step creates no variables, so tf.function traces it once.
+    optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     manager = None
     if checkpoint_dir is not None:
-        # Create the optimizer's slots now so a restore fills them instead of deferring.
-        optimizer.build(model.trainable_variables)
         checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step)
         manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=max_to_keep)
         if manager.latest_checkpoint:
