@@ -5,16 +5,17 @@
 The floor of an item is the images it must push through the frozen network (its
 training steps times their batch, and what it evaluates) at the forward-pass rate; the
 floor of a grading is one TensorFlow import plus its items' floors. Everything else --
-tf.function traces, model builds, the worker's start, judging -- is overhead. Measured in
-one run, alternating:
-- import: `python -c "import keras, tensorflow"` (median of the rounds);
+tf.function traces, model builds, the worker's start, judging -- is overhead. Each round
+measures, back to back:
+- import: `python -c "import keras, tensorflow"`;
 - forward rate: the reference's frozen stack (preprocess .. flatten) in a tf.function,
-  batch 64, after its trace (best of the rounds);
+  batch 64, after its trace;
 - `grader check --all --json` and `grader check --json` on the reference: wall time and
-  each item's time (best round of each).
-Prints each item's images, floor, time and ratio, then both totals with their ratio to
-the floor and submissions per hour on this machine (one submission at a time uses all
-its cores; running two halves each one's speed).
+  each item's time;
+and each grading is divided by its own round's floor, so that a slow moment of a noisy
+machine slows both. Prints the median ratio with every round's, and for the median round
+each item's images, floor, time and ratio, and submissions per hour on this machine (one
+submission at a time uses all its cores).
 """
 from __future__ import annotations
 
@@ -33,16 +34,20 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from grader import rubric as rubric_mod  # noqa: E402
+from grader.checks import SHARES  # noqa: E402
 from grader.paths import default_rubric, solution  # noqa: E402
 
 PROBE = 6          # the probe images (engine.grading_inputs)
 FIXED_BATCH = 32   # checks._fixed_batches
-CHECKPOINT_STEPS = 4 + 6 + 3 + 3   # the four train() calls of the checkpoint check
+CHECKPOINT_STEPS = 4 + 6 + 2   # the three train() calls of the checkpoint check
 
 
-def images_needed(item: rubric_mod.Item) -> int:
-    """Images the item pushes through the frozen network (collect_* in grader/checks.py)."""
+def images_needed(item: rubric_mod.Item, items: list[rubric_mod.Item]) -> int:
+    """Images the item pushes through the frozen network (collect_* in grader/checks.py);
+    an item that observes another's run (checks.SHARES) needs none of its own."""
     p = item.params
+    if SHARES.get(item.check) in {i.check for i in items}:
+        return 0
     return {
         "frozen": p.get("steps", 0) * FIXED_BATCH,
         "features": 2 * PROBE,
@@ -79,43 +84,52 @@ def wall(command: list[str], **kwargs) -> tuple[float, str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     rubric = rubric_mod.load(default_rubric())
     python = sys.executable
-    imports, rates, graded = [], [], {"all": [], "visible": []}
+    kinds = {"every item": ("--all",), "visible items": ()}
+    selected = {"every item": rubric.items,
+                "visible items": [i for i in rubric.items if i.visibility == "visible"]}
+    rounds = []  # per round: import, rate, {kind: (wall, {item: seconds})}
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(args.rounds):
-            imports.append(wall([python, "-c", "import keras, tensorflow"])[0])
-            rates.append(float(wall([python, "-c", FORWARD, str(ROOT), str(solution())])[1]))
-            for kind, extra in (("all", ["--all"]), ("visible", [])):
-                out = Path(tmp) / f"{kind}.json"
+            import_s = wall([python, "-c", "import keras, tensorflow"])[0]
+            rate = float(wall([python, "-c", FORWARD, str(ROOT), str(solution())])[1])
+            graded = {}
+            for kind, extra in kinds.items():
+                out = Path(tmp) / "report.json"
                 seconds, _ = wall([python, "-m", "grader", "check", str(solution()), "--json",
                                    str(out), *extra])
                 report = json.loads(out.read_text())
                 assert report["score"] == report["max_score"], report
-                graded[kind].append((seconds, {i["id"]: i["seconds"] for i in report["items"]}))
-    import_s, rate = statistics.median(imports), max(rates)
-    print(f"TensorFlow import {import_s:.1f} s; forward pass {rate:.0f} images/s "
-          f"(rounds: {', '.join(f'{r:.0f}' for r in rates)})")
-    seconds_all, items_all = min(graded["all"])
-    print(f"{'item':15s} {'images':>7s} {'floor':>7s} {'measured':>9s} {'ratio':>6s}")
-    for item in rubric.items:
-        n = images_needed(item)
-        floor = n / rate
-        took = items_all[item.id]
-        ratio = f"{took / floor:6.2f}" if floor > 0.05 else "     -"
-        print(f"{item.id:15s} {n:7d} {floor:6.1f}s {took:8.1f}s {ratio}")
-    for kind, items in (("every item", rubric.items),
-                        ("visible items", [i for i in rubric.items if i.visibility == "visible"])):
-        seconds, per_item = min(graded["all" if kind == "every item" else "visible"])
-        floor = import_s + sum(images_needed(i) for i in items) / rate
+                graded[kind] = (seconds, {i["id"]: i["seconds"] for i in report["items"]})
+            rounds.append((import_s, rate, graded))
+
+    def floor(kind, import_s, rate):
+        items = selected[kind]
+        return import_s + sum(images_needed(i, items) for i in items) / rate
+
+    for kind in kinds:
+        ratios = [graded[kind][0] / floor(kind, i, r) for i, r, graded in rounds]
+        median = statistics.median(ratios)
+        import_s, rate, graded = rounds[ratios.index(median)] if median in ratios else \
+            rounds[min(range(len(ratios)), key=lambda k: abs(ratios[k] - median))]
+        seconds, per_item = graded[kind]
+        low = floor(kind, import_s, rate)
         in_items = sum(per_item.values())
-        print(f"{kind}: {seconds:.1f} s wall against a floor of {floor:.1f} s "
-              f"(import {import_s:.1f} s + steps {floor - import_s:.1f} s): "
-              f"{seconds / floor:.2f}x the floor; items {in_items:.1f} s, the rest "
-              f"{seconds - in_items:.1f} s (worker start, inputs, judging); "
-              f"{3600 / seconds:.0f} submissions/hour on this machine")
+        print(f"\n{kind}: {median:.2f}x the floor (median of {len(rounds)} rounds: "
+              f"{', '.join(f'{x:.2f}' for x in ratios)}). The median round: {seconds:.1f} s wall "
+              f"against a floor of {low:.1f} s (TensorFlow import {import_s:.1f} s + "
+              f"{low - import_s:.1f} s of images at the forward rate, {rate:.0f} images/s); "
+              f"items {in_items:.1f} s, the rest {seconds - in_items:.1f} s (worker start with "
+              f"its import, inputs, judging); {3600 / seconds:.0f} submissions/hour")
+        print(f"{'item':15s} {'images':>7s} {'floor':>7s} {'measured':>9s} {'ratio':>6s}")
+        for item in selected[kind]:
+            n = images_needed(item, selected[kind])
+            took = per_item[item.id]
+            ratio = f"{took * rate / n:6.2f}" if n / rate > 0.05 else "     -"
+            print(f"{item.id:15s} {n:7d} {n / rate:6.1f}s {took:8.1f}s {ratio}")
 
 
 if __name__ == "__main__":

@@ -682,6 +682,11 @@ def judge_accuracy(obs, ctx, params):
 
 # ---------------------------------------------------------------- 9 checkpoint round-trip
 
+# The checkpoint check: a run of ROUND_TRIP_STEPS that saves, then one resumed from its
+# checkpoint up to STRAIGHT_STEPS, against a straight run of STRAIGHT_STEPS.
+ROUND_TRIP_STEPS, STRAIGHT_STEPS = 4, 6
+
+
 def collect_checkpoint(module, ctx, params):
     obs = {}
     probe = ctx.probe
@@ -696,12 +701,13 @@ def collect_checkpoint(module, ctx, params):
         start_fc(model)
         return model
 
-    # 3 steps saving at each, keeping 1: the round trip, max_to_keep, and the checkpoint
-    # at step 3 that the resumed run below starts from.
+    # 4 steps saving every 2, keeping 1: the round trip, max_to_keep (2 saves, not 4: a
+    # restore that returns the number of saves is told from one returning the step), and
+    # the checkpoint at step 4 that the resumed run below starts from.
     saved = ctx.scratch / "ckpt-roundtrip"
     first = fresh()
-    module.train(first, _fixed_batches(ctx), steps=3, checkpoint_dir=str(saved),
-                 checkpoint_every=1, max_to_keep=1)
+    module.train(first, _fixed_batches(ctx), steps=ROUND_TRIP_STEPS, checkpoint_dir=str(saved),
+                 checkpoint_every=2, max_to_keep=1)
     obs["trained"] = _outputs(first, probe)
     obs["kept"] = len(list(saved.glob("*.index")))
     # A fresh model first meets an empty folder (nothing to restore: step 0), then the
@@ -719,13 +725,13 @@ def collect_checkpoint(module, ctx, params):
 
     straight_pulled = [0]
     straight = fresh()
-    module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=6)
+    module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=STRAIGHT_STEPS)
     obs["straight"] = _outputs(straight, probe)
     obs["straight_pulled"] = straight_pulled[0]
     pulled = [0]
     resumed = fresh()
-    history = module.train(resumed, _fixed_batches(ctx, start=3, counter=pulled), steps=6,
-                           checkpoint_dir=str(saved), checkpoint_every=3)
+    history = module.train(resumed, _fixed_batches(ctx, start=ROUND_TRIP_STEPS, counter=pulled),
+                           steps=STRAIGHT_STEPS, checkpoint_dir=str(saved), checkpoint_every=2)
     obs["resumed"] = _outputs(resumed, probe)
     obs["resume_pulled"] = pulled[0]
     final = history.get("final_step") if isinstance(history, dict) else None
@@ -736,24 +742,28 @@ def collect_checkpoint(module, ctx, params):
 def judge_checkpoint(obs, ctx, params):
     same = obs["trained"].shape == obs["restored"].shape and \
         np.allclose(obs["trained"], obs["restored"], rtol=1e-5, atol=1e-5)
-    # 3 more steps pull 3 batches plus whatever the submission prefetches; 6 straight steps
-    # pull 6 plus the same prefetch, so a run that restarted at 0 pulls as many as those.
-    continued = 3 <= obs["resume_pulled"] < obs["straight_pulled"] - 1 \
-        and obs["resume_final_step"] in (6, -1)
+    # The resumed run pulls its remaining steps' batches plus whatever the submission
+    # prefetches; the straight run pulls all its steps' plus the same prefetch, so a run that
+    # restarted at 0 pulls as many as that.
+    remaining = STRAIGHT_STEPS - ROUND_TRIP_STEPS
+    continued = remaining <= obs["resume_pulled"] < obs["straight_pulled"] - 1 \
+        and obs["resume_final_step"] in (STRAIGHT_STEPS, -1)
     optimizer_kept = np.allclose(obs["resumed"], obs["straight"], rtol=1e-3, atol=1e-3)
     empty_ok = obs.get("empty_step") == 0
     return _fraction_and_messages([
-        (0.3, same and obs["restored_step"] == 3,
+        (0.3, same and obs["restored_step"] == ROUND_TRIP_STEPS,
          f"restoring into a fresh model gave {'the same' if same else 'different'} outputs and "
-         f"step {obs['restored_step']} (expected identical outputs and step 3)"),
+         f"step {obs['restored_step']} (expected identical outputs and step {ROUND_TRIP_STEPS})"),
         (0.15, obs["kept"] == 1, f"with max_to_keep=1, {obs['kept']} checkpoints were left "
                                  "(expected 1). Hint: tf.train.CheckpointManager(max_to_keep=...)"),
-        (0.25, continued, f"resuming at step 3 towards step 6 pulled {obs['resume_pulled']} "
-                          f"batches (6 straight steps pulled {obs['straight_pulled']}) and ended "
-                          f"at step {obs['resume_final_step']}: training must restore the step "
-                          "and train only the remaining 3"),
-        (0.2, optimizer_kept, "3 steps + resume + 3 steps did not match 6 straight steps from the "
-                              "same start: save and restore the optimizer (its state) with the model"),
+        (0.25, continued, f"resuming at step {ROUND_TRIP_STEPS} towards step {STRAIGHT_STEPS} "
+                          f"pulled {obs['resume_pulled']} batches ({STRAIGHT_STEPS} straight steps "
+                          f"pulled {obs['straight_pulled']}) and ended at step "
+                          f"{obs['resume_final_step']}: training must restore the step and train "
+                          f"only the remaining {remaining}"),
+        (0.2, optimizer_kept, f"{ROUND_TRIP_STEPS} steps + resume + {remaining} steps did not match "
+                              f"{STRAIGHT_STEPS} straight steps from the same start: save and "
+                              "restore the optimizer (its state) with the model"),
         (0.1, empty_ok, "restore_checkpoint on an empty folder should return 0, "
                         + (f"it raised {obs['empty_error']}" if "empty_error" in obs
                            else f"it returned {obs.get('empty_step')}")),

@@ -134,9 +134,6 @@ def test_outputs_traced_equal_eager_and_an_untraceable_model_is_called_eagerly()
     np.testing.assert_allclose(checks._outputs(model, images), eager, rtol=1e-5, atol=1e-4)
 
     class NumpyOnly(keras.Model):
-        def __init__(self):
-            super().__init__()
-
         def call(self, x, training=False):
             return np.asarray(x, np.float32).reshape(len(x), -1)[:, :10]
 
