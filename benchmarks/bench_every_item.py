@@ -1,6 +1,6 @@
 """Grading one correct submission against its floor, with and without the hidden items.
 
-    python benchmarks/bench_every_item.py [--rounds 2]
+    python benchmarks/bench_every_item.py [--rounds 3] [--baseline REV]
 
 The floor of an item is the images it must push through the frozen network (its
 training steps times their batch, and what it evaluates) at the forward-pass rate; the
@@ -15,7 +15,8 @@ measures, back to back:
 and each grading is divided by its own round's floor, so that a slow moment of a noisy
 machine slows both. Prints the median ratio with every round's, and for the median round
 each item's images, floor, time and ratio, and submissions per hour on this machine (one
-submission at a time uses all its cores).
+submission at a time uses all its cores). With --baseline, each round also grades every
+item with the kit at that revision, on its own reference, against its own floor.
 """
 from __future__ import annotations
 
@@ -58,6 +59,16 @@ def images_needed(item: rubric_mod.Item, items: list[rubric_mod.Item]) -> int:
     }.get(item.check, 0)
 
 
+def old_images_needed(item: rubric_mod.Item) -> int:
+    """images_needed for the kit before the checkpoint check lost a train() call and the
+    frozen item shared the training item's run (619517b and earlier)."""
+    if item.check == "checkpoint":
+        return (4 + 6 + 3 + 3) * FIXED_BATCH + 4 * PROBE
+    if item.check == "frozen":
+        return item.params.get("steps", 3) * FIXED_BATCH
+    return images_needed(item, [])
+
+
 FORWARD = """
 import sys, time, numpy as np, tensorflow as tf, keras
 sys.path.insert(0, sys.argv[1])
@@ -85,51 +96,76 @@ def wall(command: list[str], **kwargs) -> tuple[float, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--baseline", metavar="REV", help="also grade every item with the kit "
+                        "at this git revision (its own code, rubric and reference, from a "
+                        "temporary worktree) in each round")
     args = parser.parse_args()
     rubric = rubric_mod.load(default_rubric())
-    python = sys.executable
-    kinds = {"every item": ("--all",), "visible items": ()}
     selected = {"every item": rubric.items,
                 "visible items": [i for i in rubric.items if i.visibility == "visible"]}
-    rounds = []  # per round: import, rate, {kind: (wall, {item: seconds})}
     with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(args.rounds):
-            import_s = wall([python, "-c", "import keras, tensorflow"])[0]
-            rate = float(wall([python, "-c", FORWARD, str(ROOT), str(solution())])[1])
-            graded = {}
-            for kind, extra in kinds.items():
-                out = Path(tmp) / "report.json"
-                seconds, _ = wall([python, "-m", "grader", "check", str(solution()), "--json",
-                                   str(out), *extra])
-                report = json.loads(out.read_text())
-                assert report["score"] == report["max_score"], report
-                graded[kind] = (seconds, {i["id"]: i["seconds"] for i in report["items"]})
-            rounds.append((import_s, rate, graded))
+        old = Path(tmp) / "baseline" if args.baseline else None
+        if old is not None:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(old),
+                            args.baseline], check=True)
+        try:
+            rounds = [one_round(Path(tmp), old) for _ in range(args.rounds)]
+        finally:
+            if old is not None:
+                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
+                               check=True)
+    if old is not None:
+        ratios = [r["old"][0] / r["old"][1] for r in rounds]
+        print(f"every item at {args.baseline} (its own code, rubric and reference): "
+              f"{statistics.median(ratios):.2f}x its floor (rounds: {', '.join(f'{x:.2f}' for x in ratios)}); "
+              f"median wall {statistics.median(r['old'][0] for r in rounds):.1f} s against "
+              f"{statistics.median(r['every item'][0] for r in rounds):.1f} s now")
+    for kind, items in selected.items():
+        report(kind, items, rounds)
 
-    def floor(kind, import_s, rate):
-        items = selected[kind]
-        return import_s + sum(images_needed(i, items) for i in items) / rate
 
-    for kind in kinds:
-        ratios = [graded[kind][0] / floor(kind, i, r) for i, r, graded in rounds]
-        median = statistics.median(ratios)
-        import_s, rate, graded = rounds[ratios.index(median)] if median in ratios else \
-            rounds[min(range(len(ratios)), key=lambda k: abs(ratios[k] - median))]
-        seconds, per_item = graded[kind]
-        low = floor(kind, import_s, rate)
-        in_items = sum(per_item.values())
-        print(f"\n{kind}: {median:.2f}x the floor (median of {len(rounds)} rounds: "
-              f"{', '.join(f'{x:.2f}' for x in ratios)}). The median round: {seconds:.1f} s wall "
-              f"against a floor of {low:.1f} s (TensorFlow import {import_s:.1f} s + "
-              f"{low - import_s:.1f} s of images at the forward rate, {rate:.0f} images/s); "
-              f"items {in_items:.1f} s, the rest {seconds - in_items:.1f} s (worker start with "
-              f"its import, inputs, judging); {3600 / seconds:.0f} submissions/hour")
-        print(f"{'item':15s} {'images':>7s} {'floor':>7s} {'measured':>9s} {'ratio':>6s}")
-        for item in selected[kind]:
-            n = images_needed(item, selected[kind])
-            took = per_item[item.id]
-            ratio = f"{took * rate / n:6.2f}" if n / rate > 0.05 else "     -"
-            print(f"{item.id:15s} {n:7d} {n / rate:6.1f}s {took:8.1f}s {ratio}")
+def one_round(tmp: Path, old: Path | None) -> dict:
+    """Import, forward rate and the gradings, back to back."""
+    python = sys.executable
+    found = {"import": wall([python, "-c", "import keras, tensorflow"])[0],
+             "rate": float(wall([python, "-c", FORWARD, str(ROOT), str(solution())])[1])}
+    for kind, extra in (("every item", ["--all"]), ("visible items", [])):
+        out = tmp / "report.json"
+        seconds, _ = wall([python, "-m", "grader", "check", str(solution()), "--json", str(out), *extra])
+        graded = json.loads(out.read_text())
+        assert graded["score"] == graded["max_score"], graded
+        found[kind] = (seconds, {i["id"]: i["seconds"] for i in graded["items"]})
+    if old is not None:
+        seconds, _ = wall([python, "-m", "grader", "check", "--all", "--json", str(tmp / "old.json"),
+                           str(old / "solutions" / "transfer_learning.py")],
+                          cwd=old, env=dict(os.environ, PYTHONPATH=str(old)))
+        old_items = rubric_mod.load(old / "rubrics" / "transfer_learning.yaml").items
+        floor = found["import"] + sum(old_images_needed(i) for i in old_items) / found["rate"]
+        found["old"] = (seconds, floor)
+    return found
+
+
+def report(kind: str, items: list[rubric_mod.Item], rounds: list[dict]) -> None:
+    def floor(r):
+        return r["import"] + sum(images_needed(i, items) for i in items) / r["rate"]
+
+    ratios = [r[kind][0] / floor(r) for r in rounds]
+    middle = sorted(range(len(rounds)), key=ratios.__getitem__)[len(rounds) // 2]
+    r = rounds[middle]
+    seconds, per_item = r[kind]
+    in_items = sum(per_item.values())
+    print(f"\n{kind}: {ratios[middle]:.2f}x the floor (median of {len(rounds)} rounds: "
+          f"{', '.join(f'{x:.2f}' for x in ratios)}). That round: {seconds:.1f} s wall against "
+          f"a floor of {floor(r):.1f} s (TensorFlow import {r['import']:.1f} s + "
+          f"{floor(r) - r['import']:.1f} s of images at the forward rate, {r['rate']:.0f} images/s); "
+          f"items {in_items:.1f} s, the rest {seconds - in_items:.1f} s (worker start with its "
+          f"import, inputs, judging); {3600 / seconds:.0f} submissions/hour")
+    print(f"{'item':15s} {'images':>7s} {'floor':>7s} {'measured':>9s} {'ratio':>6s}")
+    for item in items:
+        n = images_needed(item, items)
+        took = per_item[item.id]
+        ratio = f"{took * r['rate'] / n:6.2f}" if n / r["rate"] > 0.05 else "     -"
+        print(f"{item.id:15s} {n:7d} {n / r['rate']:6.1f}s {took:8.1f}s {ratio}")
 
 
 if __name__ == "__main__":
