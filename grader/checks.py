@@ -204,11 +204,14 @@ def _traced_forward(model, images):
     except (KeyError, TypeError):
         pass
     spec = tf.TensorSpec([None, *images.shape[1:]], tf.as_dtype(images.dtype))
-    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     try:
+        # The function reaches its model through a weak reference, or the cache would keep
+        # every model it has seen alive.
+        ref = weakref.ref(model)
+        forward = tf.function(lambda x: ref()(x, training=False), input_signature=[spec])
         _forward[model] = forward
     except TypeError:  # a model that cannot be weakly referenced or hashed: no cache
-        pass
+        forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
     return forward
 
 

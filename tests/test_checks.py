@@ -140,3 +140,20 @@ def test_outputs_traced_equal_eager_and_an_untraceable_model_is_called_eagerly()
     numpy_only = NumpyOnly()
     found = checks._outputs(numpy_only, images)
     np.testing.assert_array_equal(found, images.reshape(300, -1)[:, :10].astype(np.float32))
+
+
+def test_the_traced_forward_pass_does_not_keep_its_model_alive():
+    import gc
+    import weakref
+
+    import keras
+
+    model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, name="fc")])
+    cached = len(checks._forward)
+    checks._outputs(model, np.zeros((checks.TRACE_FROM, 32, 32, 3), np.uint8))
+    assert model in checks._forward  # traced once, kept for the model's next evaluation
+    gone = weakref.ref(model)
+    del model
+    gc.collect()
+    assert gone() is None and len(checks._forward) == cached
