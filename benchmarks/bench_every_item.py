@@ -32,15 +32,18 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from grader import rubric as rubric_mod  # noqa: E402
-from grader.checks import SHARES  # noqa: E402
+from grader.checks import ROUND_TRIP_STEPS, SHARES, STRAIGHT_STEPS  # noqa: E402
 from grader.paths import default_rubric, solution  # noqa: E402
+from baseline import worktree  # noqa: E402
 
 PROBE = 6          # the probe images (engine.grading_inputs)
 FIXED_BATCH = 32   # checks._fixed_batches
-CHECKPOINT_STEPS = 4 + 6 + 2   # the three train() calls of the checkpoint check
+# the checkpoint check's three train() calls: round trip, straight, resumed
+CHECKPOINT_STEPS = ROUND_TRIP_STEPS + STRAIGHT_STEPS + (STRAIGHT_STEPS - ROUND_TRIP_STEPS)
 
 
 def images_needed(item: rubric_mod.Item, items: list[rubric_mod.Item]) -> int:
@@ -103,17 +106,8 @@ def main() -> None:
     rubric = rubric_mod.load(default_rubric())
     selected = {"every item": rubric.items,
                 "visible items": [i for i in rubric.items if i.visibility == "visible"]}
-    with tempfile.TemporaryDirectory() as tmp:
-        old = Path(tmp) / "baseline" if args.baseline else None
-        if old is not None:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(old),
-                            args.baseline], check=True)
-        try:
-            rounds = [one_round(Path(tmp), old) for _ in range(args.rounds)]
-        finally:
-            if old is not None:
-                subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
-                               check=True)
+    with tempfile.TemporaryDirectory() as tmp, worktree(args.baseline, Path(tmp)) as old:
+        rounds = [one_round(Path(tmp), old) for _ in range(args.rounds)]
     if old is not None:
         ratios = [r["old"][0] / r["old"][1] for r in rounds]
         print(f"every item at {args.baseline} (its own code, rubric and reference): "

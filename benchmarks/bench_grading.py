@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+from baseline import worktree  # noqa: E402
 from mixed import mixed_submissions, rubric_args as mixed_rubric_args  # noqa: E402
 
 
@@ -54,25 +55,19 @@ def main() -> None:
     grader = [sys.executable, "-m", "grader"]
     try:
         reference = str(ROOT / "solutions" / "transfer_learning.py")
-        old = None
-        if args.baseline:
-            old = work / "baseline"
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", "-q", str(old),
-                            args.baseline], check=True)
         now, before = [], []
-        for _ in range(args.rounds):
-            if old is not None:  # the old kit's own code (PYTHONPATH first) and rubric
-                before.append(timed(grader + ["check", reference], cwd=old,
-                                    env=dict(os.environ, PYTHONPATH=str(old))))
-            now.append(timed(grader + ["check", reference]))
+        with worktree(args.baseline, work) as old:
+            for _ in range(args.rounds):
+                if old is not None:  # the old kit's own code (PYTHONPATH first) and rubric
+                    before.append(timed(grader + ["check", reference], cwd=old,
+                                        env=dict(os.environ, PYTHONPATH=str(old))))
+                now.append(timed(grader + ["check", reference]))
         print(f"grader check, reference, visible items: {statistics.median(now):.1f} s "
               f"(median of {args.rounds}: {', '.join(f'{t:.1f}' for t in now)})")
-        if old is not None:
+        if before:
             print(f"  at {args.baseline}: {statistics.median(before):.1f} s "
                   f"({', '.join(f'{t:.1f}' for t in before)}); now / then "
                   f"{statistics.median(now) / statistics.median(before):.2f}")
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)],
-                           check=True)
         if args.check_only:
             return
 
