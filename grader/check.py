@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from . import engine, rubric as rubric_mod, vgg_weights
 from .fsutil import write_text_atomic
+from .modules import check_tensorflow
 from .paths import default_rubric
 
 STATUS_MARK = {"passed": "ok", "partial": "part", "failed": "FAIL", "error": "ERROR",
@@ -31,6 +32,8 @@ def format_table(report: engine.Report) -> str:
         lines.append("  ".join(c.ljust(w) for c, w in zip(row[:4], widths)) + "  " + row[4])
     lines.append(f"total: {report.score:g} / {report.max_score:g} points "
                  f"({report.seconds:.1f} s)")
+    for note in report.notes:
+        lines.append(f"note: {note}")
     for flag in report.flags:
         lines.append(f"flagged ({flag.kind}): {flag.detail}")
     return "\n".join(lines)
@@ -87,6 +90,8 @@ def prepare_inputs(pool: ThreadPoolExecutor, rubric, weights: str | None, data=N
 def main(submission: str, rubric_path: str | None = None, json_out: str | None = None,
          include_hidden: bool = False, weights: str | None = None, data=None) -> engine.Report:
     rubric = rubric_mod.load(rubric_path or default_rubric())
+    if notice := check_tensorflow():
+        print(notice, file=sys.stderr)
     with ThreadPoolExecutor(1) as pool:
         inputs, resolved = prepare_inputs(pool, rubric, weights, data)
         with Ticker() as ticker:

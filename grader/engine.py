@@ -49,6 +49,7 @@ from .paths import PACKAGE_PARENT
 STARTUP_LIMIT = 120.0  # seconds to import TensorFlow and the submission
 GAP_LIMIT = 15.0  # seconds the worker may take between one item's result and the next start
 BUDGET_MARGIN = 30.0  # seconds on top of the startup and item limits, for restarts and exits
+MAX_NOTES = 20  # import notes kept per submission
 GRADING_TRAIN = 2000
 HELDOUT = 1000
 DEFAULT_HELDOUT_SEED = 4242
@@ -99,6 +100,7 @@ class Collection:
     output: str = ""
     import_failed: bool = False
     flags: list[Flag] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -128,6 +130,8 @@ class Report:
     """the submission never imported (an exception or a crash at import): nothing ran"""
     flags: list[Flag] = field(default_factory=list)
     """what a person should look at (see FLAG_KINDS); never a score change by itself"""
+    notes: list[str] = field(default_factory=list)
+    """what the import of a notebook skipped: cell, line, statement and error"""
 
     @property
     def score(self) -> float:
@@ -438,7 +442,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
         worker, first = first or _Worker(sandbox, read_only, scratch, env, tail_bytes), None
         worker.send_job(job)
         stop = _run_worker(worker, remaining, result.outcomes, flags, startup_limit, budget_end,
-                           progress)
+                           progress, result.notes)
         if sandbox.confined and (strays := worker.strays()):
             flags[Flag("processes_left", f"{strays} process(es) still running at the end")] = None
         worker.kill()
@@ -471,8 +475,8 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path) -> N
 
 def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                 startup_limit: float, budget_end: float,
-                progress: Callable[[str], None] | None = None) -> str:
-    """Follow one worker through its items. Returns "" when a new worker should carry on
+                progress: Callable[[str], None] | None = None, notes: list | None = None) -> str:
+    """Follow one worker through its items (the first worker's import notes go to `notes`). Returns "" when a new worker should carry on
     with the items left, or why not ("import_failed", "violation", "budget", "done")."""
     order = [i.id for i in items]
     by_id = {i.id: i for i in items}
@@ -529,6 +533,9 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                 continue
             if state == "importing" and kind == "ready":
                 state, deadline = "between", min(now + GAP_LIMIT, budget_end)
+                said = message.get("notes")
+                if notes is not None and not notes and isinstance(said, list):
+                    notes.extend(str(n)[:400] for n in said[:MAX_NOTES])
             elif state == "importing" and kind == "import_error":
                 fail_rest("error", "the module failed to import: " + str(message.get("message")))
                 return "import_failed"
@@ -599,7 +606,7 @@ def report(name: str, items: list[Item], found: Collection, inputs: GradingInput
     """Judge what was collected (here, where the held-out labels are) into a report."""
     return Report(name, judge(items, found.outcomes, inputs), rubric=rubric.source,
                   seconds=round(seconds, 2), output_tail=found.output[-2000:],
-                  import_failed=found.import_failed, flags=found.flags)
+                  import_failed=found.import_failed, flags=found.flags, notes=found.notes)
 
 
 def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_hidden: bool = False,

@@ -41,6 +41,10 @@ def feedback_markdown(row: dict, items: list[dict], released: bool) -> str:
     for i in visible:
         message = i["message"].replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {i['title']} | {i['score']:g} / {i['max_score']:g} | {i['status']} | {message} |")
+    notes = [n for n in (row.get("notes") or "").splitlines() if n]
+    if notes:
+        lines += ["", "Skipped when your notebook was imported (the rest was graded):", ""]
+        lines += [f"- {n}" for n in notes]
     hidden = len(items) - len(visible)
     if hidden:
         lines += ["", f"{hidden} more item(s) will be shown when the grades are released."]
@@ -50,10 +54,14 @@ def feedback_markdown(row: dict, items: list[dict], released: bool) -> str:
 def gradescope_results(row: dict, items: list[dict]) -> dict:
     """Gradescope's results.json: every item as a test with its own visibility."""
     status = {"passed": "passed"}
+    output = row["message"] or f"graded with grader {row['grader_version']}"
+    notes = [n for n in (row.get("notes") or "").splitlines() if n]
+    if notes:
+        output += "\nSkipped when your notebook was imported:\n" + "\n".join(notes)
     return {
         "score": row["score"],
         "execution_time": round(row["seconds"]),
-        "output": row["message"] or f"graded with grader {row['grader_version']}",
+        "output": output,
         "tests": [{"name": i["title"], "number": i["item"], "score": i["score"],
                    "max_score": i["max_score"], "status": status.get(i["status"], "failed"),
                    "output": f"{i['status']}: {i['message']}", "visibility": i["visibility"]}

@@ -25,7 +25,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     seconds REAL NOT NULL,
     message TEXT NOT NULL,
     graded_at REAL NOT NULL,
-    host TEXT NOT NULL DEFAULT ''    -- the machine (and Dask worker) that ran its submission code
+    host TEXT NOT NULL DEFAULT '',   -- the machine (and Dask worker) that ran its submission code
+    notes TEXT NOT NULL DEFAULT ''   -- what a notebook's import skipped, one line each
 );
 CREATE TABLE IF NOT EXISTS items (
     student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
@@ -56,8 +57,9 @@ class Gradebook:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(submissions)")}
-        if "host" not in columns:  # a gradebook from before the host was recorded
-            self.db.execute("ALTER TABLE submissions ADD COLUMN host TEXT NOT NULL DEFAULT ''")
+        for column in ("host", "notes"):  # a gradebook from before these were recorded
+            if column not in columns:
+                self.db.execute(f"ALTER TABLE submissions ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -83,10 +85,11 @@ class Gradebook:
             self.db.execute("DELETE FROM flags WHERE student = ?", (student,))
             self.db.execute(
                 "INSERT OR REPLACE INTO submissions (student, source, content_hash, grader_version, "
-                "rubric_hash, status, score, max_score, seconds, message, graded_at, host) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "rubric_hash, status, score, max_score, seconds, message, graded_at, host, notes) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (student, source, content_hash, report.grader_version, rubric_hash, status,
-                 report.score, report.max_score, report.seconds, message, time.time(), host))
+                 report.score, report.max_score, report.seconds, message, time.time(), host,
+                 "\n".join(report.notes)))
             self.db.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(student, i, r.id, r.title, r.score, r.max_score, r.status, r.message, r.seconds,

@@ -106,7 +106,7 @@ def run(root: Path) -> dict:
                                          include_hidden=True, name="submission")
         data = report.to_dict()
         row = {"score": data["score"], "seconds": data["seconds"], "message": "",
-               "grader_version": data["grader_version"]}
+               "grader_version": data["grader_version"], "notes": "\n".join(report.notes)}
         items = [dict(item, item=item["id"]) for item in data["items"]]
         results = exports.gradescope_results(row, items)
     except KitError as exc:

@@ -134,9 +134,12 @@ def grading_section(public_items: list) -> str:
     from .network import DEFAULT_LEARNING_RATE
 
     lines = ["## How your work is graded", "",
-             "The grader imports your code (from a notebook: the cells tagged `graded`, and from "
-             "any other cell only its imports, functions, classes and the module-level names they "
-             "use) and calls the five functions by name. Every item that trains starts the `fc` "
+             "The grader imports your code and calls the five functions by name. From a notebook "
+             "it takes the cells tagged `graded` whole; from any other cell it takes the five "
+             "functions and whatever they read as globals (helpers, constants, imports), and "
+             "leaves your demo runs, plots and prints alone. If one of those statements fails "
+             "when the grader runs it (a data file it does not have, say), it is skipped and "
+             "the report names its cell and line. Every item that trains starts the `fc` "
              "layer from zeros, so your choice of initialiser does not change a grade.", "",
              "| item | points | what is measured | time limit |", "|---|---|---|---|"]
     for item in public_items:
@@ -225,11 +228,33 @@ Work in one of the two files (the grader takes either), filling in every
 
 ## Installing the checker
 
-From this folder, with Python 3.10 or newer (TensorFlow comes from the package index):
+From this folder, with Python 3.10 or newer, in a new environment (TensorFlow, CPU-only
+where that build exists, comes from the package index with the `tensorflow` extra):
 
-    python3 -m venv .venv && .venv/bin/pip install "./{wheel}[notebook]"
+    python3 -m venv .venv && .venv/bin/pip install "./{wheel}[tensorflow,notebook]"
 
 Then start Jupyter from that environment: `.venv/bin/jupyter lab transfer_learning.ipynb`.
+
+**Already have TensorFlow** (a lab image, a GPU setup, conda)? Install the checker without
+the extra, into that environment: `pip install "./{wheel}"`. It leaves your TensorFlow as
+it is (it never installs a second one beside it) and works with TensorFlow {tested} and
+Keras 3; with another version it says so and still runs, and with Keras 2 (TensorFlow
+older than 2.16) it stops with what to install.
+
+**Google Colab** already has TensorFlow: upload the notebook and the wheel, then run
+`!pip install ./{wheel}` in a cell and restart the session if Colab asks; `check(...)`
+cells work as they do locally.
+
+**macOS** (Apple silicon): the `tensorflow` extra installs the `tensorflow` package;
+everything works as on Linux. **Windows**: the checker needs a POSIX system; use WSL 2
+(an Ubuntu shell) and the commands above.
+
+**What the local check guarantees.** It runs your code in a separate process with the
+same items, seeds and verdicts as the final grading, on the same offline data. On Linux
+it also confines that process (bubblewrap: no network, a read-only view of your files);
+on macOS, in WSL without user namespaces and on Colab it says that it cannot, and runs
+it under time limits (and memory limits where the system has them) only. The scores are the same either way: the
+confinement protects your machine and the course's grading, not the result.
 
 ## Checking your work
 

@@ -1,89 +1,226 @@
 """Turning a submission (.py module or .ipynb notebook) into a module file to grade.
 
 In a notebook only the code cells count. Cells tagged `graded` are kept whole, cells
-tagged `experiment` are dropped, and from every other cell only the definitions are kept:
-imports, functions, classes and the module-level names they use (plus UPPER_CASE
-constants), so a student's demo runs and prints are not executed at grading time.
-IPython magics and shell escapes are dropped.
+tagged `experiment` (and the notebook's own `check` cells) are dropped. From every other
+cell the grader keeps what the graded code needs and nothing else: the five functions of
+the contract, and then, name by name, every top-level statement that binds a name some
+kept code reads as a *global* (found with `symtable`, so a parameter or a local variable
+that happens to share a demo line's name never pulls that line in). A student's demo
+runs, prints, plots and experiments with the same names are not executed at grading
+time. IPython magics and shell escapes are turned into calls (IPython's own transformer)
+and dropped with the rest of the demo code.
+
+Import is strict in graded cells and tolerant elsewhere: a kept statement from an
+untagged cell that raises (a data file that is not there, a name from a dropped cell) is
+skipped, the rest still imports, and the report names the cell, the line and the error
+(`SKIPPED`, read by the worker after import). A cell that does not parse is skipped the
+same way, unless it is tagged `graded`.
 """
 from __future__ import annotations
 
 import ast
 import io
 import shutil
+import symtable
 import tokenize
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SubmissionError
+from .network import CONTRACT
 
 TAG_GRADED = "graded"          # cells defining the graded functions
 TAG_EXPERIMENT = "experiment"  # cells the grader never runs
 TAG_HANDOUT = "handout"        # Markdown cells of the handout
 TAG_CHECK = "check"            # the notebook's own check cells (grader.notebook)
+SKIPPED = "__grader_skipped__"
+"""the prepared module's list of (where, statement, exception) for what it skipped"""
+PUBLIC_MODULES = frozenset({"grader", "grader.synthetic", "grader.cifar10", "grader.vgg_weights",
+                            "grader.network", "grader.errors", "grader.fsutil"})
+"""the kit's modules a student's own code may import, unflagged: the data and weights
+loaders the handout's experiment cells use, and what they import (they hold no key)"""
+# Cell magics whose body is Python that runs in the kernel: the body counts, the magic not.
+_PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "memit", "debug"}
 
 
-def _names_loaded(node) -> set[str]:
-    return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+@dataclass
+class _Piece:
+    """One top-level statement of an untagged cell, or a whole graded cell."""
+    text: str
+    where: str                      # "code cell 3, line 2"
+    graded: bool
+    binds: set[str] = field(default_factory=set)
+    needs: set[str] = field(default_factory=set)
+    mutates: set[str] = field(default_factory=set)  # names it changes in place (X.append(...))
+    imports: bool = False
+    root: bool = False
 
 
-def _assigned(node) -> list[str] | None:
-    """The plain names an assignment binds, or None if it binds anything else."""
-    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-    names = []
+def _global_reads(table: symtable.SymbolTable) -> set[str]:
+    """Names the code under `table` reads from the module's namespace: what module-level
+    code reads, and the globals (never parameters or locals) its functions and classes read."""
+    found = set()
+    for symbol in table.get_symbols():
+        if symbol.is_referenced() and (table.get_type() == "module" or symbol.is_global()):
+            found.add(symbol.get_name())
+    for child in table.get_children():
+        found |= _global_reads(child)
+    return found
+
+
+def _mutated(node: ast.AST) -> set[str]:
+    """Module-level names a statement changes in place: `X.append(...)` as a statement,
+    `X[k] = v`, `X.attr = v`, `X[k] += v`."""
+    found = set()
+    targets = [sub.value.func.value for sub in ast.walk(node) if isinstance(sub, ast.Expr)
+               and isinstance(sub.value, ast.Call) and isinstance(sub.value.func, ast.Attribute)]
+    targets += [sub.value for sub in ast.walk(node)
+                if isinstance(sub, (ast.Subscript, ast.Attribute)) and isinstance(sub.ctx, ast.Store)]
     for target in targets:
-        elements = target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]
-        if not all(isinstance(e, ast.Name) for e in elements):
-            return None
-        names += [e.id for e in elements]
-    return names
+        while isinstance(target, (ast.Subscript, ast.Attribute)):
+            target = target.value
+        if isinstance(target, ast.Name):
+            found.add(target.id)
+    return found
 
 
-def _imports_grader(node) -> bool:
+def _analyse(piece: _Piece, node: ast.AST | None) -> None:
+    table = symtable.symtable(piece.text, "<cell>", "exec")
+    piece.needs = _global_reads(table)
+    piece.binds = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    piece.imports = isinstance(node, (ast.Import, ast.ImportFrom))
+    if node is not None and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        piece.mutates = _mutated(node)
+
+
+def _private_grader_import(node: ast.AST) -> bool:
+    """An import of the grader's machinery (a check cell that lost its tag, for instance):
+    never graded. The public data modules may be imported."""
     if isinstance(node, ast.Import):
-        return any(a.name.split(".")[0] == "grader" for a in node.names)
-    return isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "grader"
+        names = [a.name for a in node.names]
+    elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+        names = ([f"{node.module}.{a.name}" for a in node.names] if node.module == "grader"
+                 else [node.module])
+    else:
+        return False
+    return any(n.split(".")[0] == "grader" and n not in PUBLIC_MODULES for n in names)
 
 
-_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+def _python_of_cell(code: str) -> str | None:
+    """The cell as Python: magics and shell escapes turned into `get_ipython()` calls (None
+    for a cell magic whose body is not Python, such as %%bash or %%writefile)."""
+    first = code.lstrip().split("\n", 1)[0].strip()
+    if first.startswith("%%"):
+        magic = first[2:].split(None, 1)[0] if first[2:].strip() else ""
+        if magic not in _PYTHON_CELL_MAGICS:
+            return None
+        lines = code.lstrip().split("\n", 1)
+        code = "\n" + (lines[1] if len(lines) > 1 else "")  # keep the body's line numbers
+    if "%" not in code and "!" not in code and "?" not in code:
+        return code
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:  # without IPython: the old rule, a magic line becomes `pass`
+        return "\n".join(line[: len(line) - len(line.lstrip())] + "pass"
+                         if line.lstrip().startswith(("%", "!")) else line
+                         for line in code.splitlines()) + "\n"
+    return TransformerManager().transform_cell(code)
+
+
+def _parse(code: str) -> ast.Module:
+    return compile(code, "<cell>", "exec", ast.PyCF_ONLY_AST | ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def _string_rows(text: str) -> set[int]:
+    """Rows (1-based) that begin inside a multi-line token (a string literal): indenting
+    them would change the string."""
+    rows = set()
+    try:
+        for token in tokenize.generate_tokens(io.StringIO(text).readline):
+            if token.start[0] < token.end[0] and token.type not in (tokenize.NL, tokenize.NEWLINE):
+                rows.update(range(token.start[0] + 1, token.end[0] + 1))
+    except (tokenize.TokenError, SyntaxError):
+        pass
+    return rows
+
+
+def _tolerant(piece: _Piece) -> str:
+    """The statement wrapped so that an exception skips it and is recorded."""
+    inside = _string_rows(piece.text)
+    body = "\n".join(line if row in inside or not line.strip() else "    " + line
+                     for row, line in enumerate(piece.text.splitlines(), 1))
+    first = piece.text.strip().splitlines()[0][:120]
+    return (f"try:\n{body}\nexcept Exception as __grader_error:\n"
+            f"    {SKIPPED}.append(({piece.where!r}, {first!r}, __grader_error))")
 
 
 def definitions_only(cells: list[tuple[str, bool]]) -> str:
-    """The module made of notebook cells [(code, graded)]: graded cells whole, and from the
-    others only imports, functions, classes, try-blocks of imports, and assignments to
-    UPPER_CASE names or to names that kept code reads (anywhere in the notebook).
-    Everything else (calls, loops, prints, demo runs) is dropped. A cell that does not
-    parse is kept whole, so its error is reported where it is."""
-    pieces = []  # (source text, ast node or None, kept)
-    for code, graded in cells:
-        try:
-            tree = ast.parse(code)
-        except SyntaxError:
-            pieces.append((code, None, True))
-            continue
+    """The module made of notebook code cells [(code, graded)]: graded cells whole, and
+    from the others what the graded code needs (see the module's docstring)."""
+    pieces: list[_Piece] = []
+    unparsed: list[tuple[str, str]] = []  # (where, why) of untagged cells skipped unread
+    future: list[str] = []
+    for number, (code, graded) in enumerate(cells, 1):
         if graded:
-            pieces.append((code, tree, True))
-            continue
-        lines = code.splitlines()
-        for node in tree.body:
-            if _imports_grader(node):
-                continue  # a check cell copied or untagged: the grader is never graded
-            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            keep = isinstance(node, _DEFINITIONS) or (isinstance(node, ast.Try) and all(
-                isinstance(n, (ast.Import, ast.ImportFrom, ast.Pass, ast.Assign)) for n in node.body))
-            pieces.append(("\n".join(lines[start - 1:node.end_lineno]), node, keep))
-    kept = [k for _, _, k in pieces]
-    changed = True
-    while changed:  # an assignment is kept when kept code reads one of its names
-        used = set().union(*(_names_loaded(node) for (_, node, _), k in zip(pieces, kept)
-                             if k and node is not None))
-        changed = False
-        for i, (_, node, _) in enumerate(pieces):
-            if kept[i] or not isinstance(node, (ast.Assign, ast.AnnAssign)):
+            try:
+                tree = _parse(code)
+            except SyntaxError:  # kept whole, so its error is reported where it is
+                pieces.append(_Piece(code, f"code cell {number}", True, root=True))
                 continue
-            names = _assigned(node)
-            if names and any(n in used or n.isupper() for n in names):
+            lines = code.splitlines()
+            for node in tree.body:  # `from __future__` must open the module
+                if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                    future.append(ast.get_source_segment(code, node) or "")
+                    for row in range(node.lineno - 1, node.end_lineno):
+                        lines[row] = ""
+            piece = _Piece("\n".join(lines) + "\n", f"code cell {number}", True, root=True)
+            try:
+                _analyse(piece, None)
+            except SyntaxError:  # top-level await: kept whole, its error reported at import
+                pass
+            pieces.append(piece)
+            continue
+        python = _python_of_cell(code)
+        if python is None:
+            continue
+        try:
+            tree = _parse(python)
+        except SyntaxError as exc:
+            unparsed.append((f"code cell {number}, line {exc.lineno or 1}", exc.msg))
+            continue
+        lines = python.splitlines()
+        for node in tree.body:
+            if _private_grader_import(node):
+                continue
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                future.append(ast.get_source_segment(python, node) or "")
+                continue
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            piece = _Piece("\n".join(lines[start - 1:node.end_lineno]) + "\n",
+                           f"code cell {number}, line {start}", False)
+            piece.root = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in CONTRACT
+            try:
+                _analyse(piece, node)
+            except SyntaxError:  # top-level await and the like: demo code, never needed
+                continue
+            pieces.append(piece)
+    modules = set().union(*(p.binds for p in pieces if p.imports))
+    for piece in pieces:
+        piece.mutates -= modules
+        piece.binds |= piece.mutates
+    kept = [p.root for p in pieces]
+    needed = set().union(*(p.needs for p, k in zip(pieces, kept) if k))
+    changed = True
+    while changed:  # a statement is kept when it binds a name kept code reads as a global
+        changed = False
+        for i, piece in enumerate(pieces):
+            if not kept[i] and piece.binds & needed:
                 kept[i] = changed = True
-    return "\n\n".join(text for (text, _, _), k in zip(pieces, kept) if k) + "\n"
+                needed |= piece.needs
+    head = sorted(set(future)) + [f"{SKIPPED} = []"]
+    head += [f"{SKIPPED}.append(({where!r}, '', SyntaxError({why!r})))" for where, why in unparsed]
+    body = [p.text if p.graded else _tolerant(p) for p, k in zip(pieces, kept) if k]
+    return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 
 
 def notebook_to_source(path: Path) -> str:
@@ -99,16 +236,12 @@ def notebook_to_source(path: Path) -> str:
                               f"read it ({type(exc).__name__}). Save it again from Jupyter.") from None
     cells = []
     for cell in notebook.cells:
-        tags = set(cell.get("metadata", {}).get("tags", []))
-        if cell.cell_type != "code" or tags & {TAG_EXPERIMENT, TAG_CHECK}:
+        if cell.cell_type != "code":
             continue
-        lines = []
-        for line in cell.source.splitlines():
-            stripped = line.lstrip()
-            if stripped.startswith(("%", "!")):
-                line = line[: len(line) - len(stripped)] + "pass  # IPython magic removed by the grader"
-            lines.append(line)
-        cells.append(("\n".join(lines) + "\n", TAG_GRADED in tags))
+        tags = set(cell.get("metadata", {}).get("tags", []))
+        # Dropped cells keep their number, so "code cell N" is what the student counts.
+        cells.append(("" if tags & {TAG_EXPERIMENT, TAG_CHECK} else cell.source + "\n",
+                      TAG_GRADED in tags))
     return definitions_only(cells)
 
 

@@ -23,8 +23,8 @@ import traceback
 from pathlib import Path
 from types import MappingProxyType
 
-PUBLIC_MODULES = {"grader"}
-"""modules of the kit a submission may import without being flagged"""
+from .submission import PUBLIC_MODULES, SKIPPED
+
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 INTROSPECTION = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
                  "sys._current_frames", "sys._getframe", "ctypes.string_at", "ctypes.dlsym", "ctypes.cdata",
@@ -34,8 +34,12 @@ PATH_EVENTS = {"open", "os.listdir", "os.scandir", "os.mkdir", "os.remove", "os.
 MAX_FLAGS = 20
 
 
-def describe(exc: BaseException, module_file: str) -> str:
-    """One line: the exception and where in the submission it came from."""
+MAX_NOTES = 20
+
+
+def describe(exc: BaseException, module_file: str = "") -> str:
+    """One line: the exception and where in the submission it came from (not said when
+    `module_file` is empty)."""
     where = ""
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
         if frame.filename == module_file:
@@ -45,6 +49,20 @@ def describe(exc: BaseException, module_file: str) -> str:
         where = f" (line {exc.lineno} of the submission)"
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
     return f"{type(exc).__name__}{': ' + text[:300] if text else ''}{where}"
+
+
+def skipped_notes(module) -> list[str]:
+    """What a notebook's tolerant import skipped (submission.SKIPPED), one line each."""
+    notes = []
+    entries = module.__dict__.get(SKIPPED)
+    for entry in list(entries)[:MAX_NOTES] if isinstance(entries, list) else []:
+        try:
+            where, statement, exc = entry
+            what = f"`{statement}`" if statement else "the cell, which does not parse"
+            notes.append(f"{where}: skipped {what}: {describe(exc)}"[:400])
+        except Exception:  # noqa: BLE001 - the list lives in the submission's namespace
+            continue
+    return notes
 
 
 def _read_bootstrap():
@@ -207,7 +225,7 @@ def main() -> None:
     except BaseException as exc:  # SystemExit and KeyboardInterrupt at import included
         send({"type": "import_error", "message": describe(exc, module_file)})
         return
-    send({"type": "ready"})
+    send({"type": "ready", "notes": skipped_notes(module)})
     for item in job["items"]:
         collect = collectors[item["check"]]
         send({"type": "start", "item": item["id"]})

@@ -79,7 +79,11 @@ def test_check_cells_never_reach_the_graded_module(tmp_path):
         "def preprocess(images):\n    return images\n")])
     path = tmp_path / "untagged.ipynb"
     nbformat.write(untagged, str(path))
-    assert notebook_to_source(path).strip() == "def preprocess(images):\n    return images"
+    source = notebook_to_source(path)
+    assert "grader" not in source.replace("__grader_", "") and "check(" not in source
+    namespace = {}
+    exec(compile(source, "nb", "exec"), namespace)
+    assert namespace["preprocess"](3) == 3
 
 
 def test_solved_notebook_checks_every_task_at_full_marks(tmp_path, monkeypatch):
@@ -137,3 +141,40 @@ def test_select_names_tasks_and_items():
     assert [i.id for i in run] == ["frozen"]
     with pytest.raises(KitError):
         notebook.select(shipped, ("nope",))
+
+
+def _student_folder(tmp_path: Path, name: str) -> Path:
+    """A folder as a student's: their notebook, the weights file the exercise names (the
+    stand-in, in its format) and a small CIFAR-10 python folder of synthetic images."""
+    import numpy as np
+
+    from conftest import cifar_batch_pickle
+    from grader import synthetic, vgg_weights
+
+    folder = tmp_path / name
+    batches = folder / "cifar-10-batches-py"
+    batches.mkdir(parents=True)
+    vgg_weights.save(vgg_weights.stand_in(), folder / "vgg16-conv-weights.npz")
+    for i, member in enumerate([f"data_batch_{k}" for k in range(1, 6)] + ["test_batch"]):
+        images, labels = synthetic.generate(256, seed=100 + i)
+        (batches / member).write_bytes(cifar_batch_pickle(images, labels))
+    (batches / "batches.meta").write_bytes(__import__("pickle").dumps(
+        {b"label_names": [b"c%d" % k for k in range(10)], b"num_vis": 3072}))
+    nb = nbformat.read(str(corpus.student_notebooks()[name]), as_version=4)
+    nb.cells.append(nbformat.v4.new_code_cell("from grader.notebook import check_all\ncheck_all()"))
+    nbformat.write(nb, str(folder / f"{name}.ipynb"))
+    assert np.load(folder / "vgg16-conv-weights.npz").files  # the exercise's own np.load works
+    return folder / f"{name}.ipynb"
+
+
+@pytest.mark.parametrize("name", list(corpus.student_notebooks()))
+def test_students_notebook_runs_and_checks_itself_at_full_marks(name, tmp_path, monkeypatch):
+    """A notebook as a student writes it (untagged, demo runs between the functions, the
+    exercise's np.load at the top), executed top to bottom: its demos run, and check_all()
+    from inside it gives full marks on every visible item, with no note and no flag."""
+    nb = _execute(_student_folder(tmp_path, name), monkeypatch)
+    text = _text(nb.cells[-1])
+    shipped = rubric_mod.load(DEFAULT_RUBRIC)
+    visible = sum(i.points for i in shipped.items if i.visibility == "visible")
+    assert f"total: {visible:g} / {visible:g} points" in text, text
+    assert "note:" not in text and "flagged" not in text, text

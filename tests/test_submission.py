@@ -8,33 +8,125 @@ from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 from grader.submission import definitions_only, notebook_to_source
 
 
-def test_demo_code_is_dropped_and_what_functions_use_is_kept(tmp_path):
-    """An untagged student notebook: are imports, functions, classes and the constants they
-    read kept, and prints, demo runs and magics dropped?"""
-    nb = new_notebook(cells=[
-        new_markdown_cell("# My solution"),
-        new_code_cell("%matplotlib inline\nimport numpy as np\nMEAN = [1.0, 2.0, 3.0]\nscale = 255.0"),
-        new_code_cell("def preprocess(images):\n    return images * scale - np.array(MEAN)"),
-        new_code_cell("print(preprocess(np.zeros(3)))\nhistory = train_for_hours()"),
-        new_code_cell("class Helper:\n    pass\nfor i in range(10**9):\n    pass"),
-        new_code_cell("unused = np.load('weights-that-do-not-exist.npz')"),
-    ])
-    path = tmp_path / "nb.ipynb"
-    nbformat.write(nb, str(path))
-    source = notebook_to_source(path)
+def _module(source: str) -> dict:
     namespace = {}
     exec(compile(source, "nb", "exec"), namespace)
+    return namespace
+
+
+def _notebook(tmp_path, *sources, tags=None) -> str:
+    nb = new_notebook(cells=[new_markdown_cell("# My solution")] + [
+        new_code_cell(s, metadata={"tags": (tags or {}).get(i, [])}) for i, s in enumerate(sources)])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    return notebook_to_source(path)
+
+
+def test_demo_code_is_dropped_and_what_functions_use_is_kept(tmp_path):
+    """An untagged student notebook: the contract's functions and the globals they read are
+    kept; prints, demo runs and magics are dropped."""
+    source = _notebook(
+        tmp_path,
+        "%matplotlib inline\nimport numpy as np\nMEAN = [1.0, 2.0, 3.0]\nscale = 255.0",
+        "def preprocess(images):\n    return images * scale - np.array(MEAN)",
+        "print(preprocess(np.zeros(3)))\nhistory = train_for_hours()",
+        "class Helper:\n    pass\nfor i in range(10**9):\n    pass",
+        "unused = np.load('weights-that-do-not-exist.npz')")
+    namespace = _module(source)
     assert namespace["preprocess"](np.zeros(3)).tolist() == [-1.0, -2.0, -3.0]
-    assert "Helper" in namespace and "history" not in namespace and "unused" not in namespace
-    assert "train_for_hours" not in source and "print(" not in source and "%matplotlib" not in source
+    assert namespace["__grader_skipped__"] == []
+    assert "history" not in namespace and "unused" not in namespace and "Helper" not in namespace
+    assert "train_for_hours" not in source and "print(" not in source and "matplotlib" not in source
 
 
-def test_graded_cells_are_kept_whole_and_experiment_cells_dropped():
-    cells = [("x = compute()\ndef f():\n    return x\n", True), ("y = 1\nprint(y)\n", False)]
+def test_parameters_sharing_a_demo_lines_name_do_not_keep_it(tmp_path):
+    """The exercise's own opening (`weights = np.load(...)` and a printout), then functions
+    whose parameters are called `weights` and `model`, and demo lines binding those names:
+    only what the functions read as globals is kept."""
+    source = _notebook(
+        tmp_path,
+        "import numpy as np\nweights = np.load('vgg16-conv-weights.npz')\n"
+        "for k in weights.keys():\n    print(k, weights[k].shape)",
+        "LAYERS = []\nfor name in ['conv1_1', 'conv1_2']:\n    LAYERS.append(name)\n"
+        "def build_model(weights, num_classes=10):\n    return [weights[n] for n in LAYERS]",
+        "model = build_model(weights)",
+        "def train(model, train_ds, val_ds=None, *, steps, checkpoint_dir=None):\n"
+        "    return [model(x) for x in train_ds][:steps]",
+        "history = train(model, [1, 2], steps=1)")
+    assert "np.load" not in source and "build_model(weights)" not in source
+    assert "history" not in source
+    namespace = _module(source)
+    assert namespace["LAYERS"] == ["conv1_1", "conv1_2"]  # a global built by a loop is kept
+    assert namespace["build_model"]({"conv1_1": 1, "conv1_2": 2}) == [1, 2]
+    assert namespace["train"](lambda x: x * 2, [1, 2, 3], steps=2) == [2, 4]
+
+
+def test_a_kept_statement_that_raises_is_skipped_and_named(tmp_path):
+    """Outside graded cells a statement the functions need but which fails at import is
+    skipped and recorded with its cell, line and error; the rest still imports."""
+    source = _notebook(
+        tmp_path,
+        "import numpy as np",
+        "x = 1\nTABLE = np.load('table.npz')\nimport not_a_module_anywhere",
+        "def preprocess(images):\n    return TABLE[images] + not_a_module_anywhere.f()",
+        "def make_dataset(images, labels):\n    return images",
+        "DOC = \'\'\'line one\n  line two\'\'\'\ndef restore_checkpoint(model, checkpoint_dir):\n    return DOC")
+    namespace = _module(source)
+    skipped = namespace["__grader_skipped__"]
+    assert [(where, what) for where, what, _ in skipped] == [
+        ("code cell 2, line 2", "TABLE = np.load('table.npz')"),
+        ("code cell 2, line 3", "import not_a_module_anywhere")]
+    assert isinstance(skipped[0][2], FileNotFoundError) and isinstance(skipped[1][2], ImportError)
+    assert namespace["make_dataset"]([3], None) == [3]
+    # a multi-line string keeps its text when its statement is wrapped
+    assert namespace["restore_checkpoint"](None, None) == "line one\n  line two"
+
+
+def test_graded_cells_are_kept_whole_and_strict(tmp_path):
+    cells = [("from __future__ import annotations\nx = compute()\ndef f():\n    return x\n", True),
+             ("y = 1\nprint(y)\n", False), ("from __future__ import annotations\n", False)]
     source = definitions_only(cells)
     assert "x = compute()" in source and "y = 1" not in source
+    assert source.startswith("from __future__ import annotations\n")
+    compile(source, "nb", "exec")  # the future import moved to the top, once
+    try:
+        _module(source)
+    except NameError as exc:  # graded cells are not wrapped: their errors stop the import
+        assert "compute" in str(exc)
+    else:
+        raise AssertionError("a graded cell's error must stop the import")
 
 
-def test_a_cell_that_does_not_parse_is_kept_so_its_error_is_reported():
-    source = definitions_only([("def broken(:\n", False)])
+def test_magics_shell_escapes_and_other_cell_languages(tmp_path):
+    source = _notebook(
+        tmp_path,
+        "%%time\nimport math\ndef preprocess(images):\n    return math.floor(images)",
+        "%%bash\nls -l | wc -l",
+        "files = !ls\n%load_ext tensorboard\nprint?\n%time x = 1",
+        "async def fetch():\n    return 1\nvalue = await fetch()")
+    namespace = _module(source)
+    assert namespace["preprocess"](2.5) == 2 and namespace["__grader_skipped__"] == []
+    assert "ls -l" not in source and "files" not in source and "get_ipython" not in source
+
+
+def test_an_untagged_cell_that_does_not_parse_is_skipped_and_named(tmp_path):
+    source = _notebook(tmp_path, "def broken(:\n", "def preprocess(images):\n    return images")
+    namespace = _module(source)
+    [(where, what, error)] = namespace["__grader_skipped__"]
+    assert where == "code cell 1, line 1" and what == "" and isinstance(error, SyntaxError)
+    assert namespace["preprocess"](3) == 3
+
+
+def test_a_graded_cell_that_does_not_parse_is_kept_so_its_error_is_reported():
+    source = definitions_only([("def broken(:\n", True)])
     assert "def broken(:" in source
+
+
+def test_public_data_modules_stay_when_used_and_the_grader_machinery_never(tmp_path):
+    source = _notebook(
+        tmp_path,
+        "from grader.notebook import check, check_all\nimport grader.engine\n"
+        "from grader import synthetic, vgg_weights\ncheck('train')",
+        "def build_model(weights, num_classes=10):\n    return synthetic.generate(4, 0)[1].shape")
+    assert "grader.notebook" not in source and "grader.engine" not in source and "check(" not in source
+    assert _module(source)["build_model"](None) == (4,)
