@@ -621,22 +621,52 @@ def finish_training(obs, scratch: Path):
     return obs
 
 
-def judge_training(obs, ctx, params):
-    labels = ctx.train_labels[:256]
-    loss_before, loss_after = cross_entropy(obs["before"], labels), cross_entropy(obs["after"], labels)
-    acc_before = float((obs["before"].argmax(1) == labels).mean())
-    acc_after = float((obs["after"].argmax(1) == labels).mean())
+LEARNING_RATES_PARAGRAPH = "'Mind the scale of what fc sees' in the handout's section 4"
+
+
+def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
+                       steps: int) -> tuple[bool, str]:
+    """(learned, what was measured and its most likely cause) from the logits on the same
+    training images before and after a run of `steps` steps."""
+    loss_before, loss_after = cross_entropy(before, labels), cross_entropy(after, labels)
+    acc_before = float((before.argmax(1) == labels).mean())
+    acc_after = float((after.argmax(1) == labels).mean())
     # Adam's first steps can overshoot the loss while accuracy already climbs: either counts.
     learned = loss_after < 0.95 * loss_before or acc_after >= max(acc_before + 0.2, 0.3)
+    measured = (f"in {steps} steps the loss went {loss_before:.3f} -> {loss_after:.3f} and the "
+                f"accuracy {acc_before:.2f} -> {acc_after:.2f}")
+    moved = float(np.max(np.abs(after.astype(np.float64) - before))) if before.size else 0.0
+    if learned:
+        return True, measured
+    if moved <= 1e-6 * (1.0 + float(np.max(np.abs(before))) if before.size else 1.0):
+        return False, (f"nothing learned: {measured}, and the model's outputs did not change "
+                       "at all, so fc was never updated. Hint: apply the gradients of the loss to the "
+                       "trainable variables (optimizer.apply_gradients)")
+    if loss_after > loss_before and acc_after >= acc_before + 0.05:
+        return False, (f"not learned yet: {measured}. The accuracy rose while the loss rose, so "
+                       "the updates are applied but each step overshoots. Hint: a learning rate "
+                       f"too large for this optimizer on these features; see {LEARNING_RATES_PARAGRAPH} "
+                       "(Adam at 1e-4 learns within a few dozen steps)")
+    if loss_after > 2 * loss_before:
+        return False, (f"nothing learned: {measured}. The updates are applied but push the outputs "
+                       "away from the labels. Hint: most likely the network's inputs are off "
+                       "(preprocess: uint8 to 0..255 floats, the ImageNet mean subtracted in RGB "
+                       f"order), else a learning rate far too large ({LEARNING_RATES_PARAGRAPH})")
+    return False, (f"too little learned: {measured}. The updates are applied but too small to "
+                   "matter. Hint: a learning rate far below 1e-4 (the handout's 1e-6 needs about a "
+                   "hundred times the steps), or features near zero (are the VGG16 weights loaded "
+                   "into the convolutions?)")
+
+
+def judge_training(obs, ctx, params):
+    labels = ctx.train_labels[:256]
+    learned, diagnosis = learning_diagnosis(obs["before"], obs["after"], labels, params["steps"])
     leaves = {str(tag).rsplit("/", 1)[-1].lower() for tag in obs["scalar_tags"]}
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
     found = ", ".join(sorted(leaves)[:6]) or "none"
     return _fraction_and_messages([
-        (0.5, learned,
-         f"nothing was learned in {params['steps']} steps (loss {loss_before:.3f} -> "
-         f"{loss_after:.3f}, accuracy {acc_before:.2f} -> {acc_after:.2f}). Hint: apply the "
-         "gradients of the loss to the trainable variables"),
+        (0.5, learned, diagnosis),
         (0.5, not missing, f"no TensorBoard scalar for the training {' or '.join(missing)} under "
                            f"log_dir (scalars found: {found}). Hint: tf.summary.scalar('loss', ...) "
                            "and ('accuracy', ...) inside a file writer's as_default()"),
@@ -680,6 +710,17 @@ def judge_accuracy(obs, ctx, params):
     message = f"accuracy {accuracy:.3f} on {len(logits)} unseen images {how}"
     if fraction < 1:
         message += f" (full points from {upper:.2f}, none at or below {lower:.2f})"
+    if fraction == 0:
+        counts = np.bincount(logits.argmax(axis=1), minlength=logits.shape[1])
+        top = int(counts.argmax())
+        share = counts[top] / max(len(logits), 1)
+        if share >= 0.5:
+            message += (f"; it predicts class {top} for {share:.0%} of the images, so it learned "
+                        "nothing that tells the classes apart")
+        elif accuracy <= 1.5 / logits.shape[1]:
+            message += "; that is about chance"
+        if params["mode"] == "train":
+            message += " (the training item's message names the likely cause)"
     return fraction, message
 
 

@@ -1,7 +1,8 @@
 """The grading corpus: correct solutions written in other styles, and broken variants.
 
 A corpus folder holds `correct/` (modules and notebooks that must earn full marks on
-every item) and `variants.yaml`, where each broken variant names the correct solution it
+every item), `notebooks/` (correct notebooks as students write them, untagged, graded the
+same way but not calibrated on) and `variants.yaml`, where each broken variant names the correct solution it
 is built on, the text edits that make one mistake, and the exact items that mistake
 costs. `grader calibrate` trains both kinds; the test suite grades both.
 """
@@ -16,7 +17,6 @@ from .errors import KitError
 from .paths import course_root, solution
 
 
-
 def default_corpus() -> Path:
     """tests/corpus in the course folder."""
     return course_root() / "tests" / "corpus"
@@ -29,6 +29,8 @@ VARIANT_KEYS = {
     "loses": "the exact list of rubric item ids this mistake costs",
     "low": "true when every accuracy item must score 0 (calibration puts its bounds above these)",
     "why": "one line: what the mistake is",
+    "says": "optional {item id: words its message must contain}: the cause it names",
+    "may_lose": "optional list of items a chaotic run may or may not cost (say why in `why`)",
 }
 
 
@@ -40,6 +42,8 @@ class Variant:
     loses: frozenset[str]
     low: bool = False
     why: str = ""
+    says: tuple[tuple[str, str], ...] = ()
+    may_lose: frozenset[str] = frozenset()
 
 
 def correct_solutions(corpus: Path | None = None, with_reference: bool = True) -> dict[str, Path]:
@@ -52,6 +56,14 @@ def correct_solutions(corpus: Path | None = None, with_reference: bool = True) -
             if path.suffix in (".py", ".ipynb") and not path.name.startswith(("_", ".")):
                 found[path.stem] = path
     return found
+
+
+def student_notebooks(corpus: Path | None = None) -> dict[str, Path]:
+    """{name: path} of the correct notebooks written as students write them (untagged, the
+    exercise's snippets and demo runs between the functions), in notebooks/. Graded like
+    the correct solutions, but not part of calibration."""
+    folder = Path(corpus or default_corpus()) / "notebooks"
+    return {p.stem: p for p in sorted(folder.glob("*.ipynb"))} if folder.is_dir() else {}
 
 
 def load_variants(corpus: Path | None = None) -> list[Variant]:
@@ -86,8 +98,14 @@ def load_variants(corpus: Path | None = None) -> list[Variant]:
             if source.count(old) != 1:
                 raise KitError(f"{where} ({raw['name']}): the text {old!r:.80} occurs "
                                f"{source.count(old)} times in {raw['base']}; expected once.")
+        says = raw.get("says") or {}
+        if not isinstance(says, dict) or not set(says) <= set(raw["loses"]):
+            raise KitError(f"{where} ({raw['name']}): expected 'says' to map items it loses to "
+                           f"words of their message, found {says!r:.120}.")
         variants.append(Variant(raw["name"], raw["base"], edits, frozenset(raw["loses"]),
-                                bool(raw.get("low", False)), str(raw.get("why", ""))))
+                                bool(raw.get("low", False)), str(raw.get("why", "")),
+                                tuple((str(k), str(v)) for k, v in says.items()),
+                                frozenset(raw.get("may_lose") or ())))
     return variants
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import socket
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -252,3 +253,49 @@ def test_a_batch_draws_a_128_bit_private_seed_once(tmp_path):
         db = sqlite3.connect(tmp_path / "out" / "gradebook.sqlite")
         seeds.append(int(db.execute("SELECT value FROM meta WHERE key = 'heldout_seed'").fetchone()[0]))
     assert seeds[0] == seeds[1] and seeds[0].bit_length() > 64
+
+
+def test_students_notebooks_in_a_batch_full_marks_and_named_skips(tmp_path):
+    """The corpus' untagged notebooks, graded in a batch on every item of the shipped
+    rubric: full marks, no flag. Beside them, one whose function needs a top-level name
+    that fails to load: the rest is graded and the feedback names the cell and the error."""
+    import nbformat
+
+    from grader import corpus as corpus_mod
+    from kit import DEFAULT_RUBRIC
+
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    notebooks = corpus_mod.student_notebooks()
+    for name, path in notebooks.items():
+        shutil.copy(path, subs / f"{name}.ipynb")
+    # The reference, untagged, whose build_model falls back on a weights file loaded at top
+    # level: the grader always passes weights, so only the import of that line fails.
+    nb = nbformat.read(str(ROOT / "solutions" / "transfer_learning.ipynb"), as_version=4)
+    for cell in nb.cells:
+        cell.metadata.pop("tags", None)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(
+        "import numpy as np\nDEFAULT_WEIGHTS = np.load('vgg16-conv-weights.npz')"))
+    [cell] = [c for c in nb.cells if "def build_model(weights, num_classes=10):" in c.source]
+    cell.source = cell.source.replace(
+        "def build_model(weights, num_classes=10):",
+        "def build_model(weights=None, num_classes=10):\n    if weights is None:\n"
+        "        weights = DEFAULT_WEIGHTS", 1)
+    nbformat.write(nb, str(subs / "skips_a_line.ipynb"))
+    out = tmp_path / "out"
+    summary = batch.main(str(subs), str(out), workers=2, rubric_path=str(DEFAULT_RUBRIC),
+                         progress=False)
+    assert summary["total"] == len(notebooks) + 1
+    db = sqlite3.connect(out / "gradebook.sqlite")
+    rows = {r[0]: r[1:] for r in db.execute("SELECT student, score, max_score, notes FROM submissions")}
+    lost = {r for r in db.execute("SELECT student, item, message FROM items WHERE score < max_score")}
+    for name in notebooks:
+        score, top, notes = rows[name]
+        assert score == top and notes == "", (name, [x for x in lost if x[0] == name])
+    assert not list(db.execute("SELECT * FROM flags"))
+    score, top, notes = rows["skips_a_line"]
+    assert notes.startswith("code cell 1, line 2: skipped `DEFAULT_WEIGHTS = np.load("
+                            "'vgg16-conv-weights.npz')`: FileNotFoundError"), notes
+    assert score == top  # nothing the grader calls needed the skipped line
+    feedback = (out / "feedback" / "skips_a_line.md").read_text()
+    assert "code cell 1, line 2" in feedback and "FileNotFoundError" in feedback

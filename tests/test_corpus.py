@@ -19,6 +19,8 @@ from grader.submission import prepare
 
 SHIPPED = rubric.load(DEFAULT_RUBRIC)
 CORRECT = corpus.correct_solutions()
+NOTEBOOKS = corpus.student_notebooks()
+GRADED = {**CORRECT, **NOTEBOOKS}
 VARIANTS = corpus.load_variants()
 _REPORTS: dict[str, engine.Report] = {}
 
@@ -45,7 +47,7 @@ def grade(path, rubric_, inputs, work) -> engine.Report:
 def full_report(name, inputs, tmp_path_factory) -> engine.Report:
     """The shipped rubric, every item, graded once per session for each correct solution."""
     if name not in _REPORTS:
-        _REPORTS[name] = grade(CORRECT[name], SHIPPED, inputs, tmp_path_factory.mktemp(name))
+        _REPORTS[name] = grade(GRADED[name], SHIPPED, inputs, tmp_path_factory.mktemp(name))
     return _REPORTS[name]
 
 
@@ -58,14 +60,32 @@ def test_corpus_is_large_and_varied():
     assert all(v.loses for v in VARIANTS)
     ids = {i.id for i in SHIPPED.items}
     assert all(v.loses <= ids for v in VARIANTS), [v.name for v in VARIANTS if not v.loses <= ids]
+    assert all(v.may_lose <= ids - v.loses for v in VARIANTS)
+    assert sum(bool(v.may_lose) for v in VARIANTS) <= 2  # an exception, not a way out
 
 
-@pytest.mark.parametrize("name", list(CORRECT))
+@pytest.mark.parametrize("name", list(GRADED))
 def test_correct_solution_gets_full_marks_on_every_item(name, shipped_inputs, tmp_path_factory):
     report = full_report(name, shipped_inputs, tmp_path_factory)
     assert lost(report) == set(), messages(report)
     assert report.score == report.max_score == SHIPPED.max_points
     assert report.flags == [], report.flags  # honest work is never flagged for review
+    assert report.notes == [], report.notes  # nothing a correct notebook needs was skipped
+
+
+def test_students_notebooks_are_untagged_and_carry_the_exercise_snippets():
+    """The notebooks in corpus/notebooks are written as students write them: no tags, the
+    weights file opened at top level, demo lines reusing the functions' parameter names."""
+    import nbformat
+
+    assert len(NOTEBOOKS) >= 3
+    for name, path in NOTEBOOKS.items():
+        nb = nbformat.read(str(path), as_version=4)
+        code = [c.source for c in nb.cells if c.cell_type == "code"]
+        assert not any(c.get("metadata", {}).get("tags") for c in nb.cells), name
+        text = "\n".join(code)
+        assert "model = build_model(" in text and "%" in text and "!" in text, name
+        assert sum("def " in c for c in code) >= 3 and len(code) >= 10, name
 
 
 def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
@@ -76,9 +96,11 @@ def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
 def test_mistake_costs_exactly_its_items(variant, shipped_inputs, tmp_path):
     path = corpus.write_variant(variant, tmp_path / "variant")
     report = grade(path, variant_rubric(variant), shipped_inputs, tmp_path)
-    got, declared = lost(report), set(variant.loses)
+    got, declared = lost(report) - variant.may_lose, set(variant.loses)
     assert got == declared, (f"lost {sorted(got)}, declared {sorted(declared)}; the difference: "
                              + "; ".join(f"{k}: {messages(report)[k]}" for k in sorted(got ^ declared)))
+    for item_id, words in variant.says:  # the message names the cause of this mistake
+        assert words in messages(report)[item_id], messages(report)[item_id]
     if variant.low:
         accuracy = [r for r in report.items if r.id in {i.id for i in SHIPPED.items
                                                         if i.check == "accuracy"}]
