@@ -27,6 +27,7 @@ from .errors import KitError, MarkerError
 from . import wheel
 from .paths import RUBRIC_NAME, SOLUTION_REL, course_root
 from .checks import TASK_OF
+from .modules import TENSORFLOW_TESTED
 from .submission import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
@@ -217,7 +218,8 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
                    + yaml.safe_dump(public, sort_keys=False))
     (bundle / "rubric.yaml").write_text(public_text, encoding="utf-8")
     built = wheel.student_wheel(bundle, public_text)
-    (bundle / "README.md").write_text(handout.STUDENT_README.format(wheel=built.name),
+    (bundle / "README.md").write_text(handout.STUDENT_README.format(
+        wheel=built.name, tested=" or ".join(TENSORFLOW_TESTED)),
                                       encoding="utf-8")
     _zip_folder(bundle, out / "dist" / "student-bundle.zip")
 

@@ -11,7 +11,55 @@ from pathlib import Path
 
 from .errors import SubmissionError
 
-CONTRACT = ("preprocess", "build_model", "make_dataset", "train", "restore_checkpoint")
+TENSORFLOW_TESTED = ("2.20", "2.21")
+"""the TensorFlow minor versions the checker is tested with (tests/test_student_package.py)"""
+TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel",
+                            "tf-nightly", "tf-nightly-cpu")
+"""the names TensorFlow is installed under: any of them will do"""
+
+
+def tensorflow_requirements(extra: str | None = None) -> list[str]:
+    """Requirement lines for the tested TensorFlow (CPU-only where that build exists)."""
+    low, high = TENSORFLOW_TESTED[0], TENSORFLOW_TESTED[-1]
+    top = f"{high.split('.')[0]}.{int(high.split('.')[1]) + 1}"
+    marker = f' and extra == "{extra}"' if extra else ""
+    return [f"tensorflow-cpu>={low},<{top}; platform_machine == 'x86_64'{marker}",
+            f"tensorflow>={low},<{top}; platform_machine != 'x86_64'{marker}"]
+
+
+def check_tensorflow() -> str | None:
+    """None when a TensorFlow with Keras 3 is installed (from any of its distributions) in
+    a tested version; a notice when it is newer or older than those but has Keras 3. Raises
+    KitError with what to do when there is none, or only one with Keras 2."""
+    from importlib import metadata
+
+    from .errors import KitError
+
+    found = []
+    for name in TENSORFLOW_DISTRIBUTIONS:
+        try:
+            found.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    try:
+        keras_version = metadata.version("keras")
+    except metadata.PackageNotFoundError:
+        keras_version = ""
+    tested = " or ".join(TENSORFLOW_TESTED)
+    if not found:
+        raise KitError(f"expected TensorFlow {tested} (with Keras 3) in this environment, found "
+                       "none installed. Install it with the checker: pip install "
+                       "'vgg_transfer_check-...whl[tensorflow]', or pip install tensorflow.")
+    name, version = found[0]
+    minor = ".".join(version.split(".")[:2])
+    if not keras_version.startswith("3."):
+        raise KitError(f"expected Keras 3 (TensorFlow 2.16 or newer), found {name} {version} with "
+                       f"keras {keras_version or 'missing'}. Upgrade TensorFlow: pip install "
+                       f"'tensorflow=={TENSORFLOW_TESTED[-1]}.*'.")
+    if minor not in TENSORFLOW_TESTED:
+        return (f"notice: the checker is tested with TensorFlow {tested}; this is {name} "
+                f"{version}. Grades come from the course's own environment.")
+    return None
 
 
 def load_module(path: str | os.PathLike, name: str = "transfer_learning") -> types.ModuleType:

@@ -21,6 +21,7 @@ from pathlib import Path
 from . import check as check_mod, engine, rubric as rubric_mod
 from .checks import TASK_OF
 from .errors import KitError
+from .modules import check_tensorflow
 from .network import CONTRACT
 from .paths import default_rubric
 
@@ -122,6 +123,8 @@ def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream
     try:
         loaded = rubric_mod.load(rubric or default_rubric())
         run_items, later = select(loaded, names)
+        if notice := check_tensorflow():
+            print(notice, file=stream)
         path = find_notebook(notebook)
         stale = unsaved_functions(path)
         if stale:

@@ -22,6 +22,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .errors import KitError
+from .modules import tensorflow_requirements
 from .paths import PACKAGE, RUBRIC_NAME
 
 KIT_DISTRIBUTION = "vgg-transfer-kit"
@@ -79,10 +80,13 @@ def _record_hash(data: bytes) -> str:
 
 
 def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[str],
-                rubric_text: str | None = None, extras: dict[str, list[str]] | None = None) -> Path:
+                rubric_text: str | None = None, extras: dict[str, list[str]] | None = None,
+                leave_out: set[str] = frozenset()) -> Path:
     """Write `distribution`'s wheel into dest_dir: the given grader modules, the rubric
-    as package data (if any), the kit's requirements and the `grader` command."""
+    as package data (if any), the kit's requirements but those named in `leave_out`, and
+    the `grader` command."""
     version, requires = _kit_metadata()
+    requires = [r for r in requires if _name_of(r) not in leave_out]
     files: dict[str, bytes] = {f"grader/{name}.py": (PACKAGE / f"{name}.py").read_bytes()
                                for name in modules}
     if rubric_text is not None:
@@ -94,7 +98,8 @@ def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[s
     lines += [f"Requires-Dist: {r}" for r in requires]
     for extra, packages in (extras or {}).items():
         lines.append(f"Provides-Extra: {extra}")
-        lines += [f'Requires-Dist: {p}; extra == "{extra}"' for p in packages]
+        lines += [f'Requires-Dist: {p} and extra == "{extra}"' if ";" in p
+                  else f'Requires-Dist: {p}; extra == "{extra}"' for p in packages]
     files[f"{info}/METADATA"] = ("\n".join(lines) + "\n").encode()
     files[f"{info}/WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: grader.wheel\n"
                               b"Root-Is-Purelib: true\nTag: py3-none-any\n")
@@ -115,8 +120,21 @@ def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[s
     return path
 
 
+# TensorFlow and what it pins itself: a student's own TensorFlow stays as it is.
+TENSORFLOW_STACK = {"tensorflow", "tensorflow-cpu", "keras", "tensorboard"}
+
+
+def _name_of(requirement: str) -> str:
+    return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
 def student_wheel(dest_dir: Path, public_rubric_text: str) -> Path:
-    """The student checker: student modules and the public rubric as its default."""
+    """The student checker: student modules and the public rubric as its default. It
+    installs beside whatever TensorFlow the student has: TensorFlow (any of its
+    distributions, in the tested versions) is checked when the checker runs and installed
+    only with the `tensorflow` extra, so pip never puts a second TensorFlow over the first."""
     return write_wheel(dest_dir, STUDENT_DISTRIBUTION,
                        "Local checker for the VGG16 transfer-learning exercise",
-                       student_modules(), public_rubric_text, extras={"notebook": ["jupyterlab>=4"]})
+                       student_modules(), public_rubric_text,
+                       extras={"tensorflow": tensorflow_requirements(), "notebook": ["jupyterlab>=4"]},
+                       leave_out=TENSORFLOW_STACK)

@@ -51,8 +51,8 @@ def installed(tmp_path_factory):
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     # The one command of the bundle's README (without the notebook extra: JupyterLab is
     # not needed to grade).
-    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheels[0])], check=True,
-                   cwd=bundle)
+    subprocess.run([str(venv / "bin" / "pip"), "install", "-q", f"{wheels[0]}[tensorflow]"],
+                   check=True, cwd=bundle)
     return {"venv": venv, "bundle": bundle, "seed": seed, "rubric": rubric}
 
 
@@ -138,3 +138,65 @@ def test_nothing_of_the_solution_or_the_hidden_items_is_installed(installed):
     assert "heldout_seed" not in public
     assert {i["id"] for i in public["items"]}.isdisjoint(i["id"] for i in hidden)
     assert not (venv / "solutions").exists() and not list(venv.rglob("transfer_learning.py"))
+
+
+OTHER_TENSORFLOW = "tensorflow==2.20.*"
+"""a TensorFlow the kit itself does not use: another minor version, and the `tensorflow`
+distribution where the kit installs `tensorflow-cpu`"""
+
+
+def _distributions(venv: Path) -> dict[str, str]:
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    return {d.metadata["Name"].lower(): d.version
+            for d in metadata.distributions(path=[str(site_packages)])}
+
+
+def test_checker_installs_beside_the_students_own_tensorflow(tmp_path):
+    """A student's environment with its own TensorFlow (as on Colab or a lab image), then
+    the bundle's wheel without the extra: pip adds no second TensorFlow, `pip check` is
+    clean, the student's TensorFlow is unchanged and imports, and the solved notebook's
+    checks earn full marks with it."""
+    bundle = tmp_path / "gen" / "dist" / "student-bundle"
+    generate.build(tmp_path / "gen", ROOT)
+    [built] = bundle.glob("*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    pip = [str(venv / "bin" / "python"), "-m", "pip"]
+    subprocess.run(pip + ["install", "-q", OTHER_TENSORFLOW], check=True)
+    before = _distributions(venv)
+    assert before["tensorflow"].startswith("2.20.") and "tensorflow-cpu" not in before
+    subprocess.run(pip + ["install", "-q", str(built)], check=True)
+    after = _distributions(venv)
+    assert after["tensorflow"] == before["tensorflow"] and after["keras"] == before["keras"]
+    assert "tensorflow-cpu" not in after and after[wheel.STUDENT_DISTRIBUTION] == "0.1.0"
+    assert after["tensorboard"] == before["tensorboard"]
+    done = subprocess.run(pip + ["check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    work = tmp_path / "work"
+    work.mkdir()
+    shutil.copy(ROOT / "solutions" / "transfer_learning.ipynb", work)
+    run = subprocess.run([str(venv / "bin" / "python"), "-c",
+                          "import tensorflow as tf; print('tf', tf.__version__)\n"
+                          "from grader.notebook import check_all; check_all()"],
+                         cwd=work, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert f"tf {before['tensorflow']}" in run.stdout
+    rubric = yaml.safe_load((bundle / "rubric.yaml").read_text())
+    visible = sum(i["points"] for i in rubric["items"])
+    assert f"total: {visible:g} / {visible:g} points" in run.stdout, run.stdout[-3000:]
+    assert "notice: the checker is tested with" not in run.stdout  # 2.20 is a tested version
+
+
+def test_wheel_requires_no_tensorflow_but_offers_it_as_an_extra(tmp_path):
+    import zipfile
+
+    public = (ROOT / "rubrics" / "transfer_learning.yaml").read_text()
+    built = wheel.student_wheel(tmp_path, public)
+    with zipfile.ZipFile(built) as archive:
+        meta = archive.read(next(n for n in archive.namelist() if n.endswith("METADATA"))).decode()
+    requires = [line.split(":", 1)[1].strip() for line in meta.splitlines()
+                if line.startswith("Requires-Dist:")]
+    plain = [r for r in requires if "extra ==" not in r]
+    assert plain and not [r for r in plain if wheel._name_of(r) in wheel.TENSORFLOW_STACK]
+    extra = [r for r in requires if 'extra == "tensorflow"' in r]
+    assert {wheel._name_of(r) for r in extra} == {"tensorflow", "tensorflow-cpu"}
