@@ -81,12 +81,12 @@ def _record_hash(data: bytes) -> str:
 
 def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[str],
                 rubric_text: str | None = None, extras: dict[str, list[str]] | None = None,
-                leave_out: set[str] = frozenset()) -> Path:
+                leave_out: set[str] = frozenset(), add: list[str] = ()) -> Path:
     """Write `distribution`'s wheel into dest_dir: the given grader modules, the rubric
-    as package data (if any), the kit's requirements but those named in `leave_out`, and
-    the `grader` command."""
+    as package data (if any), the kit's requirements but those named in `leave_out` (and
+    those in `add`), and the `grader` command."""
     version, requires = _kit_metadata()
-    requires = [r for r in requires if _name_of(r) not in leave_out]
+    requires = [r for r in requires if _name_of(r) not in leave_out] + list(add)
     files: dict[str, bytes] = {f"grader/{name}.py": (PACKAGE / f"{name}.py").read_bytes()
                                for name in modules}
     if rubric_text is not None:
@@ -120,8 +120,11 @@ def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[s
     return path
 
 
-# TensorFlow and what it pins itself: a student's own TensorFlow stays as it is.
+# TensorFlow and what it pins itself: a student's own TensorFlow stays as it is. TensorBoard
+# is still required (tensorflow-cpu does not bring it, and tf.summary needs it), in any
+# version, so that the one TensorFlow pins is kept.
 TENSORFLOW_STACK = {"tensorflow", "tensorflow-cpu", "keras", "tensorboard"}
+TENSORBOARD_ANY = "tensorboard>=2.16"
 
 
 def _name_of(requirement: str) -> str:
@@ -137,4 +140,4 @@ def student_wheel(dest_dir: Path, public_rubric_text: str) -> Path:
                        "Local checker for the VGG16 transfer-learning exercise",
                        student_modules(), public_rubric_text,
                        extras={"tensorflow": tensorflow_requirements(), "notebook": ["jupyterlab>=4"]},
-                       leave_out=TENSORFLOW_STACK)
+                       leave_out=TENSORFLOW_STACK, add=[TENSORBOARD_ANY])
