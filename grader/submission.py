@@ -2,13 +2,23 @@
 
 In a notebook only the code cells count. Cells tagged `graded` are kept whole, cells
 tagged `experiment` (and the notebook's own `check` cells) are dropped. From every other
-cell the grader keeps what the graded code needs and nothing else: the five functions of
-the contract, and then, name by name, every top-level statement that binds a name some
-kept code reads as a *global* (found with `symtable`, so a parameter or a local variable
-that happens to share a demo line's name never pulls that line in). A student's demo
-runs, prints, plots and experiments with the same names are not executed at grading
-time. IPython magics and shell escapes are turned into calls (IPython's own transformer)
-and dropped with the rest of the demo code.
+cell the grader keeps what the graded code needs and nothing else:
+
+- the statements that bind the five functions of the contract, however they do it (a
+  `def`, an alias, a wrapper, inside an `if`, `with` or `try`), and star imports;
+- then, name by name, every top-level statement that binds a name some kept code reads
+  as a *global* (found with `symtable`, so a parameter or a local variable that happens
+  to share a demo line's name never pulls that line in). Binding includes building a
+  container in place (`LAYERS.append(...)`, `CONFIG[k] = v`), calling a function that
+  assigns the name with `global`, and configuration calls on a kept module
+  (`keras.backend.set_floatx`, `tf.config.run_functions_eagerly`);
+- never a statement that calls one of the five functions: that is a demo run. When the
+  functions read a name only such a statement sets, the report says so.
+
+A student's demo runs, prints, plots and experiments with the same names are not executed
+at grading time. IPython magics and shell escapes are turned into calls (IPython's own
+transformer) and dropped with the rest of the demo code; `%time STATEMENT` keeps its
+statement. Statements that share a line (`a = 1; b = 2`) are taken one by one.
 
 Import is strict in graded cells and tolerant elsewhere: a kept statement from an
 untagged cell that raises (a data file that is not there, a name from a dropped cell) is
@@ -20,6 +30,7 @@ from __future__ import annotations
 
 import ast
 import io
+import re
 import shutil
 import symtable
 import tokenize
@@ -39,6 +50,8 @@ PUBLIC_MODULES = frozenset({"grader", "grader.synthetic", "grader.cifar10", "gra
                             "grader.network", "grader.errors", "grader.fsutil"})
 """the kit's modules a student's own code may import, unflagged: the data and weights
 loaders the handout's experiment cells use, and what they import (they hold no key)"""
+DEMO_NOTE = ("not run when grading: it calls one of the graded functions, so it counts as a "
+             "demo, yet the functions read a name it sets; set that name without calling them")
 # Cell magics whose body is Python that runs in the kernel: the body counts, the magic not.
 _PYTHON_CELL_MAGICS = {"time", "timeit", "capture", "prun", "memit", "debug"}
 
@@ -51,7 +64,11 @@ class _Piece:
     graded: bool
     binds: set[str] = field(default_factory=set)
     needs: set[str] = field(default_factory=set)
+    demo: bool = False                              # it calls one of the graded functions
     mutates: set[str] = field(default_factory=set)  # names it changes in place (X.append(...))
+    writes: set[str] = field(default_factory=set)   # globals its functions assign when called
+    called: set[str] = field(default_factory=set)   # plain names it calls when it runs
+    configures: set[str] = field(default_factory=set)  # modules it sets configuration on
     imports: bool = False
     root: bool = False
 
@@ -68,19 +85,54 @@ def _global_reads(table: symtable.SymbolTable) -> set[str]:
     return found
 
 
+# Methods that build a container in place: a statement calling one on a global builds it
+# (`LAYERS.append(...)` in a loop). Other method calls (a metric's update_state in a demo
+# loop) change nothing the functions are defined by.
+_BUILDERS = {"append", "extend", "insert", "update", "add", "setdefault", "appendleft",
+             "sort", "reverse", "remove", "discard", "pop", "clear"}
+# Calls that set a global configuration the functions behave by: kept whenever the module
+# they are called on is.
+_CONFIG_CALLS = {"run_functions_eagerly", "set_floatx", "set_epsilon", "set_image_data_format",
+                 "set_global_policy", "enable_op_determinism", "enable_numpy_behavior"}
+
+
+def _root_name(target: ast.AST) -> str | None:
+    while isinstance(target, (ast.Subscript, ast.Attribute, ast.Call)):
+        target = target.func if isinstance(target, ast.Call) else target.value
+    return target.id if isinstance(target, ast.Name) else None
+
+
+def _calls(node: ast.AST) -> list[ast.Call]:
+    """The calls a top-level statement makes when it runs (not those inside the bodies of
+    functions, lambdas and classes it defines)."""
+    found, todo = [], [node]
+    while todo:
+        sub = todo.pop()
+        if isinstance(sub, ast.Call):
+            found.append(sub)
+        for child in ast.iter_child_nodes(sub):
+            if not isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                todo.append(child)
+    return found
+
+
 def _mutated(node: ast.AST) -> set[str]:
-    """Module-level names a statement changes in place: `X.append(...)` as a statement,
-    `X[k] = v`, `X.attr = v`, `X[k] += v`."""
-    found = set()
+    """Module-level names a statement changes in place: `X.append(...)` (and the other
+    container builders) as a statement, `X[k] = v`, `X.attr = v`, `X[k] += v`."""
     targets = [sub.value.func.value for sub in ast.walk(node) if isinstance(sub, ast.Expr)
-               and isinstance(sub.value, ast.Call) and isinstance(sub.value.func, ast.Attribute)]
+               and isinstance(sub.value, ast.Call) and isinstance(sub.value.func, ast.Attribute)
+               and sub.value.func.attr in _BUILDERS]
     targets += [sub.value for sub in ast.walk(node)
                 if isinstance(sub, (ast.Subscript, ast.Attribute)) and isinstance(sub.ctx, ast.Store)]
-    for target in targets:
-        while isinstance(target, (ast.Subscript, ast.Attribute)):
-            target = target.value
-        if isinstance(target, ast.Name):
-            found.add(target.id)
+    return {name for name in map(_root_name, targets) if name}
+
+
+def _global_writes(table: symtable.SymbolTable) -> set[str]:
+    """Names the functions under `table` assign with a `global` statement."""
+    found = {s.get_name() for s in table.get_symbols()
+             if table.get_type() != "module" and s.is_declared_global() and s.is_assigned()}
+    for child in table.get_children():
+        found |= _global_writes(child)
     return found
 
 
@@ -88,9 +140,17 @@ def _analyse(piece: _Piece, node: ast.AST | None) -> None:
     table = symtable.symtable(piece.text, "<cell>", "exec")
     piece.needs = _global_reads(table)
     piece.binds = {s.get_name() for s in table.get_symbols() if s.is_assigned() or s.is_imported()}
+    piece.writes = _global_writes(table)
     piece.imports = isinstance(node, (ast.Import, ast.ImportFrom))
-    if node is not None and not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-        piece.mutates = _mutated(node)
+    if node is None or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+        return
+    piece.mutates = _mutated(node)
+    calls = _calls(node)
+    piece.called = {c.func.id for c in calls if isinstance(c.func, ast.Name)}
+    piece.configures = {_root_name(c.func) for c in calls if isinstance(c.func, ast.Attribute)
+                        and c.func.attr in _CONFIG_CALLS} - {None}
+    if isinstance(node, ast.ImportFrom) and any(a.name == "*" for a in node.names):
+        piece.root = True  # the names it brings cannot be listed: kept whenever it imports
 
 
 def _private_grader_import(node: ast.AST) -> bool:
@@ -116,6 +176,8 @@ def _python_of_cell(code: str) -> str | None:
             return None
         lines = code.lstrip().split("\n", 1)
         code = "\n" + (lines[1] if len(lines) > 1 else "")  # keep the body's line numbers
+    # `%time STATEMENT` runs the statement in the kernel's namespace: it counts.
+    code = "\n".join(re.sub(r"^(\s*)%time\s+(?=\S)", r"\1", line) for line in code.split("\n"))
     if "%" not in code and "!" not in code and "?" not in code:
         return code
     try:
@@ -189,36 +251,53 @@ def definitions_only(cells: list[tuple[str, bool]]) -> str:
             unparsed.append((f"code cell {number}, line {exc.lineno or 1}", exc.msg))
             continue
         lines = python.splitlines()
-        for node in tree.body:
+        for index, node in enumerate(tree.body):
             if _private_grader_import(node):
                 continue
             if isinstance(node, ast.ImportFrom) and node.module == "__future__":
                 future.append(ast.get_source_segment(python, node) or "")
                 continue
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
-            piece = _Piece("\n".join(lines[start - 1:node.end_lineno]) + "\n",
-                           f"code cell {number}, line {start}", False)
-            piece.root = isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in CONTRACT
+            shares_a_line = any(other is not node and other.lineno <= node.end_lineno
+                                and other.end_lineno >= start for other in tree.body[max(index - 1, 0):index + 2])
+            # statements separated by ';' each get their own text, the others whole lines
+            text = (ast.get_source_segment(python, node) if shares_a_line
+                    else "\n".join(lines[start - 1:node.end_lineno]))
+            piece = _Piece(text + "\n", f"code cell {number}, line {start}", False)
             try:
                 _analyse(piece, node)
             except SyntaxError:  # top-level await and the like: demo code, never needed
                 continue
+            # The functions the grader calls, however they are bound (def, assignment,
+            # inside if/with/try); never a statement that calls them: that is a demo.
+            piece.demo = bool(piece.called & set(CONTRACT))
+            piece.root = piece.root or (bool(piece.binds & set(CONTRACT)) and not piece.demo)
             pieces.append(piece)
+    writes = {}  # function name -> globals it assigns (a `def init(): global X` called at top level)
+    for piece in pieces:
+        for name in piece.binds:
+            writes.setdefault(name, set()).update(piece.writes)
     modules = set().union(*(p.binds for p in pieces if p.imports))
     for piece in pieces:
         piece.mutates -= modules
         piece.binds |= piece.mutates
+        for name in piece.called:
+            piece.binds |= writes.get(name, set())
     kept = [p.root for p in pieces]
     needed = set().union(*(p.needs for p, k in zip(pieces, kept) if k))
     changed = True
     while changed:  # a statement is kept when it binds a name kept code reads as a global
         changed = False
         for i, piece in enumerate(pieces):
-            if not kept[i] and piece.binds & needed:
+            if not kept[i] and not piece.demo and (piece.binds & needed or piece.configures & needed):
                 kept[i] = changed = True
                 needed |= piece.needs
+    bound = set().union(*(p.binds for p, k in zip(pieces, kept) if k))
+    demos = [(p.where, p.text.strip().splitlines()[0][:120]) for p, k in zip(pieces, kept)
+             if not k and p.demo and (p.binds & needed) - bound]
     head = sorted(set(future)) + [f"{SKIPPED} = []"]
     head += [f"{SKIPPED}.append(({where!r}, '', SyntaxError({why!r})))" for where, why in unparsed]
+    head += [f"{SKIPPED}.append(({where!r}, {what!r}, {DEMO_NOTE!r}))" for where, what in demos]
     body = [p.text if p.graded else _tolerant(p) for p, k in zip(pieces, kept) if k]
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 

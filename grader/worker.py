@@ -59,7 +59,8 @@ def skipped_notes(module) -> list[str]:
         try:
             where, statement, exc = entry
             what = f"`{statement}`" if statement else "the cell, which does not parse"
-            notes.append(f"{where}: skipped {what}: {describe(exc)}"[:400])
+            why = describe(exc) if isinstance(exc, BaseException) else str(exc)
+            notes.append(f"{where}: skipped {what}: {why}"[:400])
         except Exception:  # noqa: BLE001 - the list lives in the submission's namespace
             continue
     return notes

@@ -130,3 +130,75 @@ def test_public_data_modules_stay_when_used_and_the_grader_machinery_never(tmp_p
         "def build_model(weights, num_classes=10):\n    return synthetic.generate(4, 0)[1].shape")
     assert "grader.notebook" not in source and "grader.engine" not in source and "check(" not in source
     assert _module(source)["build_model"](None) == (4,)
+
+
+def test_contract_functions_however_they_are_bound(tmp_path):
+    """Assigned, wrapped, aliased, or defined inside if/with/try blocks: kept."""
+    namespace = _module(_notebook(
+        tmp_path,
+        "import functools\nUSE_V2 = True",
+        "def _scaled(images, scale):\n    return images * scale",
+        "preprocess = functools.partial(_scaled, scale=2)",
+        "if USE_V2:\n    def build_model(weights, num_classes=10):\n        return 2\n"
+        "else:\n    def build_model(weights, num_classes=10):\n        return 3",
+        "def my_train(model, train_ds, val_ds=None, *, steps, **kw):\n    return steps\ntrain = my_train",
+        "def make_dataset(images, labels):\n    return images\n"
+        "make_dataset = functools.lru_cache(None)(make_dataset)",
+        "from math import *\ndef restore_checkpoint(model, checkpoint_dir):\n    return floor(2.5)"))
+    assert namespace["preprocess"](3) == 6 and namespace["build_model"](None) == 2
+    assert namespace["train"](None, None, steps=4) == 4
+    assert hasattr(namespace["make_dataset"], "cache_info")  # the wrapper applied after the def
+    assert namespace["restore_checkpoint"](None, None) == 2  # a star import is kept
+
+
+def test_globals_set_by_a_called_function_and_configuration_calls(tmp_path):
+    source = _notebook(
+        tmp_path,
+        "import numpy as np\nimport keras",
+        "def init():\n    global MEAN\n    MEAN = np.ones(3)\ninit()",
+        "keras.backend.set_floatx('float64')\nkeras.utils.plot_model(model)",
+        "def preprocess(images):\n    return images - MEAN\n"
+        "def build_model(weights, num_classes=10):\n    return keras.backend.floatx()")
+    assert "plot_model" not in source
+    namespace = _module(source)
+    try:
+        assert namespace["preprocess"](np.ones(3)).tolist() == [0.0, 0.0, 0.0]
+        assert namespace["build_model"](None) == "float64"
+    finally:
+        import keras
+        keras.backend.set_floatx("float32")
+
+
+def test_demo_loops_are_not_kept_for_a_global_they_touch(tmp_path):
+    """A metric at top level that train() uses, updated by a demo training loop; an LR sweep
+    that sets a config dict and calls train(): neither loop runs at import. A global set only
+    by a statement that calls a graded function is named in a note."""
+    source = _notebook(
+        tmp_path,
+        "import numpy as np\nimport keras\nloss_metric = keras.metrics.Mean()",
+        "def train(model, train_ds, val_ds=None, *, steps, **kw):\n"
+        "    loss_metric.reset_state()\n    return steps",
+        "for epoch in range(10**9):\n    loss_metric.update_state(float(epoch))")
+    assert "10**9" not in source and "loss_metric = keras.metrics.Mean()" in source
+    source = _notebook(
+        tmp_path,
+        "import numpy as np\nCONFIG = {'lr': 1e-4}",
+        "def train(model, train_ds, val_ds=None, *, steps, **kw):\n    return CONFIG['lr'] * steps + TEMPLATE",
+        "for lr in [1e-3, 1e-4]:\n    CONFIG['lr'] = lr\n    h = train(None, None, steps=10**9)",
+        "TEMPLATE = train(None, None, steps=1)")
+    assert "10**9" not in source
+    [(where, what, why)] = _module(source)["__grader_skipped__"]
+    assert where == "code cell 4, line 1" and what == "TEMPLATE = train(None, None, steps=1)"
+    assert "calls one of the graded functions" in why
+
+
+def test_statements_on_one_line_each_get_their_own_text(tmp_path):
+    namespace = _module(_notebook(
+        tmp_path,
+        "LAYERS = ['a']",
+        "LAYERS += ['b']; N = len(LAYERS)",
+        "A = [1.0,\n     2.0]; B = [3.0,\n     4.0]",
+        "print('loading'); unused = 1",
+        "%time SCALE = 2",
+        "def preprocess(images):\n    return images * N * len(A + B) * SCALE"))
+    assert namespace["N"] == 2 and namespace["preprocess"](1) == 16
