@@ -528,8 +528,9 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                 raise _Violation(flag.kind, flag.detail)
             kind = message.get("type")
             if kind == "flag":
-                if (flag := _flag_of(message)) is not None:
-                    flags[flag] = None
+                if message.get("kind") not in FLAG_KINDS:
+                    raise _Violation("protocol", f"a flag of unknown kind {str(message.get('kind'))[:40]!r}")
+                flags[_flag_of(message)] = None
                 continue
             if state == "importing" and kind == "ready":
                 state, deadline = "between", min(now + GAP_LIMIT, budget_end)

@@ -4,8 +4,10 @@ Event files are TFRecord files (length, CRC, payload, CRC) of `Event` protos; th
 grader reads them itself so that scoring never runs TensorFlow or student code.
 
 The files were written by a submission, so they are read defensively: only regular
-files (no FIFO, device or symbolic link, which could block or never end), at most
-MAX_FILES of them, records of at most MAX_RECORD bytes and MAX_BYTES per file.
+files (no FIFO, device or symbolic link, which could block or never end), each file once
+however many hard links it has, at most MAX_FILES of them, records of at most MAX_RECORD
+bytes, MAX_BYTES read from all of them together, and at most MAX_SCALARS values kept (tags
+are still collected after that, up to MAX_TAGS).
 """
 from __future__ import annotations
 
@@ -17,29 +19,37 @@ from pathlib import Path
 MAX_FILES = 200
 MAX_RECORD = 1 << 20
 MAX_BYTES = 64 << 20
+MAX_SCALARS = 100_000
+MAX_TAGS = 1_000
 
 
-def _records(path: Path):
+def _records(path: Path, budget: list[int], seen: set):
+    """The records of one event file; `budget` holds the bytes left for all the files,
+    `seen` the (device, inode) of the files already read."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError:
         return
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) in seen:
             return
-        read = 0
-        while read < MAX_BYTES:
+        seen.add((info.st_dev, info.st_ino))
+        while budget[0] > 0:
             header = handle.read(12)
             if len(header) < 12:
                 return
             (length,) = struct.unpack("<Q", header[:8])
             if length > MAX_RECORD:
                 return
+            if 16 + length > budget[0]:
+                budget[0] = 0
+                return
             payload = handle.read(length)
             handle.read(4)
             if len(payload) < length:
                 return
-            read += 16 + length
+            budget[0] -= 16 + length
             yield payload
 
 
@@ -64,8 +74,9 @@ def scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     log_dir = Path(log_dir)
     if not log_dir.is_dir():
         return found
+    budget, seen, kept = [MAX_BYTES], set(), 0
     for path in event_files(log_dir):
-        for payload in _records(path):
+        for payload in _records(path, budget, seen):
             event = event_pb2.Event()
             try:
                 event.ParseFromString(payload)
@@ -80,7 +91,12 @@ def scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
                     number = struct.unpack("<f", value.tensor.tensor_content[:4])[0]
                 else:
                     continue
-                found.setdefault(value.tag, []).append((event.step, float(number)))
+                if value.tag not in found and len(found) >= MAX_TAGS:
+                    continue
+                values = found.setdefault(value.tag, [])
+                if kept < MAX_SCALARS:
+                    values.append((event.step, float(number)))
+                    kept += 1
     return found
 
 

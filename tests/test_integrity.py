@@ -163,6 +163,7 @@ def test_a_forger_holding_the_workers_own_signer_is_still_caught_before_ready(tm
     ('{"type": "result", "item": "weights", "observation": {}}', "'result' for 'weights'"),
     ('{"type": "done"}', "'done'"),
     ('{"type": "surprise"}', "'surprise'"),
+    ('{"type": "flag", "kind": "surprise", "detail": "x"}', "a flag of unknown kind 'surprise'"),
 ])
 def test_signed_frames_out_of_order_break_the_protocol(tmp_path, inputs, frame, expected):
     """A result for an item that was not started, done with items left, an unknown frame:

@@ -1,0 +1,78 @@
+"""The signed channel between worker and engine (grader/channel.py): what a frame signed
+with the right key can still not do to the grading process."""
+from __future__ import annotations
+
+import io
+import os
+import threading
+import zipfile
+
+import numpy as np
+import pytest
+
+from grader import channel
+
+
+def _round_trip(message=None, body=None):
+    """Send one frame over a pipe (a message, or a raw (prefix, body) pair signed with the
+    key) from a thread, and read it here."""
+    key = channel.new_key()
+    read_fd, write_fd = os.pipe()
+
+    def send():
+        writer = channel.Writer(write_fd, channel.mac_from(bytearray(key)))
+        try:
+            if body is not None:
+                prefix, data = body
+                view = memoryview(prefix + channel._tag(writer._mac, 0, prefix, data) + data)
+                while view:
+                    view = view[os.write(write_fd, view):]
+            else:
+                writer.send(message)
+        finally:
+            os.close(write_fd)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        return channel.Reader(read_fd, key).receive()
+    finally:
+        os.close(read_fd)
+        sender.join()
+
+
+def _frame(payload: bytes) -> tuple[bytes, bytes]:
+    header = b'{"type": "result", "observation": {"__array__": "a.x"}}'
+    return channel._PREFIX.pack(len(header), len(payload)), header + payload
+
+
+def test_arrays_travel_exactly():
+    sent = {"type": "result", "observation": {"x": np.arange(12, dtype=np.float32).reshape(3, 4)}}
+    got = _round_trip(sent)
+    assert got["observation"]["x"].tolist() == sent["observation"]["x"].tolist()
+
+
+def test_a_compressed_member_is_refused_before_it_is_unpacked():
+    """A signed frame whose DEFLATE member would unpack to 256 MB: malformed, never unpacked."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        with archive.open("a.x.npy", "w", force_zip64=True) as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "|u1", "fortran_order": False,
+                                                          "shape": (1 << 28,)})
+            zeros = bytes(1 << 20)
+            for _ in range(256):
+                member.write(zeros)
+    assert len(buffer.getvalue()) < 2 << 20
+    with pytest.raises(channel.ChannelError, match="compressed or oversized"):
+        _round_trip(body=_frame(buffer.getvalue()))
+
+
+def test_an_array_claiming_more_than_its_bytes_is_refused_before_allocation():
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        with archive.open("a.x.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "<f8", "fortran_order": False,
+                                                          "shape": (1 << 40,)})
+            member.write(bytes(64))
+    with pytest.raises(channel.ChannelError, match="claims more than it holds"):
+        _round_trip(body=_frame(buffer.getvalue()))

@@ -1,0 +1,48 @@
+"""Reading the event files a submission wrote (grader/events.py): bounded whatever it left."""
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from grader import events
+
+
+@pytest.fixture(scope="module")
+def event_file(tmp_path_factory):
+    """A real event file with 50 'loss' scalars, written by tf.summary."""
+    import tensorflow as tf
+
+    folder = tmp_path_factory.mktemp("logs")
+    with tf.summary.create_file_writer(str(folder)).as_default():
+        for step in range(50):
+            tf.summary.scalar("loss", 1.0 / (step + 1), step=step)
+    [path] = list(folder.glob("events.out.tfevents.*"))
+    return path
+
+
+def test_scalars_are_read(event_file):
+    found = events.scalars(event_file.parent)
+    assert len(found["loss"]) == 50 and found["loss"][0] == (0, 1.0)
+
+
+def test_hard_links_are_read_once_and_all_files_share_one_byte_budget(event_file, tmp_path, monkeypatch):
+    folder = tmp_path / "logs"
+    folder.mkdir()
+    for i in range(12):
+        os.link(event_file, folder / f"events.out.tfevents.{i}")
+    assert len(events.scalars(folder)["loss"]) == 50  # one inode, read once
+    copies = tmp_path / "copies"
+    copies.mkdir()
+    for i in range(4):
+        (copies / f"events.out.tfevents.{i}").write_bytes(event_file.read_bytes())
+    size = event_file.stat().st_size
+    monkeypatch.setattr(events, "MAX_BYTES", size * 2)  # room for two of the four copies
+    assert 50 < len(events.scalars(copies)["loss"]) <= 100
+
+
+def test_kept_values_and_tags_are_bounded(event_file, monkeypatch):
+    monkeypatch.setattr(events, "MAX_SCALARS", 7)
+    assert len(events.scalars(event_file.parent)["loss"]) == 7
+    monkeypatch.setattr(events, "MAX_TAGS", 0)
+    assert events.scalars(event_file.parent) == {}
