@@ -31,9 +31,11 @@ MARGIN = 0.05
 LOW_MARGIN = 0.03
 """lower sits this far above the highest low run (or chance, 0.1): about three standard
 deviations of an accuracy near chance measured on 500 held-out images"""
-TIME_FACTOR = 3.0
-"""an item's time limit is this multiple of its slowest correct run"""
-MIN_TIME_LIMIT = 30.0
+TIME_FACTOR = 10.0
+"""an item's time limit is this multiple of its slowest correct run: TensorFlow's CPU
+kernels differ by machine, and an eager training loop ran 5.5 times slower on one 2-core
+machine (AMD EPYC) than on the one the shipped rubric was calibrated on"""
+MIN_TIME_LIMIT = 60.0
 """and never below this many seconds (start-up noise dominates very short items)"""
 SEEDS = (11, 22, 33)
 

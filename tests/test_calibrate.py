@@ -29,7 +29,7 @@ def test_bounds_sit_between_the_low_and_the_correct_runs_with_the_stated_margins
     b = bounds["quick"]
     assert (b.lower, b.upper) == (0.14, 0.43)  # 0.104 + 0.03 up, 0.48 - 0.05 down, to 0.01
     assert b.min_correct == 0.48 and b.max_low == 0.104
-    assert limits == {"quick": 65.0, "iface": 30.0}  # 3 x 21 s rounded up to 5 s; floor 30 s
+    assert limits == {"quick": 210.0, "iface": 60.0}  # 10 x 21 s rounded up to 5 s; floor 60 s
 
 
 def test_groups_that_do_not_separate_are_refused():
