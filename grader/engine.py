@@ -476,8 +476,9 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path) -> N
 def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                 startup_limit: float, budget_end: float,
                 progress: Callable[[str], None] | None = None, notes: list | None = None) -> str:
-    """Follow one worker through its items (the first worker's import notes go to `notes`). Returns "" when a new worker should carry on
-    with the items left, or why not ("import_failed", "violation", "budget", "done")."""
+    """Follow one worker through its items; the first worker's import notes go to `notes`.
+    Returns "" when a new worker should carry on with the items left, or why not
+    ("import_failed", "violation", "budget", "done")."""
     order = [i.id for i in items]
     by_id = {i.id: i for i in items}
     state, current, position = "importing", None, 0

@@ -29,6 +29,7 @@ same way, unless it is tagged `graded`.
 from __future__ import annotations
 
 import ast
+import functools
 import io
 import re
 import shutil
@@ -180,13 +181,22 @@ def _python_of_cell(code: str) -> str | None:
     code = "\n".join(re.sub(r"^(\s*)%time\s+(?=\S)", r"\1", line) for line in code.split("\n"))
     if "%" not in code and "!" not in code and "?" not in code:
         return code
-    try:
-        from IPython.core.inputtransformer2 import TransformerManager
-    except ImportError:  # without IPython: the old rule, a magic line becomes `pass`
+    transformer = _ipython_transformer()
+    if transformer is None:  # without IPython: the old rule, a magic line becomes `pass`
         return "\n".join(line[: len(line) - len(line.lstrip())] + "pass"
                          if line.lstrip().startswith(("%", "!")) else line
                          for line in code.splitlines()) + "\n"
-    return TransformerManager().transform_cell(code)
+    return transformer.transform_cell(code)
+
+
+@functools.lru_cache(maxsize=1)
+def _ipython_transformer():
+    """IPython's input transformer, made once (None where IPython is not installed)."""
+    try:
+        from IPython.core.inputtransformer2 import TransformerManager
+    except ImportError:
+        return None
+    return TransformerManager()
 
 
 def _parse(code: str) -> ast.Module:
