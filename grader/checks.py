@@ -53,6 +53,8 @@ class JudgeContext:
     train_labels: np.ndarray
     probe: np.ndarray
     heldout_labels: np.ndarray
+    train_images: np.ndarray | None = None
+    heldout_images: np.ndarray | None = None
 
 
 # ---------------------------------------------------------------- worker-side helpers
@@ -262,6 +264,230 @@ def _max_rel_diff(found: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(found - expected)) / max(1.0, float(np.max(np.abs(expected)))))
 
 
+# ---------------------------------------------------------------- logits the grading side explains
+# The worker's process is the submission's: whatever it reports about itself can be forged.
+# So logits earn points only when the grading process can recompute them from what the
+# worker reports at the same moment: the input of conv1_1, the conv weights and the head
+# (fc, and any dense layers between flatten and fc). A model that classifies by any other
+# means has logits nothing explains; a model with trained convolutions or a wrong
+# preprocessing is still explained (with its own weights and inputs), so each such mistake
+# costs only its own item.
+
+def _inputs_of(model, module, images) -> np.ndarray | None:
+    """What the model's convolutions see: its preprocess layer's output on `images`, else
+    the module's preprocess()."""
+    import tensorflow as tf
+
+    layer = find_layer(model, "preprocess")
+    for fn in ([layer] if layer is not None else []) + [getattr(module, "preprocess", None)]:
+        if fn is None:
+            continue
+        try:
+            return np.concatenate([np.asarray(fn(tf.constant(images[i:i + 250])), np.float32)
+                                   for i in range(0, len(images), 250)])
+        except Exception:  # noqa: BLE001 - then nothing explains the logits, said when judged
+            continue
+    return None
+
+
+def _flatten_order(model) -> np.ndarray | None:
+    """Where the model's flatten puts each of pool3's values (None: no flatten layer, or
+    one that cannot take pool3's shape)."""
+    import tensorflow as tf
+
+    flatten = find_layer(model, "flatten")
+    if flatten is None:
+        return None
+    index = np.arange(int(np.prod(LAYER_SHAPES["pool3"])), dtype=np.float32)
+    try:
+        order = flatten(tf.constant(index.reshape((1, *LAYER_SHAPES["pool3"]))))
+        return np.asarray(order, dtype=np.float64).reshape(-1)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+_HEAD_SKIPPED = {"Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "SpatialDropout1D",
+                 "Flatten", "Reshape", "InputLayer"}
+
+
+def _activation_name(layer) -> str:
+    activation = getattr(layer, "activation", None)
+    return str(getattr(activation, "__name__", None) or "linear") if activation else "linear"
+
+
+def _head(model) -> list:
+    """[[kernel, bias, activation], ...]: the dense layers a model applies after flatten,
+    ending with fc. Layers in between are read from model.layers (functional, Sequential and
+    subclassed models list them in order); anything but dense layers and inactive ones there
+    leaves fc alone, which then explains nothing if the model does more."""
+    fc = find_layer(model, "fc")
+    pair = kernel_and_bias(fc)
+    if pair is None:
+        return []
+    head = [[*(_array(v) for v in pair), _activation_name(fc)]]
+    layers = list(getattr(model, "layers", []) or [])
+    flatten = find_layer(model, "flatten")
+    where = {id(layer): k for k, layer in enumerate(layers)}
+    if flatten is None or id(flatten) not in where or id(fc) not in where:
+        return head
+    between = []
+    for layer in layers[where[id(flatten)] + 1:where[id(fc)]]:
+        if type(layer).__name__ in _HEAD_SKIPPED:
+            continue
+        inner = kernel_and_bias(layer)
+        if inner is None:
+            return head
+        between.append([*(_array(v) for v in inner), _activation_name(layer)])
+    return between + head
+
+
+def logit_witness(model, module, images) -> dict:
+    """The model's logits on `images` and what the grading side needs to recompute them,
+    all read at the same moment."""
+    logits = _outputs(model, images)
+    return {"logits": logits, "inputs": _inputs_of(model, module, images),
+            "convs": _conv_weights(model), "head": _head(model),
+            "flatten_order": _flatten_order(model)}
+
+
+def vgg_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
+    """conv1_1 .. pool3 on already preprocessed inputs, with the given conv weights
+    ({name: [kernel, bias]}): each 3x3 convolution as one matrix product over the 3x3
+    neighbourhoods."""
+    x = inputs.astype(np.float32)
+    out = {}
+    for name in FEATURE_LAYERS:
+        n, h, w, c = x.shape
+        if name in convs:
+            kernel, bias = convs[name]
+            padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+            columns = np.empty((n, h, w, 3, 3, c), np.float32)
+            for dy in range(3):
+                for dx in range(3):
+                    columns[:, :, :, dy, dx, :] = padded[:, dy:dy + h, dx:dx + w, :]
+            x = columns.reshape(n * h * w, 9 * c) @ kernel.reshape(9 * c, -1).astype(np.float32)
+            x = np.maximum(x.reshape(n, h, w, -1) + bias.astype(np.float32), 0)
+        else:
+            x = x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
+        out[name] = x
+    return out
+
+
+EXPLAINED_ROWS = 12
+"""Images per set of logits recomputed on the grading side, chosen there at random after
+the logits arrived: logits forged on a fraction f of the images pass with odds (1-f)^12."""
+EXPLAIN_TOLERANCE = 1e-3
+"""Allowed difference, relative to the sum of the magnitudes of the terms of each output"""
+_front_cache: dict = {}
+
+
+def _cached_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
+    import hashlib
+
+    digest = hashlib.sha256(np.ascontiguousarray(inputs).tobytes())
+    for name in CONV_LAYERS:
+        for array in convs[name]:
+            digest.update(np.ascontiguousarray(array).tobytes())
+    key = digest.hexdigest()
+    if key not in _front_cache:
+        if len(_front_cache) >= 4:
+            _front_cache.pop(next(iter(_front_cache)))
+        _front_cache[key] = vgg_front(inputs, convs)
+    return _front_cache[key]
+
+
+def _pixelwise(images: np.ndarray, inputs: np.ndarray) -> bool:
+    """Is `inputs` the same colour transform of every pixel of `images` (an affine map of
+    the three channels: scaling, mean subtraction, channel order)?"""
+    x = images.reshape(-1, 3).astype(np.float64)
+    y = inputs.reshape(-1, 3).astype(np.float64)
+    if not np.all(np.isfinite(y)):
+        return False
+    design = np.hstack([x, np.ones((len(x), 1))])
+    solution, *_ = np.linalg.lstsq(design, y, rcond=None)
+    return float(np.max(np.abs(design @ solution - y), initial=0.0)) <= 1e-3 * (1.0 + float(np.max(np.abs(y), initial=0.0)))
+
+
+def _apply_head(x: np.ndarray, head: list) -> tuple[np.ndarray, np.ndarray]:
+    """(output, magnitude bound of each output's terms) of the dense layers on x."""
+    bound = np.abs(x)
+    for kernel, bias, activation in head:
+        kernel, bias = np.asarray(kernel, np.float64), np.asarray(bias, np.float64).reshape(-1)
+        if kernel.ndim != 2:
+            raise ValueError(f"a dense kernel of shape {list(kernel.shape)}")
+        if kernel.shape[0] != x.shape[1] and kernel.shape[1] == x.shape[1]:
+            kernel = kernel.T  # kept as [outputs, inputs]
+        if kernel.shape[0] != x.shape[1] or bias.shape != (kernel.shape[1],):
+            raise ValueError(f"a dense layer of shape {list(kernel.shape)} on {x.shape[1]} values")
+        bound = bound @ np.abs(kernel) + np.abs(bias)
+        x = x @ kernel + bias
+        if activation == "relu":
+            x = np.maximum(x, 0)
+        elif activation == "softmax":
+            x = np.exp(x - x.max(axis=1, keepdims=True))
+            x = x / x.sum(axis=1, keepdims=True)
+            bound = np.ones_like(x)
+        elif activation != "linear":
+            raise ValueError(f"a dense layer with activation {activation!r}")
+    return x, bound
+
+
+def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
+    """None when the witness's logits on `images` are what its own inputs, conv weights and
+    head compute (recomputed here on `rows`, by default EXPLAINED_ROWS drawn at random);
+    otherwise what does not add up."""
+    import secrets
+
+    logits = np.asarray(witness["logits"], np.float64)
+    inputs, convs, head = witness.get("inputs"), witness.get("convs") or {}, witness.get("head") or []
+    n = len(images)
+    if logits.ndim != 2 or len(logits) != n:
+        return f"expected logits for {n} images, found shape {list(logits.shape)}"
+    if inputs is None or np.shape(inputs) != images.shape:
+        return ("the model's preprocess layer (or preprocess()) gave no output of the images' "
+                "shape on them")
+    lacking = [name for name in CONV_LAYERS
+               if name not in convs or [np.shape(a) for a in convs[name]] !=
+               [tuple(p) for p in network.LAYERS[LAYER_ORDER.index(name)].params]]
+    if lacking:
+        return f"no 3x3 kernel and bias of the table's shapes in {', '.join(lacking[:3])}"
+    if not head:
+        return "no kernel and bias found in the layer 'fc'"
+    if not _pixelwise(images, inputs):
+        return "the preprocess layer's output is not a colour transform of each pixel of the images"
+    if rows is None:
+        rng = np.random.default_rng(secrets.randbits(64))
+        rows = np.sort(rng.choice(n, size=min(EXPLAINED_ROWS, n), replace=False))
+    features = _cached_front(np.asarray(inputs)[rows], convs)
+    width = np.shape(head[0][0])
+    problems = []
+    for name in reversed(FEATURE_LAYERS):
+        feature = features[name].reshape(len(rows), -1).astype(np.float64)
+        if feature.shape[1] not in width:
+            continue
+        orders = [np.arange(feature.shape[1])]
+        shape = features[name].shape[1:]
+        orders.append(np.arange(feature.shape[1]).reshape(shape).transpose(2, 0, 1).reshape(-1))
+        order = witness.get("flatten_order")
+        if name == "pool3" and order is not None:
+            order = np.asarray(order).astype(np.int64).reshape(-1)
+            if np.array_equal(np.sort(order), orders[0]):
+                orders.insert(0, order)
+        for order in orders:
+            try:
+                want, bound = _apply_head(feature[:, order], head)
+            except ValueError as exc:
+                problems.append(str(exc))
+                break
+            if want.shape == logits[rows].shape and np.all(
+                    np.abs(want - logits[rows]) <= EXPLAIN_TOLERANCE * (bound + 1e-3)):
+                return None
+    return ("the model's logits are not fc applied to its own VGG16 features of the images"
+            + (f" ({problems[0]})" if problems else "")
+            + ": the output must be computed by the named layers (preprocess, the convolutions "
+              "and pools, flatten, fc), in that order, on the images given")
+
+
 # ---------------------------------------------------------------- 1 interface
 
 def _raises_not_implemented(function) -> bool:
@@ -441,15 +667,16 @@ def _frozen_before(model) -> tuple:
 
 
 def _frozen_observation(model, trainable, convs, fc, steps: int) -> dict:
-    """Which convolutions and whether fc changed in training (compared here, in the worker:
-    only names and flags travel)."""
-    after = _conv_weights(model)
-    changed = [name for name, arrays in convs.items()
-               if name not in after or not all(np.array_equal(a, b) for a, b in zip(arrays, after[name]))]
-    fc_after = [_array(v) for v in _fc_variables(model)]
-    fc_changed = len(fc) != len(fc_after) or not all(np.array_equal(a, b) for a, b in zip(fc, fc_after))
-    return {"trainable": trainable, "convs": sorted(convs), "changed": changed,
-            "fc_changed": fc_changed, "steps": steps}
+    """The conv weights and fc before and after training, as arrays: the grading process
+    compares them (a comparison made here would be the submission's to make)."""
+    return {"trainable": trainable, "before": convs, "after": _conv_weights(model),
+            "fc_before": fc, "fc_after": [_array(v) for v in _fc_variables(model)], "steps": steps}
+
+
+def _same_arrays(first, second) -> bool:
+    return isinstance(first, list) and isinstance(second, list) and len(first) == len(second) \
+        and all(isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and np.array_equal(a, b) for a, b in zip(first, second))
 
 
 def collect_frozen(module, ctx, params):
@@ -468,8 +695,11 @@ def judge_frozen(obs, ctx, params):
     trainable = obs["trainable"]
     count = sum(int(np.prod(shape)) for _, shape, _ in trainable)
     only_fc = count == FC_PARAMS and len(trainable) == 2 and all(is_fc for _, _, is_fc in trainable)
-    changed = [name for name in CONV_LAYERS if name in obs["changed"]]
-    missing = [name for name in CONV_LAYERS if name not in obs["convs"]]
+    before, after = obs["before"], obs["after"]
+    missing = [name for name in CONV_LAYERS if name not in before]
+    changed = [name for name in CONV_LAYERS
+               if name in before and not _same_arrays(before[name], after.get(name))]
+    fc_changed = not _same_arrays(obs["fc_before"], obs["fc_after"])
     others = [path for path, _, is_fc in trainable if not is_fc]
     return _fraction_and_messages([
         (0.4, only_fc, f"expected only fc's kernel and bias trainable ({FC_PARAMS} parameters), "
@@ -480,7 +710,7 @@ def judge_frozen(obs, ctx, params):
          f"no kernel and bias found in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: "
          "frozen convolutions must be there to stay frozen" if missing else
          f"training changed {', '.join(changed)}: the convolutions must be frozen"),
-        (0.2, obs["fc_changed"] is True, f"{obs['steps']} training steps did not change fc: nothing was learned"),
+        (0.2, fc_changed, f"{obs['steps']} training steps did not change fc: nothing was learned"),
     ])
 
 
@@ -576,6 +806,10 @@ def judge_features(obs, ctx, params):
 
 # ---------------------------------------------------------------- 7 training and summaries
 
+TRAINING_IMAGES = 256
+"""training images the training item's logits are read on, before and after the run"""
+
+
 def collect_training(module, ctx, params):
     model = _build(module, ctx)
     start_fc(model)
@@ -583,14 +817,14 @@ def collect_training(module, ctx, params):
         frozen_before = _frozen_before(model)
     except Exception:  # noqa: BLE001 - the frozen item then runs and judges on its own
         frozen_before = None
-    batch = ctx.train_images[:256]
-    before = _outputs(model, batch)
+    batch = ctx.train_images[:TRAINING_IMAGES]
+    before = logit_witness(model, module, batch)
     log_dir = ctx.scratch / "training-logs"
     module.train(model, _fixed_batches(ctx), steps=params["steps"], log_dir=str(log_dir))
     if frozen_before is not None:
         with contextlib.suppress(Exception):
             ctx.runs["frozen"] = _frozen_observation(model, *frozen_before, params["steps"])
-    return {"before": before, "after": _outputs(model, batch), "log_dir": str(log_dir)}
+    return {"before": before, "after": logit_witness(model, module, batch), "log_dir": str(log_dir)}
 
 
 def cross_entropy(logits: np.ndarray, labels: np.ndarray) -> float:
@@ -658,9 +892,23 @@ def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray
                    "into the convolutions?)")
 
 
+def _explain_pair(first: dict, second: dict, images: np.ndarray) -> str | None:
+    """Both witnesses explained, on the same randomly drawn images."""
+    import secrets
+
+    rng = np.random.default_rng(secrets.randbits(64))
+    rows = np.sort(rng.choice(len(images), size=min(EXPLAINED_ROWS, len(images)), replace=False))
+    return explain_logits(first, images, rows) or explain_logits(second, images, rows)
+
+
 def judge_training(obs, ctx, params):
-    labels = ctx.train_labels[:256]
-    learned, diagnosis = learning_diagnosis(obs["before"], obs["after"], labels, params["steps"])
+    labels = ctx.train_labels[:TRAINING_IMAGES]
+    unexplained = _explain_pair(obs["before"], obs["after"], ctx.train_images[:TRAINING_IMAGES])
+    if unexplained:
+        learned, diagnosis = False, f"nothing counts as learned: {unexplained}"
+    else:
+        learned, diagnosis = learning_diagnosis(obs["before"]["logits"], obs["after"]["logits"],
+                                                labels, params["steps"])
     leaves = {str(tag).rsplit("/", 1)[-1].lower() for tag in obs["scalar_tags"]}
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
@@ -692,8 +940,7 @@ def collect_accuracy(module, ctx, params):
         except Exception:  # a broken pipeline must not cost the accuracy item too
             dataset = _fixed_batches(ctx, batch=64)
         module.train(model, dataset, steps=params["steps"])
-    images = ctx.heldout_images[:params["images"]]
-    return {"logits": _outputs(model, images)}
+    return logit_witness(model, module, ctx.heldout_images[:params["images"]])
 
 
 def judge_accuracy(obs, ctx, params):
@@ -703,6 +950,9 @@ def judge_accuracy(obs, ctx, params):
     labels = ctx.heldout_labels[:params["images"]]
     if logits.shape != (len(labels), 10):
         return 0.0, f"expected logits [{len(labels)}, 10], found {list(logits.shape)}"
+    unexplained = explain_logits(obs, ctx.heldout_images[:params["images"]])
+    if unexplained:
+        return 0.0, f"no accuracy counts: {unexplained}"
     accuracy = float((logits.argmax(axis=1) == labels).mean())
     lower, upper = params["lower"], params["upper"]
     fraction = float(np.clip((accuracy - lower) / (upper - lower), 0.0, 1.0))
@@ -752,7 +1002,7 @@ def collect_checkpoint(module, ctx, params):
     first = fresh()
     module.train(first, _fixed_batches(ctx), steps=ROUND_TRIP_STEPS, checkpoint_dir=str(saved),
                  checkpoint_every=2, max_to_keep=1)
-    obs["trained"] = _outputs(first, probe)
+    obs["trained"] = logit_witness(first, module, probe)
     obs["kept"] = len(list(saved.glob("*.index")))
     # A fresh model first meets an empty folder (nothing to restore: step 0), then the
     # round trip's; after a failed restore it is built again.
@@ -765,18 +1015,18 @@ def collect_checkpoint(module, ctx, params):
         obs["empty_error"] = f"{type(exc).__name__}: {exc}"[:300]
         restored = _build(module, ctx)
     obs["restored_step"] = int(module.restore_checkpoint(restored, str(saved)))
-    obs["restored"] = _outputs(restored, probe)
+    obs["restored"] = logit_witness(restored, module, probe)
 
     straight_pulled = [0]
     straight = fresh()
     module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=STRAIGHT_STEPS)
-    obs["straight"] = _outputs(straight, probe)
+    obs["straight"] = logit_witness(straight, module, probe)
     obs["straight_pulled"] = straight_pulled[0]
     pulled = [0]
     resumed = fresh()
     history = module.train(resumed, _fixed_batches(ctx, start=ROUND_TRIP_STEPS, counter=pulled),
                            steps=STRAIGHT_STEPS, checkpoint_dir=str(saved), checkpoint_every=2)
-    obs["resumed"] = _outputs(resumed, probe)
+    obs["resumed"] = logit_witness(resumed, module, probe)
     obs["resume_pulled"] = pulled[0]
     final = history.get("final_step") if isinstance(history, dict) else None
     obs["resume_final_step"] = int(final) if final is not None else -1
@@ -784,15 +1034,21 @@ def collect_checkpoint(module, ctx, params):
 
 
 def judge_checkpoint(obs, ctx, params):
-    same = obs["trained"].shape == obs["restored"].shape and \
-        np.allclose(obs["trained"], obs["restored"], rtol=1e-5, atol=1e-5)
+    runs = ("trained", "restored", "straight", "resumed")
+    rows = np.arange(len(ctx.probe))
+    for run in runs:
+        unexplained = explain_logits(obs[run], ctx.probe, rows)
+        if unexplained:
+            return 0.0, f"the {run} model's outputs do not count: {unexplained}"
+    trained, restored, straight, resumed = (obs[run]["logits"] for run in runs)
+    same = trained.shape == restored.shape and np.allclose(trained, restored, rtol=1e-5, atol=1e-5)
     # The resumed run pulls its remaining steps' batches plus whatever the submission
     # prefetches; the straight run pulls all its steps' plus the same prefetch, so a run that
     # restarted at 0 pulls as many as that.
     remaining = STRAIGHT_STEPS - ROUND_TRIP_STEPS
     continued = remaining <= obs["resume_pulled"] < obs["straight_pulled"] - 1 \
         and obs["resume_final_step"] in (STRAIGHT_STEPS, -1)
-    optimizer_kept = np.allclose(obs["resumed"], obs["straight"], rtol=1e-3, atol=1e-3)
+    optimizer_kept = np.allclose(resumed, straight, rtol=1e-3, atol=1e-3)
     empty_ok = obs.get("empty_step") == 0
     return _fraction_and_messages([
         (0.3, same and obs["restored_step"] == ROUND_TRIP_STEPS,
@@ -839,15 +1095,16 @@ def collect_pipeline(module, ctx, params):
     once = module.make_dataset(images, labels, batch_size=batch, shuffle=True, repeat=False, seed=3)
     spec = once.element_spec
     epochs = [_labels_of(once) for _ in range(2)]
-    pairs_ok = all(int(np.asarray(x)[i, 0, 0, 0]) == int(np.asarray(l)[i])
-                   for x, l in once.take(1) for i in range(len(np.asarray(l))))
+    # each image carries its own index: the first batch's images and labels, as read
+    pairs = [[np.asarray(x)[:, 0, 0, 0].reshape(-1).tolist(), np.asarray(l).reshape(-1).tolist()]
+             for x, l in once.take(1)]
     endless = module.make_dataset(images, labels, batch_size=batch, shuffle=True, repeat=True, seed=4)
     stream = sum(_labels_of(endless.take(4 * size // batch + 4)), [])[:3 * size]
     forever = module.make_dataset(images, labels, batch_size=batch, shuffle=False, repeat=True)
     cardinality = int(forever.cardinality())
     ordered = sum(_labels_of(forever.take(2 * size // batch + 2)), [])[:2 * size]
     return {"spec": [[str(s.dtype.name), s.shape.as_list()] for s in spec],
-            "epochs": epochs, "pairs_ok": bool(pairs_ok), "stream": stream, "ordered": ordered,
+            "epochs": epochs, "pairs": pairs, "stream": stream, "ordered": ordered,
             "infinite": cardinality == int(tf.data.INFINITE_CARDINALITY),
             "kinds": _dataset_kinds(forever) + _dataset_kinds(once) + _dataset_kinds(endless)}
 
@@ -855,6 +1112,8 @@ def collect_pipeline(module, ctx, params):
 def judge_pipeline(obs, ctx, params):
     batch, size = params["batch_size"], 50
     (image_dtype, image_shape), (label_dtype, label_shape) = obs["spec"]
+    pairs_ok = len(obs["pairs"]) == 1 and [int(v) for v in obs["pairs"][0][0]] == \
+        [int(v) for v in obs["pairs"][0][1]]
     spec_ok = (image_dtype == "uint8" and image_shape[1:] == [32, 32, 3]
                and label_dtype.startswith(("int", "uint")) and len(label_shape) == 1)
     first, second = obs["epochs"]
@@ -874,7 +1133,7 @@ def judge_pipeline(obs, ctx, params):
     repeats = obs["infinite"] and obs["ordered"] == everything * 2
     prefetched = any("Prefetch" in kind for kind in obs["kinds"])
     return _fraction_and_messages([
-        (0.15, spec_ok and obs["pairs_ok"], f"element spec {obs['spec']}: expected (uint8 [B, 32, "
+        (0.15, spec_ok and pairs_ok, f"element spec {obs['spec']}: expected (uint8 [B, 32, "
                                             "32, 3], int [B]) with images and labels kept together"),
         (0.1, batches_ok, f"batch sizes {sizes[:6]}: expected {batch} (the last may be smaller)"),
         (0.15, covered, "one epoch must hold every example exactly once"),

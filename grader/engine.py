@@ -53,6 +53,8 @@ MAX_NOTES = 20  # import notes kept per submission
 GRADING_TRAIN = 2000
 HELDOUT = 1000
 DEFAULT_HELDOUT_SEED = 4242
+PROBE_STREAM = 7
+"""the private seed's stream the probe images are drawn from"""
 
 
 FLAG_KINDS = {
@@ -198,9 +200,12 @@ def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
     else:
         train_images, train_labels = dataset.train_images[:5000], dataset.train_labels[:5000]
         heldout_images, heldout_labels = dataset.test_images[:2000], dataset.test_labels[:2000]
-    rng = np.random.default_rng(7)
+    # The probe images (preprocess, shapes, features, checkpoint) follow the private seed too:
+    # three training images and one of noise that a submission cannot know in advance, and
+    # the two extremes of the pixel range.
+    rng = np.random.default_rng([grading_seed(rubric), PROBE_STREAM])
     probe = np.concatenate([
-        train_images[:3],
+        train_images[np.sort(rng.choice(len(train_images), 3, replace=False))],
         rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8),
         np.zeros((1, 32, 32, 3), np.uint8), np.full((1, 32, 32, 3), 255, np.uint8)])
     return GradingInputs(weights, train_images, train_labels.astype(np.int64), probe,
@@ -576,7 +581,8 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
 
 
 def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs) -> list[ItemResult]:
-    ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe, inputs.heldout_labels)
+    ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe, inputs.heldout_labels,
+                       inputs.train_images, inputs.heldout_images)
     results = []
     for item in items:
         outcome = outcomes.get(item.id, Failed("skipped", "not run"))

@@ -11,6 +11,7 @@ from grader import checks
 
 class _Ctx:
     train_labels = np.arange(256) % 10
+    train_images = np.zeros((256, 32, 32, 3), np.uint8)
 
 
 def test_variables_held_as_plain_tf_variables_are_found():
@@ -48,7 +49,7 @@ def test_nested_layers_are_found_by_name():
 def _pipeline_obs(batches_per_epoch, stream=None, ordered=None):
     everything = list(range(50))
     return {"spec": [["uint8", [None, 32, 32, 3]], ["int64", [None]]],
-            "epochs": batches_per_epoch, "pairs_ok": True,
+            "epochs": batches_per_epoch, "pairs": [[[0, 1], [0, 1]]],
             "stream": stream if stream is not None else sum(batches_per_epoch, []) * 3,
             "ordered": ordered if ordered is not None else everything * 2,
             "infinite": True, "kinds": ["_PrefetchDataset"]}
@@ -93,8 +94,10 @@ def test_pipeline_judge_refuses_epochs_mixed_by_repeat_before_shuffle():
     (("xent", "hits"), False),
     (("loss",), False),
 ])
-def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok):
+def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok, monkeypatch):
     import tensorflow as tf
+
+    monkeypatch.setattr(checks, "explain_logits", lambda *args: None)  # tested below
 
     writer = tf.summary.create_file_writer(str(tmp_path / "train"))
     with writer.as_default():
@@ -104,7 +107,8 @@ def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok):
     writer.flush()
     labels = _Ctx.train_labels
     learned = np.eye(10, dtype=np.float32)[labels] * 5
-    obs = {"before": np.zeros((256, 10), np.float32), "after": learned, "log_dir": str(tmp_path)}
+    obs = {"before": {"logits": np.zeros((256, 10), np.float32)}, "after": {"logits": learned},
+           "log_dir": str(tmp_path)}
     obs = checks.finish_training(obs, tmp_path)  # what the engine does where the worker ran
     score, message = checks.judge_training(obs, _Ctx(), {"steps": 3})
     assert (score == 1.0) == ok, message
@@ -158,3 +162,125 @@ def test_the_traced_forward_pass_does_not_keep_its_model_alive():
     del model
     gc.collect()
     assert gone() is None  # and with it its cache entry
+
+
+# ---------------------------------------------------------------- logits the grading side explains
+
+def _small_weights(seed=0) -> dict:
+    from grader import network
+
+    rng = np.random.default_rng(seed)
+    return {key: rng.normal(0, 0.05, size=shape).astype(np.float32)
+            for layer in network.LAYERS if layer.kind == "conv"
+            for key, shape in zip(layer.weight_keys, layer.params)}
+
+
+def _images(n=20, seed=1):
+    return np.random.default_rng(seed).integers(0, 256, (n, 32, 32, 3), dtype=np.uint8)
+
+
+def _fake_model_module():
+    """A module whose 'model' has every named layer, holding the right weights, but whose
+    output is computed by other means (here: from the mean colour of each image)."""
+    import keras
+    import types
+
+    from grader import network
+
+    class Fake(keras.Model):
+        def __init__(self, weights):
+            super().__init__()
+            self.pre = keras.layers.Lambda(lambda x: keras.ops.cast(x, "float32") - np.array(
+                network.IMAGENET_MEAN_RGB, np.float32), name="preprocess")
+            self.convs = []
+            for layer in network.LAYERS:
+                if layer.kind == "conv":
+                    conv = keras.layers.Conv2D(layer.params[1][0], 3, padding="same",
+                                               activation="relu", name=layer.name)
+                    conv.build((None, None, None, layer.params[0][2]))
+                    conv.set_weights([weights[k] for k in layer.weight_keys])
+                    self.convs.append(conv)
+            self.flatten = keras.layers.Flatten(name="flatten")
+            self.fc = keras.layers.Dense(10, name="fc")
+            self.fc.build((None, 4096))
+
+        def call(self, x, training=False):
+            colour = keras.ops.mean(keras.ops.cast(x, "float32"), axis=(1, 2))
+            zero = keras.ops.zeros_like(colour)[:, :1]
+            return keras.ops.concatenate([colour, zero, colour, zero, colour[:, :2]],
+                                         axis=1) + self.fc.bias
+
+    return Fake, types.SimpleNamespace(preprocess=lambda images: images)
+
+
+def test_logits_of_the_named_layers_are_explained_and_other_logits_are_not():
+    """A real VGG front end and fc (in Keras) is explained by the grading side's own
+    computation, in the standard and in a channels-first flatten order; a model with all the
+    named layers and weights that computes its output some other way is not."""
+    import keras
+
+    from grader import network
+
+    weights, images = _small_weights(), _images()
+    mean = np.array(network.IMAGENET_MEAN_RGB, np.float32)
+    for channels_first in (False, True):
+        inputs = keras.Input((32, 32, 3), dtype="uint8")
+        x = keras.layers.Lambda(lambda t: keras.ops.cast(t, "float32") - mean, name="preprocess")(inputs)
+        for layer in network.LAYERS:
+            if layer.kind == "conv":
+                x = keras.layers.Conv2D(layer.params[1][0], 3, padding="same", activation="relu",
+                                        name=layer.name)(x)
+            elif layer.kind == "pool":
+                x = keras.layers.MaxPooling2D(2, name=layer.name)(x)
+        if channels_first:
+            x = keras.layers.Permute((3, 1, 2))(x)
+        x = keras.layers.Flatten(name="flatten")(x)
+        model = keras.Model(inputs, keras.layers.Dense(10, name="fc")(x))
+        for layer in network.LAYERS:
+            if layer.kind == "conv":
+                model.get_layer(layer.name).set_weights([weights[k] for k in layer.weight_keys])
+        fc = model.get_layer("fc")
+        fc.set_weights([np.random.default_rng(2).normal(0, 1e-2, (4096, 10)).astype(np.float32),
+                        np.arange(10, dtype=np.float32)])
+        witness = checks.logit_witness(model, None, images)
+        assert checks.explain_logits(witness, images) is None
+        forged = dict(witness, logits=witness["logits"] + np.eye(10)[np.arange(20) % 10] * 3)
+        assert "not fc applied" in checks.explain_logits(forged, images, rows=np.arange(20))
+
+    Fake, module = _fake_model_module()
+    fake = Fake(weights)
+    witness = checks.logit_witness(fake, module, images)
+    assert set(witness["convs"]) == set(checks.CONV_LAYERS)
+    assert "not fc applied" in checks.explain_logits(witness, images)
+
+
+def test_explanation_refuses_inputs_that_are_not_a_colour_transform_of_the_images():
+    weights, images = _small_weights(), _images(6)
+    inputs = images.astype(np.float32) - 120.0
+    features = checks.vgg_front(inputs, {n: [weights[f"{n}_W"], weights[f"{n}_b"]]
+                                         for n in checks.CONV_LAYERS})
+    kernel = np.random.default_rng(3).normal(0, 1e-2, (4096, 10)).astype(np.float32)
+    convs = {n: [weights[f"{n}_W"], weights[f"{n}_b"]] for n in checks.CONV_LAYERS}
+    head = [[kernel, np.zeros(10, np.float32), "linear"]]
+    logits = features["pool3"].reshape(6, -1) @ kernel
+    honest = {"logits": logits, "inputs": inputs, "convs": convs, "head": head, "flatten_order": None}
+    assert checks.explain_logits(honest, images) is None
+    # inputs that encode something else than the pixels (here: shifted by one pixel)
+    shifted = np.roll(inputs, 1, axis=2)
+    features = checks.vgg_front(shifted, convs)
+    crafted = dict(honest, inputs=shifted, logits=features["pool3"].reshape(6, -1) @ kernel)
+    assert "colour transform" in checks.explain_logits(crafted, images)
+
+
+def test_frozen_is_compared_in_the_grading_process():
+    """The frozen verdict comes from the arrays the worker reports, compared here."""
+    convs = {n: [np.ones((3, 3, 1, 1), np.float32), np.zeros(1, np.float32)] for n in checks.CONV_LAYERS}
+    trainable = [["fc/kernel", [4096, 10], True], ["fc/bias", [10], True]]
+    obs = {"trainable": trainable, "before": convs, "steps": 3,
+           "after": {**convs, "conv2_1": [np.full((3, 3, 1, 1), 2, np.float32), np.zeros(1, np.float32)]},
+           "fc_before": [np.zeros((4096, 10), np.float32), np.zeros(10, np.float32)],
+           "fc_after": [np.ones((4096, 10), np.float32), np.zeros(10, np.float32)]}
+    score, message = checks.judge_frozen(obs, None, {})
+    assert score == pytest.approx(0.6) and "training changed conv2_1" in message
+    score, _ = checks.judge_frozen(dict(obs, after=convs), None, {})
+    assert score == pytest.approx(1.0)

@@ -1,0 +1,70 @@
+"""Submissions that try to earn points they do not implement (tests/attacks/). The
+worker's process is the submission's, so these attacks get full control of what it
+reports; each must still score only what it really computes. (Forged protocol frames:
+test_integrity.py; escapes from the sandbox: test_sandbox.py.)"""
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from grader import engine, rubric, synthetic, vgg_weights
+from kit import DEFAULT_RUBRIC, SOLUTION
+
+ATTACKS = Path(__file__).parent / "attacks"
+
+
+@pytest.fixture(scope="module")
+def full_rubric():
+    return rubric.load(DEFAULT_RUBRIC)
+
+
+@pytest.fixture(scope="module")
+def inputs(full_rubric):
+    return engine.grading_inputs(full_rubric, vgg_weights.stand_in())
+
+
+def _load(path: Path):
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_model_that_is_no_network_earns_nothing_that_reads_logits(tmp_path, full_rubric, inputs):
+    """The fake model's detector classifies the held-out images almost perfectly, and its
+    layers hold the right weights; the logits it reports are not what those layers compute,
+    so no item that reads logits counts them."""
+    attack = ATTACKS / "fake_network.py"
+    detector = _load(attack).detect
+    images, labels = synthetic.generate(500, seed=4242)
+    assert (np.asarray(detector(images)).argmax(axis=1) == labels).mean() > 0.9  # a real threat
+
+    report = engine.grade(attack, full_rubric, inputs, include_hidden=True, work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert by_id["training"].score <= by_id["training"].max_score / 2, by_id["training"].message
+    assert "not fc applied" in by_id["training"].message
+    for item in ("accuracy_quick", "accuracy", "checkpoint"):
+        assert by_id[item].score == 0, (item, by_id[item].message)
+        assert "not fc applied" in by_id[item].message
+    # what it does implement still counts
+    for item in ("preprocess", "weights", "pipeline"):
+        assert by_id[item].status == "passed", (item, by_id[item].message)
+
+
+def test_a_patched_numpy_in_the_worker_does_not_hide_trained_convolutions(tmp_path, full_rubric, inputs):
+    """A module that leaves conv3_3 trainable and makes numpy's array_equal always true in
+    its own process: the frozen item compares the arrays in the grading process."""
+    source = SOLUTION.read_text()
+    old = 'activation="relu", trainable=False, name=name)'
+    assert old in source
+    source = source.replace(old, 'activation="relu", trainable=name == "conv3_3", name=name)')
+    attack = tmp_path / "patched_numpy.py"
+    attack.write_text(source + "\nimport numpy as _np\n_np.array_equal = lambda *args, **kwargs: True\n")
+    frozen = [i for i in full_rubric.items if i.id == "frozen"]
+    only = rubric.Rubric(frozen, full_rubric.title, full_rubric.time_limit)
+    report = engine.grade(attack, only, inputs, work_dir=tmp_path / "run")
+    (result,) = report.items
+    assert result.score < result.max_score and "conv3_3" in result.message, result.message
