@@ -1181,3 +1181,13 @@ TASK_OF = {"interface": None, "preprocess": "preprocess", "layer_shapes": "build
            "training": "train", "accuracy": "train", "checkpoint": "restore_checkpoint",
            "pipeline": "make_dataset"}
 assert set(TASK_OF) == set(CHECKS)
+
+# The exercise functions each check calls (None: it reads the whole module). A check that
+# calls none of the functions a change touches gives the same verdict as before the change.
+USES = {"interface": None, "preprocess": ("preprocess",), "layer_shapes": ("build_model",),
+        "weights": ("build_model",), "frozen": ("build_model", "train"),
+        "features": ("build_model",), "training": ("build_model", "train"),
+        "accuracy": ("build_model", "train", "make_dataset", "restore_checkpoint"),
+        "checkpoint": ("build_model", "train", "restore_checkpoint"),
+        "pipeline": ("make_dataset",)}
+assert set(USES) == set(CHECKS)

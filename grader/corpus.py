@@ -109,15 +109,71 @@ def load_variants(corpus: Path | None = None) -> list[Variant]:
     return variants
 
 
-def variant_items(variant: Variant, items: list) -> list:
-    """The rubric items a variant is graded on: the visible ones, and each hidden one that
-    runs the same check as an item the variant must lose (or any accuracy item for a low
-    variant). A hidden item whose check the variant passes in its visible form repeats
-    that check with a longer budget, which the correct runs of calibration pass too."""
+def variant_items(variant: Variant, items: list, corpus: Path | None = None) -> list:
+    """The rubric items a variant is graded on: the visible ones whose check can reach the
+    edited code, and each hidden one that runs the same check as an item the variant must
+    lose (or any accuracy item for a low variant).
+
+    A visible item whose check calls none of the functions the edits touch runs exactly the
+    base solution's code, which earns full marks on every item; grading it again would only
+    repeat that verdict. A hidden item whose check the variant passes in its visible form
+    repeats that check with a longer budget, which the correct runs of calibration pass too."""
+    from .checks import USES
+
     lost_checks = {i.check for i in items if i.id in variant.loses}
     if variant.low:
         lost_checks.add("accuracy")
-    return [i for i in items if i.visibility == "visible" or i.check in lost_checks]
+    touched = touched_functions(variant, corpus)
+
+    def reached(item) -> bool:
+        uses = USES[item.check]
+        return touched is None or uses is None or bool(touched & set(uses))
+
+    return [i for i in items if (i.visibility == "visible" and reached(i)) or i.check in lost_checks]
+
+
+def touched_functions(variant: Variant, corpus: Path | None = None) -> set[str] | None:
+    """The contract functions whose code the variant's edits change, directly or through
+    the module's own functions and classes they refer to; None when an edit lies outside
+    every top-level function and class (then anything may change)."""
+    import ast
+
+    from .network import CONTRACT
+
+    base = correct_solutions(corpus)[variant.base]
+    if base.suffix != ".py":
+        return None
+    source = base.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    units = {node.name: node for node in tree.body
+             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    starts = [0] + [len(line) for line in source.splitlines(keepends=True)]
+    offsets = [sum(starts[:k + 1]) for k in range(len(starts))]  # offset of each line start
+
+    def unit_at(offset: int, length: int) -> str | None:
+        first = next(k for k in range(len(offsets) - 1, -1, -1) if offsets[k] <= offset)
+        last = next(k for k in range(len(offsets) - 1, -1, -1) if offsets[k] <= offset + max(length - 1, 0))
+        for name, node in units.items():
+            if node.lineno <= first + 1 and last + 1 <= node.end_lineno:
+                return name
+        return None
+
+    touched = set()
+    for old, _ in variant.edits:
+        name = unit_at(source.index(old), len(old))
+        if name is None:
+            return None
+        touched.add(name)
+    refers = {name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)} & set(units)
+              for name, node in units.items()}
+    changed = True
+    while changed:  # a unit that refers to a touched unit is touched too
+        changed = False
+        for name, names in refers.items():
+            if name not in touched and names & touched:
+                touched.add(name)
+                changed = True
+    return touched & set(CONTRACT)
 
 
 def write_variant(variant: Variant, dest: Path, corpus: Path | None = None) -> Path:

@@ -107,6 +107,20 @@ def test_mistake_costs_exactly_its_items(variant, shipped_inputs, tmp_path):
         assert accuracy and all(r.score == 0 for r in accuracy), messages(report)
 
 
+def test_a_variant_is_graded_on_the_items_that_reach_its_edit():
+    """An edit inside make_dataset reaches only the checks that call it; one inside
+    preprocess reaches build_model's checks too when the model calls preprocess; an edit
+    outside every function may reach anything."""
+    by_name = {v.name: v for v in VARIANTS}
+    assert corpus.touched_functions(by_name["no_shuffle"]) == {"make_dataset"}
+    assert corpus.touched_functions(by_name["mean_in_bgr_order"]) == {"preprocess", "build_model"}
+    assert corpus.touched_functions(by_name["missing_pool"]) is None
+    ids = {i.id for i in variant_rubric(by_name["no_shuffle"]).items}
+    assert {"pipeline", "accuracy_quick", "interface"} <= ids and not ids & {"frozen", "checkpoint"}
+    for variant in VARIANTS:
+        assert variant.loses <= {i.id for i in variant_rubric(variant).items}, variant.name
+
+
 def test_regrade_gives_identical_scores(shipped_inputs, tmp_path_factory):
     """Does grading the same submission again repeat every item's score and message?
     (A model.fit solution: Keras' own shuffling and initialisers are seeded per item.)"""
