@@ -103,7 +103,10 @@ class Watch:
 
     def __init__(self, send, module_file: str, scratch: Path, job_dir: Path):
         self.send, self.module_file = send, module_file
-        self.scratch, self.job_dir = str(scratch), str(job_dir)
+        # Paths are judged by what they resolve to as well as by their text, so neither
+        # /proc/self/cwd/../job nor /dev/fd nor /proc/self/root/... hides where they lead.
+        self.scratches = tuple(dict.fromkeys((str(scratch), os.path.realpath(scratch))))
+        self.job_dirs = tuple(dict.fromkeys((str(job_dir), os.path.realpath(job_dir))))
         self.seen: dict[tuple[str, str], None] = {}
         self.counts: dict[str, int] = {}
         self.busy = False
@@ -125,8 +128,9 @@ class Watch:
         return frame is not None and frame.f_code.co_filename == self.module_file
 
     def _outside_scratch(self, path: str) -> bool:
-        return not (path == self.scratch or path.startswith(self.scratch + os.sep)
-                    or path.startswith("/dev/") or path.startswith("/proc/self/"))
+        """`path` resolved: /proc/self/root/... is judged as what it leads to."""
+        return not any(path == base or path.startswith(base + os.sep) for base in self.scratches) \
+            and not path.startswith(("/dev/", "/proc/"))
 
     def __call__(self, event: str, args: tuple) -> None:
         if self.busy:
@@ -161,22 +165,38 @@ class Watch:
         if isinstance(raw, int) or raw is None:
             return
         try:
-            path = os.path.abspath(os.fsdecode(raw))
+            text = os.fsdecode(raw)
+            path = os.path.abspath(text)
         except (TypeError, ValueError):
             return
-        parts = path.split(os.sep)
-        if len(parts) >= 4 and parts[1] == "proc" and parts[3] in ("fd", "fdinfo"):
+        self.busy = True  # realpath's own calls are not the submission's
+        try:
+            # from the text, not from abspath's: '..' after a link leaves where the link led
+            resolved = os.path.realpath(text)
+        except (OSError, ValueError):
+            resolved = path
+        finally:
+            self.busy = False
+        seen = (path, resolved)
+        if any(_lists_descriptors(p) for p in seen):
             self._guarded("proc_fd", f"{event} {path}")
-        elif path == self.job_dir or path.startswith(self.job_dir + os.sep):
+        elif any(p == base or p.startswith(base + os.sep) for p in seen for base in self.job_dirs):
             self._guarded("job_folder", f"{event} {path}")
         elif event == "open":
             mode, flags = (args[1] if len(args) > 1 else "r"), (args[2] if len(args) > 2 else 0)
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
                 isinstance(flags, int) and flags & WRITE_FLAGS)
-            if writing and self._outside_scratch(path):
+            if writing and self._outside_scratch(resolved):
                 self._guarded("write_outside_scratch", f"opened {path} for writing")
-        elif event not in ("os.listdir", "os.scandir") and self._outside_scratch(path):
+        elif event not in ("os.listdir", "os.scandir") and self._outside_scratch(resolved):
             self._guarded("write_outside_scratch", f"{event} {path}")
+
+
+def _lists_descriptors(path: str) -> bool:
+    """A path into a process's descriptor table: /proc/<pid>/fd, /proc/<pid>/task/<tid>/fd
+    (and their fdinfo), whatever link led there (/dev/fd is one)."""
+    parts = path.split(os.sep)
+    return len(parts) >= 4 and parts[1] == "proc" and any(p in ("fd", "fdinfo") for p in parts[3:])
 
 
 def _hide_internals() -> None:

@@ -29,3 +29,27 @@ def test_skipped_notes_name_cell_statement_and_error():
         "[Errno 2] No such file or directory",
         "code cell 5, line 3: skipped the cell, which does not parse: SyntaxError: invalid syntax"]
     assert worker.skipped_notes(types.ModuleType("plain")) == []
+
+
+def test_paths_are_judged_by_where_they_lead(tmp_path, monkeypatch):
+    """Descriptor tables reached through /dev/fd or a thread's task folder, the job folder
+    reached through /proc/self/cwd, and a write through /proc/self/root are all flagged;
+    the scratch folder reached any way is not."""
+    import os
+    import threading
+
+    scratch, job = tmp_path / "scratch", tmp_path / "job"
+    scratch.mkdir()
+    job.mkdir()
+    (job / "inputs.npz").write_bytes(b"")
+    monkeypatch.chdir(scratch)
+    sent = []
+    watch = worker.Watch(sent.append, str(tmp_path / "m.py"), scratch, job)
+    watch("os.listdir", ("/dev/fd",))
+    watch("os.listdir", (f"/proc/self/task/{threading.get_native_id()}/fd",))
+    watch("open", ("/proc/self/cwd/../job/inputs.npz", "r", os.O_RDONLY))
+    watch("open", (f"/proc/self/root{tmp_path}/elsewhere.txt", "w", os.O_WRONLY))
+    watch("open", ("/proc/self/cwd/notes.txt", "w", os.O_WRONLY))  # scratch: allowed
+    watch("open", (str(scratch / "more.txt"), "w", os.O_WRONLY))
+    kinds = [f["kind"] for f in sent]
+    assert kinds == ["proc_fd", "proc_fd", "job_folder", "write_outside_scratch"], sent
