@@ -404,7 +404,9 @@ def _pixelwise(images: np.ndarray, inputs: np.ndarray) -> bool:
     if not np.all(np.isfinite(y)):
         return False
     design = np.hstack([x, np.ones((len(x), 1))])
-    solution, *_ = np.linalg.lstsq(design, y, rcond=None)
+    # the normal equations (4x4): a tenth of the time of a least-squares solve over every
+    # pixel, and exact enough for pixel values; lstsq there copes with single-colour images
+    solution, *_ = np.linalg.lstsq(design.T @ design, design.T @ y, rcond=None)
     return float(np.max(np.abs(design @ solution - y), initial=0.0)) <= 1e-3 * (1.0 + float(np.max(np.abs(y), initial=0.0)))
 
 

@@ -35,11 +35,12 @@ def _execute(path: Path, monkeypatch):
     return nb
 
 
-def _without_experiments(tmp_path: Path, edits=()) -> Path:
-    """The instructor notebook minus its long experiment cells, with `edits` applied to
-    its code, saved where the kernel will run."""
+def _without_experiments(tmp_path: Path, edits=(), check_all: bool = True) -> Path:
+    """The instructor notebook minus its long experiment cells (and its final check_all()
+    unless `check_all`), with `edits` applied to its code, saved where the kernel will run."""
     nb = nbformat.read(str(ROOT / "solutions" / "transfer_learning.ipynb"), as_version=4)
-    nb.cells = [c for c in nb.cells if TAG_EXPERIMENT not in c.metadata.get("tags", [])]
+    nb.cells = [c for c in nb.cells if TAG_EXPERIMENT not in c.metadata.get("tags", [])
+                and (check_all or c.source != "check_all()")]
     for old, new in edits:
         hits = [c for c in nb.cells if old in c.source]
         assert len(hits) == 1, old
@@ -103,10 +104,13 @@ def test_solved_notebook_checks_every_task_at_full_marks(tmp_path, monkeypatch):
 def test_a_broken_task_costs_only_its_own_check(tmp_path, monkeypatch):
     variant = next(v for v in corpus.load_variants() if v.name == "no_shuffle")
     assert variant.base == corpus.REFERENCE and variant.loses == {"pipeline"}
-    nb = _execute(_without_experiments(tmp_path, variant.edits), monkeypatch)
+    # Each task's check cell runs; check_all() would only repeat them (the solved notebook
+    # above runs it).
+    nb = _execute(_without_experiments(tmp_path, variant.edits, check_all=False), monkeypatch)
     totals = _totals(nb)
+    assert len(totals) == 5 and "check_all()" not in totals
     lost = {source for source, (score, maximum) in totals.items() if score < maximum}
-    assert lost == {"check('make_dataset')", "check_all()"}, totals
+    assert lost == {"check('make_dataset')"}, totals
     pipeline = next(i for i in rubric_mod.load(DEFAULT_RUBRIC).items if i.id == "pipeline")
     for source in lost:
         score, maximum = totals[source]
@@ -161,20 +165,28 @@ def _student_folder(tmp_path: Path, name: str) -> Path:
     (batches / "batches.meta").write_bytes(__import__("pickle").dumps(
         {b"label_names": [b"c%d" % k for k in range(10)], b"num_vis": 3072}))
     nb = nbformat.read(str(corpus.student_notebooks()[name]), as_version=4)
-    nb.cells.append(nbformat.v4.new_code_cell("from grader.notebook import check_all\ncheck_all()"))
+    nb.cells.append(nbformat.v4.new_code_cell(f"from grader.notebook import check, check_all\n{STUDENT_CHECKS[name]}"))
     nbformat.write(nb, str(folder / f"{name}.ipynb"))
     assert np.load(folder / "vgg16-conv-weights.npz").files  # the exercise's own np.load works
     return folder / f"{name}.ipynb"
 
 
+# The check each students' notebook ends with: every visible item for the notebook written
+# from the exercise's snippets; one task for the others, whose every item test_corpus grades.
+STUDENT_CHECKS = {name: "check_all()" if name == "untagged_exercise_snippets" else "check('preprocess')"
+                  for name in corpus.student_notebooks()}
+
+
 @pytest.mark.parametrize("name", list(corpus.student_notebooks()))
 def test_students_notebook_runs_and_checks_itself_at_full_marks(name, tmp_path, monkeypatch):
     """A notebook as a student writes it (untagged, demo runs between the functions, the
-    exercise's np.load at the top), executed top to bottom: its demos run, and check_all()
-    from inside it gives full marks on every visible item, with no note and no flag."""
+    exercise's np.load at the top), executed top to bottom: its demos run, and its check
+    from inside it gives full marks, with no note and no flag."""
     nb = _execute(_student_folder(tmp_path, name), monkeypatch)
     text = _text(nb.cells[-1])
     shipped = rubric_mod.load(DEFAULT_RUBRIC)
-    visible = sum(i.points for i in shipped.items if i.visibility == "visible")
-    assert f"total: {visible:g} / {visible:g} points" in text, text
+    items = [i for i in shipped.items if i.visibility == "visible"
+             and (STUDENT_CHECKS[name] == "check_all()" or i.check == "preprocess")]
+    points = sum(i.points for i in items)
+    assert f"total: {points:g} / {points:g} points" in text, text
     assert "note:" not in text and "flagged" not in text, text
