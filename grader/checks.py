@@ -434,12 +434,19 @@ def _apply_head(x: np.ndarray, head: list) -> tuple[np.ndarray, np.ndarray]:
     return x, bound
 
 
-def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
-    """None when the witness's logits on `images` are what its own inputs, conv weights and
-    head compute (recomputed here on `rows`, by default EXPLAINED_ROWS drawn at random);
-    otherwise what does not add up."""
+def random_rows(n: int) -> np.ndarray:
+    """EXPLAINED_ROWS of n images, drawn from fresh entropy (nothing in the worker can
+    know them), in order."""
     import secrets
 
+    rng = np.random.default_rng(secrets.randbits(64))
+    return np.sort(rng.choice(n, size=min(EXPLAINED_ROWS, n), replace=False))
+
+
+def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
+    """None when the witness's logits on `images` are what its own inputs, conv weights and
+    head compute (recomputed here on `rows`, by default drawn by random_rows); otherwise
+    what does not add up."""
     logits = np.asarray(witness["logits"], np.float64)
     inputs, convs, head = witness.get("inputs"), witness.get("convs") or {}, witness.get("head") or []
     n = len(images)
@@ -458,8 +465,7 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
     if not _pixelwise(images, inputs):
         return "the preprocess layer's output is not a colour transform of each pixel of the images"
     if rows is None:
-        rng = np.random.default_rng(secrets.randbits(64))
-        rows = np.sort(rng.choice(n, size=min(EXPLAINED_ROWS, n), replace=False))
+        rows = random_rows(n)
     features = _cached_front(np.asarray(inputs)[rows], convs)
     width = np.shape(head[0][0])
     problems = []
@@ -719,8 +725,6 @@ def judge_frozen(obs, ctx, params):
 # ---------------------------------------------------------------- 6 features
 
 def collect_features(module, ctx, params):
-    import tensorflow as tf
-
     model = _build(module, ctx)
     # The weights item grades the values; here only the computation counts.
     for name in CONV_LAYERS:
@@ -738,34 +742,16 @@ def collect_features(module, ctx, params):
         variable.assign(value)
     obs["fc_shapes"] = shapes
     obs["logits"] = _outputs(model, ctx.probe)
-    flatten = find_layer(model, "flatten")
-    index = np.arange(int(np.prod(LAYER_SHAPES["pool3"])), dtype=np.float32)
-    index = index.reshape((1, *LAYER_SHAPES["pool3"]))
-    try:
-        order = flatten(tf.constant(index)) if flatten is not None else index
-        obs["flatten_order"] = np.asarray(order, dtype=np.float64).reshape(-1)
-    except Exception:
-        obs["flatten_order"] = index.reshape(-1).astype(np.float64)
+    order = _flatten_order(model)
+    obs["flatten_order"] = order if order is not None else \
+        np.arange(int(np.prod(LAYER_SHAPES["pool3"])), dtype=np.float64)
     return obs
 
 
 def reference_features(images: np.ndarray, weights: dict) -> dict[str, np.ndarray]:
     """The grader's own numpy computation of conv1_1 .. pool3 (every layer's output)."""
-    x = images.astype(np.float32) - IMAGENET_MEAN_RGB
-    out = {}
-    for name in FEATURE_LAYERS:
-        if name.startswith("conv"):
-            padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
-            windows = np.lib.stride_tricks.sliding_window_view(padded, (3, 3), axis=(1, 2))
-            # windows: [N, H, W, C, 3, 3] -> contract with the kernel [3, 3, C, O]
-            kernel = weights[f"{name}_W"].transpose(2, 0, 1, 3)  # [C, 3, 3, O]
-            x = np.tensordot(windows, kernel, axes=([3, 4, 5], [0, 1, 2])) + weights[f"{name}_b"]
-            x = np.maximum(x, 0).astype(np.float32)
-        else:
-            n, h, w, c = x.shape
-            x = x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-        out[name] = x
-    return out
+    return vgg_front(images.astype(np.float32) - IMAGENET_MEAN_RGB,
+                     {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in CONV_LAYERS})
 
 
 def judge_features(obs, ctx, params):
@@ -894,18 +880,11 @@ def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray
                    "into the convolutions?)")
 
 
-def _explain_pair(first: dict, second: dict, images: np.ndarray) -> str | None:
-    """Both witnesses explained, on the same randomly drawn images."""
-    import secrets
-
-    rng = np.random.default_rng(secrets.randbits(64))
-    rows = np.sort(rng.choice(len(images), size=min(EXPLAINED_ROWS, len(images)), replace=False))
-    return explain_logits(first, images, rows) or explain_logits(second, images, rows)
-
-
 def judge_training(obs, ctx, params):
     labels = ctx.train_labels[:TRAINING_IMAGES]
-    unexplained = _explain_pair(obs["before"], obs["after"], ctx.train_images[:TRAINING_IMAGES])
+    images = ctx.train_images[:TRAINING_IMAGES]
+    rows = random_rows(len(images))  # the same for both: one front end when fc alone trained
+    unexplained = explain_logits(obs["before"], images, rows) or explain_logits(obs["after"], images, rows)
     if unexplained:
         learned, diagnosis = False, f"nothing counts as learned: {unexplained}"
     else:

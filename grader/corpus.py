@@ -147,20 +147,16 @@ def touched_functions(variant: Variant, corpus: Path | None = None) -> set[str] 
     tree = ast.parse(source)
     units = {node.name: node for node in tree.body
              if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
-    starts = [0] + [len(line) for line in source.splitlines(keepends=True)]
-    offsets = [sum(starts[:k + 1]) for k in range(len(starts))]  # offset of each line start
-
-    def unit_at(offset: int, length: int) -> str | None:
-        first = next(k for k in range(len(offsets) - 1, -1, -1) if offsets[k] <= offset)
-        last = next(k for k in range(len(offsets) - 1, -1, -1) if offsets[k] <= offset + max(length - 1, 0))
-        for name, node in units.items():
-            if node.lineno <= first + 1 and last + 1 <= node.end_lineno:
-                return name
-        return None
+    def unit_at(start: int, end: int) -> str | None:
+        """The top-level function or class holding source[start:end] whole."""
+        first, last = source.count("\n", 0, start) + 1, source.count("\n", 0, max(end - 1, start)) + 1
+        return next((name for name, node in units.items()
+                     if node.lineno <= first and last <= node.end_lineno), None)
 
     touched = set()
     for old, _ in variant.edits:
-        name = unit_at(source.index(old), len(old))
+        start = source.index(old)
+        name = unit_at(start, start + len(old))
         if name is None:
             return None
         touched.add(name)
