@@ -39,7 +39,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
-from . import __version__, channel, sandbox as sandbox_mod, synthetic
+from . import __version__, channel, events, sandbox as sandbox_mod, synthetic
 from .checks import CHECKS, FINISH, JudgeContext, run_order
 from .errors import SubmissionError
 from .network import CONV_LAYERS
@@ -68,6 +68,7 @@ FLAG_KINDS = {
     "processes_left": "left processes running when its grading ended (they were killed)",
     "network": "tried to use the network",
     "write_outside_scratch": "tried to write outside its scratch folder",
+    "bounds": "left files past what the grading process reads (the item scores 0)",
 }
 """Integrity flags: what each kind means. Data for the gradebook, CSV and `grader flags`."""
 
@@ -460,19 +461,27 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
                 result.outcomes[item.id] = Failed("skipped", "not run")
             break
     result.output = tail.decode("utf-8", "replace")
+    _finish(items, result.outcomes, scratch, flags)
     result.flags = list(flags)
-    _finish(items, result.outcomes, scratch)
     return result
 
 
-def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path) -> None:
+def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path, flags: dict) -> None:
     """The trusted steps some checks take after the worker, here where its scratch folder
-    is (reading the event files it wrote, for instance): judging needs no files after it."""
+    is (reading the event files it wrote, for instance): judging needs no files after it.
+    Files past the readers' bounds make the item `integrity` (and raise a flag): recorded,
+    never judged on a part of them, never able to exhaust this process."""
     for item in items:
         outcome, finish = outcomes.get(item.id), FINISH.get(item.check)
         if finish and isinstance(outcome, Observed):
             try:
                 outcome.observation = finish(outcome.observation, scratch)
+            except (events.Bound, MemoryError) as exc:
+                why = str(exc) if isinstance(exc, events.Bound) else "more than this process's memory"
+                flags[Flag("bounds", f"{item.id}: {why}")] = None
+                outcomes[item.id] = Failed("integrity", f"not graded: the submission left {why} "
+                                           "in its scratch folder, past what the grader reads",
+                                           outcome.seconds)
             except Exception as exc:  # noqa: BLE001 - the files came from the submission
                 outcomes[item.id] = Failed("failed", "what the submission left could not be read "
                                            f"({type(exc).__name__}: {exc})"[:500], outcome.seconds)

@@ -5,15 +5,18 @@ grader reads them itself so that scoring never runs TensorFlow or student code.
 
 The files were written by a submission, so they are read defensively: only regular
 files (no FIFO, device or symbolic link, which could block or never end), each file once
-however many hard links it has, at most MAX_FILES of them, records of at most MAX_RECORD
-bytes, MAX_BYTES read from all of them together, and at most MAX_SCALARS values kept (tags
-are still collected after that, up to MAX_TAGS).
+however many hard links it has, records of at most MAX_RECORD bytes, and at most
+MAX_SCALARS values kept (tags are still collected after that, up to MAX_TAGS). More than
+MAX_FILES files, more than MAX_BYTES of records in all, or more than MAX_SECONDS of reading
+is no honest run's output: `Bound` is raised, and the engine records the item as
+`integrity` instead of judging part of what was left.
 """
 from __future__ import annotations
 
 import os
 import stat
 import struct
+import time
 from pathlib import Path
 
 MAX_FILES = 200
@@ -21,6 +24,11 @@ MAX_RECORD = 1 << 20
 MAX_BYTES = 64 << 20
 MAX_SCALARS = 100_000
 MAX_TAGS = 1_000
+MAX_SECONDS = 30.0
+
+
+class Bound(Exception):
+    """The files went past one of the reader's bounds (the message says which)."""
 
 
 def _records(path: Path, budget: list[int], seen: set):
@@ -35,7 +43,7 @@ def _records(path: Path, budget: list[int], seen: set):
         if not stat.S_ISREG(info.st_mode) or (info.st_dev, info.st_ino) in seen:
             return
         seen.add((info.st_dev, info.st_ino))
-        while budget[0] > 0:
+        while True:
             header = handle.read(12)
             if len(header) < 12:
                 return
@@ -43,8 +51,7 @@ def _records(path: Path, budget: list[int], seen: set):
             if length > MAX_RECORD:
                 return
             if 16 + length > budget[0]:
-                budget[0] = 0
-                return
+                raise Bound(f"more than {MAX_BYTES >> 20} MB of event records in all")
             payload = handle.read(length)
             handle.read(4)
             if len(payload) < length:
@@ -54,20 +61,22 @@ def _records(path: Path, budget: list[int], seen: set):
 
 
 def event_files(log_dir: Path) -> list[Path]:
-    """The event files under `log_dir`, without following symbolic links."""
+    """The event files under `log_dir`, without following symbolic links (Bound past
+    MAX_FILES of them)."""
     found = []
     for folder, dirs, files in os.walk(log_dir, followlinks=False):
         dirs.sort()
         for name in sorted(files):
             if name.startswith("events.out.tfevents."):
-                found.append(Path(folder) / name)
                 if len(found) >= MAX_FILES:
-                    return found
+                    raise Bound(f"more than {MAX_FILES} event files")
+                found.append(Path(folder) / name)
     return found
 
 
 def scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
-    """{tag: [(step, value)]} for every scalar in the event files under `log_dir`."""
+    """{tag: [(step, value)]} for every scalar in the event files under `log_dir`;
+    Bound when the files go past the module's bounds."""
     from tensorboard.compat.proto import event_pb2
 
     found: dict[str, list[tuple[int, float]]] = {}
@@ -75,8 +84,11 @@ def scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
     if not log_dir.is_dir():
         return found
     budget, seen, kept = [MAX_BYTES], set(), 0
+    deadline = time.monotonic() + MAX_SECONDS
     for path in event_files(log_dir):
         for payload in _records(path, budget, seen):
+            if time.monotonic() > deadline:
+                raise Bound(f"more than {MAX_SECONDS:.0f} s of reading event files")
             event = event_pb2.Event()
             try:
                 event.ParseFromString(payload)

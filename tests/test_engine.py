@@ -110,3 +110,27 @@ def test_frozen_observes_the_training_run_and_stands_alone_when_it_fails(inputs,
                                            work_dir=tmp_path / "b").items}
     assert alone["training"].status == "error" and "no logging here" in alone["training"].message
     assert alone["frozen"].status == "passed" and alone["frozen"].score == 15
+
+
+def test_files_past_the_readers_bounds_make_the_item_integrity(tmp_path, monkeypatch):
+    """The trusted step after the worker reads the event files it left: past a bound, the
+    item is recorded as integrity with a flag, not judged on part of them (and not lost)."""
+    from grader import events
+
+    logs = tmp_path / "scratch" / "logs"
+    logs.mkdir(parents=True)
+    for i in range(3):
+        (logs / f"events.out.tfevents.{i}").write_bytes(b"")
+    [item] = [i for i in rubric.load(DEFAULT_RUBRIC).select(True) if i.check == "training"]
+    outcomes = {item.id: engine.Observed({"log_dir": str(logs)}, 5.0)}
+    flags: dict = {}
+    engine._finish([item], outcomes, tmp_path / "scratch", flags)
+    assert isinstance(outcomes[item.id], engine.Observed), outcomes  # within bounds: read
+
+    monkeypatch.setattr(events, "MAX_FILES", 2)
+    outcomes = {item.id: engine.Observed({"log_dir": str(logs)}, 5.0)}
+    engine._finish([item], outcomes, tmp_path / "scratch", flags)
+    failed = outcomes[item.id]
+    assert isinstance(failed, engine.Failed) and failed.status == "integrity", failed
+    assert "more than 2 event files" in failed.message
+    assert [f.kind for f in flags] == ["bounds"]

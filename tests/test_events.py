@@ -37,8 +37,27 @@ def test_hard_links_are_read_once_and_all_files_share_one_byte_budget(event_file
     for i in range(4):
         (copies / f"events.out.tfevents.{i}").write_bytes(event_file.read_bytes())
     size = event_file.stat().st_size
+    monkeypatch.setattr(events, "MAX_BYTES", size * 4)  # room for all four copies
+    assert len(events.scalars(copies)["loss"]) == 200
     monkeypatch.setattr(events, "MAX_BYTES", size * 2)  # room for two of the four copies
-    assert 50 < len(events.scalars(copies)["loss"]) <= 100
+    with pytest.raises(events.Bound, match="MB of event records"):
+        events.scalars(copies)
+
+
+def test_too_many_files_or_too_long_a_read_is_a_bound(event_file, tmp_path, monkeypatch):
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"events.out.tfevents.{i}").write_bytes(event_file.read_bytes())
+    monkeypatch.setattr(events, "MAX_FILES", 3)
+    assert len(events.scalars(folder)["loss"]) == 150
+    monkeypatch.setattr(events, "MAX_FILES", 2)
+    with pytest.raises(events.Bound, match="more than 2 event files"):
+        events.scalars(folder)
+    monkeypatch.setattr(events, "MAX_FILES", 200)
+    monkeypatch.setattr(events, "MAX_SECONDS", -1.0)
+    with pytest.raises(events.Bound, match="of reading"):
+        events.scalars(folder)
 
 
 def test_kept_values_and_tags_are_bounded(event_file, monkeypatch):
