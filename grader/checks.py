@@ -687,6 +687,13 @@ def _same_arrays(first, second) -> bool:
                 and np.array_equal(a, b) for a, b in zip(first, second))
 
 
+def _same_head(first, second) -> bool:
+    """Two heads as _head reports them ([[kernel, bias, activation], ...]) hold the same."""
+    return isinstance(first, list) and isinstance(second, list) and len(first) == len(second) \
+        and all(isinstance(a, list) and isinstance(b, list) and len(a) == len(b) == 3
+                and _same_arrays(a[:2], b[:2]) and a[2] == b[2] for a, b in zip(first, second))
+
+
 def collect_frozen(module, ctx, params):
     # The training item's run answers the same questions, when it ran first in this worker
     # and succeeded (SHARES): the frozen state does not depend on which run trained.
@@ -960,31 +967,46 @@ def judge_accuracy(obs, ctx, params):
 # The checkpoint check: a run of ROUND_TRIP_STEPS that saves, then one resumed from its
 # checkpoint up to STRAIGHT_STEPS, against a straight run of STRAIGHT_STEPS.
 ROUND_TRIP_STEPS, STRAIGHT_STEPS = 4, 6
+CHECKPOINT_FOLDER = "ckpt-roundtrip"
+
+
+def _fresh_for_checkpoint(module, ctx):
+    """A model every checkpoint run starts from, whatever the initialisers and whichever
+    process builds it: the same random state for the build, and fc at zeros."""
+    import keras
+
+    keras.utils.set_random_seed(CHECKPOINT_BUILD_SEED)
+    model = _build(module, ctx)
+    start_fc(model)
+    return model
 
 
 def collect_checkpoint(module, ctx, params):
+    """The saving half. The restoring half (`collect_checkpoint_restore`) runs in a fresh
+    worker process that inherits only the scratch folder, so nothing travels in memory."""
     obs = {}
-    probe = ctx.probe
-
-    def fresh():
-        # Every run starts from the same weights, whatever the initialisers: the same
-        # random state for the build, and fc at zeros.
-        import keras
-
-        keras.utils.set_random_seed(CHECKPOINT_BUILD_SEED)
-        model = _build(module, ctx)
-        start_fc(model)
-        return model
-
     # 4 steps saving every 2, keeping 1: the round trip, max_to_keep (2 saves, not 4: a
     # restore that returns the number of saves is told from one returning the step), and
-    # the checkpoint at step 4 that the resumed run below starts from.
-    saved = ctx.scratch / "ckpt-roundtrip"
-    first = fresh()
+    # the checkpoint at step 4 that the resumed run starts from.
+    saved = ctx.scratch / CHECKPOINT_FOLDER
+    first = _fresh_for_checkpoint(module, ctx)
     module.train(first, _fixed_batches(ctx), steps=ROUND_TRIP_STEPS, checkpoint_dir=str(saved),
                  checkpoint_every=2, max_to_keep=1)
-    obs["trained"] = logit_witness(first, module, probe)
+    obs["trained"] = logit_witness(first, module, ctx.probe)
     obs["kept"] = len(list(saved.glob("*.index")))
+    straight_pulled = [0]
+    straight = _fresh_for_checkpoint(module, ctx)
+    module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=STRAIGHT_STEPS)
+    obs["straight"] = logit_witness(straight, module, ctx.probe)
+    obs["straight_pulled"] = straight_pulled[0]
+    return obs
+
+
+def collect_checkpoint_restore(module, ctx, params):
+    """The restoring half, in a process of its own: restore into a fresh model, then
+    resume training from the saved step."""
+    obs = {}
+    saved = ctx.scratch / CHECKPOINT_FOLDER
     # A fresh model first meets an empty folder (nothing to restore: step 0), then the
     # round trip's; after a failed restore it is built again.
     restored = _build(module, ctx)
@@ -996,18 +1018,12 @@ def collect_checkpoint(module, ctx, params):
         obs["empty_error"] = f"{type(exc).__name__}: {exc}"[:300]
         restored = _build(module, ctx)
     obs["restored_step"] = int(module.restore_checkpoint(restored, str(saved)))
-    obs["restored"] = logit_witness(restored, module, probe)
-
-    straight_pulled = [0]
-    straight = fresh()
-    module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=STRAIGHT_STEPS)
-    obs["straight"] = logit_witness(straight, module, probe)
-    obs["straight_pulled"] = straight_pulled[0]
+    obs["restored"] = logit_witness(restored, module, ctx.probe)
     pulled = [0]
-    resumed = fresh()
+    resumed = _fresh_for_checkpoint(module, ctx)
     history = module.train(resumed, _fixed_batches(ctx, start=ROUND_TRIP_STEPS, counter=pulled),
                            steps=STRAIGHT_STEPS, checkpoint_dir=str(saved), checkpoint_every=2)
-    obs["resumed"] = logit_witness(resumed, module, probe)
+    obs["resumed"] = logit_witness(resumed, module, ctx.probe)
     obs["resume_pulled"] = pulled[0]
     final = history.get("final_step") if isinstance(history, dict) else None
     obs["resume_final_step"] = int(final) if final is not None else -1
@@ -1022,7 +1038,9 @@ def judge_checkpoint(obs, ctx, params):
         if unexplained:
             return 0.0, f"the {run} model's outputs do not count: {unexplained}"
     trained, restored, straight, resumed = (obs[run]["logits"] for run in runs)
-    same = trained.shape == restored.shape and np.allclose(trained, restored, rtol=1e-5, atol=1e-5)
+    # The restored model (in another process) must hold the head the saving model held.
+    same = trained.shape == restored.shape and np.allclose(trained, restored, rtol=1e-5, atol=1e-5) \
+        and _same_head(obs["trained"]["head"], obs["restored"]["head"])
     # The resumed run pulls its remaining steps' batches plus whatever the submission
     # prefetches; the straight run pulls all its steps' plus the same prefetch, so a run that
     # restarted at 0 pulls as many as that.
@@ -1132,6 +1150,12 @@ def judge_pipeline(obs, ctx, params):
 
 # Trusted steps between collecting and judging, run where the worker ran (see engine.collect).
 FINISH = {"training": finish_training}
+
+# check: the collect half of its second part, which the engine runs in a fresh worker
+# process after the first part succeeded; the judge sees both parts' observations merged.
+# The worker knows it under the name check + SECOND_PART.
+SECOND_PARTS = {"checkpoint": collect_checkpoint_restore}
+SECOND_PART = "+restore"
 
 CHECKS = {name: (globals()[f"collect_{name}"], globals()[f"judge_{name}"])
           for name in ("interface", "preprocess", "layer_shapes", "weights", "frozen", "features",

@@ -33,14 +33,14 @@ import tempfile
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Union
 
 import numpy as np
 
 from . import __version__, channel, events, sandbox as sandbox_mod, synthetic
-from .checks import CHECKS, FINISH, JudgeContext, run_order
+from .checks import CHECKS, FINISH, SECOND_PART, SECOND_PARTS, JudgeContext, run_order
 from .errors import SubmissionError
 from .network import CONV_LAYERS
 from .rubric import Item, Rubric
@@ -422,8 +422,11 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     _readable(module_file.parent)
     env = worker_env(scratch, threads)
     read_only = [job_dir, module_file.parent, submission_dir]
-    # The first worker imports TensorFlow while the inputs are made and written.
+    # The first worker imports TensorFlow while the inputs are made and written; so does
+    # the one that will run the second parts, while the first one works.
     first = _Worker(sandbox, read_only, scratch, env, tail_bytes)
+    spare = _Worker(sandbox, read_only, scratch, env, tail_bytes) \
+        if any(i.check in SECOND_PARTS for i in items) else None
     try:
         if callable(inputs):
             inputs = inputs()
@@ -433,33 +436,72 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
         _readable(job_dir)
     except BaseException:
         first.kill()
+        if spare is not None:
+            spare.kill()
         raise
     result = Collection({})
     flags: dict[Flag, None] = {}
     tail = b""
     start = time.monotonic()
     budget_end = start + startup_limit + sum(i.time_limit for i in items) + BUDGET_MARGIN
-    remaining = run_order(items)
-    while remaining:
+
+    def run(job_items: list[Item], outcomes: dict, until: float, worker=None, notes=None,
+            on_start=None) -> str:
+        nonlocal tail
         job = {"module": str(module_file), "submission_dir": str(submission_dir),
                "scratch": str(scratch), "job_dir": str(job_dir),
                "items": [{"id": i.id, "check": i.check, "params": i.params,
-                          "seed": item_seeds[i.id]} for i in remaining]}
-        worker, first = first or _Worker(sandbox, read_only, scratch, env, tail_bytes), None
+                          "seed": item_seeds[i.id]} for i in job_items]}
+        worker = worker or _Worker(sandbox, read_only, scratch, env, tail_bytes)
         worker.send_job(job)
-        stop = _run_worker(worker, remaining, result.outcomes, flags, startup_limit, budget_end,
-                           progress, result.notes)
+        stop = _run_worker(worker, job_items, outcomes, flags, startup_limit, until, on_start, notes)
         if sandbox.confined and (strays := worker.strays()):
             flags[Flag("processes_left", f"{strays} process(es) still running at the end")] = None
         worker.kill()
         tail = (tail + worker.tail)[-tail_bytes:]
-        if stop == "import_failed":
-            result.import_failed = True
-        remaining = [i for i in remaining if i.id not in result.outcomes]
-        if stop and remaining:  # a violation or the budget: the rest is not retried
-            for item in remaining:
-                result.outcomes[item.id] = Failed("skipped", "not run")
-            break
+        return stop
+
+    try:
+        remaining, stop = run_order(items), ""
+        while remaining:
+            stop = run(remaining, result.outcomes, budget_end, first, result.notes, progress)
+            first = None
+            if stop == "import_failed":
+                result.import_failed = True
+            remaining = [i for i in remaining if i.id not in result.outcomes]
+            if stop and remaining:  # a violation or the budget: the rest is not retried
+                for item in remaining:
+                    result.outcomes[item.id] = Failed("skipped", "not run")
+                break
+        # Second parts (restoring a checkpoint, say) run in a fresh worker that inherits only
+        # the scratch folder, so nothing the first part held in memory can reach them.
+        for item in items:
+            first_part = result.outcomes.get(item.id)
+            if item.check not in SECOND_PARTS or not isinstance(first_part, Observed):
+                continue
+            if stop == "violation":
+                result.outcomes[item.id] = Failed("integrity", "not graded: the protocol was broken "
+                                                  "before the item's second part ran", first_part.seconds)
+                continue
+            second: dict[str, Outcome] = {}
+            part = replace(item, check=item.check + SECOND_PART)
+            run([part], second, time.monotonic() + startup_limit + item.time_limit + BUDGET_MARGIN,
+                spare)
+            spare = None
+            outcome = second.get(item.id, Failed("skipped", "not run"))
+            if isinstance(outcome, Observed) and isinstance(outcome.observation, dict) \
+                    and isinstance(first_part.observation, dict):
+                result.outcomes[item.id] = Observed({**first_part.observation, **outcome.observation},
+                                                    first_part.seconds + outcome.seconds)
+            elif isinstance(outcome, Observed):
+                result.outcomes[item.id] = Failed("failed", "the observations were malformed",
+                                                  first_part.seconds + outcome.seconds)
+            else:
+                result.outcomes[item.id] = Failed(outcome.status, "in a fresh process, after saving: "
+                                                  + outcome.message, first_part.seconds + outcome.seconds)
+    finally:
+        if spare is not None:
+            spare.kill()
     result.output = tail.decode("utf-8", "replace")
     _finish(items, result.outcomes, scratch, flags)
     result.flags = list(flags)

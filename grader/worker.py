@@ -220,7 +220,7 @@ def main() -> None:
     del mac
     send = writer.send
 
-    from .checks import CHECKS, WorkerContext
+    from .checks import CHECKS, SECOND_PART, SECOND_PARTS, WorkerContext
     from .modules import load_module
 
     job_dir = Path(job["job_dir"])
@@ -235,7 +235,8 @@ def main() -> None:
     # Keep our own references before the submission runs, in read-only mappings: patching
     # the grader's module attributes afterwards changes nothing here, and a changed
     # function body is noticed.
-    collectors = MappingProxyType({name: pair[0] for name, pair in CHECKS.items()})
+    collectors = MappingProxyType({**{name: pair[0] for name, pair in CHECKS.items()},
+                                   **{name + SECOND_PART: fn for name, fn in SECOND_PARTS.items()}})
     code_objects = MappingProxyType({name: fn.__code__ for name, fn in collectors.items()})
     set_seed = keras.utils.set_random_seed
     module_file = job["module"]

@@ -68,3 +68,40 @@ def test_a_patched_numpy_in_the_worker_does_not_hide_trained_convolutions(tmp_pa
     report = engine.grade(attack, only, inputs, work_dir=tmp_path / "run")
     (result,) = report.items
     assert result.score < result.max_score and "conv3_3" in result.message, result.message
+
+
+MEMORY_RESTORE = '''
+
+_SAVED_IN_MEMORY = {}
+_train_with_files = train
+
+
+def train(model, train_ds, val_ds=None, **options):
+    history = _train_with_files(model, train_ds, val_ds, **options)
+    if options.get("checkpoint_dir"):
+        _SAVED_IN_MEMORY[options["checkpoint_dir"]] = ([w.copy() for w in model.get_weights()],
+                                                       history["final_step"])
+    return history
+
+
+def restore_checkpoint(model, checkpoint_dir):
+    if checkpoint_dir not in _SAVED_IN_MEMORY:
+        return 0
+    weights, step = _SAVED_IN_MEMORY[checkpoint_dir]
+    model.set_weights(weights)
+    return step
+'''
+
+
+def test_a_restore_from_memory_does_not_pass_the_round_trip(tmp_path, full_rubric, inputs):
+    """Restoring what the saving run kept in memory instead of reading the checkpoint: the
+    restoring half runs in a fresh worker process that inherits only the scratch folder,
+    so the round trip finds nothing (the resumed run, restored by train from the files,
+    still counts)."""
+    attack = tmp_path / "memory_restore.py"
+    attack.write_text(SOLUTION.read_text() + MEMORY_RESTORE)
+    items = [i for i in full_rubric.items if i.id == "checkpoint"]
+    only = rubric.Rubric(items, full_rubric.title, full_rubric.time_limit)
+    (result,) = engine.grade(attack, only, inputs, include_hidden=True, work_dir=tmp_path / "run").items
+    assert result.score == pytest.approx(0.7 * result.max_score), result.message
+    assert "step 0" in result.message, result.message
