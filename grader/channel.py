@@ -29,6 +29,10 @@ TAG_BYTES = 32
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 512 << 20
 MAX_ARRAYS = 10_000
+MAX_FRAMES = 1_000
+"""frames one worker may send in all (an honest one sends under 50)"""
+MAX_STREAM = 1 << 30
+"""bytes one worker may send in all (an honest one sends under 200 MB)"""
 _PREFIX = struct.Struct(">IQ")
 _SEQ = struct.Struct(">Q")
 
@@ -117,6 +121,7 @@ class Reader:
 
     def __init__(self, fd: int, key: bytes):
         self._fd, self._mac, self._seq = fd, hmac.new(key, digestmod="sha256"), 0
+        self._received = 0
 
     def _read_exact(self, n: int) -> bytes | None:
         chunks, got = [], 0
@@ -136,6 +141,11 @@ class Reader:
         header_len, payload_len = _PREFIX.unpack(prefix)
         if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD:
             raise ChannelError("tampered", f"a frame claiming {header_len} + {payload_len} bytes")
+        # Whatever holds the key, the grading process keeps a bounded amount of what it sent.
+        self._received += header_len + payload_len
+        if self._seq >= MAX_FRAMES or self._received > MAX_STREAM:
+            raise ChannelError("malformed", f"more than {MAX_FRAMES} frames or {MAX_STREAM >> 20} MB "
+                                            "from one worker")
         tag = self._read_exact(TAG_BYTES)
         body = self._read_exact(header_len + payload_len) if tag is not None else None
         if body is None:

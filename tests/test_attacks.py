@@ -105,3 +105,22 @@ def test_a_restore_from_memory_does_not_pass_the_round_trip(tmp_path, full_rubri
     (result,) = engine.grade(attack, only, inputs, include_hidden=True, work_dir=tmp_path / "run").items
     assert result.score == pytest.approx(0.7 * result.max_score), result.message
     assert "step 0" in result.message, result.message
+
+
+@pytest.mark.parametrize("name", ["bias_tolerance", "cancel_head", "protocol_forger"])
+def test_logits_inside_a_widened_tolerance_earn_nothing(name, tmp_path, full_rubric, inputs):
+    """A huge fc bias, or huge hidden units that cancel, widen the tolerance on the terms'
+    magnitudes until a Fourier detector's logits fit in it; the protocol forger plays the
+    worker's whole side with such witnesses. The recomputed head must also make the
+    model's decisions, so none of them earns an item that reads logits."""
+    wanted = {"training", "accuracy_quick", "accuracy", "checkpoint"}
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
+                         full_rubric.time_limit)
+    report = engine.grade(ATTACKS / f"{name}.py", only, inputs, include_hidden=True,
+                          work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert set(by_id) == wanted
+    assert by_id["training"].score <= by_id["training"].max_score / 2, by_id["training"].message
+    for item in ("accuracy_quick", "accuracy", "checkpoint"):
+        assert by_id[item].score == 0, (item, by_id[item].message)
+        assert "top class is the recomputed one" in by_id[item].message, by_id[item].message

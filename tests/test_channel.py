@@ -76,3 +76,36 @@ def test_an_array_claiming_more_than_its_bytes_is_refused_before_allocation():
             member.write(bytes(64))
     with pytest.raises(channel.ChannelError, match="claims more than it holds"):
         _round_trip(body=_frame(buffer.getvalue()))
+
+
+def test_one_worker_sends_a_bounded_number_of_frames_and_bytes(monkeypatch):
+    """Signed frames past the stream's bounds end the stream as malformed, whoever signs."""
+    monkeypatch.setattr(channel, "MAX_FRAMES", 5)
+    key = channel.new_key()
+    read_fd, write_fd = os.pipe()
+
+    def send():
+        writer = channel.Writer(write_fd, channel.mac_from(bytearray(key)))
+        try:
+            for _ in range(8):
+                writer.send({"type": "flag", "kind": "network", "detail": "x"})
+        except OSError:
+            pass
+        finally:
+            os.close(write_fd)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    reader = channel.Reader(read_fd, key)
+    try:
+        assert [reader.receive()["type"] for _ in range(5)] == ["flag"] * 5
+        with pytest.raises(channel.ChannelError, match="more than 5 frames") as caught:
+            reader.receive()
+        assert caught.value.kind == "malformed"
+    finally:
+        os.close(read_fd)
+        sender.join()
+    monkeypatch.setattr(channel, "MAX_STREAM", 1000)
+    sent = {"type": "result", "observation": {"x": np.zeros(1000, np.float32)}}
+    with pytest.raises(channel.ChannelError, match="MB from one worker"):
+        _round_trip(sent)
