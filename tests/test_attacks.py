@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import engine, rubric, synthetic, vgg_weights
+from grader import channel, engine, rubric, synthetic, vgg_weights
 from kit import DEFAULT_RUBRIC, SOLUTION
 
 ATTACKS = Path(__file__).parent / "attacks"
@@ -124,3 +124,18 @@ def test_logits_inside_a_widened_tolerance_earn_nothing(name, tmp_path, full_rub
     for item in ("accuracy_quick", "accuracy", "checkpoint"):
         assert by_id[item].score == 0, (item, by_id[item].message)
         assert "top class is the recomputed one" in by_id[item].message, by_id[item].message
+
+
+def test_a_flood_of_signed_frames_is_cut_at_the_streams_bounds(tmp_path, full_rubric, inputs):
+    """The forger floods the channel with signed flags and pads result frames with 400 MB:
+    the stream ends at channel.MAX_FRAMES frames or MAX_STREAM bytes, the item in flight is
+    integrity, and the grading process keeps a bounded number of flags."""
+    wanted = {"interface", "weights", "accuracy_quick"}
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
+                         full_rubric.time_limit)
+    report = engine.grade(ATTACKS / "forger_memory.py", only, inputs, include_hidden=True,
+                          work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert by_id["accuracy_quick"].status == "integrity", by_id["accuracy_quick"].message
+    assert "from one worker" in by_id["accuracy_quick"].message
+    assert len(report.flags) <= channel.MAX_FRAMES + 1
