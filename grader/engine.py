@@ -508,7 +508,8 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     return result
 
 
-def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path, flags: dict) -> None:
+def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path,
+            flags: dict | None = None) -> None:
     """The trusted steps some checks take after the worker, here where its scratch folder
     is (reading the event files it wrote, for instance): judging needs no files after it.
     Files past the readers' bounds make the item `integrity` (and raise a flag): recorded,
@@ -520,7 +521,8 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path, flag
                 outcome.observation = finish(outcome.observation, scratch)
             except (events.Bound, MemoryError) as exc:
                 why = str(exc) if isinstance(exc, events.Bound) else "more than this process's memory"
-                flags[Flag("bounds", f"{item.id}: {why}")] = None
+                if flags is not None:
+                    flags[Flag("bounds", f"{item.id}: {why}")] = None
                 outcomes[item.id] = Failed("integrity", f"not graded: the submission left {why} "
                                            "in its scratch folder, past what the grader reads",
                                            outcome.seconds)
