@@ -3,11 +3,11 @@
 A frame is a 12-byte prefix (header and payload lengths), a 32-byte tag, a JSON header
 and an optional .npz payload. The tag is HMAC-SHA256 over the frame's sequence number
 and its bytes, under a key that only the engine and the worker know: the engine
-writes the key (with the channel's descriptor number and the job) on the worker's
-stdin, and the worker turns it into a MAC object and erases it before it imports the
-submission. So a frame written by the submission's code (to the descriptor it found
-by scanning /proc/self/fd, with this module's own functions, with anything it finds in
-the job folder) fails authentication, and a replayed or reordered one fails too,
+writes the key (with the channel's descriptor number, the job and the grading inputs)
+on the worker's stdin, and the worker turns it into a MAC object and erases it before it
+imports the submission. So a frame written by the submission's code (to the descriptor
+it found by scanning /proc/self/fd, with this module's own functions, with anything it
+finds on disk) fails authentication, and a replayed or reordered one fails too,
 because the sequence number is part of what is signed.
 
 Only JSON and numpy arrays (loaded with allow_pickle=False) cross the channel, so
@@ -192,7 +192,13 @@ def _arrays(payload: bytes) -> dict[str, np.ndarray]:
     return arrays
 
 
-def bootstrap(key: bytes, fd: int, job: dict) -> bytes:
-    """What the engine writes on the worker's stdin: the key, then the job as JSON."""
+def bootstrap(key: bytes, fd: int, job: dict, inputs: bytes) -> bytes:
+    """What the engine writes first on the worker's stdin: the key, the job as JSON and
+    the grading inputs (an npz, `sized`)."""
     text = json.dumps({"fd": fd, "job": job}).encode()
-    return key + struct.pack(">I", len(text)) + text
+    return key + struct.pack(">I", len(text)) + text + sized(inputs)
+
+
+def sized(data: bytes) -> bytes:
+    """`data` after its length: how the engine writes inputs on the worker's stdin."""
+    return struct.pack(">Q", len(data)) + data

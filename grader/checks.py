@@ -33,7 +33,8 @@ CHECKPOINT_BUILD_SEED = 6
 
 @dataclass
 class WorkerContext:
-    """What the student-facing half may see: no held-out labels."""
+    """What the student-facing half may see: no held-out labels. `probe` and
+    `heldout_images` are the running item's (empty for an item that is not given them)."""
     weights: dict
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -1163,6 +1164,10 @@ FINISH = {"training": finish_training}
 # The worker knows it under the name check + SECOND_PART.
 SECOND_PARTS = {"checkpoint": collect_checkpoint_restore}
 SECOND_PART = "+restore"
+
+# Checks whose collect half reads the held-out images. Every item gets its own probe images
+# when it starts (engine.draw_probe); only these also get the held-out images.
+HELDOUT_CHECKS = frozenset({"accuracy"})
 
 CHECKS = {name: (globals()[f"collect_{name}"], globals()[f"judge_{name}"])
           for name in ("interface", "preprocess", "layer_shapes", "weights", "frozen", "features",

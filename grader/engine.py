@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import io
 import os
 import pwd
 import queue
@@ -40,7 +41,7 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from . import __version__, channel, events, sandbox as sandbox_mod, synthetic
-from .checks import CHECKS, FINISH, SECOND_PART, SECOND_PARTS, JudgeContext, run_order
+from .checks import CHECKS, FINISH, HELDOUT_CHECKS, SECOND_PART, SECOND_PARTS, JudgeContext, run_order
 from .errors import SubmissionError
 from .network import CONV_LAYERS
 from .rubric import Item, Rubric
@@ -63,8 +64,8 @@ FLAG_KINDS = {
     "decoy": "wrote on the decoy descriptor named in the worker's arguments",
     "internal_import": "imported the grader's internal modules",
     "proc_fd": "looked at /proc/*/fd (the process's open descriptors)",
-    "job_folder": "looked at the grading job's folder",
     "introspection": "searched the process's memory (gc, frames or ctypes)",
+    "subprocess": "started a child process (what runs there is confined but not watched)",
     "processes_left": "left processes running when its grading ended (they were killed)",
     "network": "tried to use the network",
     "write_outside_scratch": "tried to write outside its scratch folder",
@@ -150,41 +151,78 @@ class Report:
         return data
 
 
+def _npz(arrays: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def probe_key(seed: int) -> int:
+    """What the probe images are drawn from: a one-way digest of the private seed, so the
+    collecting side (a cluster's machines) can draw them without holding the seed, which
+    also makes the held-out images and their labels."""
+    return int.from_bytes(hashlib.sha256(f"probes:{seed}".encode()).digest()[:16], "big")
+
+
+def draw_probe(key: int, item_id: str, train_images: np.ndarray) -> np.ndarray:
+    """An item's probe images: three training images and one of noise drawn from the
+    probe key and the item's id, and the two extremes of the pixel range. Each item has
+    its own, and the worker gets them only when the item starts."""
+    item = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big")
+    rng = np.random.default_rng([key, PROBE_STREAM, item])
+    return np.concatenate([
+        train_images[np.sort(rng.choice(len(train_images), 3, replace=False))],
+        rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8),
+        np.zeros((1, 32, 32, 3), np.uint8), np.full((1, 32, 32, 3), 255, np.uint8)])
+
+
 @dataclass
 class GradingInputs:
     """Everything the checks need; held-out labels never go to the worker."""
     weights: dict
     train_images: np.ndarray
     train_labels: np.ndarray
-    probe: np.ndarray
+    probe_key: int
     heldout_images: np.ndarray
     heldout_labels: np.ndarray
     description: str = ""
 
+    def probe_for(self, item_id: str) -> np.ndarray:
+        return draw_probe(self.probe_key, item_id, self.train_images)
+
     def for_worker(self) -> WorkerInputs:
         """What the collecting side gets: everything but the held-out labels."""
         return WorkerInputs({k: self.weights[k] for k in WorkerInputs.weight_keys()},
-                            self.train_images, self.train_labels, self.probe, self.heldout_images)
+                            self.train_images, self.train_labels, self.probe_key, self.heldout_images)
 
 
 @dataclass
 class WorkerInputs:
-    """The grading data that may travel to a worker (and to a cluster): no labels of the
-    held-out images."""
+    """The grading data the collecting side holds (it may travel to a cluster's machines):
+    no labels of the held-out images. The sandboxed worker gets the weights and training
+    data with its job, and each item's own questions (its probe images, the held-out
+    images) only when that item starts (`asked`)."""
     weights: dict
     train_images: np.ndarray
     train_labels: np.ndarray
-    probe: np.ndarray
+    probe_key: int
     heldout_images: np.ndarray
 
     @staticmethod
     def weight_keys() -> list[str]:
         return [f"{name}_{part}" for name in CONV_LAYERS for part in "Wb"]
 
-    def write_worker_inputs(self, path: Path) -> None:
-        arrays = {f"w_{key}": self.weights[key] for key in self.weight_keys()}
-        np.savez(path, train_images=self.train_images, train_labels=self.train_labels,
-                 probe=self.probe, heldout_images=self.heldout_images, **arrays)
+    def to_bytes(self) -> bytes:
+        """An uncompressed npz, as the worker reads it from its stdin after the job."""
+        return _npz({"train_images": self.train_images, "train_labels": self.train_labels,
+                     **{f"w_{key}": self.weights[key] for key in self.weight_keys()}})
+
+    def asked(self, item: Item) -> bytes:
+        """What the worker is given when `item` starts, as an uncompressed npz."""
+        arrays = {"probe": draw_probe(self.probe_key, item.id, self.train_images)}
+        if item.check.removesuffix(SECOND_PART) in HELDOUT_CHECKS:
+            arrays["heldout_images"] = self.heldout_images
+        return _npz(arrays)
 
 
 def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
@@ -201,16 +239,10 @@ def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
     else:
         train_images, train_labels = dataset.train_images[:5000], dataset.train_labels[:5000]
         heldout_images, heldout_labels = dataset.test_images[:2000], dataset.test_labels[:2000]
-    # The probe images (preprocess, shapes, features, checkpoint) follow the private seed too:
-    # three training images and one of noise that a submission cannot know in advance, and
-    # the two extremes of the pixel range.
-    rng = np.random.default_rng([grading_seed(rubric), PROBE_STREAM])
-    probe = np.concatenate([
-        train_images[np.sort(rng.choice(len(train_images), 3, replace=False))],
-        rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8),
-        np.zeros((1, 32, 32, 3), np.uint8), np.full((1, 32, 32, 3), 255, np.uint8)])
-    return GradingInputs(weights, train_images, train_labels.astype(np.int64), probe,
-                         heldout_images, heldout_labels.astype(np.int64), description)
+    # The probe images (preprocess, shapes, features, checkpoint) follow the private seed
+    # too, one set per item (draw_probe).
+    return GradingInputs(weights, train_images, train_labels.astype(np.int64),
+                         probe_key(grading_seed(rubric)), heldout_images, heldout_labels.astype(np.int64), description)
 
 
 class _Worker:
@@ -222,6 +254,7 @@ class _Worker:
                  env: dict, tail_bytes: int):
         """Start the process: it imports TensorFlow while `send_job` is still to come."""
         self.messages: queue.Queue = queue.Queue()
+        self._stdin: queue.Queue = queue.Queue()
         self.tail = b""
         self._tail_bytes = tail_bytes
         self.confined = sandbox.confined
@@ -247,14 +280,30 @@ class _Worker:
         self._output = threading.Thread(target=self._drain_output, daemon=True)
         self._output.start()
 
-    def send_job(self, job: dict) -> None:
-        """The key, the channel's descriptor number and the job, on stdin."""
-        try:
-            self.process.stdin.write(channel.bootstrap(self._key, self._chan_fd, job))
-            self.process.stdin.close()
-        except (BrokenPipeError, OSError):
-            pass  # it died at once: the channel reports the end
+    def send_job(self, job: dict, inputs: bytes) -> None:
+        """The key, the channel's descriptor number, the job and the inputs, on stdin: no
+        file of the job is in the worker's view. Each item's own inputs follow when it
+        starts (`send_item`). A thread writes, in order: the worker reads only once
+        TensorFlow is imported, and a submission playing the worker may never read."""
+        self._stdin.put(channel.bootstrap(self._key, self._chan_fd, job, inputs))
         del self._key
+        threading.Thread(target=self._write_stdin, daemon=True).start()
+
+    def send_item(self, data: bytes) -> None:
+        self._stdin.put(channel.sized(data))
+
+    def _write_stdin(self) -> None:
+        try:
+            while (data := self._stdin.get()) is not None:
+                self.process.stdin.write(data)
+                self.process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # it died or was killed: the channel reports the end
+        finally:
+            try:
+                self.process.stdin.close()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
 
     def _read_channel(self, fd: int, key: bytes) -> None:
         reader = channel.Reader(fd, key)
@@ -301,6 +350,7 @@ class _Worker:
             os.killpg(self.process.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+        self._stdin.put(None)
         self.process.wait()
         self._output.join(timeout=5)
 
@@ -381,19 +431,17 @@ def worker_env(scratch: Path, threads: int | None = None) -> dict:
     return env
 
 
-def _prepare_work_dir(work_dir: Path, sandbox: sandbox_mod.Sandbox) -> tuple[Path, Path]:
-    """(job folder, scratch folder): readable, and the scratch writable, for the user the
-    worker runs as; the work folder itself only passable, not listable."""
-    job_dir, scratch = work_dir / "job", work_dir / "scratch"
-    job_dir.mkdir(parents=True, exist_ok=True)
+def _prepare_work_dir(work_dir: Path, sandbox: sandbox_mod.Sandbox) -> Path:
+    """The scratch folder, writable for the user the worker runs as; the work folder itself
+    only passable, not listable."""
+    scratch = work_dir / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     os.chmod(work_dir, 0o711)
-    os.chmod(job_dir, 0o755)
     if sandbox.user:
         entry = pwd.getpwnam(sandbox.user)
         for path in [scratch, *scratch.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-    return job_dir, scratch
+    return scratch
 
 
 def _readable(path: Path) -> None:
@@ -413,7 +461,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     `submission_dir` read-only (None: only the module)."""
     sandbox = sandbox or sandbox_mod.default()
     work_dir = Path(work_dir).resolve()
-    job_dir, scratch = _prepare_work_dir(work_dir, sandbox)
+    scratch = _prepare_work_dir(work_dir, sandbox)
     # The worker sees its own copy of the module, so nothing else of its folder shows.
     (work_dir / "module").mkdir(exist_ok=True)
     module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))
@@ -421,7 +469,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
     _readable(module_file.parent)
     env = worker_env(scratch, threads)
-    read_only = [job_dir, module_file.parent, submission_dir]
+    read_only = [module_file.parent, submission_dir]
     # The first worker imports TensorFlow while the inputs are made and written; so does
     # the one that will run the second parts, while the first one works.
     first = _Worker(sandbox, read_only, scratch, env, tail_bytes)
@@ -432,8 +480,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
             inputs = inputs()
         if isinstance(inputs, GradingInputs):
             inputs = inputs.for_worker()
-        inputs.write_worker_inputs(job_dir / "inputs.npz")
-        _readable(job_dir)
+        blob = inputs.to_bytes()
     except BaseException:
         first.kill()
         if spare is not None:
@@ -449,12 +496,13 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
             on_start=None) -> str:
         nonlocal tail
         job = {"module": str(module_file), "submission_dir": str(submission_dir),
-               "scratch": str(scratch), "job_dir": str(job_dir),
+               "scratch": str(scratch),
                "items": [{"id": i.id, "check": i.check, "params": i.params,
                           "seed": item_seeds[i.id]} for i in job_items]}
         worker = worker or _Worker(sandbox, read_only, scratch, env, tail_bytes)
-        worker.send_job(job)
-        stop = _run_worker(worker, job_items, outcomes, flags, startup_limit, until, on_start, notes)
+        worker.send_job(job, blob)
+        stop = _run_worker(worker, job_items, outcomes, flags, startup_limit, until, inputs.asked,
+                           on_start, notes)
         if sandbox.confined and (strays := worker.strays()):
             flags[Flag("processes_left", f"{strays} process(es) still running at the end")] = None
         worker.kill()
@@ -532,11 +580,12 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path,
 
 
 def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
-                startup_limit: float, budget_end: float,
+                startup_limit: float, budget_end: float, asked: Callable[[Item], bytes],
                 progress: Callable[[str], None] | None = None, notes: list | None = None) -> str:
-    """Follow one worker through its items; the first worker's import notes go to `notes`.
-    Returns "" when a new worker should carry on with the items left, or why not
-    ("import_failed", "violation", "budget", "done")."""
+    """Follow one worker through its items, giving it each item's inputs (`asked`) when
+    the item starts; the first worker's import notes go to `notes`. Returns "" when a new
+    worker should carry on with the items left, or why not ("import_failed", "violation",
+    "budget", "done")."""
     order = [i.id for i in items]
     by_id = {i.id: i for i in items}
     state, current, position = "importing", None, 0
@@ -603,6 +652,7 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                     and message.get("item") == order[position]:
                 state, current, started = "running", order[position], now
                 position += 1
+                worker.send_item(asked(by_id[current]))
                 if progress is not None:
                     progress(current)
                 deadline = min(now + by_id[current].time_limit, budget_end)
@@ -634,13 +684,13 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
 
 
 def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs) -> list[ItemResult]:
-    ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe, inputs.heldout_labels,
-                       inputs.train_images, inputs.heldout_images)
     results = []
     for item in items:
         outcome = outcomes.get(item.id, Failed("skipped", "not run"))
         if isinstance(outcome, Observed):
             _, judge_fn = CHECKS[item.check]
+            ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe_for(item.id),
+                               inputs.heldout_labels, inputs.train_images, inputs.heldout_images)
             try:
                 fraction, message = judge_fn(outcome.observation, ctx, item.params)
             except Exception as exc:  # noqa: BLE001

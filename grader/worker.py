@@ -2,18 +2,21 @@
 
 Started by the engine as `python -m grader.worker`, usually inside the sandbox. Before
 any of the submission's code runs it reads, from stdin, the channel key, the channel's
-descriptor number and the job; it then closes stdin, turns the key into a MAC object
+descriptor number, the job and the grading inputs (no file of the job is in its view); it
+then closes stdin, turns the key into a MAC object
 and erases it (see channel.py). Nothing about the channel is in argv, the environment
 or a file. The descriptor number in argv is a decoy: nothing legitimate writes to it.
 
 While the submission runs, an audit hook (PEP 578) notes what a person reviewing the
-grading should know about: imports of the grader's internals, looks at /proc/*/fd or at
-the job folder, writes outside the scratch folder, network attempts and introspection
-of the process (gc, frames, ctypes) from the submission's own code. Each becomes a
+grading should know about: imports of the grader's internals, looks at /proc/*/fd,
+writes outside the scratch folder, network attempts, and introspection
+of the process (gc, frames, ctypes) or child processes started from the submission's own
+code (a child is not watched: that it was started is the flag). Each becomes a
 signed `flag` frame. The hook does not stop anything: the sandbox does that.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import struct
@@ -29,6 +32,8 @@ WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 INTROSPECTION = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
                  "sys._current_frames", "sys._getframe", "ctypes.string_at", "ctypes.dlsym", "ctypes.cdata",
                  "ctypes.addressof", "ctypes.call_function", "ctypes.dlopen"}
+PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn",
+                  "os.fork", "os.forkpty", "pty.spawn"}
 PATH_EVENTS = {"open", "os.listdir", "os.scandir", "os.mkdir", "os.remove", "os.rename",
                "os.rmdir", "os.symlink", "os.link", "os.chmod", "os.truncate", "shutil.rmtree"}
 MAX_FLAGS = 20
@@ -66,47 +71,83 @@ def skipped_notes(module) -> list[str]:
     return notes
 
 
+def _read_exactly(fd: int, size: int) -> bytearray:
+    buffer = bytearray(size)
+    view, got = memoryview(buffer), 0
+    while got < size:
+        n = os.readv(fd, [view[got:]])
+        if n == 0:
+            raise SystemExit("grader.worker: its input ended early")
+        got += n
+    return buffer
+
+
+def read_sized(fd: int) -> bytearray:
+    """What channel.sized wrote."""
+    (length,) = struct.unpack(">Q", _read_exactly(fd, 8))
+    return _read_exactly(fd, length)
+
+
 def _read_bootstrap():
-    """(MAC object, channel fd, job) from stdin, leaving no copy of the key."""
+    """(MAC object, channel fd, job, inputs as npz bytes, the descriptor each item's
+    inputs come on) from stdin, leaving no copy of the key. Stdin becomes /dev/null."""
     from . import channel
 
-    key = bytearray(channel.KEY_BYTES)
-    view, got = memoryview(key), 0
-    while got < len(key):
-        n = os.readv(0, [view[got:]])
-        if n == 0:
-            raise SystemExit("grader.worker: started without a job on stdin")
-        got += n
-    chunks = []
-    while chunk := os.read(0, 1 << 16):
-        chunks.append(chunk)
-    data = b"".join(chunks)
-    (length,) = struct.unpack(">I", data[:4])
-    boot = json.loads(data[4:4 + length])
+    key = _read_exactly(0, channel.KEY_BYTES)
+    (length,) = struct.unpack(">I", _read_exactly(0, 4))
+    boot = json.loads(_read_exactly(0, length))
+    inputs = read_sized(0)
     mac = channel.mac_from(key)
-    del key, view
+    del key
+    asked = os.dup(0)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    return mac, int(boot["fd"]), boot["job"]
+    return mac, int(boot["fd"]), boot["job"], inputs, asked
 
 
-_WRAPPERS = (os.sep + "ctypes" + os.sep, os.sep + "inspect.py")
+_WRAPPERS = (os.sep + "ctypes" + os.sep, os.sep + "inspect.py", os.sep + "subprocess.py",
+             os.sep + "multiprocessing" + os.sep, os.sep + "os.py", "<frozen os>", os.sep + "pty.py")
 
 
 def _is_wrapper(filename: str) -> bool:
     return any(part in filename for part in _WRAPPERS)
 
 
+class Libraries:
+    """Which frames are a library's: the code of a module the import system loaded, run in
+    that module's own namespace. A frame's file name alone proves nothing (code compiled
+    under a library's file name looks like the library); the frame's globals must also be
+    the namespace of the module that file was loaded as. The modules loaded before the
+    submission runs are remembered (the grader's own are dropped from sys.modules later);
+    the ones imported afterwards are looked up in sys.modules."""
+
+    def __init__(self):
+        self.known = {id(vars(m)): m for m in list(sys.modules.values())
+                      if isinstance(m, type(sys)) and isinstance(getattr(m, "__dict__", None), dict)}
+
+    def owns(self, frame) -> bool:
+        namespace = frame.f_globals
+        module = self.known.get(id(namespace))
+        if module is None:
+            name = dict.get(namespace, "__name__") if type(namespace) is dict else None
+            module = sys.modules.get(name) if isinstance(name, str) else None
+        if module is None or not isinstance(module, type(sys)) or module.__dict__ is not namespace:
+            return False
+        code_file = frame.f_code.co_filename
+        return code_file.startswith("<frozen ") or code_file == dict.get(namespace, "__file__")
+
+
 class Watch:
     """The audit hook: turns events that deserve a person's look into flag frames."""
 
-    def __init__(self, send, module_file: str, scratch: Path, job_dir: Path):
+    def __init__(self, send, module_file: str, scratch: Path):
         self.send, self.module_file = send, module_file
         # Paths are judged by what they resolve to as well as by their text, so neither
-        # /proc/self/cwd/../job nor /dev/fd nor /proc/self/root/... hides where they lead.
+        # /dev/fd nor /proc/self/root/... hides where they lead.
         self.scratches = tuple(dict.fromkeys((str(scratch), os.path.realpath(scratch))))
-        self.job_dirs = tuple(dict.fromkeys((str(job_dir), os.path.realpath(job_dir))))
+        self.libraries = Libraries()
+        self.pid = os.getpid()
         self.seen: dict[tuple[str, str], None] = {}
         self.counts: dict[str, int] = {}
         self.busy = False
@@ -120,12 +161,16 @@ class Watch:
 
     def _from_submission(self) -> bool:
         """Did the submission's own code make this call, directly or through the standard
-        library's thin wrappers (ctypes' CDLL, inspect's frame functions)? Calls that other
-        libraries make on its behalf are not flagged."""
+        library's thin wrappers (ctypes' CDLL, inspect's frame functions, subprocess)? The
+        caller is the submission's unless it is a library's frame (Libraries.owns), so code
+        compiled under a library's file name counts as the submission's. Calls that
+        libraries make on the submission's behalf are not flagged."""
         frame = sys._getframe(2)
         while frame is not None and _is_wrapper(frame.f_code.co_filename):
             frame = frame.f_back
-        return frame is not None and frame.f_code.co_filename == self.module_file
+        if frame is None:
+            return False
+        return frame.f_code.co_filename == self.module_file or not self.libraries.owns(frame)
 
     def _outside_scratch(self, path: str) -> bool:
         """`path` resolved: /proc/self/root/... is judged as what it leads to."""
@@ -133,7 +178,9 @@ class Watch:
             and not path.startswith(("/dev/", "/proc/"))
 
     def __call__(self, event: str, args: tuple) -> None:
-        if self.busy:
+        # A forked child inherits this hook and the signer, not the frame count: it stays
+        # silent (its start was flagged in the worker).
+        if self.busy or os.getpid() != self.pid:
             return
         if event == "import":
             name = str(args[0])
@@ -145,11 +192,14 @@ class Watch:
             address = args[1] if len(args) > 1 else None
             if not isinstance(address, (str, bytes)):  # AF_UNIX addresses are paths
                 self._guarded("network", f"{event.split('.')[1]} to {address!r}")
-        elif event in INTROSPECTION:
+        elif event in INTROSPECTION or event in PROCESS_EVENTS:
             self.busy = True
             try:
                 if self._from_submission():
-                    self.flag("introspection", f"called {event}")
+                    if event in INTROSPECTION:
+                        self.flag("introspection", f"called {event}")
+                    else:
+                        self.flag("subprocess", f"{event} {_program(args)}")
             finally:
                 self.busy = False
 
@@ -180,8 +230,6 @@ class Watch:
         seen = (path, resolved)
         if any(_lists_descriptors(p) for p in seen):
             self._guarded("proc_fd", f"{event} {path}")
-        elif any(p == base or p.startswith(base + os.sep) for p in seen for base in self.job_dirs):
-            self._guarded("job_folder", f"{event} {path}")
         elif event == "open":
             mode, flags = (args[1] if len(args) > 1 else "r"), (args[2] if len(args) > 2 else 0)
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
@@ -190,6 +238,16 @@ class Watch:
                 self._guarded("write_outside_scratch", f"opened {path} for writing")
         elif event not in ("os.listdir", "os.scandir") and self._outside_scratch(resolved):
             self._guarded("write_outside_scratch", f"{event} {path}")
+
+
+def _program(args: tuple) -> str:
+    """What an audited process start runs, as far as its arguments tell, in 80 characters."""
+    for arg in args:
+        if isinstance(arg, (str, bytes)):
+            return os.fsdecode(arg)[:80]
+        if isinstance(arg, (list, tuple)) and arg and isinstance(arg[0], (str, bytes)):
+            return " ".join(os.fsdecode(a) for a in arg if isinstance(a, (str, bytes)))[:80]
+    return "(a fork)"
 
 
 def _lists_descriptors(path: str) -> bool:
@@ -215,7 +273,7 @@ def main() -> None:
     import numpy as np
     import tensorflow  # noqa: F401
 
-    mac, fd, job = _read_bootstrap()
+    mac, fd, job, blob, asked = _read_bootstrap()
     writer = channel.Writer(fd, mac)
     del mac
     send = writer.send
@@ -223,13 +281,16 @@ def main() -> None:
     from .checks import CHECKS, SECOND_PART, SECOND_PARTS, WorkerContext
     from .modules import load_module
 
-    job_dir = Path(job["job_dir"])
-    with np.load(job_dir / "inputs.npz", allow_pickle=False) as npz:
+    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
         inputs = {k: npz[k] for k in npz.files}
+    del blob
     weights = {k[2:]: v for k, v in inputs.items() if k.startswith("w_")}
     scratch = Path(job["scratch"])
-    ctx = WorkerContext(weights, inputs["train_images"], inputs["train_labels"], inputs["probe"],
-                        inputs["heldout_images"], scratch, Path(job["submission_dir"]))
+    # Each item's probe images (and the held-out images, for the items that ask for them)
+    # come when the item starts.
+    nothing = np.zeros((0, 32, 32, 3), np.uint8)
+    ctx = WorkerContext(weights, inputs["train_images"], inputs["train_labels"], nothing, nothing,
+                        scratch, Path(job["submission_dir"]))
     del inputs
 
     # Keep our own references before the submission runs, in read-only mappings: patching
@@ -240,7 +301,7 @@ def main() -> None:
     code_objects = MappingProxyType({name: fn.__code__ for name, fn in collectors.items()})
     set_seed = keras.utils.set_random_seed
     module_file = job["module"]
-    sys.addaudithook(Watch(send, module_file, scratch, job_dir))
+    sys.addaudithook(Watch(send, module_file, scratch))
     _hide_internals()
     try:
         module = load_module(module_file, "submission")
@@ -251,6 +312,9 @@ def main() -> None:
     for item in job["items"]:
         collect = collectors[item["check"]]
         send({"type": "start", "item": item["id"]})
+        with np.load(io.BytesIO(read_sized(asked)), allow_pickle=False) as npz:
+            ctx.probe = npz["probe"]
+            ctx.heldout_images = npz["heldout_images"] if "heldout_images" in npz.files else nothing
         if any(fn.__code__ is not code_objects[name] for name, fn in collectors.items()):
             send({"type": "error", "item": item["id"], "tampered": True,
                   "message": "the submission modified the grader's code; nothing is graded"})

@@ -139,3 +139,76 @@ def test_a_flood_of_signed_frames_is_cut_at_the_streams_bounds(tmp_path, full_ru
     assert by_id["accuracy_quick"].status == "integrity", by_id["accuracy_quick"].message
     assert "from one worker" in by_id["accuracy_quick"].message
     assert len(report.flags) <= channel.MAX_FRAMES + 1
+
+
+FRAME_WALK = '''    try:
+        raise RuntimeError
+    except RuntimeError as exc:
+        frame = exc.__traceback__.tb_frame
+    while frame is not None:
+        loc = frame.f_locals
+        if "send" in loc and "job" in loc and "ctx" in loc:
+            break
+        frame = frame.f_back
+    else:
+        return  # not under the grader
+'''
+GC_SEARCH = '''    import gc, json
+    loc = {}
+    exec(compile(GC_FIND, json.__file__, "exec"), {"gc": gc, "loc": loc})
+    if {"send", "job", "ctx"} - set(loc):
+        return  # not under the grader
+'''
+GC_FIND = '''GC_FIND = """
+for obj in gc.get_objects():
+    kind = type(obj).__name__
+    if kind == "Writer" and hasattr(obj, "send"):
+        loc["send"] = obj.send
+    elif kind == "WorkerContext":
+        loc["ctx"] = obj
+    elif isinstance(obj, dict) and {"items", "scratch", "module"} <= set(obj):
+        loc["job"] = obj
+    elif isinstance(obj, dict) and callable(obj.get("features")) and callable(obj.get("interface")):
+        loc["collectors"] = obj
+"""
+
+
+def _play():'''
+
+
+def _variant(name: str, folder: Path) -> Path:
+    """The protocol forger reaching the worker another way: through gc.get_objects()
+    called from code compiled under json's file name, or from an untagged notebook whose
+    takeover sits in a decorator of build_model (a bare call at the top of a cell is a
+    demo line, not run; a decorator runs when the function is defined)."""
+    source = (ATTACKS / "protocol_forger.py").read_text()
+    assert FRAME_WALK in source and "\n_play()\n" in source
+    if name == "gc_relabelled":
+        path = folder / "gc_relabelled.py"
+        path.write_text(source.replace(FRAME_WALK, GC_SEARCH).replace("def _play():", GC_FIND, 1))
+        return path
+    import nbformat
+
+    source = source.replace("\n_play()\n", "\ndef _takeover(fn):\n    _play()\n    return fn\n")
+    source = source.replace("\ndef build_model(", "\n@_takeover\ndef build_model(")
+    path = folder / "notebook_decorator.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", ["gc_relabelled", "notebook_decorator"])
+def test_the_forger_reaching_the_worker_another_way_earns_the_same(name, tmp_path, full_rubric, inputs):
+    """However the forger finds the worker's signer, it plays the same protocol and earns
+    nothing on the items that read logits; gc from relabelled code is flagged."""
+    wanted = {"training", "accuracy", "checkpoint"}
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
+                         full_rubric.time_limit)
+    report = engine.grade_submission(_variant(name, tmp_path), only, inputs)
+    by_id = {r.id: r for r in report.items}
+    assert set(by_id) == wanted
+    assert by_id["training"].score <= by_id["training"].max_score / 2, by_id["training"].message
+    for item in ("accuracy", "checkpoint"):
+        assert by_id[item].score == 0, (item, by_id[item].message)
+        assert "top class is the recomputed one" in by_id[item].message, by_id[item].message
+    if name == "gc_relabelled":
+        assert "introspection" in {f.kind for f in report.flags}, report.flags

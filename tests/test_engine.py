@@ -134,3 +134,26 @@ def test_files_past_the_readers_bounds_make_the_item_integrity(tmp_path, monkeyp
     assert isinstance(failed, engine.Failed) and failed.status == "integrity", failed
     assert "more than 2 event files" in failed.message
     assert [f.kind for f in flags] == ["bounds"]
+
+
+def test_each_item_has_its_own_probe_and_only_accuracy_items_get_held_out_images(inputs):
+    """Probe images are drawn per item from a digest of the private seed (which the
+    collecting side never holds); what a worker is given when an item starts."""
+    import io
+
+    import numpy as np
+
+    items = {i.id: i for i in fast_rubric().items}
+    probes = {item_id: inputs.probe_for(item_id) for item_id in items}
+    assert all(p.shape == (6, 32, 32, 3) and p.dtype == np.uint8 for p in probes.values())
+    assert len({p.tobytes() for p in probes.values()}) == len(probes)
+    assert np.array_equal(probes["preprocess"], inputs.probe_for("preprocess"))
+    other = engine.grading_inputs(rubric.parse({**yaml.safe_load(DEFAULT_RUBRIC.read_text()),
+                                                "heldout_seed": 12345}, "other seed"), inputs.weights)
+    assert not np.array_equal(other.probe_for("preprocess"), probes["preprocess"])
+    worker_side = inputs.for_worker()
+    assert worker_side.probe_key == inputs.probe_key != engine.grading_seed(fast_rubric())
+    for item in items.values():
+        with np.load(io.BytesIO(worker_side.asked(item))) as given:
+            assert np.array_equal(given["probe"], probes[item.id])
+            assert ("heldout_images" in given.files) == (item.check == "accuracy"), item.id

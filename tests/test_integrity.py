@@ -4,6 +4,7 @@ what it forged, be marked `integrity` and be flagged for review. (Escapes from t
 sandbox: test_sandbox.py.)"""
 from __future__ import annotations
 
+import json
 import textwrap
 import time
 
@@ -81,13 +82,13 @@ for fd in writable_pipes():
         except OSError:
             break
 ''',
-    "job_folder": FORGE + '''
-job = os.path.join(os.path.dirname(os.getcwd()), "job")
+    "work_folder": FORGE + '''
 found = []
-for name in os.listdir(job):
-    with open(os.path.join(job, name), "rb") as handle:
-        data = handle.read()
-    found += [data[i:i + 32] for i in range(0, min(len(data), 4096), 32)]
+for root, _, files in os.walk(os.path.dirname(os.getcwd())):
+    for name in files:
+        with open(os.path.join(root, name), "rb") as handle:
+            data = handle.read(1 << 20)
+        found += [data[i:i + 32] for i in range(0, min(len(data), 4096), 32)]
 fds = writable_pipes()
 for key in found[:64]:
     spray([signed(m, key, i) for i, m in enumerate(FORGED)], fds)
@@ -130,7 +131,7 @@ def _grade(tmp_path, source: str, inputs, name="attack.py", rubric_=RUBRIC) -> e
     ("argv", "decoy"),
     ("proc_self_fd", "proc_fd"),
     ("kit_channel_send", "internal_import"),
-    ("job_folder", "job_folder"),
+    ("work_folder", "proc_fd"),
     ("gc_key_search", "introspection"),
 ])
 def test_forged_frames_earn_nothing_and_are_flagged(tmp_path, inputs, attack, flag):
@@ -141,6 +142,33 @@ def test_forged_frames_earn_nothing_and_are_flagged(tmp_path, inputs, attack, fl
     assert flag in kinds, report.flags
     # and what gave it away on the channel itself
     assert kinds & {"decoy", "tampering"}, report.flags
+
+
+def test_no_file_of_the_job_is_in_the_workers_view_nor_a_probe_at_import(tmp_path, inputs):
+    """The key, the job and the grading inputs reach the worker on its stdin: around its
+    working folder it finds its own module and its scratch folder, nothing else. The
+    worker's context, reached through frames at import, holds no probe or held-out image
+    yet: each item's come when it starts."""
+    source = '''
+    import json, os, sys
+    top = os.path.dirname(os.getcwd())
+    SEEN = sorted(path for root, _, files in os.walk(top) for name in files
+                  if not (path := os.path.relpath(os.path.join(root, name), top)).startswith("scratch/"))
+    frame = sys._getframe()
+    while frame is not None and "ctx" not in frame.f_locals:
+        frame = frame.f_back
+    CTX = frame.f_locals["ctx"]
+    AT_IMPORT = [len(CTX.probe), len(CTX.heldout_images)]
+
+    def preprocess(images):
+        raise RuntimeError("SEEN " + json.dumps([SEEN, AT_IMPORT, len(CTX.probe)]))
+    '''
+    only = rubric.parse({"schema_version": 1, "time_limit": 20, "items": [
+        {"id": "preprocess", "title": "Preprocessing", "points": 10, "check": "preprocess"}]}, "view")
+    (item,) = _grade(tmp_path, source, inputs, rubric_=only).items
+    seen, at_import, when_asked = json.loads(item.message.split("SEEN ", 1)[1].split(" (line")[0])
+    assert len(seen) == 1 and seen[0].startswith("module/"), seen  # scratch/ is left out
+    assert at_import == [0, 0] and when_asked == len(inputs.probe_for("preprocess"))
 
 
 def test_a_forger_holding_the_workers_own_signer_is_still_caught_before_ready(tmp_path, inputs):

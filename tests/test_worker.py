@@ -10,7 +10,7 @@ from grader.submission import PUBLIC_MODULES, SKIPPED
 
 def test_public_data_modules_import_unflagged_and_the_machinery_flagged(tmp_path):
     sent = []
-    watch = worker.Watch(sent.append, str(tmp_path / "m.py"), tmp_path / "scratch", tmp_path / "job")
+    watch = worker.Watch(sent.append, str(tmp_path / "m.py"), tmp_path / "scratch")
     for name in sorted(PUBLIC_MODULES):  # what `from grader import synthetic, cifar10, vgg_weights` imports
         watch("import", (name, None, [], [], []))
     assert sent == []
@@ -32,24 +32,61 @@ def test_skipped_notes_name_cell_statement_and_error():
 
 
 def test_paths_are_judged_by_where_they_lead(tmp_path, monkeypatch):
-    """Descriptor tables reached through /dev/fd or a thread's task folder, the job folder
-    reached through /proc/self/cwd, and a write through /proc/self/root are all flagged;
-    the scratch folder reached any way is not."""
+    """Descriptor tables reached through /dev/fd or a thread's task folder, and a write
+    through /proc/self/root, are flagged; the scratch folder reached any way is not."""
     import os
     import threading
 
-    scratch, job = tmp_path / "scratch", tmp_path / "job"
+    scratch = tmp_path / "scratch"
     scratch.mkdir()
-    job.mkdir()
-    (job / "inputs.npz").write_bytes(b"")
     monkeypatch.chdir(scratch)
     sent = []
-    watch = worker.Watch(sent.append, str(tmp_path / "m.py"), scratch, job)
+    watch = worker.Watch(sent.append, str(tmp_path / "m.py"), scratch)
     watch("os.listdir", ("/dev/fd",))
     watch("os.listdir", (f"/proc/self/task/{threading.get_native_id()}/fd",))
-    watch("open", ("/proc/self/cwd/../job/inputs.npz", "r", os.O_RDONLY))
     watch("open", (f"/proc/self/root{tmp_path}/elsewhere.txt", "w", os.O_WRONLY))
     watch("open", ("/proc/self/cwd/notes.txt", "w", os.O_WRONLY))  # scratch: allowed
     watch("open", (str(scratch / "more.txt"), "w", os.O_WRONLY))
     kinds = [f["kind"] for f in sent]
-    assert kinds == ["proc_fd", "proc_fd", "job_folder", "write_outside_scratch"], sent
+    assert kinds == ["proc_fd", "proc_fd", "write_outside_scratch"], sent
+
+
+def test_code_relabelled_as_a_library_is_still_the_submissions(tmp_path):
+    """The caller of an introspection or a process start is judged by its namespace as
+    well as its file name: code compiled under json's file name, run anywhere but in
+    json's own module, is the submission's."""
+    import json
+
+    sent = []
+    watch = worker.Watch(sent.append, str(tmp_path / "m.py"), tmp_path / "scratch")
+    watch("gc.get_objects", ())  # from this test module: a library for the hook
+    assert sent == []
+    relabelled = compile("watch('gc.get_objects', ())\n"
+                         "watch('subprocess.Popen', (None, ['sh', '-c', 'true'], None, None))",
+                         json.__file__, "exec")
+    exec(relabelled, {"watch": watch})
+    assert [(f["kind"], f["detail"]) for f in sent] == [
+        ("introspection", "called gc.get_objects"), ("subprocess", "subprocess.Popen sh -c true")]
+    sent.clear()
+    json.watch = watch  # run in json's own namespace: indistinguishable from json
+    try:
+        exec(relabelled, vars(json))
+    finally:
+        del json.watch
+    assert sent == []
+
+
+def test_process_starts_from_the_submission_are_flagged_once_and_never_from_a_child(tmp_path):
+    import os
+
+    module_file = tmp_path / "m.py"
+    sent = []
+    watch = worker.Watch(sent.append, str(module_file), tmp_path / "scratch")
+    code = compile("watch('os.system', ('curl example.org',))\nwatch('os.system', ('curl example.org',))\n"
+                   "watch('os.fork', ())", str(module_file), "exec")
+    exec(code, {"watch": watch})
+    assert [f["detail"] for f in sent] == ["os.system curl example.org", "os.fork (a fork)"]
+    sent.clear()
+    watch.pid = os.getpid() + 1  # as in a forked child: it holds the signer, not the count
+    exec(code, {"watch": watch})
+    assert sent == []
