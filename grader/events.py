@@ -7,8 +7,9 @@ The files were written by a submission, so they are read defensively: only regul
 files (no FIFO, device or symbolic link, which could block or never end), each file once
 however many hard links it has, records of at most MAX_RECORD bytes, and at most
 MAX_SCALARS values kept (tags are still collected after that, up to MAX_TAGS). More than
-MAX_FILES files, more than MAX_BYTES of records in all, or more than MAX_SECONDS of reading
-is no honest run's output: `Bound` is raised, and the engine records the item as
+MAX_FILES files, more than MAX_ENTRIES folders and files looked at, more than MAX_BYTES of
+records in all, or more than MAX_SECONDS of reading (the walk included) is no honest
+run's output: `Bound` is raised, and the engine records the item as
 `integrity` instead of judging part of what was left.
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from pathlib import Path
 
 MAX_FILES = 200
+MAX_ENTRIES = 10_000
+"""folders and files the walk looks at under a log folder (an honest run writes a few)"""
 MAX_RECORD = 1 << 20
 MAX_BYTES = 64 << 20
 MAX_SCALARS = 100_000
@@ -60,17 +63,41 @@ def _records(path: Path, budget: list[int], seen: set):
             yield payload
 
 
-def event_files(log_dir: Path) -> list[Path]:
-    """The event files under `log_dir`, without following symbolic links (Bound past
-    MAX_FILES of them)."""
-    found = []
-    for folder, dirs, files in os.walk(log_dir, followlinks=False):
-        dirs.sort()
-        for name in sorted(files):
-            if name.startswith("events.out.tfevents."):
+def event_files(log_dir: Path, deadline: float | None = None) -> list[Path]:
+    """The event files under `log_dir`, folder by folder in name order, without following
+    symbolic links into folders. Bound past MAX_FILES of them, past MAX_ENTRIES entries
+    looked at (counted while a folder is listed, so a folder of millions stops early), or
+    past `deadline` (time.monotonic)."""
+    found, looked, todo = [], 0, [Path(log_dir)]
+    while todo:
+        folder = todo.pop()
+        if deadline is not None and time.monotonic() > deadline:
+            raise Bound(f"more than {MAX_SECONDS:.0f} s of reading event files")
+        entries = []
+        try:
+            with os.scandir(folder) as listing:
+                for entry in listing:
+                    looked += 1
+                    if looked > MAX_ENTRIES:
+                        raise Bound(f"more than {MAX_ENTRIES} folders and files in the log folder")
+                    entries.append(entry)
+        except OSError:
+            continue
+        entries.sort(key=lambda e: e.name)
+        folders = []
+        for entry in entries:
+            try:
+                is_folder = entry.is_dir()
+            except OSError:
+                continue
+            if is_folder:
+                if not entry.is_symlink():
+                    folders.append(Path(entry.path))
+            elif entry.name.startswith("events.out.tfevents."):
                 if len(found) >= MAX_FILES:
                     raise Bound(f"more than {MAX_FILES} event files")
-                found.append(Path(folder) / name)
+                found.append(Path(entry.path))
+        todo.extend(reversed(folders))
     return found
 
 
@@ -85,7 +112,7 @@ def scalars(log_dir: str | os.PathLike) -> dict[str, list[tuple[int, float]]]:
         return found
     budget, seen, kept = [MAX_BYTES], set(), 0
     deadline = time.monotonic() + MAX_SECONDS
-    for path in event_files(log_dir):
+    for path in event_files(log_dir, deadline):
         for payload in _records(path, budget, seen):
             if time.monotonic() > deadline:
                 raise Bound(f"more than {MAX_SECONDS:.0f} s of reading event files")

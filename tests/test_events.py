@@ -65,3 +65,26 @@ def test_kept_values_and_tags_are_bounded(event_file, monkeypatch):
     assert len(events.scalars(event_file.parent)["loss"]) == 7
     monkeypatch.setattr(events, "MAX_TAGS", 0)
     assert events.scalars(event_file.parent) == {}
+
+
+def test_the_walk_is_bounded_by_entries_and_time_and_keeps_its_order(event_file, tmp_path, monkeypatch):
+    """A tree of many folders stops the walk at MAX_ENTRIES (or the deadline) before any
+    file is read; the files found come folder by folder in name order, links to folders
+    not followed."""
+    root = tmp_path / "tree"
+    for path in ["b/events.out.tfevents.2", "a/z/events.out.tfevents.1", "events.out.tfevents.0",
+                 "a/events.out.tfevents.9"]:
+        (root / path).parent.mkdir(parents=True, exist_ok=True)
+        (root / path).write_bytes(event_file.read_bytes())
+    (root / "c").symlink_to(root / "a")
+    assert [p.relative_to(root).as_posix() for p in events.event_files(root)] == [
+        "events.out.tfevents.0", "a/events.out.tfevents.9", "a/z/events.out.tfevents.1",
+        "b/events.out.tfevents.2"]
+    for i in range(30):
+        (root / "b" / f"empty{i}").mkdir()
+    monkeypatch.setattr(events, "MAX_ENTRIES", 20)
+    with pytest.raises(events.Bound, match="more than 20 folders and files"):
+        events.scalars(root)
+    monkeypatch.setattr(events, "MAX_ENTRIES", 10_000)
+    with pytest.raises(events.Bound, match="of reading"):
+        events.event_files(root, deadline=0.0)
