@@ -20,6 +20,7 @@ import io
 import json
 import os
 import struct
+import threading
 import zipfile
 
 import numpy as np
@@ -30,9 +31,9 @@ MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 512 << 20
 MAX_ARRAYS = 10_000
 MAX_FRAMES = 1_000
-"""frames one worker may send in all (an honest one sends under 50)"""
+"""frames one submission's workers may send in all (an honest one sends under 50)"""
 MAX_STREAM = 1 << 30
-"""bytes one worker may send in all (an honest one sends under 200 MB)"""
+"""bytes one submission's workers may send in all (an honest one sends under 200 MB)"""
 _PREFIX = struct.Struct(">IQ")
 _SEQ = struct.Struct(">Q")
 
@@ -116,12 +117,32 @@ class Writer:
             data = data[os.write(self._fd, data):]
 
 
-class Reader:
-    """The engine's end: reads frames in order and checks each one's tag."""
+class Budget:
+    """What all the workers of one submission may send together (MAX_FRAMES frames,
+    MAX_STREAM bytes). A crash costs only its item and a fresh worker carries on, so a
+    bound per worker would let deliberate crashes multiply it; the grading process keeps
+    every accepted observation until it judges."""
 
-    def __init__(self, fd: int, key: bytes):
+    def __init__(self, frames: int | None = None, size: int | None = None):
+        self._lock = threading.Lock()
+        self.frames = MAX_FRAMES if frames is None else frames
+        self.bytes = MAX_STREAM if size is None else size
+
+    def take(self, size: int) -> bool:
+        """Count one frame of `size` bytes; False once past either bound."""
+        with self._lock:
+            self.frames -= 1
+            self.bytes -= size
+            return self.frames >= 0 and self.bytes >= 0
+
+
+class Reader:
+    """The engine's end: reads frames in order and checks each one's tag. Frames count
+    against `budget` (shared by the workers of one submission; by default its own)."""
+
+    def __init__(self, fd: int, key: bytes, budget: Budget | None = None):
         self._fd, self._mac, self._seq = fd, hmac.new(key, digestmod="sha256"), 0
-        self._received = 0
+        self._budget = budget or Budget()
 
     def _read_exact(self, n: int) -> bytes | None:
         chunks, got = [], 0
@@ -142,10 +163,9 @@ class Reader:
         if header_len > MAX_HEADER or payload_len > MAX_PAYLOAD:
             raise ChannelError("tampered", f"a frame claiming {header_len} + {payload_len} bytes")
         # Whatever holds the key, the grading process keeps a bounded amount of what it sent.
-        self._received += header_len + payload_len
-        if self._seq >= MAX_FRAMES or self._received > MAX_STREAM:
+        if not self._budget.take(header_len + payload_len):
             raise ChannelError("malformed", f"more than {MAX_FRAMES} frames or {MAX_STREAM >> 20} MB "
-                                            "from one worker")
+                                            "from one submission's workers")
         tag = self._read_exact(TAG_BYTES)
         body = self._read_exact(header_len + payload_len) if tag is not None else None
         if body is None:

@@ -397,18 +397,25 @@ def _cached_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
     return _front_cache[key]
 
 
-def _pixelwise(images: np.ndarray, inputs: np.ndarray) -> bool:
-    """Is `inputs` the same colour transform of every pixel of `images` (an affine map of
-    the three channels: scaling, mean subtraction, channel order)?"""
+def _colour_transform(images: np.ndarray, inputs: np.ndarray) -> np.ndarray | None:
+    """`images` under the colour transform that `inputs` are of every pixel of them (an
+    affine map of the three channels: scaling, mean subtraction, channel order), fitted
+    over all the images; None when `inputs` are no such transform. Logits are recomputed
+    from these, never from the reported inputs: the twelve numbers of one map fitted over
+    every image carry nothing about any one image, whereas whatever fits in the residual's
+    tolerance (which grows with the values) would reach the recomputation."""
     x = images.reshape(-1, 3).astype(np.float64)
     y = inputs.reshape(-1, 3).astype(np.float64)
     if not np.all(np.isfinite(y)):
-        return False
+        return None
     design = np.hstack([x, np.ones((len(x), 1))])
     # the normal equations (4x4): a tenth of the time of a least-squares solve over every
     # pixel, and exact enough for pixel values; lstsq there copes with single-colour images
     solution, *_ = np.linalg.lstsq(design.T @ design, design.T @ y, rcond=None)
-    return float(np.max(np.abs(design @ solution - y), initial=0.0)) <= 1e-3 * (1.0 + float(np.max(np.abs(y), initial=0.0)))
+    fitted = design @ solution
+    if float(np.max(np.abs(fitted - y), initial=0.0)) > 1e-3 * (1.0 + float(np.max(np.abs(y), initial=0.0))):
+        return None
+    return fitted.reshape(images.shape)
 
 
 def _apply_head(x: np.ndarray, head: list) -> tuple[np.ndarray, np.ndarray]:
@@ -463,11 +470,12 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
         return f"no 3x3 kernel and bias of the table's shapes in {', '.join(lacking[:3])}"
     if not head:
         return "no kernel and bias found in the layer 'fc'"
-    if not _pixelwise(images, inputs):
+    transformed = _colour_transform(images, inputs)
+    if transformed is None:
         return "the preprocess layer's output is not a colour transform of each pixel of the images"
     if rows is None:
         rows = random_rows(n)
-    features = _cached_front(np.asarray(inputs)[rows], convs)
+    features = _cached_front(transformed[rows].astype(np.float32), convs)
     width = np.shape(head[0][0])
     problems = []
     for name in reversed(FEATURE_LAYERS):

@@ -251,7 +251,7 @@ class _Worker:
     frames), ("channel", ChannelError), ("decoy", bytes count) or None at the end."""
 
     def __init__(self, sandbox: sandbox_mod.Sandbox, read_only: list[Path], scratch: Path,
-                 env: dict, tail_bytes: int):
+                 env: dict, tail_bytes: int, budget: channel.Budget):
         """Start the process: it imports TensorFlow while `send_job` is still to come."""
         self.messages: queue.Queue = queue.Queue()
         self._stdin: queue.Queue = queue.Queue()
@@ -275,7 +275,7 @@ class _Worker:
             os.close(chan_fd)
             os.close(decoy_write)
         self._chan_fd = chan_fd
-        threading.Thread(target=self._read_channel, args=(read_fd, key), daemon=True).start()
+        threading.Thread(target=self._read_channel, args=(read_fd, key, budget), daemon=True).start()
         threading.Thread(target=self._watch_decoy, args=(decoy_read,), daemon=True).start()
         self._output = threading.Thread(target=self._drain_output, daemon=True)
         self._output.start()
@@ -305,8 +305,8 @@ class _Worker:
             except (BrokenPipeError, OSError, ValueError):
                 pass
 
-    def _read_channel(self, fd: int, key: bytes) -> None:
-        reader = channel.Reader(fd, key)
+    def _read_channel(self, fd: int, key: bytes, budget: channel.Budget) -> None:
+        reader = channel.Reader(fd, key, budget)
         try:
             while (message := reader.receive()) is not None:
                 self.messages.put(message)
@@ -472,8 +472,10 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     read_only = [module_file.parent, submission_dir]
     # The first worker imports TensorFlow while the inputs are made and written; so does
     # the one that will run the second parts, while the first one works.
-    first = _Worker(sandbox, read_only, scratch, env, tail_bytes)
-    spare = _Worker(sandbox, read_only, scratch, env, tail_bytes) \
+    # What all of this submission's workers may send together (restarts included).
+    budget = channel.Budget()
+    first = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
+    spare = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget) \
         if any(i.check in SECOND_PARTS for i in items) else None
     try:
         if callable(inputs):
@@ -499,7 +501,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
                "scratch": str(scratch),
                "items": [{"id": i.id, "check": i.check, "params": i.params,
                           "seed": item_seeds[i.id]} for i in job_items]}
-        worker = worker or _Worker(sandbox, read_only, scratch, env, tail_bytes)
+        worker = worker or _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
         worker.send_job(job, blob)
         stop = _run_worker(worker, job_items, outcomes, flags, startup_limit, until, inputs.asked,
                            on_start, notes)

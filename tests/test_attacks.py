@@ -137,7 +137,7 @@ def test_a_flood_of_signed_frames_is_cut_at_the_streams_bounds(tmp_path, full_ru
                           work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
     assert by_id["accuracy_quick"].status == "integrity", by_id["accuracy_quick"].message
-    assert "from one worker" in by_id["accuracy_quick"].message
+    assert "from one submission's workers" in by_id["accuracy_quick"].message
     assert len(report.flags) <= channel.MAX_FRAMES + 1
 
 
@@ -212,3 +212,57 @@ def test_the_forger_reaching_the_worker_another_way_earns_the_same(name, tmp_pat
         assert "top class is the recomputed one" in by_id[item].message, by_id[item].message
     if name == "gc_relabelled":
         assert "introspection" in {f.kind for f in report.flags}, report.flags
+
+
+CRASH_AFTER_PADDING = '''
+import os
+import numpy as np
+
+def _pad_and_crash():
+    import sys
+    frame = sys._getframe()
+    while frame is not None and "send" not in frame.f_locals:
+        frame = frame.f_back
+    frame.f_locals["send"]({"type": "flag", "kind": "network", "detail": "pad",
+                            "pad": np.zeros(30 << 20, np.uint8)})
+    os._exit(1)
+
+def preprocess(images):
+    _pad_and_crash()
+
+def build_model(weights, num_classes=10):
+    _pad_and_crash()
+'''
+
+
+def test_restarted_workers_share_one_bound_on_what_they_send(tmp_path, full_rubric, inputs, monkeypatch):
+    """Each item sends 30 MB with the worker's own signer and crashes; a fresh worker
+    carries on with the next item. Against a 100 MB bound shared by all of them, the
+    fourth frame ends the grading as integrity; with a bound per worker it never would."""
+    monkeypatch.setattr(channel, "MAX_STREAM", 100 << 20)
+    attack = tmp_path / "crash_after_padding.py"
+    attack.write_text(CRASH_AFTER_PADDING)
+    wanted = ["preprocess", "layer_shapes", "weights", "features"]
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
+                         full_rubric.time_limit)
+    report = engine.grade(attack, only, inputs, include_hidden=True, work_dir=tmp_path / "run")
+    statuses = [r.status for r in report.items]
+    assert statuses[:3] == ["crashed"] * 3, [(r.id, r.status, r.message) for r in report.items]
+    assert statuses[3] == "integrity" and "from one submission's workers" in report.items[3].message
+
+
+def test_an_answer_painted_into_the_reported_inputs_earns_nothing(tmp_path, full_rubric, inputs):
+    """The forger reports inputs 2**20 + (an answer painted per image), which fit a colour
+    transform within a tolerance that grows with the values, and hand-made convolutions
+    that carry the painting to fc. The logits are recomputed from the fitted transform of
+    the true images, so nothing painted reaches them."""
+    wanted = {"training", "accuracy", "checkpoint"}
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
+                         full_rubric.time_limit)
+    report = engine.grade(ATTACKS / "smuggled_inputs.py", only, inputs, include_hidden=True,
+                          work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert by_id["training"].score <= by_id["training"].max_score / 2, by_id["training"].message
+    for item in ("accuracy", "checkpoint"):
+        assert by_id[item].score == 0, (item, by_id[item].message)
+        assert "not fc applied to its own VGG16 features" in by_id[item].message, by_id[item].message

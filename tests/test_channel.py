@@ -78,7 +78,7 @@ def test_an_array_claiming_more_than_its_bytes_is_refused_before_allocation():
         _round_trip(body=_frame(buffer.getvalue()))
 
 
-def test_one_worker_sends_a_bounded_number_of_frames_and_bytes(monkeypatch):
+def test_one_submission_sends_a_bounded_number_of_frames_and_bytes(monkeypatch):
     """Signed frames past the stream's bounds end the stream as malformed, whoever signs."""
     monkeypatch.setattr(channel, "MAX_FRAMES", 5)
     key = channel.new_key()
@@ -107,5 +107,15 @@ def test_one_worker_sends_a_bounded_number_of_frames_and_bytes(monkeypatch):
         sender.join()
     monkeypatch.setattr(channel, "MAX_STREAM", 1000)
     sent = {"type": "result", "observation": {"x": np.zeros(1000, np.float32)}}
-    with pytest.raises(channel.ChannelError, match="MB from one worker"):
+    with pytest.raises(channel.ChannelError, match="MB from one submission's workers"):
         _round_trip(sent)
+
+
+def test_the_bounds_are_shared_by_all_the_workers_of_one_submission():
+    """A crash costs only its item and a fresh worker carries on: the second worker's
+    reader starts from what the first one left of the budget, not from a new one."""
+    budget = channel.Budget(frames=3, size=10_000)
+    assert budget.take(4_000) and budget.take(4_000)
+    assert not budget.take(4_000)  # a third worker's first frame: past the bytes
+    budget = channel.Budget(frames=2, size=10_000)
+    assert budget.take(1) and budget.take(1) and not budget.take(1)
