@@ -242,7 +242,8 @@ def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
     # The probe images (preprocess, shapes, features, checkpoint) follow the private seed
     # too, one set per item (draw_probe).
     return GradingInputs(weights, train_images, train_labels.astype(np.int64),
-                         probe_key(grading_seed(rubric)), heldout_images, heldout_labels.astype(np.int64), description)
+                         probe_key(grading_seed(rubric)), heldout_images,
+                         heldout_labels.astype(np.int64), description)
 
 
 class _Worker:
@@ -275,7 +276,8 @@ class _Worker:
             os.close(chan_fd)
             os.close(decoy_write)
         self._chan_fd = chan_fd
-        threading.Thread(target=self._read_channel, args=(read_fd, key, budget), daemon=True).start()
+        threading.Thread(target=self._read_channel, args=(read_fd, key, budget),
+                         daemon=True).start()
         threading.Thread(target=self._watch_decoy, args=(decoy_read,), daemon=True).start()
         self._output = threading.Thread(target=self._drain_output, daemon=True)
         self._output.start()

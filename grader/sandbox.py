@@ -38,6 +38,7 @@ import functools
 import os
 import pwd
 import resource
+import signal
 import stat
 import subprocess
 import sys
@@ -49,6 +50,7 @@ FAILED = 111  # the trampoline's exit code when a confinement step could not be 
 CLONE_NEWNS = 0x00020000
 MS_BIND, MS_REC, MS_PRIVATE, MS_REMOUNT, MS_RDONLY = 4096, 16384, 1 << 18, 32, 1
 PR_SET_NO_NEW_PRIVS = 38
+PR_SET_PDEATHSIG = 1
 TMP_BYTES = 64 << 20
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 
@@ -106,7 +108,8 @@ class Sandbox:
     def command(self, argv: list[str], *, read_only: list[Path], scratch: Path) -> list[str]:
         """The full command line that runs `argv` confined. `read_only` folders (job,
         submission) are shown read-only at their own paths; `scratch` is writable."""
-        trampoline = [sys.executable, "-m", "grader.sandbox", "--file-mb", str(self.file_mb)]
+        trampoline = [sys.executable, "-m", "grader.sandbox", "--file-mb", str(self.file_mb),
+                      "--parent", str(os.getpid())]
         if self.memory_mb:
             trampoline += ["--memory-mb", str(self.memory_mb)]
         if self.user:
@@ -309,8 +312,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--expose", action="append", default=[])
     parser.add_argument("--expose-rw", action="append", default=[])
     parser.add_argument("--hide", action="append", default=[])
+    parser.add_argument("--parent", type=int, default=0,
+                        help="the pid that started it (default: its parent at start-up)")
     parser.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
+    parent = args.parent or os.getppid()
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         _fail("no command given")
@@ -341,6 +347,14 @@ def main(argv: list[str] | None = None) -> None:
             _fail(f"could not switch to user {args.user!r}")
     if _libc().prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         _fail("could not set no_new_privs")
+    # The sandbox ends with the grading process that started it, however that one ends
+    # (SIGKILL, the OOM killer): the kernel kills this process (bwrap once exec'd, whose
+    # --die-with-parent takes the worker along). Set after the user switch, which clears it,
+    # and checked against a parent that died before it was set.
+    if _libc().prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+        _fail("could not ask to end with the grading process")
+    if os.getppid() != parent:
+        os._exit(1)
     try:
         os.execvp(command[0], command)
     except OSError as exc:

@@ -208,6 +208,28 @@ def test_no_process_outlives_its_grading(escape):
     assert escape["strays_at_end"] == [] and escape["strays_later"] == []
 
 
+def test_the_sandbox_ends_with_a_grading_process_that_is_killed(tmp_path):
+    """A grading process killed outright (SIGKILL, the OOM killer) cleans nothing up: the
+    process it started in the sandbox's trampoline gets SIGKILL from the kernel then."""
+    grading = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys, time\n"
+         "child = subprocess.Popen([sys.executable, '-m', 'grader.sandbox', '--', 'sleep', '60'],"
+         " start_new_session=True)\n"
+         "print(child.pid, flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    child = int(grading.stdout.readline())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and not Path(f"/proc/{child}/cmdline").read_bytes().startswith(b"sleep"):
+        time.sleep(0.05)  # until the trampoline has exec'd
+    grading.kill()
+    grading.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+        time.sleep(0.05)
+    assert not Path(f"/proc/{child}").exists() or \
+        Path(f"/proc/{child}/stat").read_text().split(")")[1].split()[0] == "Z"
+
+
 def test_escape_attempts_are_flagged_for_review(escape):
     row = escape["table"]["escape"]
     kinds = set(row["flags"].split())
