@@ -170,10 +170,10 @@ def draw_probe(key: int, item_id: str, train_images: np.ndarray) -> np.ndarray:
     its own, and the worker gets them only when the item starts."""
     item = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big")
     rng = np.random.default_rng([key, PROBE_STREAM, item])
+    one = (1, *train_images.shape[1:])
     return np.concatenate([
         train_images[np.sort(rng.choice(len(train_images), 3, replace=False))],
-        rng.integers(0, 256, (1, 32, 32, 3), dtype=np.uint8),
-        np.zeros((1, 32, 32, 3), np.uint8), np.full((1, 32, 32, 3), 255, np.uint8)])
+        rng.integers(0, 256, one, dtype=np.uint8), np.zeros(one, np.uint8), np.full(one, 255, np.uint8)])
 
 
 @dataclass

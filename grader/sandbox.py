@@ -106,8 +106,9 @@ class Sandbox:
                 f"{str(self.memory_mb) + ' MB' if self.memory_mb else 'none'}")
 
     def command(self, argv: list[str], *, read_only: list[Path], scratch: Path) -> list[str]:
-        """The full command line that runs `argv` confined. `read_only` folders (job,
-        submission) are shown read-only at their own paths; `scratch` is writable."""
+        """The full command line that runs `argv` confined. `read_only` folders (the
+        module's, the submission's) are shown read-only at their own paths; `scratch` is
+        writable."""
         trampoline = [sys.executable, "-m", "grader.sandbox", "--file-mb", str(self.file_mb),
                       "--parent", str(os.getpid())]
         if self.memory_mb:

@@ -88,6 +88,14 @@ def read_sized(fd: int) -> bytearray:
     return _read_exactly(fd, length)
 
 
+def _arrays(data) -> dict:
+    """The arrays of an npz the engine wrote (channel.sized's payload)."""
+    import numpy as np
+
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+        return {k: npz[k] for k in npz.files}
+
+
 def _read_bootstrap():
     """(MAC object, channel fd, job, inputs as npz bytes, the descriptor each item's
     inputs come on) from stdin, leaving no copy of the key. Stdin becomes /dev/null."""
@@ -281,14 +289,13 @@ def main() -> None:
     from .checks import CHECKS, SECOND_PART, SECOND_PARTS, WorkerContext
     from .modules import load_module
 
-    with np.load(io.BytesIO(blob), allow_pickle=False) as npz:
-        inputs = {k: npz[k] for k in npz.files}
+    inputs = _arrays(blob)
     del blob
     weights = {k[2:]: v for k, v in inputs.items() if k.startswith("w_")}
     scratch = Path(job["scratch"])
     # Each item's probe images (and the held-out images, for the items that ask for them)
     # come when the item starts.
-    nothing = np.zeros((0, 32, 32, 3), np.uint8)
+    nothing = inputs["train_images"][:0]
     ctx = WorkerContext(weights, inputs["train_images"], inputs["train_labels"], nothing, nothing,
                         scratch, Path(job["submission_dir"]))
     del inputs
@@ -312,9 +319,8 @@ def main() -> None:
     for item in job["items"]:
         collect = collectors[item["check"]]
         send({"type": "start", "item": item["id"]})
-        with np.load(io.BytesIO(read_sized(asked)), allow_pickle=False) as npz:
-            ctx.probe = npz["probe"]
-            ctx.heldout_images = npz["heldout_images"] if "heldout_images" in npz.files else nothing
+        given = _arrays(read_sized(asked))
+        ctx.probe, ctx.heldout_images = given["probe"], given.get("heldout_images", nothing)
         if any(fn.__code__ is not code_objects[name] for name, fn in collectors.items()):
             send({"type": "error", "item": item["id"], "tampered": True,
                   "message": "the submission modified the grader's code; nothing is graded"})
