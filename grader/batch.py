@@ -18,7 +18,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import __version__, engine, exports, rubric as rubric_mod, sandbox as sandbox_mod, vgg_weights
+from . import __version__, course_data, engine, exports, rubric as rubric_mod, sandbox as sandbox_mod
 from .errors import KitError
 from .fsutil import atomic_path
 from .gradebook import Gradebook
@@ -70,14 +70,15 @@ def _write_exports(book: Gradebook, out: Path, item_ids: list[str], released: bo
 def main(submissions: str, out: str, workers: int | None = None, regrade: bool = False,
          rubric_path: str | None = None, weights: str | None = None, memory_mb: int = 6144,
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
-         released: bool = False, progress: bool = True, scheduler: str | None = None) -> dict:
+         released: bool = False, progress: bool = True, scheduler: str | None = None,
+         data: list[str] | None = None, no_verify: bool = False) -> dict:
     folder = Path(submissions)
     if not folder.is_dir():
         raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
                        "folder per student).")
     rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)
-    conv_weights, weights_source = vgg_weights.resolve(weights)
+    conv_weights, dataset, grading_on = course_data.resolve(rubric, data, weights, no_verify)
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise KitError(f"--workers must be at least 1, found {workers}.")
@@ -94,8 +95,9 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             seed = str(engine.private_seed())
             book.set_meta("heldout_seed", seed)
         rubric.heldout_seed = int(seed)
-        rubric_hash = hashlib.sha256(rubric_file.read_bytes() + weights_source.encode()).hexdigest()[:16]
-        inputs = engine.grading_inputs(rubric, conv_weights)
+        # the weights and data are part of what a grade was given under: changing either regrades
+        rubric_hash = hashlib.sha256(rubric_file.read_bytes() + grading_on.encode()).hexdigest()[:16]
+        inputs = engine.grading_inputs(rubric, conv_weights, dataset, grading_on)
         items = rubric.select(include_hidden=True)
         client = cluster = None
         if scheduler:
@@ -114,7 +116,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         todo = [(s, p) for s, p in entries
                 if regrade or not book.is_current(s, hashes[s], __version__, rubric_hash)]
         print(f"{len(entries)} submissions, {len(entries) - len(todo)} already graded, "
-              f"{len(todo)} to grade {where}", file=sys.stderr)
+              f"{len(todo)} to grade {where}; grading on {grading_on}", file=sys.stderr)
         from tqdm import tqdm
         bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
         try:

@@ -3,14 +3,16 @@
 Every correct solution of the corpus (and the reference) is graded on every item under
 several grading seeds, with the rubric's data and weights, and so are the broken
 variants marked `low`. Each accuracy item then gets `upper` a stated margin below the
-lowest correct run and `lower` at or above the highest low run; each item's time limit
-becomes a stated multiple of its slowest correct run. The rubric records what it was
-calibrated on, and a table and a PNG plot show the distributions with the bounds.
+lowest correct run and `lower` at or above the highest low run; the training item's
+`learned_accuracy` (the accuracy on its training images from which a run counts as
+learned) goes the same margin below the lowest correct run, and must stay above the
+highest low run. Each item's time limit becomes a stated multiple of its slowest correct
+run. The rubric records what it was calibrated on, and a table and a PNG plot show the
+distributions with the bounds.
 """
 from __future__ import annotations
 
 import datetime
-import hashlib
 import math
 import sys
 import tempfile
@@ -20,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import corpus as corpus_mod, engine, rubric as rubric_mod, vgg_weights
+from . import checks, corpus as corpus_mod, course_data, engine, rubric as rubric_mod
 from .errors import KitError
 from .fsutil import atomic_path, write_text_atomic
 from .paths import default_rubric
@@ -53,12 +55,34 @@ class Run:
     messages: dict[str, str] = field(default_factory=dict)
 
 
+CALIBRATED = ("accuracy", "training")
+"""the checks whose bound calibration sets"""
+
+
 def accuracy_of(observation: dict, heldout_labels: np.ndarray, images: int) -> float | None:
     logits = observation.get("logits") if isinstance(observation, dict) else None
     labels = heldout_labels[:images]
     if logits is None or np.shape(logits) != (len(labels), 10):
         return None
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
+
+
+def measured_accuracy(item: rubric_mod.Item, observation, inputs: engine.GradingInputs) -> float | None:
+    """What an item's bound is set from: held-out accuracy for accuracy items (train mode),
+    the accuracy on the training item's images after its run for the training item."""
+    if item.check == "accuracy" and item.params["mode"] == "train":
+        return accuracy_of(observation, inputs.heldout_labels, item.params["images"])
+    if item.check == "training" and isinstance(observation, dict):
+        return accuracy_of(observation.get("after"), inputs.train_labels, checks.TRAINING_IMAGES)
+    return None
+
+
+def unbarred(items: list[rubric_mod.Item]) -> list[rubric_mod.Item]:
+    """The items as calibration judges them: the training item counts any gain as learned
+    (its bar is what is being measured), so a correct run loses it only to what has no
+    bound (its TensorBoard scalars, logits the VGG front end does not explain)."""
+    return [replace(i, params={**i.params, "learned_accuracy": 0.0}) if i.check == "training" else i
+            for i in items]
 
 
 def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric, weights: dict,
@@ -73,15 +97,15 @@ def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric,
                 module = prepare(path, Path(tmp) / "module")
                 outcomes = engine.collect(module, path.parent, seeded.items, inputs,
                                           Path(tmp) / "run", seed=seed).outcomes
-                results = engine.judge(seeded.items, outcomes, inputs)
+                results = engine.judge(unbarred(seeded.items), outcomes, inputs)
             run = Run(name, seed, kind)
             for item, result in zip(seeded.items, results):
                 run.scores[item.id] = result.score / item.points if item.points else 1.0
                 run.seconds[item.id] = result.seconds
                 run.messages[item.id] = f"{result.status}: {result.message}"
                 outcome = outcomes.get(item.id)
-                if item.check == "accuracy" and isinstance(outcome, engine.Observed):
-                    acc = accuracy_of(outcome.observation, inputs.heldout_labels, item.params["images"])
+                if item.check in CALIBRATED and isinstance(outcome, engine.Observed):
+                    acc = measured_accuracy(item, outcome.observation, inputs)
                     if acc is not None:
                         run.accuracy[item.id] = acc
             log(f"  {kind:7s} {name:28s} seed {seed}: " + ", ".join(
@@ -112,7 +136,7 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
         limits[item.id] = float(max(MIN_TIME_LIMIT, math.ceil(time_factor * slowest / 5) * 5))
     bounds = {}
     for item in rubric.items:
-        if item.check != "accuracy" or item.params["mode"] != "train":
+        if item.check not in CALIBRATED or item.params.get("mode", "train") != "train":
             continue
         values = [r.accuracy.get(item.id) for r in correct]
         if not values or any(v is None for v in values):
@@ -126,11 +150,12 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
         # to 0.01, away from the runs (rounded first so 0.55 stays 0.55 in binary floats)
         upper = math.floor(round((min_correct - margin) * 100, 6)) / 100
         floor_low = max(max_low if max_low is not None else 0.1, 0.1)
+        what = "accuracy" if item.check == "accuracy" else "training accuracy"
         lower = math.ceil(round((floor_low + LOW_MARGIN) * 100, 6)) / 100
         if not lower < upper:
             raise KitError(
-                f"calibration of {item.id}: the correct runs (lowest {min_correct:.3f}) and the "
-                f"low runs (highest {max_low if max_low is not None else 0:.3f}) are not "
+                f"calibration of {item.id}: the correct runs' {what} (lowest {min_correct:.3f}) "
+                f"and the low runs' (highest {max_low if max_low is not None else 0:.3f}) are not "
                 f"separated by the margins {margin} and {LOW_MARGIN}; give the item more steps "
                 "or images.")
         bounds[item.id] = Bounds(item.id, lower, upper, min_correct, max_low,
@@ -139,7 +164,8 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
 
 
 def false_fails(rubric: rubric_mod.Rubric, runs: list[Run]) -> list[str]:
-    """Correct runs that lost points on an item that is not an accuracy item."""
+    """Correct runs that lost points on an item that is not an accuracy item (the training
+    item judged without its calibrated bar, see `unbarred`)."""
     return [f"{r.solution} (seed {r.seed}) lost {item.id}: {r.messages[item.id]}"
             for r in runs if r.kind == "correct" for item in rubric.items
             if item.check != "accuracy" and r.scores.get(item.id, 0) < 1.0]
@@ -156,7 +182,10 @@ def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, 
             raw["time_limit"] = limits[raw["id"]]
         if raw["id"] in bounds:
             params = dict(raw.get("params") or {})
-            params["lower"], params["upper"] = bounds[raw["id"]].lower, bounds[raw["id"]].upper
+            if raw["check"] == "training":
+                params["learned_accuracy"] = bounds[raw["id"]].upper
+            else:
+                params["lower"], params["upper"] = bounds[raw["id"]].lower, bounds[raw["id"]].upper
             raw["params"] = params
         items.append(raw)
     data["items"] = items
@@ -179,7 +208,8 @@ def table(bounds: dict[str, Bounds], limits: dict[str, float], runs: list[Run]) 
     return "\n".join(lines)
 
 
-def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
+def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path,
+         training_items: tuple[str, ...] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -195,24 +225,43 @@ def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
         ax.axvline(b.upper, color="tab:green", linestyle="--", linewidth=1)
         ax.set_yticks([0, 1], ["low", "correct"])
         ax.set_xlim(0, 1.02)
-        ax.set_title(f"{item_id}: no points at or below {b.lower:.2f}, full points from {b.upper:.2f}",
-                     fontsize=9)
-    axes[-1, 0].set_xlabel("accuracy on held-out images")
+        if b.lower == b.upper or item_id in training_items:
+            title = f"{item_id} (training images): learned from {b.upper:.2f}"
+        else:
+            title = f"{item_id}: no points at or below {b.lower:.2f}, full points from {b.upper:.2f}"
+        ax.set_title(title, fontsize=9)
+    axes[-1, 0].set_xlabel("accuracy (held-out images; the training item: its training images)")
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
 
 
+def declared_data(found: course_data.Setting) -> dict:
+    """The rubric's `data` section for what calibration measured on."""
+    if found.kind == "synthetic":
+        return {"kind": "synthetic"}
+    from . import cifar10
+
+    declared = {"kind": found.kind}
+    if found.path:
+        declared["path"] = found.path
+        if Path(found.path).is_file():
+            declared["md5"] = cifar10.md5sum(found.path)
+    return declared
+
+
 def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
-        seeds=SEEDS, weights: str | None = None, data=None, data_description: str = "synthetic",
-        margin: float = MARGIN, time_factor: float = TIME_FACTOR, write: bool = True,
+        seeds=SEEDS, weights: str | None = None, data: list[str] | None = None,
+        no_verify: bool = False, margin: float = MARGIN, time_factor: float = TIME_FACTOR, write: bool = True,
         plot_path: str | Path | None = None, solutions: list[str] | None = None,
         log=print) -> tuple[dict[str, Bounds], dict[str, float], list[Run]]:
     rubric_path = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_path)
     corpus = Path(corpus or corpus_mod.default_corpus())
-    conv_weights, weights_source = vgg_weights.resolve(weights)
+    found = course_data.setting(rubric, data, weights, no_verify)
+    conv_weights, weights_source = course_data.load_weights(found)
+    dataset, data_description = course_data.load_dataset(found), found.describe_data()
     correct = corpus_mod.correct_solutions(corpus)
     if solutions:
         unknown = [s for s in solutions if s not in correct]
@@ -225,10 +274,10 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         f"low variants, seeds {', '.join(map(str, seeds))} ({weights_source}; {data_description})")
     with tempfile.TemporaryDirectory(prefix="grader-variants-") as tmp:
         low = {v.name: corpus_mod.write_variant(v, Path(tmp), corpus) for v in low_variants}
-        accuracy_items = [i for i in rubric.items if i.check == "accuracy"]
-        runs = grade_runs(correct, "correct", rubric, conv_weights, seeds, data, log)
-        low_rubric = replace(rubric, items=accuracy_items)
-        runs += grade_runs(low, "low", low_rubric, conv_weights, seeds, data, log)
+        calibrated_items = [i for i in rubric.items if i.check in CALIBRATED]
+        runs = grade_runs(correct, "correct", rubric, conv_weights, seeds, dataset, log)
+        low_rubric = replace(rubric, items=calibrated_items)
+        runs += grade_runs(low, "low", low_rubric, conv_weights, seeds, dataset, log)
     problems = false_fails(rubric, runs)
     if problems:
         raise KitError(f"calibration stopped: a correct solution lost points on a check that "
@@ -242,8 +291,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
     import keras
     import tensorflow as tf
 
-    digest = hashlib.sha256(b"".join(np.ascontiguousarray(conv_weights[k]).tobytes()
-                                     for k in sorted(conv_weights))).hexdigest()
+    digest = course_data.sha256_of(conv_weights)
     provenance = {
         "date": datetime.date.today().isoformat(),
         "data": data_description,
@@ -266,11 +314,18 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
     }
     log(table(bounds, limits, runs))
     if plot_path:
-        plot(bounds, runs, Path(plot_path))
+        plot(bounds, runs, Path(plot_path),
+             tuple(i.id for i in rubric.items if i.check == "training"))
         log(f"plot: {plot_path}")
     if write:
         raw = yaml.safe_load(rubric_path.read_text(encoding="utf-8"))
         updated = update_rubric_data(raw, bounds, limits, provenance)
+        # bounds hold for the data and weights they were measured on: the rubric now names them
+        if data:
+            updated["data"] = declared_data(found)
+        if weights:
+            updated["weights"] = {"path": str(Path(weights).resolve()),
+                                  "sha256": course_data.file_sha256(weights)}
         rubric_mod.parse(updated, str(rubric_path))  # never write a rubric that does not load
         header = [line for line in rubric_path.read_text(encoding="utf-8").splitlines()
                   if line.startswith("#")]
@@ -280,14 +335,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
     return bounds, limits, runs
 
 
-def main(rubric_path=None, corpus=None, seeds=SEEDS, weights=None, data=None, data_path=None,
-         verify_checksum=True, margin=MARGIN, time_factor=TIME_FACTOR, write=True,
-         plot_path=None, solutions=None) -> None:
-    dataset, description = None, "synthetic (grader/synthetic.py)"
-    if data == "cifar10":
-        from . import cifar10
-
-        dataset = cifar10.load(data_path, verify_checksum=verify_checksum)
-        description = f"CIFAR-10 ({data_path or 'downloaded'})"
-    run(rubric_path, corpus, seeds, weights, dataset, description, margin, time_factor, write,
+def main(rubric_path=None, corpus=None, seeds=SEEDS, weights=None, data=None, no_verify=False,
+         margin=MARGIN, time_factor=TIME_FACTOR, write=True, plot_path=None, solutions=None) -> None:
+    run(rubric_path, corpus, seeds, weights, data, no_verify, margin, time_factor, write,
         plot_path, solutions, log=lambda line: print(line, file=sys.stderr, flush=True))

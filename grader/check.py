@@ -1,7 +1,8 @@
 """`grader check SUBMISSION`: grade one submission locally and print a table.
 
-Runs the rubric's visible items (all items with --all) on the embedded default data
-and stand-in weights unless real ones are configured.
+Runs the rubric's visible items (all items with --all) on the data and weights the
+rubric declares (grader/course_data.py): the embedded synthetic set and stand-in weights
+unless the course set real ones.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import engine, rubric as rubric_mod, vgg_weights
+from . import course_data, engine, rubric as rubric_mod
 from .fsutil import write_text_atomic
 from .modules import check_tensorflow
 from .paths import default_rubric
@@ -79,26 +80,34 @@ class Ticker:
             self._width = max(self._width, len(line))
 
 
-def prepare_inputs(pool: ThreadPoolExecutor, rubric, weights: str | None, data=None):
-    """(Future of the grading inputs, Future of (weights, their description)): both made
-    in a thread while the worker imports TensorFlow. A wrong weights file ends the grading
-    with its one-line error when the inputs are first needed."""
-    resolved = pool.submit(vgg_weights.resolve, weights)
-    return pool.submit(lambda: engine.grading_inputs(rubric, resolved.result()[0], data)), resolved
+def prepare_inputs(pool: ThreadPoolExecutor, rubric, weights: str | None, data=None,
+                   no_verify: bool = False):
+    """(Future of the grading inputs, Future of (weights, dataset, their description)): both
+    made in a thread while the worker imports TensorFlow. A wrong weights or data file ends
+    the grading with its one-line error when the inputs are first needed."""
+    resolved = pool.submit(course_data.resolve, rubric, data, weights, no_verify)
+
+    def inputs():
+        conv_weights, dataset, description = resolved.result()
+        return engine.grading_inputs(rubric, conv_weights, dataset, description)
+
+    return pool.submit(inputs), resolved
 
 
 def main(submission: str, rubric_path: str | None = None, json_out: str | None = None,
-         include_hidden: bool = False, weights: str | None = None, data=None) -> engine.Report:
+         include_hidden: bool = False, weights: str | None = None, data: list[str] | None = None,
+         no_verify: bool = False) -> engine.Report:
     rubric = rubric_mod.load(rubric_path or default_rubric())
+    course_data.parse_data_option(data)  # a malformed --data fails before anything starts
     if notice := check_tensorflow():
         print(notice, file=sys.stderr)
     with ThreadPoolExecutor(1) as pool:
-        inputs, resolved = prepare_inputs(pool, rubric, weights, data)
+        inputs, resolved = prepare_inputs(pool, rubric, weights, data, no_verify)
         with Ticker() as ticker:
             report = engine.grade_submission(submission, rubric, inputs,
                                              include_hidden=include_hidden, name=str(submission),
                                              own_folder=True, strict=True, progress=ticker)
-    print(f"graded {submission} with {rubric.source} ({resolved.result()[1]})", file=sys.stderr)
+    print(f"graded {submission} with {rubric.source} ({resolved.result()[2]})", file=sys.stderr)
     print(format_table(report))
     if json_out:
         write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2))

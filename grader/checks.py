@@ -869,38 +869,50 @@ def finish_training(obs, scratch: Path):
 LEARNING_RATES_PARAGRAPH = "'Mind the scale of what fc sees' in the handout's section 4"
 
 
+def training_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
+    """Accuracy of `logits` on the training item's images: what the item's verdict reads."""
+    return float((np.asarray(logits).argmax(1) == labels).mean())
+
+
 def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
-                       steps: int) -> tuple[bool, str]:
+                       steps: int, bar: float) -> tuple[bool, str]:
     """(learned, what was measured and its most likely cause) from the logits on the same
-    training images before and after a run of `steps` steps."""
+    training images before and after a run of `steps` steps.
+
+    Learning counts when the accuracy on those images reaches `bar`, a bound calibrated
+    on the course's data (`grader calibrate`): the loss is reported but not judged,
+    because Adam's first steps overshoot it on features in the hundreds while the
+    accuracy already climbs, and on real images the loss can stay above its start for
+    the whole budget of a correct run.
+    """
     loss_before, loss_after = cross_entropy(before, labels), cross_entropy(after, labels)
-    acc_before = float((before.argmax(1) == labels).mean())
-    acc_after = float((after.argmax(1) == labels).mean())
-    # Adam's first steps can overshoot the loss while accuracy already climbs: either counts.
-    learned = loss_after < 0.95 * loss_before or acc_after >= max(acc_before + 0.2, 0.3)
-    measured = (f"in {steps} steps the loss went {loss_before:.3f} -> {loss_after:.3f} and the "
-                f"accuracy {acc_before:.2f} -> {acc_after:.2f}")
+    acc_before, acc_after = training_accuracy(before, labels), training_accuracy(after, labels)
+    measured = (f"in {steps} steps the accuracy on {len(labels)} training images went "
+                f"{acc_before:.2f} -> {acc_after:.2f} (learned from {bar:.2f}) and the loss "
+                f"{loss_before:.3f} -> {loss_after:.3f}")
     moved = float(np.max(np.abs(after.astype(np.float64) - before))) if before.size else 0.0
-    if learned:
+    if acc_after >= bar and acc_after > acc_before:
         return True, measured
     if moved <= 1e-6 * (1.0 + float(np.max(np.abs(before))) if before.size else 1.0):
         return False, (f"nothing learned: {measured}, and the model's outputs did not change "
                        "at all, so fc was never updated. Hint: apply the gradients of the loss to the "
                        "trainable variables (optimizer.apply_gradients)")
-    if loss_after > loss_before and acc_after >= acc_before + 0.05:
-        return False, (f"not learned yet: {measured}. The accuracy rose while the loss rose, so "
-                       "the updates are applied but each step overshoots. Hint: a learning rate "
-                       f"too large for this optimizer on these features; see {LEARNING_RATES_PARAGRAPH} "
-                       "(Adam at 1e-4 learns within a few dozen steps)")
-    if loss_after > 2 * loss_before:
-        return False, (f"nothing learned: {measured}. The updates are applied but push the outputs "
-                       "away from the labels. Hint: most likely the network's inputs are off "
-                       "(preprocess: uint8 to 0..255 floats, the ImageNet mean subtracted in RGB "
-                       f"order), else a learning rate far too large ({LEARNING_RATES_PARAGRAPH})")
-    return False, (f"too little learned: {measured}. The updates are applied but too small to "
-                   "matter. Hint: a learning rate far below 1e-4 (the handout's 1e-6 needs about a "
-                   "hundred times the steps), or features near zero (are the VGG16 weights loaded "
-                   "into the convolutions?)")
+    if loss_after > loss_before:
+        return False, (f"not learned: {measured}. The updates are applied, but the loss ended "
+                       "above where it started: each step overshoots. Hint: most likely the network's "
+                       "inputs are off (preprocess: uint8 to 0..255 floats, the ImageNet mean "
+                       "subtracted in RGB order), else a learning rate too large for this optimizer on "
+                       f"these features ({LEARNING_RATES_PARAGRAPH}; Adam at 1e-4 settles within "
+                       "the budget)")
+    if acc_after > acc_before + 0.05:
+        return False, (f"too little learned: {measured}. The updates are applied and help, but "
+                       "too slowly for the budget. Hint: a learning rate too small or too large for "
+                       f"this optimizer ({LEARNING_RATES_PARAGRAPH}), or features that barely tell "
+                       "the classes apart (are the VGG16 weights loaded into the convolutions?)")
+    return False, (f"too little learned: {measured}. The updates are applied but change nothing "
+                   "that matters. Hint: a learning rate far below 1e-4 (the handout's 1e-6 needs "
+                   "about a hundred times the steps), or features near zero (are the VGG16 weights "
+                   "loaded into the convolutions?)")
 
 
 def judge_training(obs, ctx, params):
@@ -912,7 +924,7 @@ def judge_training(obs, ctx, params):
         learned, diagnosis = False, f"nothing counts as learned: {unexplained}"
     else:
         learned, diagnosis = learning_diagnosis(obs["before"]["logits"], obs["after"]["logits"],
-                                                labels, params["steps"])
+                                                labels, params["steps"], params["learned_accuracy"])
     leaves = {str(tag).rsplit("/", 1)[-1].lower() for tag in obs["scalar_tags"]}
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]

@@ -175,12 +175,19 @@ def download(cache: str | os.PathLike) -> Path:
                         "its path.") from None
 
 
+def download_path(cache: str | os.PathLike | None = None) -> Path:
+    """The archive in the cache, downloaded first if it is not there yet."""
+    from .paths import cache_dir
+
+    cached = Path(cache or cache_dir()) / ARCHIVE_NAME
+    return cached if cached.is_file() else download(cache or cache_dir())
+
+
 def load(path: str | os.PathLike | None = None, *, cache: str | os.PathLike | None = None,
          verify_checksum: bool = True) -> Dataset:
     """CIFAR-10 from `path` (archive or extracted folder), or downloaded into `cache`."""
     if path is None:
-        from .paths import cache_dir
-        path = download(cache or cache_dir())
+        path = download_path(cache)
     path = Path(path)
     if path.is_dir():
         return load_folder(path)
@@ -188,3 +195,36 @@ def load(path: str | os.PathLike | None = None, *, cache: str | os.PathLike | No
         raise DataError(f"{path}: no such file or folder. Expected {ARCHIVE_NAME} or its "
                         "extracted cifar-10-batches-py folder; omit the path to download it.")
     return load_archive(path, verify_checksum=verify_checksum)
+
+
+HELDOUT_SHIFT = 3
+"""held-out images move by up to this many pixels each way (edges reflected)"""
+HELDOUT_NOISE = 4.0
+"""and get Gaussian noise of this standard deviation (in 0..255 pixel units)"""
+
+
+def heldout_split(dataset: Dataset, seed: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """`n` test images drawn with the private `seed`, each disguised so that the public
+    test set does not give its label away by lookup: mirrored at random, moved by up to
+    HELDOUT_SHIFT pixels (edges reflected), brightness and contrast changed by a few
+    percent, and HELDOUT_NOISE of Gaussian noise. These are the changes CIFAR-10 models
+    are trained to ignore, so the images keep their class; no image is byte-equal to its
+    public original, and which originals were drawn depends on the seed."""
+    rng = np.random.default_rng([seed, 0xC1FA])
+    chosen = np.sort(rng.choice(len(dataset.test_labels), min(n, len(dataset.test_labels)),
+                                replace=False))
+    images = dataset.test_images[chosen].astype(np.float32)
+    flip = rng.random(len(images)) < 0.5
+    images[flip] = images[flip, :, ::-1]
+    pad = HELDOUT_SHIFT
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    shifts = rng.integers(0, 2 * pad + 1, (len(images), 2))
+    size = images.shape[1]
+    images = np.stack([padded[i, dy:dy + size, dx:dx + size] for i, (dy, dx) in enumerate(shifts)])
+    contrast = rng.uniform(0.9, 1.1, (len(images), 1, 1, 1)).astype(np.float32)
+    brightness = rng.uniform(-8, 8, (len(images), 1, 1, 1)).astype(np.float32)
+    mean = images.mean(axis=(1, 2, 3), keepdims=True)
+    images = (images - mean) * contrast + mean + brightness
+    images += rng.normal(0, HELDOUT_NOISE, images.shape).astype(np.float32)
+    return (np.clip(np.rint(images), 0, 255).astype(np.uint8),
+            dataset.test_labels[chosen].astype(np.int64))

@@ -34,7 +34,8 @@ def _train(args):
 
 def _check(args):
     check = _verb("check")
-    check.main(args.submission, args.rubric, args.json, args.all, args.weights)
+    check.main(args.submission, args.rubric, args.json, args.all, args.weights, args.data,
+               args.no_verify)
 
 
 def _generate(args):
@@ -44,12 +45,8 @@ def _generate(args):
 
 def _calibrate(args):
     calibrate = _verb("calibrate")
-    kind, *rest = args.data
-    if kind not in ("synthetic", "cifar10") or len(rest) > 1 or (kind == "synthetic" and rest):
-        raise KitError(f"--data: expected 'synthetic' or 'cifar10 [PATH]', found {' '.join(args.data)}.")
     calibrate.main(args.rubric, args.corpus, tuple(args.seeds), args.weights,
-                   data=None if kind == "synthetic" else kind, data_path=rest[0] if rest else None,
-                   verify_checksum=not args.no_verify, margin=args.margin,
+                   data=args.data, no_verify=args.no_verify, margin=args.margin,
                    time_factor=args.time_factor, write=not args.dry_run, plot_path=args.plot,
                    solutions=args.solution)
 
@@ -59,7 +56,8 @@ def _batch(args):
     batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
                rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
                user=args.user, network=args.allow_network, released=args.released,
-               progress=not args.no_progress, scheduler=args.scheduler)
+               progress=not args.no_progress, scheduler=args.scheduler, data=args.data,
+               no_verify=args.no_verify)
 
 
 def _flags(args):
@@ -69,12 +67,24 @@ def _flags(args):
 
 def _gradescope(args):
     gradescope = _verb("gradescope")
-    gradescope.build_package(args.out, rubric_path=args.rubric, weights=args.weights)
+    gradescope.build_package(args.out, rubric_path=args.rubric, weights=args.weights,
+                             data=args.data, no_verify=args.no_verify)
 
 
 def _convert_weights(args):
     convert_weights = _verb("convert_weights")
     convert_weights.main(args.out)
+
+
+def _data_options(p: argparse.ArgumentParser) -> None:
+    """--data, --no-verify and --weights: the course's data setting (grader/course_data.py)."""
+    p.add_argument("--data", nargs="+", metavar="KIND [PATH]",
+                   help="'synthetic' or 'cifar10 [PATH]' (archive or extracted folder; the cache, "
+                        "downloaded once, when PATH is left out); default: the rubric's data")
+    p.add_argument("--no-verify", action="store_true",
+                   help="accept a CIFAR-10 archive whose MD5 is not the rubric's (or the official one)")
+    p.add_argument("--weights", help="vgg16-conv-weights.npz; default: the rubric's weights, else "
+                   "$GRADER_WEIGHTS, else stand-in weights")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "installed with the package)")
         p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
         p.add_argument("--all", action="store_true", help="include hidden items (instructors)")
-        p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
-                       "else stand-in weights)")
+        _data_options(p)
         p.set_defaults(run=_check)
 
     if _available("generate"):
@@ -131,12 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="calibrate on these correct solutions only (repeatable)")
         p.add_argument("--seeds", type=int, nargs="+", default=list(calibrate.SEEDS),
                        help="grading seeds; each correct solution runs once per seed")
-        p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
-                       "else stand-in weights)")
-        p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
-                       help="'synthetic' (default) or 'cifar10 [PATH]': the data graded on")
-        p.add_argument("--no-verify", action="store_true",
-                       help="accept a CIFAR-10 archive whose MD5 is not the official one")
+        _data_options(p)
         p.add_argument("--margin", type=float, default=calibrate.MARGIN,
                        help="upper bound = lowest correct accuracy minus this")
         p.add_argument("--time-factor", type=float, default=calibrate.TIME_FACTOR,
@@ -157,8 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--regrade", action="store_true", help="grade again even if unchanged")
         p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "
                        "installed with the package)")
-        p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
-                       "else stand-in weights)")
+        _data_options(p)
         p.add_argument("--memory-mb", type=int, default=6144, help="address-space cap per worker")
         p.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
                        "submissions as (default: nobody; ignored when not run as root)")
@@ -179,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("out", nargs="?", default="dist/gradescope-autograder.zip")
         p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "
                        "installed with the package)")
-        p.add_argument("--weights", help="weights file to ship (default: stand-in weights)")
+        _data_options(p)
         p.set_defaults(run=_gradescope)
 
     if _available("convert_weights"):

@@ -52,6 +52,8 @@ GAP_LIMIT = 15.0  # seconds the worker may take between one item's result and th
 BUDGET_MARGIN = 30.0  # seconds on top of the startup and item limits, for restarts and exits
 MAX_NOTES = 20  # import notes kept per submission
 GRADING_TRAIN = 2000
+REAL_TRAIN = 5000
+"""training images of a real data set the items train on (its first ones)"""
 HELDOUT = 1000
 DEFAULT_HELDOUT_SEED = 4242
 PROBE_STREAM = 7
@@ -229,16 +231,19 @@ def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
                    description: str = "synthetic data") -> GradingInputs:
     """Build the grading data: a training subset, probe images and held-out images.
 
-    With `dataset` (real CIFAR-10) the held-out images are its test split; otherwise
-    synthetic images from the rubric's private `heldout_seed`.
+    With `dataset` (real CIFAR-10) the held-out images are drawn from its test split with
+    the rubric's private `heldout_seed` and disguised (cifar10.heldout_split); otherwise
+    they are synthetic images from that seed.
     """
+    seed = rubric.heldout_seed if rubric.heldout_seed is not None else DEFAULT_HELDOUT_SEED
     if dataset is None:
         train_images, train_labels = synthetic.generate(GRADING_TRAIN, seed=101)
-        seed = rubric.heldout_seed if rubric.heldout_seed is not None else DEFAULT_HELDOUT_SEED
         heldout_images, heldout_labels = synthetic.generate(HELDOUT, seed=seed)
     else:
-        train_images, train_labels = dataset.train_images[:5000], dataset.train_labels[:5000]
-        heldout_images, heldout_labels = dataset.test_images[:2000], dataset.test_labels[:2000]
+        from .cifar10 import heldout_split
+
+        train_images, train_labels = dataset.train_images[:REAL_TRAIN], dataset.train_labels[:REAL_TRAIN]
+        heldout_images, heldout_labels = heldout_split(dataset, seed, HELDOUT)
     # The probe images (preprocess, shapes, features, checkpoint) follow the private seed
     # too, one set per item (draw_probe).
     return GradingInputs(weights, train_images, train_labels.astype(np.int64),

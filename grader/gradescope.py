@@ -4,20 +4,24 @@
 
 The zip holds setup.sh (installs the kit's requirements into a virtual environment),
 run_autograder (grades /autograder/submission into /autograder/results/results.json with
-the same engine as `grader check` and `grader batch`), the kit's source, the rubric and
-weights.
+the same engine as `grader check` and `grader batch`), the kit's source, the rubric, the
+weights and, for a course graded on CIFAR-10, the archive: the packaged rubric names both
+with their checksums, so the package grades on exactly what it was built with and
+refuses a damaged copy.
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import zipfile
 from pathlib import Path
 
-from . import engine, exports, rubric as rubric_mod, vgg_weights, wheel
+from . import course_data, engine, exports, rubric as rubric_mod, wheel
 from .errors import KitError
 from .fsutil import atomic_path
 from .paths import PACKAGE, default_rubric
@@ -44,17 +48,41 @@ PYTHONPATH="$ROOT/source/kit" exec "$PY" -m grader.gradescope --root "$ROOT"
 """
 
 
+WEIGHTS_NAME = "weights.npz"
+
+
 def build_package(out: str | os.PathLike, rubric_path: str | None = None,
-                  weights: str | None = None) -> Path:
+                  weights: str | None = None, data: list[str] | None = None,
+                  no_verify: bool = False) -> Path:
+    import numpy as np
     import yaml
 
+    from . import cifar10
+
     rubric_file = Path(rubric_path or default_rubric())
-    rubric_mod.load(rubric_file)  # never ship an invalid rubric
-    conv_weights, _ = vgg_weights.resolve(weights)
+    rubric = rubric_mod.load(rubric_file)  # never ship an invalid rubric
+    found = course_data.setting(rubric, data, weights, no_verify)
+    conv_weights, _ = course_data.load_weights(found)
+    buffer = io.BytesIO()
+    np.savez(buffer, **conv_weights)
+    shipped: dict[str, bytes | Path] = {f"kit/{WEIGHTS_NAME}": buffer.getvalue()}
     # A fresh 128-bit held-out seed for this package: the one in the instructor's rubric may
     # be small enough to find from the item seeds a submission sees.
     data = yaml.safe_load(rubric_file.read_text(encoding="utf-8"))
     data["heldout_seed"] = engine.private_seed()
+    data["weights"] = {"path": WEIGHTS_NAME,
+                       "sha256": hashlib.sha256(shipped[f"kit/{WEIGHTS_NAME}"]).hexdigest()}
+    if found.kind == "cifar10":
+        course_data.load_dataset(found)  # the archive must load (and match its checksum) here
+        archive = Path(found.path) if found.path else cifar10.download_path()
+        if not archive.is_file():
+            raise KitError(f"{archive}: expected the CIFAR-10 archive ({cifar10.ARCHIVE_NAME}) to "
+                           "ship in the package, found a folder. Pass the .tar.gz with --data.")
+        shipped[f"kit/{cifar10.ARCHIVE_NAME}"] = archive
+        data["data"] = {"kind": "cifar10", "path": cifar10.ARCHIVE_NAME,
+                        "md5": cifar10.md5sum(archive)}
+    else:
+        data["data"] = {"kind": "synthetic"}
     packaged_rubric = ("# packaged by grader gradescope-package: heldout_seed is this package's own\n"
                        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     rubric_mod.parse(yaml.safe_load(packaged_rubric), "packaged rubric")
@@ -67,18 +95,20 @@ def build_package(out: str | os.PathLike, rubric_path: str | None = None,
     }
     for path in sorted(PACKAGE.glob("*.py")):
         files[f"kit/grader/{path.name}"] = path.read_bytes()
-    buffer = io.BytesIO()
-    import numpy as np
-    np.savez(buffer, **conv_weights)
-    files["kit/weights.npz"] = buffer.getvalue()
+    files.update(shipped)
     out = Path(out)
     with atomic_path(out) as tmp:
         with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-            for name, data in files.items():
+            for name, content in files.items():
                 info = zipfile.ZipInfo(name, date_time=(2020, 1, 1, 0, 0, 0))
                 info.external_attr = (0o755 if name in ("setup.sh", "run_autograder") else 0o644) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
-                archive.writestr(info, data)
+                if isinstance(content, Path):  # the archive is gzip already: stored, streamed
+                    info.compress_type = zipfile.ZIP_STORED
+                    with content.open("rb") as source, archive.open(info, "w", force_zip64=True) as target:
+                        shutil.copyfileobj(source, target, 1 << 20)
+                else:
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, content)
     print(f"wrote {out}: upload it as the autograder of a Gradescope programming assignment")
     return out
 
@@ -97,12 +127,13 @@ def run(root: Path) -> dict:
     results_file = root / "results" / "results.json"
     try:
         rubric = rubric_mod.load(kit / "rubric.yaml")
-        weights = vgg_weights.load(kit / "weights.npz")
         entries = [(s, p) for s, p in discover(root / "submission")]
         if not entries:
             raise KitError("no submission found: upload transfer_learning.py or transfer_learning.ipynb")
+        # the shipped weights and data, checked against the packaged rubric's checksums
+        weights, dataset, description = course_data.resolve(rubric)
         report = engine.grade_submission(root / "submission", rubric,
-                                         engine.grading_inputs(rubric, weights),
+                                         engine.grading_inputs(rubric, weights, dataset, description),
                                          include_hidden=True, name="submission")
         data = report.to_dict()
         row = {"score": data["score"], "seconds": data["seconds"], "message": "",

@@ -28,6 +28,20 @@ TOP_LEVEL = {
     "items": (list, True, "the graded items"),
     "calibration": (dict, False, "written by `grader calibrate`: what the bounds and time "
                                  "limits were measured on"),
+    "data": (dict, False, "the images the course grades on (default: the synthetic set)"),
+    "weights": (dict, False, "the VGG16 weights file the course grades with (default: "
+                             "$GRADER_WEIGHTS, else stand-in weights)"),
+}
+DATA_KINDS = ("synthetic", "cifar10")
+DATA = {
+    "kind": (str, True, f"one of {', '.join(DATA_KINDS)}"),
+    "path": (str, False, "cifar10: the archive or extracted folder, relative to the rubric's "
+                         "folder (default: downloaded into the cache)"),
+    "md5": (str, False, "cifar10: the archive's expected MD5 (default: the official one)"),
+}
+WEIGHTS = {
+    "path": (str, False, "the .npz file, relative to the rubric's folder"),
+    "sha256": (str, False, "its SHA-256: any other weights file is refused"),
 }
 ITEM = {
     "id": (str, True, "unique name of the item (letters, digits, _ and -)"),
@@ -46,7 +60,11 @@ CHECK_PARAMS: dict[str, dict[str, tuple[Any, Any, str]]] = {
     "weights": {},
     "frozen": {"steps": (int, 3, "training steps taken before comparing weights")},
     "features": {"tolerance": ((int, float), 1e-3, "relative tolerance on pool3 outputs")},
-    "training": {"steps": (int, 30, "training steps taken")},
+    "training": {
+        "steps": (int, 60, "training steps taken"),
+        "learned_accuracy": ((int, float), 0.3, "accuracy on the item's training images from "
+                             "which the run counts as learned (set by `grader calibrate`)"),
+    },
     "accuracy": {
         "mode": (str, "train", "'train' with the student's train(), or 'checkpoint'"),
         "steps": (int, 100, "training steps in train mode"),
@@ -78,6 +96,10 @@ class Rubric:
     time_limit: float = 120.0
     heldout_seed: int | None = None
     source: str = "<rubric>"
+    data: dict = field(default_factory=lambda: {"kind": "synthetic"})
+    """kind, and for cifar10 optionally path (absolute once parsed) and md5"""
+    weights: dict = field(default_factory=dict)
+    """optionally path (absolute once parsed) and sha256"""
 
     @property
     def max_points(self) -> float:
@@ -151,7 +173,38 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         items.append(Item(raw["id"], raw["title"], float(raw["points"]), raw["check"], params,
                           visibility, limit))
     return Rubric(items, data.get("title", Rubric.title), default_limit,
-                  data.get("heldout_seed"), source)
+                  data.get("heldout_seed"), source, *_data_and_weights(data, source))
+
+
+def _hex(value: str, length: int) -> bool:
+    return len(value) == length and all(c in "0123456789abcdef" for c in value.lower())
+
+
+def _data_and_weights(data: dict, source: str) -> tuple[dict, dict]:
+    """The validated `data` and `weights` sections, paths made absolute against the
+    rubric's folder (a rubric read from a string resolves them against the current one)."""
+    folder = Path(source).parent if source and not source.startswith("<") else Path(".")
+    setting = dict(data.get("data") or {"kind": "synthetic"})
+    _check_keys(setting, DATA, "data", source)
+    if setting["kind"] not in DATA_KINDS:
+        raise RubricError(f"{source}: data: 'kind' must be one of {', '.join(DATA_KINDS)}, "
+                          f"found {setting['kind']!r}.")
+    if setting["kind"] == "synthetic" and set(setting) - {"kind"}:
+        raise RubricError(f"{source}: data: the synthetic set takes no path or md5; remove "
+                          f"{', '.join(sorted(set(setting) - {'kind'}))}.")
+    if "md5" in setting and not _hex(setting["md5"], 32):
+        raise RubricError(f"{source}: data: 'md5' must be 32 hexadecimal digits, found "
+                          f"{setting['md5']!r}.")
+    if "path" in setting:
+        setting["path"] = str((folder / Path(setting["path"]).expanduser()).resolve())
+    weights = dict(data.get("weights") or {})
+    _check_keys(weights, WEIGHTS, "weights", source)
+    if "sha256" in weights and not _hex(weights["sha256"], 64):
+        raise RubricError(f"{source}: weights: 'sha256' must be 64 hexadecimal digits, found "
+                          f"{weights['sha256']!r}.")
+    if "path" in weights:
+        weights["path"] = str((folder / Path(weights["path"]).expanduser()).resolve())
+    return setting, weights
 
 
 def _params(check: str, given: dict, where: str, source: str) -> dict:
@@ -165,6 +218,9 @@ def _params(check: str, given: dict, where: str, source: str) -> dict:
             raise RubricError(f"{source}: {where}: params.{key} must be >= 1, found {params[key]}.")
     if check in ("preprocess", "features") and params["tolerance"] <= 0:
         raise RubricError(f"{source}: {where}: params.tolerance must be positive.")
+    if check == "training" and not 0 <= params["learned_accuracy"] <= 1:
+        raise RubricError(f"{source}: {where}: params.learned_accuracy must be in 0..1, found "
+                          f"{params['learned_accuracy']}.")
     if check == "accuracy":
         if params["mode"] not in ("train", "checkpoint"):
             raise RubricError(f"{source}: {where}: params.mode must be 'train' or 'checkpoint', "
@@ -196,6 +252,9 @@ def public_copy(data: dict) -> dict:
     public = copy.deepcopy(data)
     public["items"] = [i for i in public["items"] if i.get("visibility", "visible") == "visible"]
     public.pop("heldout_seed", None)
+    for section in ("data", "weights"):  # the instructor's paths mean nothing elsewhere
+        if isinstance(public.get(section), dict):
+            public[section].pop("path", None)
     calibration = public.get("calibration")
     if isinstance(calibration, dict):  # measurements of hidden items stay private too
         shown = {i["id"] for i in public["items"]}
