@@ -31,7 +31,8 @@ from grader.paths import default_rubric  # noqa: E402
 from grader.submission import prepare  # noqa: E402
 
 
-def measure(path: Path, inputs: engine.GradingInputs, steps_list: list[int], tmp: Path) -> list[dict]:
+def measure(path: Path, inputs: engine.GradingInputs, steps_list: list[int], tmp: Path,
+            bar: float) -> list[dict]:
     module = load_module(prepare(path, tmp / "module"), f"m_{abs(hash(str(path)))}")
     rows = []
     for steps in steps_list:
@@ -42,7 +43,7 @@ def measure(path: Path, inputs: engine.GradingInputs, steps_list: list[int], tmp
             obs = checks.collect_training(module, ctx, {"steps": steps})
         labels = inputs.train_labels[:checks.TRAINING_IMAGES]
         before, after = obs["before"]["logits"], obs["after"]["logits"]
-        learned, message = checks.learning_diagnosis(before, after, labels, steps)
+        learned, message = checks.learning_diagnosis(before, after, labels, steps, bar)
         rows.append({"steps": steps,
                      "loss_before": checks.cross_entropy(before, labels),
                      "loss_after": checks.cross_entropy(after, labels),
@@ -59,7 +60,11 @@ def main() -> None:
                         "(official layout; checksum not verified)")
     parser.add_argument("--synthetic", action="store_true", help="measure on the synthetic default")
     parser.add_argument("--solution", action="append", help="only these (correct or variant names)")
+    parser.add_argument("--all-variants", action="store_true",
+                        help="every variant, not only those that must lose the training item")
     parser.add_argument("--json", help="write the rows here")
+    parser.add_argument("--bar", type=float, default=0.3,
+                        help="learned_accuracy the 'learned' column is judged against")
     args = parser.parse_args()
     import_tensorflow_quietly()
     rubric = rubric_mod.load(default_rubric())
@@ -71,7 +76,8 @@ def main() -> None:
         from grader import cifar10
         datasets.append(("cifar10", cifar10.load(args.cifar10, verify_checksum=False)))
     correct = corpus_mod.correct_solutions()
-    variants = [v for v in corpus_mod.load_variants() if "training" in v.loses]
+    variants = [v for v in corpus_mod.load_variants()
+                if args.all_variants or "training" in v.loses]
     all_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -85,7 +91,7 @@ def main() -> None:
                     continue
                 with tempfile.TemporaryDirectory(dir=tmp) as run_tmp:
                     try:
-                        rows = measure(path, inputs, args.steps, Path(run_tmp))
+                        rows = measure(path, inputs, args.steps, Path(run_tmp), args.bar)
                     except Exception as exc:  # noqa: BLE001 - a variant may not even train
                         print(f"{data_name:9s} {kind:7s} {name:28s} error {type(exc).__name__}: "
                               f"{str(exc)[:80]}", flush=True)

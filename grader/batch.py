@@ -96,7 +96,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             book.set_meta("heldout_seed", seed)
         rubric.heldout_seed = int(seed)
         # the weights and data are part of what a grade was given under: changing either regrades
-        rubric_hash = hashlib.sha256(rubric_file.read_bytes() + grading_on.encode()).hexdigest()[:16]
+        rubric_hash = hashlib.sha256(rubric_file.read_bytes() + course_data.fingerprint(
+            conv_weights, dataset).encode()).hexdigest()[:16]
         inputs = engine.grading_inputs(rubric, conv_weights, dataset, grading_on)
         items = rubric.select(include_hidden=True)
         client = cluster = None

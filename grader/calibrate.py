@@ -237,17 +237,26 @@ def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path,
     plt.close(fig)
 
 
-def declared_data(found: course_data.Setting) -> dict:
-    """The rubric's `data` section for what calibration measured on."""
+def _beside(path: Path, rubric_path: Path) -> str:
+    """`path` as the rubric should name it: relative to the rubric's folder when inside it
+    (the course folder can move), else absolute."""
+    path, folder = path.resolve(), rubric_path.resolve().parent
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
+def declared_data(found: course_data.Setting, rubric_path: Path) -> dict:
+    """The rubric's `data` section for what calibration measured on: the archive with its
+    MD5 (the cached one when no path was given)."""
     if found.kind == "synthetic":
         return {"kind": "synthetic"}
     from . import cifar10
 
     declared = {"kind": found.kind}
+    archive = Path(found.path) if found.path else cifar10.download_path()
     if found.path:
-        declared["path"] = found.path
-        if Path(found.path).is_file():
-            declared["md5"] = cifar10.md5sum(found.path)
+        declared["path"] = _beside(archive, rubric_path)
+    if archive.is_file():
+        declared["md5"] = cifar10.md5sum(archive)
     return declared
 
 
@@ -322,10 +331,10 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         updated = update_rubric_data(raw, bounds, limits, provenance)
         # bounds hold for the data and weights they were measured on: the rubric now names them
         if data:
-            updated["data"] = declared_data(found)
+            updated["data"] = declared_data(found, rubric_path)
         if weights:
-            updated["weights"] = {"path": str(Path(weights).resolve()),
-                                  "sha256": course_data.file_sha256(weights)}
+            updated["weights"] = {"path": _beside(Path(weights), rubric_path),
+                                  "sha256": course_data.sha256_of(conv_weights)}
         rubric_mod.parse(updated, str(rubric_path))  # never write a rubric that does not load
         header = [line for line in rubric_path.read_text(encoding="utf-8").splitlines()
                   if line.startswith("#")]

@@ -73,9 +73,13 @@ def check_arrays(images, labels, what: str, num_classes: int = 10) -> None:
 
 def md5sum(path: str | os.PathLike) -> str:
     digest = hashlib.md5()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read the archive ({exc.strerror}). Check the path and "
+                        "its permissions.") from None
     return digest.hexdigest()
 
 

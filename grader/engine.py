@@ -138,6 +138,8 @@ class Report:
     """what a person should look at (see FLAG_KINDS); never a score change by itself"""
     notes: list[str] = field(default_factory=list)
     """what the import of a notebook skipped: cell, line, statement and error"""
+    graded_on: str = ""
+    """the weights and data the items ran on (grader/course_data.py)"""
 
     @property
     def score(self) -> float:
@@ -726,7 +728,8 @@ def report(name: str, items: list[Item], found: Collection, inputs: GradingInput
     """Judge what was collected (here, where the held-out labels are) into a report."""
     return Report(name, judge(items, found.outcomes, inputs), rubric=rubric.source,
                   seconds=round(seconds, 2), output_tail=found.output[-2000:],
-                  import_failed=found.import_failed, flags=found.flags, notes=found.notes)
+                  import_failed=found.import_failed, flags=found.flags, notes=found.notes,
+                  graded_on=inputs.description)
 
 
 def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_hidden: bool = False,

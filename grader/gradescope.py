@@ -12,7 +12,6 @@ refuses a damaged copy.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import os
@@ -70,8 +69,7 @@ def build_package(out: str | os.PathLike, rubric_path: str | None = None,
     # be small enough to find from the item seeds a submission sees.
     data = yaml.safe_load(rubric_file.read_text(encoding="utf-8"))
     data["heldout_seed"] = engine.private_seed()
-    data["weights"] = {"path": WEIGHTS_NAME,
-                       "sha256": hashlib.sha256(shipped[f"kit/{WEIGHTS_NAME}"]).hexdigest()}
+    data["weights"] = {"path": WEIGHTS_NAME, "sha256": course_data.sha256_of(conv_weights)}
     if found.kind == "cifar10":
         course_data.load_dataset(found)  # the archive must load (and match its checksum) here
         archive = Path(found.path) if found.path else cifar10.download_path()

@@ -105,18 +105,22 @@ def select(rubric: rubric_mod.Rubric, names: tuple[str, ...]) -> tuple[list, lis
             [i for i in chosen if i.visibility != "visible"])
 
 
-def _inputs(pool: ThreadPoolExecutor, rubric: rubric_mod.Rubric, weights):
-    """The grading inputs (a Future), made once per kernel for the same rubric and weights:
-    the first check's worker imports TensorFlow while they are made."""
-    key = (rubric.source, str(weights))
+def _inputs(pool: ThreadPoolExecutor, rubric: rubric_mod.Rubric, weights, data, no_verify):
+    """The grading inputs (a Future), made once per kernel for the same setting: the first
+    check's worker imports TensorFlow while they are made. The key holds all they are made
+    from (the rubric as parsed, its data and weights, the options and $GRADER_WEIGHTS), so an
+    edited rubric or a new weights file takes effect at the next check."""
+    key = repr((rubric, str(weights), data, no_verify, os.environ.get("GRADER_WEIGHTS")))
     cached = _inputs_cache.get(key)
     if cached is None or (cached.done() and cached.exception() is not None):
         _inputs_cache.clear()
-        _inputs_cache[key] = cached = check_mod.prepare_inputs(pool, rubric, weights)[0]
+        _inputs_cache[key] = cached = check_mod.prepare_inputs(pool, rubric, weights, data,
+                                                               no_verify)[0]
     return cached
 
 
-def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream=None):
+def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream=None,
+        data=None, no_verify=False):
     """Grade `names` (all visible items when empty) and print the table; returns the
     report, or None when nothing could be graded (the reason is printed)."""
     stream = stream or sys.stdout
@@ -134,7 +138,8 @@ def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream
         report = None
         if run_items:
             with ThreadPoolExecutor(1) as pool, check_mod.Ticker(stream, live=True) as ticker:
-                report = engine.grade_submission(path, loaded, _inputs(pool, loaded, weights),
+                report = engine.grade_submission(path, loaded,
+                                                 _inputs(pool, loaded, weights, data, no_verify),
                                                  include_hidden=False,
                                                  only=[i.id for i in run_items], name=path.name,
                                                  own_folder=True, progress=ticker)
@@ -147,15 +152,25 @@ def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream
         return None
 
 
-def check(*names: str, notebook=None, rubric=None, weights=None) -> None:
+def check(*names: str, notebook=None, rubric=None, weights=None, data=None,
+          no_verify=False) -> None:
     """Grade one task's items (or the items named) on the saved notebook, now, and print
-    the table (nothing is returned, so the cell shows the table alone)."""
+    the table (nothing is returned, so the cell shows the table alone). `data` overrides
+    the rubric's, as `grader check --data` does: "synthetic", "cifar10" (the cache) or
+    ("cifar10", PATH)."""
     if not names:
         print("check: name a task, e.g. check('preprocess'), or run check_all().")
         return
-    run(names, notebook, rubric, weights)
+    run(names, notebook, rubric, weights, data=_data_option(data), no_verify=no_verify)
 
 
-def check_all(notebook=None, rubric=None, weights=None) -> None:
+def check_all(notebook=None, rubric=None, weights=None, data=None, no_verify=False) -> None:
     """Every visible item, as `grader check NOTEBOOK` runs them."""
-    run((), notebook, rubric, weights)
+    run((), notebook, rubric, weights, data=_data_option(data), no_verify=no_verify)
+
+
+def _data_option(data) -> list[str] | None:
+    """The notebook's `data=` as the command line's `--data` values."""
+    if data is None:
+        return None
+    return [data] if isinstance(data, str) else [str(part) for part in data]

@@ -32,6 +32,35 @@ def test_bounds_sit_between_the_low_and_the_correct_runs_with_the_stated_margins
     assert limits == {"quick": 210.0, "iface": 60.0}  # 10 x 21 s rounded up to 5 s; floor 60 s
 
 
+def test_the_training_bar_sits_below_the_correct_runs_and_above_the_low_ones():
+    """The training item's learned_accuracy: the margin below the lowest correct run's
+    accuracy on its training images; refused when the low runs reach it."""
+    items = rubric.parse({"schema_version": 1, "items": [
+        {"id": "training", "title": "t", "points": 10, "check": "training"}]})
+
+    def run(kind, accuracy):
+        return calibrate.Run("s", 1, kind, {"training": 1.0}, {"training": 6.0},
+                             {"training": accuracy}, {})
+
+    bounds, _ = calibrate.compute(items, [run("correct", 0.34), run("correct", 0.24), run("low", 0.09)])
+    assert (bounds["training"].lower, bounds["training"].upper) == (0.13, 0.19)
+    data = {"schema_version": 1, "items": [{"id": "training", "title": "t", "points": 10,
+                                            "check": "training", "params": {"steps": 60}}]}
+    updated = calibrate.update_rubric_data(data, bounds, {"training": 60.0}, {})
+    assert updated["items"][0]["params"] == {"steps": 60, "learned_accuracy": 0.19}
+    with pytest.raises(KitError, match="training accuracy .* not separated"):
+        calibrate.compute(items, [run("correct", 0.2), run("low", 0.14)])
+
+
+def test_calibration_judges_the_training_item_without_its_bar():
+    items = rubric.parse({"schema_version": 1, "items": [
+        {"id": "training", "title": "t", "points": 10, "check": "training",
+         "params": {"learned_accuracy": 0.9}}, {"id": "i", "title": "i", "points": 1, "check": "interface"}]}).items
+    unbarred = calibrate.unbarred(items)
+    assert unbarred[0].params["learned_accuracy"] == 0.0 and items[0].params["learned_accuracy"] == 0.9
+    assert unbarred[1] is items[1]
+
+
 def test_groups_that_do_not_separate_are_refused():
     with pytest.raises(KitError, match="not separated"):
         calibrate.compute(_rubric(), [_run("correct", 0.2), _run("low", 0.15)])

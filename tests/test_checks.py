@@ -110,8 +110,37 @@ def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok, monkeyp
     obs = {"before": {"logits": np.zeros((256, 10), np.float32)}, "after": {"logits": learned},
            "log_dir": str(tmp_path)}
     obs = checks.finish_training(obs, tmp_path)  # what the engine does where the worker ran
-    score, message = checks.judge_training(obs, _Ctx(), {"steps": 3})
+    score, message = checks.judge_training(obs, _Ctx(), {"steps": 3, "learned_accuracy": 0.5})
     assert (score == 1.0) == ok, message
+
+
+def _logits_with_accuracy(labels: np.ndarray, accuracy: float, scale: float) -> np.ndarray:
+    """Logits right on the first `accuracy` share of the images, wrong on the rest."""
+    right = int(round(accuracy * len(labels)))
+    predicted = np.concatenate([labels[:right], (labels[right:] + 1) % 10])
+    return (np.eye(10, dtype=np.float32)[predicted] * scale).astype(np.float32)
+
+
+@pytest.mark.parametrize("accuracy, scale, learned, says", [
+    (0.40, 40.0, True, "loss 2.303 -> "),        # real images: the loss above its start, accuracy up
+    (0.20, 40.0, False, "each step overshoots"),  # below the bar with the loss up: overshoot
+    (0.20, 0.1, False, "too slowly for the budget"),
+    (0.12, 0.01, False, "are the VGG16 weights loaded"),
+])
+def test_learning_is_the_accuracy_on_the_training_images_against_the_calibrated_bar(
+        accuracy, scale, learned, says):
+    labels = np.arange(200) % 10
+    before = np.zeros((200, 10), np.float32)
+    found, message = checks.learning_diagnosis(before, _logits_with_accuracy(labels, accuracy, scale),
+                                               labels, 60, bar=0.3)
+    assert found == learned and says in message, message
+    assert f"0.10 -> {accuracy:.2f} (learned from 0.30)" in message
+
+
+def test_outputs_that_never_moved_name_the_missing_update():
+    labels = np.arange(200) % 10
+    found, message = checks.learning_diagnosis(np.zeros((200, 10)), np.zeros((200, 10)), labels, 60, 0.3)
+    assert not found and "fc was never updated" in message
 
 
 def test_a_sharing_check_runs_right_after_the_check_it_shares():

@@ -127,6 +127,26 @@ def test_unknown_names_and_missing_notebooks_are_one_line(tmp_path, monkeypatch,
     assert out.startswith("check: expected to find this notebook's file, found 0 notebooks")
 
 
+def test_a_wrong_data_file_is_one_line_and_an_edited_rubric_is_read_again(tmp_path, monkeypatch, capsys):
+    """The notebook's check() takes the course's data setting as `grader check` does, and
+    its cached inputs follow the rubric: edit the rubric's data and the next check uses it."""
+    monkeypatch.chdir(tmp_path)
+    path = _without_experiments(tmp_path)
+    notebook.check("interface", notebook=path, data=("cifar10", str(tmp_path / "missing.tar.gz")))
+    out = capsys.readouterr().out.strip()
+    assert out.count("\n") == 0 and "missing.tar.gz: no such file or folder" in out
+    rubric_file = tmp_path / "rubric.yaml"
+    rubric_file.write_text("schema_version: 1\nitems:\n- {id: interface, title: I, points: 1, check: interface}\n")
+    with notebook.ThreadPoolExecutor(1) as pool:
+        first = notebook._inputs(pool, rubric_mod.load(rubric_file), None, None, False)
+        assert notebook._inputs(pool, rubric_mod.load(rubric_file), None, None, False) is first
+        rubric_file.write_text(rubric_file.read_text() + "data: {kind: cifar10, path: missing.tar.gz}\n")
+        second = notebook._inputs(pool, rubric_mod.load(rubric_file), None, None, False)
+        assert second is not first
+        with pytest.raises(KitError, match="missing.tar.gz: no such file or folder"):
+            second.result()
+
+
 def test_unsaved_edits_are_named(tmp_path):
     path = _without_experiments(tmp_path)
     saved = [c.source for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"]
