@@ -69,3 +69,21 @@ def test_public_copy_drops_what_calibration_measured_on_hidden_items():
     assert hidden and set(data["calibration"]["slowest_seconds"]) >= hidden
     public = rubric.public_copy(data)["calibration"]
     assert not hidden & set(public["slowest_seconds"]) and not hidden & set(public["measured"])
+
+
+def test_the_cifar10_rubric_declares_its_data_and_was_calibrated_on_it():
+    """The second shipped rubric: the same items with budgets for the real images, the
+    official archive declared, bounds measured on CIFAR-10 and separated."""
+    path = DEFAULT_RUBRIC.parent / "transfer_learning-cifar10.yaml"
+    cifar, synthetic = rubric.load(path), rubric.load(DEFAULT_RUBRIC)
+    assert cifar.data == {"kind": "cifar10"} and synthetic.data == {"kind": "synthetic"}
+    assert [i.id for i in cifar.items] == [i.id for i in synthetic.items]
+    data = yaml.safe_load(path.read_text())
+    assert data["calibration"]["data"].startswith("CIFAR-10")
+    for item in cifar.items:
+        if item.check == "accuracy":
+            measured = data["calibration"]["measured"][item.id]
+            assert measured["highest_low"] < item.params["lower"] < item.params["upper"] <= measured["lowest_correct"]
+        if item.check == "training":
+            measured = data["calibration"]["measured"][item.id]
+            assert measured["highest_low"] < item.params["learned_accuracy"] <= measured["lowest_correct"]
