@@ -5,8 +5,8 @@ several grading seeds, with the rubric's data and weights, and so are the broken
 variants marked `low`. Each accuracy item then gets `upper` a stated margin below the
 lowest correct run and `lower` at or above the highest low run; the training item's
 `learned_accuracy` (the accuracy on its training images from which a run counts as
-learned) goes the same margin below the lowest correct run, and must stay above the
-highest low run. Each item's time limit becomes a stated multiple of its slowest correct
+learned) goes halfway between that `lower` and the lowest correct run, at least the
+margin below the latter. Each item's time limit becomes a stated multiple of its slowest correct
 run. The rubric records what it was calibrated on, and a table and a PNG plot show the
 distributions with the bounds.
 """
@@ -158,6 +158,12 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
                 f"and the low runs' (highest {max_low if max_low is not None else 0:.3f}) are not "
                 f"separated by the margins {margin} and {LOW_MARGIN}; give the item more steps "
                 "or images.")
+        if item.check == "training":
+            # One bar, not a range: halfway between the low side and the lowest correct run
+            # (as far from both as it can be), and never closer than `margin` to the latter.
+            # A slow but working program (an extra hidden layer learns 0.60 where correct
+            # solutions reach 0.72) keeps the item; an overshooting optimizer (0.31) does not.
+            upper = min(upper, math.floor(round((lower + min_correct) / 2 * 100, 6)) / 100)
         bounds[item.id] = Bounds(item.id, lower, upper, min_correct, max_low,
                                  max(r.seconds.get(item.id, 0.0) for r in correct), limits[item.id])
     return bounds, limits

@@ -32,9 +32,10 @@ def test_bounds_sit_between_the_low_and_the_correct_runs_with_the_stated_margins
     assert limits == {"quick": 210.0, "iface": 60.0}  # 10 x 21 s rounded up to 5 s; floor 60 s
 
 
-def test_the_training_bar_sits_below_the_correct_runs_and_above_the_low_ones():
-    """The training item's learned_accuracy: the margin below the lowest correct run's
-    accuracy on its training images; refused when the low runs reach it."""
+def test_the_training_bar_sits_between_the_correct_runs_and_the_low_ones():
+    """The training item's learned_accuracy: halfway between the low side and the lowest
+    correct run's accuracy on its training images, at least the margin below the latter;
+    refused when the low runs reach it."""
     items = rubric.parse({"schema_version": 1, "items": [
         {"id": "training", "title": "t", "points": 10, "check": "training"}]})
 
@@ -43,11 +44,15 @@ def test_the_training_bar_sits_below_the_correct_runs_and_above_the_low_ones():
                              {"training": accuracy}, {})
 
     bounds, _ = calibrate.compute(items, [run("correct", 0.34), run("correct", 0.24), run("low", 0.09)])
-    assert (bounds["training"].lower, bounds["training"].upper) == (0.13, 0.19)
+    assert (bounds["training"].lower, bounds["training"].upper) == (0.13, 0.18)  # (0.13 + 0.24) / 2
+    wide, _ = calibrate.compute(items, [run("correct", 0.72), run("low", 0.117)])
+    assert (wide["training"].lower, wide["training"].upper) == (0.15, 0.43)
+    narrow, _ = calibrate.compute(items, [run("correct", 0.25), run("low", 0.15)])
+    assert (narrow["training"].lower, narrow["training"].upper) == (0.18, 0.2)  # the margin caps it
     data = {"schema_version": 1, "items": [{"id": "training", "title": "t", "points": 10,
                                             "check": "training", "params": {"steps": 60}}]}
     updated = calibrate.update_rubric_data(data, bounds, {"training": 60.0}, {})
-    assert updated["items"][0]["params"] == {"steps": 60, "learned_accuracy": 0.19}
+    assert updated["items"][0]["params"] == {"steps": 60, "learned_accuracy": 0.18}
     with pytest.raises(KitError, match="training accuracy .* not separated"):
         calibrate.compute(items, [run("correct", 0.2), run("low", 0.14)])
 
