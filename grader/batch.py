@@ -95,10 +95,10 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             seed = str(engine.private_seed())
             book.set_meta("heldout_seed", seed)
         rubric.heldout_seed = int(seed)
+        inputs = engine.grading_inputs(rubric, conv_weights, dataset, grading_on)
         # the weights and data are part of what a grade was given under: changing either regrades
         rubric_hash = hashlib.sha256(rubric_file.read_bytes() + course_data.fingerprint(
-            conv_weights, dataset).encode()).hexdigest()[:16]
-        inputs = engine.grading_inputs(rubric, conv_weights, dataset, grading_on)
+            inputs).encode()).hexdigest()[:16]
         items = rubric.select(include_hidden=True)
         client = cluster = None
         if scheduler:

@@ -123,6 +123,8 @@ class Bounds:
     max_low: float | None
     slowest: float
     time_limit: float
+    check: str = "accuracy"
+    """accuracy: a range (lower, upper); training: one bar, `upper` (its learned_accuracy)"""
 
 
 def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
@@ -165,7 +167,8 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
             # solutions reach 0.72) keeps the item; an overshooting optimizer (0.31) does not.
             upper = min(upper, math.floor(round((lower + min_correct) / 2 * 100, 6)) / 100)
         bounds[item.id] = Bounds(item.id, lower, upper, min_correct, max_low,
-                                 max(r.seconds.get(item.id, 0.0) for r in correct), limits[item.id])
+                                 max(r.seconds.get(item.id, 0.0) for r in correct), limits[item.id],
+                                 item.check)
     return bounds, limits
 
 
@@ -188,7 +191,7 @@ def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, 
             raw["time_limit"] = limits[raw["id"]]
         if raw["id"] in bounds:
             params = dict(raw.get("params") or {})
-            if raw["check"] == "training":
+            if bounds[raw["id"]].check == "training":
                 params["learned_accuracy"] = bounds[raw["id"]].upper
             else:
                 params["lower"], params["upper"] = bounds[raw["id"]].lower, bounds[raw["id"]].upper
@@ -214,8 +217,7 @@ def table(bounds: dict[str, Bounds], limits: dict[str, float], runs: list[Run]) 
     return "\n".join(lines)
 
 
-def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path,
-         training_items: tuple[str, ...] = ()) -> None:
+def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -231,7 +233,7 @@ def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path,
         ax.axvline(b.upper, color="tab:green", linestyle="--", linewidth=1)
         ax.set_yticks([0, 1], ["low", "correct"])
         ax.set_xlim(0, 1.02)
-        if b.lower == b.upper or item_id in training_items:
+        if b.check == "training":
             title = f"{item_id} (training images): learned from {b.upper:.2f}"
         else:
             title = f"{item_id}: no points at or below {b.lower:.2f}, full points from {b.upper:.2f}"
@@ -329,8 +331,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
     }
     log(table(bounds, limits, runs))
     if plot_path:
-        plot(bounds, runs, Path(plot_path),
-             tuple(i.id for i in rubric.items if i.check == "training"))
+        plot(bounds, runs, Path(plot_path))
         log(f"plot: {plot_path}")
     if write:
         raw = yaml.safe_load(rubric_path.read_text(encoding="utf-8"))

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import vgg_weights
-from .errors import DataError, KitError, WeightsError
+from .errors import KitError, WeightsError
 from .rubric import DATA_KINDS, Rubric
 
 
@@ -94,14 +94,14 @@ def load_weights(found: Setting) -> tuple[dict[str, np.ndarray], str]:
     return weights, description
 
 
-def fingerprint(weights: dict[str, np.ndarray], dataset) -> str:
-    """A digest of what grading reads: the weights' arrays and the data's images and labels,
-    so a file replaced under the same name counts as a change."""
-    digest = hashlib.sha256(sha256_of(weights).encode())
-    if dataset is not None:
-        for array in (dataset.train_images, dataset.train_labels, dataset.test_images,
-                      dataset.test_labels):
-            digest.update(np.ascontiguousarray(array).tobytes())
+def fingerprint(inputs) -> str:
+    """A digest of what grading reads (engine.GradingInputs: the weights' arrays, the
+    training and held-out images and labels), so a file replaced under the same name
+    counts as a change."""
+    digest = hashlib.sha256(sha256_of(inputs.weights).encode())
+    for array in (inputs.train_images, inputs.train_labels, inputs.heldout_images,
+                  inputs.heldout_labels):
+        digest.update(np.ascontiguousarray(array).tobytes())
     return digest.hexdigest()
 
 
@@ -113,17 +113,8 @@ def load_dataset(found: Setting):
         return None
     from . import cifar10
 
-    path = found.path
-    if path is None:
-        path = cifar10.download_path()
-    if found.md5 and found.verify and Path(path).is_file():
-        digest = cifar10.md5sum(path)
-        if digest != found.md5.lower():
-            raise DataError(f"{path}: MD5 {digest} does not match {found.md5}, the archive the "
-                            "rubric declares. Use the course's archive, or pass --no-verify if "
-                            "this one is trusted.")
-        return cifar10.load(path, verify_checksum=False)
-    return cifar10.load(path, verify_checksum=found.verify)
+    return cifar10.load(found.path or cifar10.download_path(), verify_checksum=found.verify,
+                        md5=found.md5)
 
 
 def resolve(rubric: Rubric, data: list[str] | None = None, weights: str | None = None,

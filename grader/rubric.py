@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from .cifar10 import MD5 as OFFICIAL_CIFAR10_MD5
 from .errors import RubricError
 
 SCHEMA_VERSION = 1
@@ -33,7 +34,7 @@ TOP_LEVEL = {
                              "$GRADER_WEIGHTS, else stand-in weights)"),
 }
 DATA_KINDS = ("synthetic", "cifar10")
-OFFICIAL_CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"  # as in grader/cifar10.py (tested)
+
 DATA = {
     "kind": (str, True, f"one of {', '.join(DATA_KINDS)}"),
     "path": (str, False, "cifar10: the archive or extracted folder, relative to the rubric's "
