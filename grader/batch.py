@@ -71,7 +71,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
          rubric_path: str | None = None, weights: str | None = None, memory_mb: int = 6144,
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
          released: bool = False, progress: bool = True, scheduler: str | None = None,
-         data: list[str] | None = None, no_verify: bool = False) -> dict:
+         data: list[str] | None = None, no_verify: bool = False,
+         scratch_mb: int = sandbox_mod.SCRATCH_MB) -> dict:
     folder = Path(submissions)
     if not folder.is_dir():
         raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
@@ -107,7 +108,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             where = (f"on the Dask cluster at {getattr(client.scheduler, 'address', scheduler)} "
                      "(sandboxed on each worker)")
         else:
-            sandbox = sandbox_mod.choose(memory_mb, network, user, [out, rubric_file.parent, folder])
+            sandbox = sandbox_mod.choose(memory_mb, network, user, [out, rubric_file.parent, folder],
+                                         scratch_mb=scratch_mb)
             for notice in sandbox.notices:
                 print(f"notice: {notice}", file=sys.stderr)
             where = f"with {workers} worker(s); sandbox: {sandbox.describe()}"
@@ -124,6 +126,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             if client is not None:
                 finished = cluster_mod.results(
                     client, todo, rubric, inputs, memory_mb=memory_mb, network=network, user=user,
+                    scratch_mb=scratch_mb,
                     startup_limit=startup_limit,
                     threads=max(1, (os.cpu_count() or 1) // int(scheduler.split(":")[1]))
                     if scheduler.startswith("local:") else None)

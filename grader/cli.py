@@ -7,6 +7,7 @@ import importlib.util
 import os
 import sys
 
+from . import sandbox as sandbox_mod
 from .errors import KitError
 
 
@@ -55,6 +56,7 @@ def _batch(args):
     batch = _verb("batch")
     batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
                rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
+        scratch_mb=args.scratch_mb,
                user=args.user, network=args.allow_network, released=args.released,
                progress=not args.no_progress, scheduler=args.scheduler, data=args.data,
                no_verify=args.no_verify)
@@ -163,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "installed with the package)")
         _data_options(p)
         p.add_argument("--memory-mb", type=int, default=6144, help="address-space cap per worker")
+        p.add_argument("--scratch-mb", type=int, default=sandbox_mod.SCRATCH_MB,
+                       help="what one submission may write in all (a root grader's size-limited "
+                            "tmpfs; 0: no limit)")
         p.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
                        "submissions as (default: nobody; ignored when not run as root)")
         p.add_argument("--allow-network", action="store_true", help="do not cut the network")

@@ -64,10 +64,10 @@ def connect(scheduler: str):
 
 
 @functools.lru_cache(maxsize=None)
-def _sandbox(memory_mb: int, network: bool, user: str) -> sandbox_mod.Sandbox:
+def _sandbox(memory_mb: int, network: bool, user: str, scratch_mb: int) -> sandbox_mod.Sandbox:
     """The strongest sandbox this worker's machine allows, probed once per worker process;
     what it gives up goes to the worker's log."""
-    sandbox = sandbox_mod.choose(memory_mb, network, user)
+    sandbox = sandbox_mod.choose(memory_mb, network, user, scratch_mb=scratch_mb)
     for notice in sandbox.notices:
         print(f"grader notice on {socket.gethostname()}: {notice}", file=sys.stderr, flush=True)
     return sandbox
@@ -75,7 +75,7 @@ def _sandbox(memory_mb: int, network: bool, user: str) -> sandbox_mod.Sandbox:
 
 def collect_remote(name: str, payload: bytes, items, inputs: engine.WorkerInputs,
                    item_seeds: dict, *, student: str, memory_mb: int, network: bool, user: str,
-                   startup_limit: float, threads: int | None) -> dict:
+                   scratch_mb: int, startup_limit: float, threads: int | None) -> dict:
     """The Dask task: collect one submission on this worker's machine, sandboxed."""
     from distributed import get_worker
 
@@ -86,7 +86,8 @@ def collect_remote(name: str, payload: bytes, items, inputs: engine.WorkerInputs
         path = Path(tmp) / name
         path.write_bytes(payload)
         found = engine.collect_submission(
-            path, items, inputs, item_seeds=item_seeds, sandbox=_sandbox(memory_mb, network, user),
+            path, items, inputs, item_seeds=item_seeds,
+            sandbox=_sandbox(memory_mb, network, user, scratch_mb),
             threads=threads, startup_limit=startup_limit, label=student)
     return {"collection": found, "host": socket.gethostname(), "worker": worker.address,
             "seconds": time.monotonic() - start}
@@ -101,7 +102,8 @@ def _hold(value):
 
 
 def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: int, network: bool,
-            user: str, startup_limit: float, threads: int | None = None):
+            user: str, startup_limit: float, threads: int | None = None,
+            scratch_mb: int = sandbox_mod.SCRATCH_MB):
     """Yield (student, report, host) as the cluster finishes each submission."""
     from distributed import as_completed
     from distributed.scheduler import KilledWorker
@@ -126,7 +128,8 @@ def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: in
     def submit(student, path, name, payload, attempt) -> None:
         future = client.submit(collect_remote, name, payload, items, shared, seeds,
                                student=student, memory_mb=memory_mb, network=network, user=user,
-                               startup_limit=startup_limit, threads=threads, pure=False,
+                               scratch_mb=scratch_mb, startup_limit=startup_limit, threads=threads,
+                               pure=False,
                                key=f"grade-{os.urandom(8).hex()}")
         submitted[future.key] = (student, path, name, payload, attempt)
         running.add(future)

@@ -446,6 +446,8 @@ def _prepare_work_dir(work_dir: Path, sandbox: sandbox_mod.Sandbox) -> Path:
     scratch = work_dir / "scratch"
     scratch.mkdir(parents=True, exist_ok=True)
     os.chmod(work_dir, 0o711)
+    if sandbox.user and sandbox.scratch_mb:
+        sandbox_mod.bound_scratch(scratch, sandbox.scratch_mb, sandbox.user)
     if sandbox.user:
         entry = pwd.getpwnam(sandbox.user)
         for path in [scratch, *scratch.rglob("*")]:
@@ -471,6 +473,17 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     sandbox = sandbox or sandbox_mod.default()
     work_dir = Path(work_dir).resolve()
     scratch = _prepare_work_dir(work_dir, sandbox)
+    try:
+        return _collect(module_file, submission_dir, items, inputs, work_dir, scratch, sandbox,
+                        threads, tail_bytes, startup_limit, seed, item_seeds, progress)
+    finally:
+        if sandbox.user and sandbox.scratch_mb:  # what the submission wrote goes with it
+            sandbox_mod.release_scratch(scratch)
+
+
+def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch: Path,
+             sandbox: sandbox_mod.Sandbox, threads, tail_bytes, startup_limit, seed, item_seeds,
+             progress) -> Collection:
     # The worker sees its own copy of the module, so nothing else of its folder shows.
     (work_dir / "module").mkdir(exist_ok=True)
     module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))

@@ -52,6 +52,10 @@ MS_BIND, MS_REC, MS_PRIVATE, MS_REMOUNT, MS_RDONLY = 4096, 16384, 1 << 18, 32, 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
 TMP_BYTES = 64 << 20
+SCRATCH_MB = 2048
+"""what one submission's scratch folder may hold in all (a root grader's size-limited tmpfs)"""
+SCRATCH_INODES = 65536
+MNT_DETACH = 2
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/etc")
 
 
@@ -90,6 +94,8 @@ class Sandbox:
     network: bool = False
     memory_mb: int = 0
     file_mb: int = 1024
+    scratch_mb: int = 0
+    """a size-limited tmpfs of this many MB on each scratch folder (root only; 0: none)"""
     hide: list[str] = field(default_factory=list)
     """with kind "limits" and root only: folders covered by an empty tmpfs"""
     notices: list[str] = field(default_factory=list)
@@ -103,7 +109,8 @@ class Sandbox:
                if self.confined else "resource limits only")
         return (f"{how}; network {'on' if self.network else 'off'}; user "
                 f"{self.user or 'current'}; memory cap "
-                f"{str(self.memory_mb) + ' MB' if self.memory_mb else 'none'}")
+                f"{str(self.memory_mb) + ' MB' if self.memory_mb else 'none'}; scratch "
+                f"{str(self.scratch_mb) + ' MB' if self.scratch_mb else 'unbounded'}")
 
     def command(self, argv: list[str], *, read_only: list[Path], scratch: Path) -> list[str]:
         """The full command line that runs `argv` confined. `read_only` folders (the
@@ -186,12 +193,14 @@ def _probe(command: tuple[str, ...]) -> str | None:
 
 
 def choose(memory_mb: int = 0, network: bool = False, user: str = "auto",
-           private: list[Path] | None = None, probe_dir: Path | None = None) -> Sandbox:
+           private: list[Path] | None = None, probe_dir: Path | None = None,
+           scratch_mb: int = SCRATCH_MB) -> Sandbox:
     """The strongest confinement this machine allows; `notices` says what was given up.
 
     `user` is the unprivileged user a root grader runs submissions as ("auto": nobody;
     ignored when not root). `private` folders are hidden in the fallback mode (with
-    bwrap they are never in the view to begin with)."""
+    bwrap they are never in the view to begin with). A root grader puts each scratch
+    folder on a tmpfs of `scratch_mb` MB, so a submission cannot fill the disk."""
     root = os.geteuid() == 0
     user = ("nobody" if user == "auto" else user) if root else ""
     if user:
@@ -207,7 +216,17 @@ def choose(memory_mb: int = 0, network: bool = False, user: str = "auto",
                            "name an unprivileged user such as nobody")
     probe_dir = Path(probe_dir or tempfile.mkdtemp(prefix="grader-probe-"))
     try:
-        return _choose(memory_mb, network, user, private, probe_dir)
+        sandbox = _choose(memory_mb, network, user, private, probe_dir)
+        if user and scratch_mb:
+            scratch = probe_dir / "scratch"
+            try:
+                bound_scratch(scratch, scratch_mb, user)
+                release_scratch(scratch)
+                sandbox.scratch_mb = scratch_mb
+            except OSError as exc:
+                sandbox.notices.append(f"scratch folders cannot be size-limited here ({exc}): "
+                                       "a submission can fill the disk they are on")
+        return sandbox
     finally:
         import shutil
         shutil.rmtree(probe_dir, ignore_errors=True)
@@ -251,6 +270,26 @@ def default() -> Sandbox:
     for notice in sandbox.notices:
         print(f"notice: {notice}", file=sys.stderr)
     return sandbox
+
+
+def bound_scratch(folder: Path, size_mb: int, user: str) -> None:
+    """Mount a tmpfs of `size_mb` MB (and SCRATCH_INODES files) on `folder`, owned by
+    `user` (root only): everything a submission writes, whatever the call (write,
+    fallocate, many files), stops there with ENOSPC. Raises OSError if it cannot."""
+    entry = pwd.getpwnam(user)
+    release_scratch(folder)  # one a killed run left behind
+    options = (f"size={size_mb}m,nr_inodes={SCRATCH_INODES},mode=0700,uid={entry.pw_uid},"
+               f"gid={entry.pw_gid}")
+    if _libc().mount(b"tmpfs", os.fsencode(folder), b"tmpfs", 0, options.encode()) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"mount tmpfs on {folder}: {os.strerror(error)}")
+
+
+def release_scratch(folder: Path) -> None:
+    """Unmount what `bound_scratch` mounted on `folder` (its files go with it)."""
+    if os.path.ismount(folder) and _libc().umount2(os.fsencode(folder), MNT_DETACH) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"unmount {folder}: {os.strerror(error)}")
 
 
 # --- the trampoline: python -m grader.sandbox [options] -- COMMAND ---------------------

@@ -29,6 +29,7 @@ RUBRIC = {"schema_version": 1, "time_limit": 30, "items": [
     {"id": "preprocess", "title": "Preprocessing", "points": 10, "check": "preprocess"},
 ]}
 STRAY_SLEEP = 8
+SCRATCH_MB = 64
 
 ESCAPE = '''
 import ctypes, errno, json, os, socket, sys, time
@@ -68,6 +69,19 @@ attempt("network", lambda: socket.create_connection(("127.0.0.1", {port}), timeo
 attempt("umount", lambda: call(libc.umount2({kit_dir!r}.encode(), 2)))
 attempt("remount", lambda: call(libc.mount(None, {kit_dir!r}.encode(), None, 32 | 4096, None)))
 attempt("new_userns", lambda: call(libc.unshare(0x10000000)))
+FILLED = []
+
+def fill():  # allocated at once, the way a submission would fill the disk fastest
+    for i in range(4):
+        fd = os.open("fill%d" % i, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.posix_fallocate(fd, 0, 32 << 20)
+        finally:
+            os.close(fd)
+        FILLED.append(32)
+
+attempt("fill_scratch", fill)
+FINDINGS["filled_mb"] = sum(FILLED)
 if os.fork() == 0:  # a grandchild in its own session: the classic way to outlive a job
     os.setsid()
     if os.fork() == 0:
@@ -131,7 +145,8 @@ def escape(request, tmp_path_factory):
         kit_dir=str(ROOT / "grader"), host_tmp=host_tmp, port=listener.getsockname()[1],
         sleep=STRAY_SLEEP, marker=marker))
     command = [sys.executable, "-m", "grader", "batch", str(subs), "--out", str(out), "--workers", "1",
-               "--rubric", str(rubric_file), "--no-progress", "--memory-mb", "4096"]
+               "--rubric", str(rubric_file), "--no-progress", "--memory-mb", "4096",
+               "--scratch-mb", str(SCRATCH_MB)]
     if mode == "nobody":
         nobody = pwd.getpwnam("nobody")
         for path in [root, *root.rglob("*")]:
@@ -156,7 +171,7 @@ def escape(request, tmp_path_factory):
             "table": {r["student"]: r for r in table}, "flags": flags_listing,
             "strays_at_end": strays_at_end, "strays_later": _markers(marker),
             "host_tmp": Path(host_tmp), "kit_file": ROOT / "grader" / "__init__.py",
-            "sandbox": sandbox_mod.choose()}
+            "sandbox": sandbox_mod.choose(), "root": root}
 
 
 def test_batch_runs_and_grades_the_honest_submission(escape):
@@ -185,6 +200,16 @@ def test_no_writes_outside_scratch_and_the_kit_is_read_only(escape):
         assert escape["findings"]["own_module"] in ("EROFS", "EACCES"), escape["findings"]
     assert not escape["host_tmp"].exists()
     assert not Path(str(escape["host_tmp"]) + ".stray").exists()
+
+
+def test_a_root_grader_bounds_what_a_submission_writes(escape):
+    if escape["mode"] != "current_user" or os.geteuid() != 0:
+        pytest.skip("only a root grader can put scratch folders on a size-limited tmpfs")
+    # 128 MB asked for at once; the scratch folder holds 64 MB in all
+    assert escape["findings"]["fill_scratch"] == "ENOSPC", escape["findings"]
+    assert 0 < escape["findings"]["filled_mb"] <= SCRATCH_MB
+    # and the tmpfs went with the grading: nothing stays mounted, nothing stays in memory
+    assert str(escape["root"]) not in Path("/proc/mounts").read_text()
 
 
 def test_no_network(escape):
