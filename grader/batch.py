@@ -147,9 +147,26 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                 cluster.close()
         bar.close()
         _write_exports(book, out, [i.id for i in items], released)
-        return summarize(book, [i.id for i in items])
+        summary = summarize(book, [i.id for i in items])
     finally:
         book.close()
+    summary["similar"] = _similarity(out)
+    return summary
+
+
+def _similarity(out: Path) -> int | None:
+    """Compare the batch's submissions for copying (advisory, see grader.similarity);
+    the number of pairs reported, or None when it could not run (said in one line)."""
+    from . import similarity
+
+    try:
+        result = similarity.run(out)
+    except KitError as exc:
+        print(f"notice: similarity not computed: {exc} Run `grader similarity {out}` "
+              "with --given.", file=sys.stderr)
+        return None
+    print(similarity.summary(result, out))
+    return len(result.pairs)
 
 
 def summarize(book: Gradebook, item_ids: list[str]) -> dict:

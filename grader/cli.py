@@ -56,10 +56,14 @@ def _batch(args):
     batch = _verb("batch")
     batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
                rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
-        scratch_mb=args.scratch_mb,
+               scratch_mb=args.scratch_mb,
                user=args.user, network=args.allow_network, released=args.released,
                progress=not args.no_progress, scheduler=args.scheduler, data=args.data,
                no_verify=args.no_verify)
+
+
+def _similarity(args):
+    _verb("similarity").main(args.out, args.threshold, args.given, args.submissions, args.common)
 
 
 def _flags(args):
@@ -181,6 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("out", help="the --out folder of `grader batch`")
         p.add_argument("--student", help="only this student's flags")
         p.set_defaults(run=_flags)
+
+    if _available("similarity"):
+        p = verbs.add_parser("similarity", help="compare a batch's submissions for copied code, "
+                             "the given code removed (advisory: for a person to judge)")
+        p.add_argument("out", help="the --out folder of `grader batch`")
+        p.add_argument("--threshold", type=float, default=_verb("similarity").THRESHOLD,
+                       help="report pairs whose score is at least this (default: %(default)s, "
+                            "measured; see the README)")
+        p.add_argument("--given", nargs="+", metavar="FILE",
+                       help="the code students were given (.py, .ipynb, or a handout's code "
+                            "blocks; default: the course's skeletons/)")
+        p.add_argument("--submissions", metavar="FOLDER",
+                       help="where the graded submissions are now, if they moved")
+        p.add_argument("--common", type=int, default=_verb("similarity").COMMON, metavar="N",
+                       help="ignore code held by more than N submissions: the class's shared "
+                            "idioms (default: %(default)s; raise it to see a larger group of copies)")
+        p.set_defaults(run=_similarity)
 
     if _available("gradescope"):
         p = verbs.add_parser("gradescope-package", help="build a Gradescope autograder zip")

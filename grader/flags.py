@@ -1,8 +1,9 @@
 """`grader flags OUT`: the integrity flags of a batch, for a person to review.
 
 A flag says what a submission did that honest work has no reason to do (see
-engine.FLAG_KINDS). It never changes a score by itself: only the items a submission
-forged or broke lose their points (status `integrity`).
+engine.FLAG_KINDS), or, from `grader similarity`, which other submission it shares code
+with. It never changes a score by itself: only the items a submission forged or broke
+lose their points (status `integrity`).
 """
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from pathlib import Path
 from .engine import FLAG_KINDS
 from .errors import KitError
 from .gradebook import Gradebook
+
+KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives (grader similarity); "
+         "advisory, for a person to judge"}
 
 
 def main(out: str, student: str | None = None) -> list[dict]:
@@ -21,6 +25,9 @@ def main(out: str, student: str | None = None) -> list[dict]:
     book = Gradebook(path)
     try:
         flags = book.flags(student)
+        flags += [{"student": s["student"], "kind": "similar",
+                   "detail": f"similar to {s['other']}, {s['score']:.2f}"} for s in book.similar(student)]
+        flags.sort(key=lambda f: f["student"])  # stable: each student's own order kept
         scores = {r["student"]: r for r in book.submissions()}
     finally:
         book.close()
@@ -34,6 +41,6 @@ def main(out: str, student: str | None = None) -> list[dict]:
             row = scores.get(current, {})
             print(f"{current}  ({row.get('score', 0):g} / {row.get('max_score', 0):g}, "
                   f"{row.get('status', '?')})")
-        print(f"  {flag['kind']}: {flag['detail']}  [{FLAG_KINDS.get(flag['kind'], '')}]")
+        print(f"  {flag['kind']}: {flag['detail']}  [{KINDS.get(flag['kind'], '')}]")
     print(f"{len({f['student'] for f in flags})} submission(s) flagged, {len(flags)} flag(s).")
     return flags

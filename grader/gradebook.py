@@ -41,6 +41,12 @@ CREATE TABLE IF NOT EXISTS items (
     visibility TEXT NOT NULL,
     PRIMARY KEY (student, item)
 );
+CREATE TABLE IF NOT EXISTS similar (  -- advisory: pairs `grader similarity` reported
+    student TEXT NOT NULL,
+    other TEXT NOT NULL,
+    score REAL NOT NULL,
+    PRIMARY KEY (student, other)
+);
 CREATE TABLE IF NOT EXISTS flags (
     student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
     kind TEXT NOT NULL,              -- one of engine.FLAG_KINDS
@@ -83,6 +89,8 @@ class Gradebook:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM items WHERE student = ?", (student,))
             self.db.execute("DELETE FROM flags WHERE student = ?", (student,))
+            # compared on code that may have changed: until the next comparison, no claim
+            self.db.execute("DELETE FROM similar WHERE student = ? OR other = ?", (student, student))
             self.db.execute(
                 "INSERT OR REPLACE INTO submissions (student, source, content_hash, grader_version, "
                 "rubric_hash, status, score, max_score, seconds, message, graded_at, host, notes) "
@@ -115,3 +123,19 @@ class Gradebook:
             query, args = query + " WHERE student = ?", (student,)
         cursor = self.db.execute(query + " ORDER BY student, rowid", args)
         return [dict(zip(("student", "kind", "detail"), row)) for row in cursor.fetchall()]
+
+    def set_similar(self, pairs: list[tuple[str, str, float]]) -> None:
+        """Replace the similarity entries with `pairs` (a, b, score), recorded both ways."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM similar")
+            self.db.executemany("INSERT OR REPLACE INTO similar VALUES (?, ?, ?)",
+                                [row for a, b, score in pairs for row in ((a, b, score), (b, a, score))])
+
+    def similar(self, student: str | None = None) -> list[dict]:
+        """Similarity entries, of one student or of all, highest score first."""
+        query, args = "SELECT student, other, score FROM similar", ()
+        if student is not None:
+            query, args = query + " WHERE student = ?", (student,)
+        cursor = self.db.execute(query + " ORDER BY student, score DESC, other", args)
+        return [dict(zip(("student", "other", "score"), row)) for row in cursor.fetchall()]

@@ -226,9 +226,11 @@ def _tolerant(piece: _Piece) -> str:
             f"    {SKIPPED}.append(({piece.where!r}, {first!r}, __grader_error))")
 
 
-def definitions_only(cells: list[tuple[str, bool]]) -> str:
+def definitions_only(cells: list[tuple[str, bool]], plain: bool = False) -> str:
     """The module made of notebook code cells [(code, graded)]: graded cells whole, and
-    from the others what the graded code needs (see the module's docstring)."""
+    from the others what the graded code needs (see the module's docstring). `plain`:
+    the kept statements as written, without what makes them importable (the wrapping
+    that skips a failing statement, the record of what was skipped)."""
     pieces: list[_Piece] = []
     unparsed: list[tuple[str, str]] = []  # (where, why) of untagged cells skipped unread
     future: list[str] = []
@@ -308,11 +310,14 @@ def definitions_only(cells: list[tuple[str, bool]]) -> str:
     head = sorted(set(future)) + [f"{SKIPPED} = []"]
     head += [f"{SKIPPED}.append(({where!r}, '', SyntaxError({why!r})))" for where, why in unparsed]
     head += [f"{SKIPPED}.append(({where!r}, {what!r}, {DEMO_NOTE!r}))" for where, what in demos]
+    if plain:
+        return "\n".join(p.text for p, k in zip(pieces, kept) if k)
     body = [p.text if p.graded else _tolerant(p) for p, k in zip(pieces, kept) if k]
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 
 
-def notebook_to_source(path: Path) -> str:
+def notebook_to_source(path: Path, plain: bool = False) -> str:
+    """The module the grader makes of a notebook (`plain`: see definitions_only)."""
     import nbformat
 
     try:
@@ -331,7 +336,7 @@ def notebook_to_source(path: Path) -> str:
         # Dropped cells keep their number, so "code cell N" is what the student counts.
         cells.append(("" if tags & {TAG_EXPERIMENT, TAG_CHECK} else cell.source + "\n",
                       TAG_GRADED in tags))
-    return definitions_only(cells)
+    return definitions_only(cells, plain)
 
 
 def prepare(path: str | Path, dest_dir: Path) -> Path:
@@ -476,3 +481,26 @@ def pack(path: Path) -> tuple[str, bytes]:
             if file.is_file():
                 archive.write(file, str(file.relative_to(path)))
     return path.name + ".zip", buffer.getvalue()
+
+
+def graded_code(path: Path) -> str:
+    """The code of a submission as the grader keeps it, without running anything: a .py
+    file's text, a notebook's kept statements as written (`notebook_to_source(plain=True)`),
+    the module inside a zip or a folder. Raises SubmissionError when it cannot be read."""
+    import tempfile
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".zip":
+        with tempfile.TemporaryDirectory(prefix="grader-code-") as tmp:
+            _safe_unzip(path, Path(tmp))
+            return graded_code(_find_module(Path(tmp), path.name))
+    if path.is_dir():
+        return graded_code(_find_module(path, path.name))
+    if path.suffix == ".ipynb":
+        return notebook_to_source(path, plain=True)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{path.name}: expected UTF-8 Python source, found other bytes.") from None
+    except OSError as exc:
+        raise SubmissionError(f"{path.name}: could not be read ({exc.strerror}).") from None

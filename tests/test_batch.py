@@ -306,3 +306,13 @@ def test_students_notebooks_in_a_batch_full_marks_and_named_skips(tmp_path):
     assert score == top  # nothing the grader calls needed the skipped line
     feedback = (out / "feedback" / "skips_a_line.md").read_text()
     assert "code cell 1, line 2" in feedback and "FileNotFoundError" in feedback
+
+
+def test_similarity_runs_after_the_batch(corpus):
+    """Every submission is compared (advisory) once the batch is graded: the ones that
+    cannot be read are compared as text and say so, none is skipped silently."""
+    assert isinstance(corpus["summary"]["similar"], int)
+    page = (corpus["out"] / "similarity.html").read_text()
+    assert "20 submissions" in page
+    for student in ("latin1", "broken_nb", "syntax_error"):
+        assert f"{student}: " in page, student

@@ -1,0 +1,615 @@
+"""`grader similarity OUT`: which submissions of a batch share code beyond what the
+exercise gives them, for a person to judge.
+
+Every pair of submissions in the batch's gradebook is compared on the code the grader
+keeps (a notebook's kept statements as written, see `submission.graded_code`), by token
+fingerprinting with winnowing (Schleimer, Wilkerson and Aiken, 2003; the method of
+MOSS). The winnowing, the fingerprint matching and the mapping of shared fingerprints
+back to regions come from copydetect (PyPI) rather than being written here: it is
+maintained, small (numpy, Pygments) and takes fingerprints to discard.
+
+copydetect's own tokenizer replaces every identifier by one letter, library names
+included. On this exercise that makes honest solutions look alike (`V.V.V.V(V, V=V)` is
+half of any TensorFlow program): independent solutions scored up to 0.48 and disguised
+copies from 0.23. So the tokens are ours (`tokens`): names the code binds (variables,
+functions, classes, parameters, attributes it assigns) become one symbol, so renaming
+changes nothing, while library names are spelled out through the imports
+(`tf.nn.conv2d` and `from tensorflow import nn; nn.conv2d` both read
+`tensorflow.nn.conv2d`), since which library calls a solution makes, in which order, is
+where independent work differs. Comments, layout, import statements and the contents of
+strings are dropped; the order of functions and cells does not matter (fingerprints are
+compared as sets: only the few that span a seam change). A rewritten loop or a
+restructured expression hides what it rewrote, and only that.
+
+Three kinds of code never count as shared. The given code (the skeletons, module and
+notebook, and the code blocks of the handout) is fingerprinted the same way and removed
+from every submission. Idioms are ignored: code that two or more of the kit's own
+correct solutions hold (written independently, tests/corpus) is what honest work
+converges on, whatever the class's size; and so is code held by more than COMMON
+submissions of the class (MOSS's -m). A submission with too little code of its own
+(empty, or the untouched skeleton) is listed and not compared, so two of them are never
+"similar". One that does not parse is read as text (its names found with the failing
+lines left out) and says so; a notebook that does not load is read as the code lines
+recovered from its file, a zip that cannot be unpacked safely as the module inside it
+(read, not extracted), and each says so.
+
+A pair's score is the larger of its two shares, the fraction of one submission's own
+code found in the other (so padding a copy with dead code does not hide it). Pairs at
+or above the threshold are reported, and groups of three or more joined by such pairs,
+with the shared regions highlighted side by side (`similarity.html`); each member gets
+an advisory entry that `grader flags` lists ("similar to NAME, 0.83"). It never changes
+a score. K, COMMON and THRESHOLD come from measurements: disguised copies of correct
+solutions against independent correct solutions (tests/corpus/copies,
+`benchmarks/bench_similarity.py`, the README).
+"""
+from __future__ import annotations
+
+import ast
+import bisect
+import functools
+import hashlib
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import KitError, SubmissionError
+from .fsutil import atomic_path
+
+K = 12
+"""shared runs shorter than this many tokens never count (copydetect's noise threshold)"""
+GUARANTEE = 17
+"""shared runs at least this long are always found (the winnowing window is
+GUARANTEE - K + 1)."""
+THRESHOLD = 0.4
+"""reported at or above this score (see the module docstring and the README)"""
+MIN_OWN = 150
+"""fingerprinted tokens of its own a submission needs to be compared at all"""
+IDIOM = 2
+"""a fingerprint that this many of the kit's own independent solutions hold is an idiom:
+the lines of TensorFlow honest work converges on"""
+COMMON = 10
+"""a fingerprint held by more than this many submissions of the class is an idiom too
+(MOSS's -m, with its default): a group of more than COMMON copies of one source needs
+--common raised to show"""
+
+
+@dataclass
+class Code:
+    """One submission's code as compared."""
+    student: str
+    text: str
+    note: str = ""
+    """how it was read, when not as plain Python"""
+    own: int = 0
+    """fingerprinted characters left after the given code is removed"""
+    fingerprint: object = None
+
+
+@dataclass
+class Pair:
+    a: str
+    b: str
+    score: float
+    shares: tuple[float, float]
+    slices: tuple = ()
+
+    def label(self) -> str:
+        return f"{self.a} and {self.b}: {self.score:.2f}"
+
+
+@dataclass
+class Result:
+    codes: list[Code]
+    pairs: list[Pair]
+    """at or above the threshold, highest first"""
+    groups: list[list[str]]
+    threshold: float
+    compared: int = 0
+    seconds: float = 0.0
+    too_little: list[str] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _token_id(token: str) -> int:
+    """A stable 64-bit number per normalised token: the same in every process and run,
+    whatever order the submissions come in (Python's own str hash is salted per process,
+    which would make winnowing pick other fingerprints in every run)."""
+    return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
+
+
+def _names(text: str, note: list[str]) -> tuple[set[str], dict[str, str], set[int]]:
+    """(names the code binds, import alias -> the module path it stands for, rows of import
+    statements). Code that does not parse is read with its failing lines blanked, one at
+    a time (`note` says so)."""
+    lines = text.splitlines()
+    tree = None
+    for _ in range(50):
+        try:
+            tree = ast.parse("\n".join(lines))
+            break
+        except SyntaxError as exc:
+            if not note:
+                note.append(f"does not parse as Python (line {exc.lineno}: {exc.msg}); "
+                            "read as text")
+            row = (exc.lineno or 1) - 1
+            if not 0 <= row < len(lines) or not lines[row].strip():
+                break
+            lines[row] = ""
+    defined: set[str] = set()
+    aliases: dict[str, str] = {}
+    imports: set[int] = set()
+    for node in ast.walk(tree) if tree else ():
+        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            defined.add(node.id)
+        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+            defined.add(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, ast.arg):
+            defined.add(node.arg)
+        elif isinstance(node, (ast.Global, ast.Nonlocal)):
+            defined.update(node.names)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            imports.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
+            base = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
+            for alias in node.names:
+                if isinstance(node, ast.Import):
+                    aliases[alias.asname or alias.name.split(".")[0]] = \
+                        alias.name if alias.asname else alias.name.split(".")[0]
+                elif alias.name != "*":
+                    aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+    return defined - set(aliases), aliases, imports
+
+
+def _api(path: str) -> str:
+    """One spelling for a library name however it was imported (tf.keras is keras)."""
+    for old, new in (("tensorflow.keras.", "keras."), ("tensorflow.compat.v2.", "tensorflow.")):
+        if path.startswith(old):
+            return new + path[len(old):]
+    return path
+
+
+def tokens(text: str, given_names: set[str] = frozenset()) -> tuple[list[tuple[str, int, int]], str]:
+    """The code as normalised tokens (text, start, end) and a note when it does not parse.
+
+    Names the code binds (variables, functions, classes, parameters, attributes it
+    assigns), and those the given code binds, become one symbol `V`: renaming them
+    changes nothing. A library name is spelled out through the imports (`tf.nn.conv2d`,
+    `from tensorflow import nn; nn.conv2d` both read `tensorflow.nn.conv2d`), so the
+    library calls a solution makes stay part of what is compared: only in them do
+    independent solutions differ. Strings become `S`; comments, layout and import
+    statements are dropped."""
+    from pygments.lexers import PythonLexer
+    from pygments.token import Comment, Name, Operator, String, Text
+
+    note: list[str] = []
+    defined, aliases, imports = _names(text, note)
+    defined |= given_names
+    starts = [0]
+    for line in text.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+    raw = [(pos, kind, value) for pos, kind, value in PythonLexer().get_tokens_unprocessed(text)
+           if kind not in Text and kind not in Comment and value.strip()
+           and bisect.bisect_right(starts, pos) not in imports]
+    out: list[tuple[str, int, int]] = []
+    i = 0
+    while i < len(raw):
+        pos, kind, value = raw[i]
+        if kind in String:
+            j = i
+            while j + 1 < len(raw) and raw[j + 1][1] in String:
+                j += 1
+            out.append(("S", pos, raw[j][0] + len(raw[j][2])))
+            i = j + 1
+            continue
+        if kind not in Name:
+            out.append((value, pos, pos + len(value)))
+            i += 1
+            continue
+        if kind in Name.Decorator:
+            out.append(("@", pos, pos + 1))
+            pos, value = pos + 1, value[1:].strip()
+        parts = [(value, pos)]
+        j = i + 1
+        while j + 1 < len(raw) and raw[j][1] in Operator and raw[j][2] == "." \
+                and raw[j + 1][1] in Name:
+            parts.append((raw[j + 1][2], raw[j + 1][0]))
+            j += 2
+        root = parts[0][0]
+        if root in aliases:
+            path = ".".join([aliases[root], *(name for name, _ in parts[1:])])
+            out.append((_api(path), parts[0][1], parts[-1][1] + len(parts[-1][0])))
+        else:
+            for n, (name, at) in enumerate(parts):
+                if n:
+                    out.append((".", at - 1, at))
+                out.append(("V" if name in defined else name, at, at + len(name)))
+        i = j
+    return out, (note[0] if note else "")
+
+
+@dataclass
+class Fingerprint:
+    """What copydetect's `compare_files` reads, made from our tokens: winnowed k-gram
+    hashes, the token positions where each occurs, how many tokens they cover."""
+    k: int
+    hashes: set
+    hash_idx: dict
+    filtered_code: str
+    """only its length is read: one character per token"""
+    token_coverage: int
+    spans: list[tuple[int, int]]
+    offsets: tuple = ()
+
+
+def fingerprint(toks: list[tuple[str, int, int]], given: set = frozenset()) -> Fingerprint:
+    """Rolling hashes of every K tokens, winnowed (copydetect.utils.winnow), without the
+    hashes in `given`."""
+    import numpy as np
+    from copydetect.utils import get_token_coverage, winnow
+
+    ids = np.array([_token_id(t) for t, _, _ in toks], dtype=np.uint64)
+    count = len(ids) - K + 1
+    index: dict[int, list[int]] = {}
+    if count > 0:
+        rolling = np.zeros(count, dtype=np.uint64)
+        with np.errstate(over="ignore"):  # arithmetic modulo 2**64, on purpose
+            for j in range(K):
+                rolling = rolling * np.uint64(0x100000001B3) + ids[j:j + count]
+        selected, where = winnow(rolling.view(np.int64), GUARANTEE - K + 1, remove_duplicates=False)
+        for value, at in zip(selected.tolist(), where.tolist()):
+            if value not in given:
+                index.setdefault(value, []).append(at)
+    return Fingerprint(K, set(index), index, " " * len(toks),
+                       int(get_token_coverage(index, K, len(toks))),
+                       [(start, end) for _, start, end in toks])
+
+
+_JSON_LINE = re.compile(r'^\s*("(?:[^"\\]|\\.)*")\s*,?\s*$')
+
+
+def _recovered_lines(raw: str) -> str:
+    """From a notebook file that does not load, the lines that are JSON strings (its cells'
+    source lines, one per string in nbformat's layout), decoded."""
+    lines = []
+    for line in raw.splitlines():
+        match = _JSON_LINE.match(line)
+        if match:
+            try:
+                lines.append(json.loads(match.group(1)).rstrip("\n"))
+            except ValueError:
+                continue
+    return "\n".join(lines)
+
+
+MAX_TEXT = 4 << 20
+"""at most this much of a file that cannot be read as a submission is compared"""
+
+
+def _raw_text(path: Path) -> tuple[str, str]:
+    """(text, name) of what a submission that could not be read holds: the file itself,
+    or in a zip its module (read from the archive, nothing extracted)."""
+    if path.suffix == ".zip":
+        import zipfile
+
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = [n for n in archive.namelist() if n.endswith((".py", ".ipynb"))
+                         and "__MACOSX" not in n]
+                named = [n for n in names if Path(n).name in ("transfer_learning.py",
+                                                              "transfer_learning.ipynb")]
+                if not (named or len(names) == 1):
+                    return "", ""
+                with archive.open((named or names)[0]) as member:
+                    return member.read(MAX_TEXT).decode("utf-8", "replace"), (named or names)[0]
+        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
+            return "", ""
+    if path.is_file():
+        with open(path, "rb") as handle:
+            return handle.read(MAX_TEXT).decode("utf-8", "replace"), path.name
+    return "", ""
+
+
+def read_code(student: str, path: Path) -> Code:
+    """The code to compare for one submission, never skipped: what the grader keeps, else
+    what can be recovered as text (and a note saying so)."""
+    from .submission import graded_code
+
+    path = Path(path)
+    try:
+        text = graded_code(path)
+    except SubmissionError as exc:
+        raw, name = _raw_text(path)
+        if not raw:
+            return Code(student, "", f"{exc} Nothing in it could be read as code.")
+        if name.endswith(".ipynb"):
+            return Code(student, _recovered_lines(raw), f"{exc} Read as text: the code lines "
+                        f"recovered from {Path(name).name}.")
+        return Code(student, raw, f"{exc} Read as text: {Path(name).name}.")
+    try:
+        ast.parse(text)
+    except SyntaxError as exc:
+        return Code(student, text, f"does not parse as Python (line {exc.lineno}: {exc.msg}); "
+                    "read as text.")
+    return Code(student, text)
+
+
+def given_code(paths: list[Path] | None = None) -> list[str]:
+    """The code every student is given: the skeleton module, the skeleton notebook's code
+    cells, and the code blocks of its text (the handout). Default: the course's skeletons."""
+    if paths is None:
+        from .paths import course_root
+
+        folder = course_root() / "skeletons"
+        paths = sorted(p for p in folder.glob("*") if p.suffix in (".py", ".ipynb"))
+        if not paths:
+            raise KitError(f"{folder}: expected the skeletons the students were given (run "
+                           "`grader generate`), found none; or pass --given FILE.")
+    pieces = []
+    for path in map(Path, paths):
+        if not path.is_file():
+            raise KitError(f"{path}: expected a file of given code (.py, .ipynb or text), "
+                           "found none.")
+        if path.suffix == ".ipynb":
+            import nbformat
+
+            try:
+                notebook = nbformat.read(str(path), as_version=4)
+            except Exception as exc:  # noqa: BLE001 - nbformat raises several kinds
+                raise KitError(f"{path}: expected a notebook of given code, could not read it "
+                               f"({type(exc).__name__}).") from None
+            for cell in notebook.cells:
+                if cell.cell_type == "code":
+                    pieces.append(cell.source)
+                else:
+                    pieces += re.findall(r"```(?:python|py)?\n(.*?)```", cell.source, re.S)
+        elif path.suffix == ".py":
+            pieces.append(path.read_text(encoding="utf-8"))
+        else:  # a handout as text or markdown: its code blocks
+            pieces += re.findall(r"```(?:python|py)?\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+    return pieces
+
+
+def background_code() -> list[str]:
+    """The kit's own correct solutions, written independently (the reference,
+    tests/corpus/correct and tests/corpus/notebooks): what they share with each other is
+    what honest work converges on. Raises KitError outside a course folder."""
+    from .corpus import correct_solutions, student_notebooks
+
+    return [read_code(name, path).text
+            for name, path in {**correct_solutions(), **student_notebooks()}.items()]
+
+
+def compare(codes: list[Code], given: list[str], threshold: float = THRESHOLD,
+            min_own: int = MIN_OWN, keep_below: bool = False, common_above: int = COMMON,
+            background: list[str] = (), idiom_at: int = IDIOM) -> Result:
+    """Fingerprint every submission without the given code and compare every pair that
+    shares a fingerprint (the others score 0). Fingerprints that `idiom_at` or more of the
+    `background` solutions hold, or more than `common_above` submissions, are idioms and
+    count for no one. `keep_below`: return every compared pair, not only those at or
+    above `threshold` (for measuring)."""
+    from copydetect import compare_files
+    from copydetect.utils import get_token_coverage
+
+    start = time.perf_counter()
+    given_names: set[str] = set()
+    for piece in given:
+        given_names |= _names(piece, [])[0]
+    boilerplate: set = set()
+    for piece in given:
+        boilerplate |= fingerprint(tokens(piece, given_names)[0]).hashes
+    held: dict[int, int] = {}
+    for text in background:
+        for value in fingerprint(tokens(text, given_names)[0], boilerplate).hashes:
+            held[value] = held.get(value, 0) + 1
+    idioms = {h for h, n in held.items() if n >= idiom_at}
+    for code in codes:
+        toks, note = tokens(code.text, given_names)
+        code.note = code.note or note
+        code.fingerprint = fingerprint(toks, boilerplate)
+        code.own = code.fingerprint.token_coverage
+    able = [c for c in codes if c.own >= min_own]
+    by_hash: dict[int, list[int]] = {}
+    for index, code in enumerate(able):
+        for value in code.fingerprint.hashes:
+            by_hash.setdefault(value, []).append(index)
+    common = idioms | {h for h, holders in by_hash.items() if len(holders) > common_above}
+    for code in able:
+        f = code.fingerprint
+        f.hash_idx = {h: i for h, i in f.hash_idx.items() if h not in common}
+        f.hashes = set(f.hash_idx)
+        f.token_coverage = int(get_token_coverage(f.hash_idx, f.k, len(f.filtered_code)))
+    by_hash = {h: v for h, v in by_hash.items() if h not in common}
+    candidates = set()
+    for holders in by_hash.values():
+        for i, first in enumerate(holders):
+            for second in holders[i + 1:]:
+                candidates.add((first, second))
+    pairs = []
+    for i, j in sorted(candidates):
+        _, shares, slices = compare_files(able[i].fingerprint, able[j].fingerprint)
+        score = float(max(shares))
+        if keep_below or score >= threshold:
+            spans = tuple(_char_spans(s, c.fingerprint.spans)
+                          for s, c in zip(slices, (able[i], able[j])))
+            pairs.append(Pair(able[i].student, able[j].student, score,
+                              (float(shares[0]), float(shares[1])), spans))
+    pairs.sort(key=lambda p: (-p.score, p.a, p.b))
+    return Result(codes, pairs, _groups([p for p in pairs if p.score >= threshold]), threshold,
+                  compared=len(able) * (len(able) - 1) // 2, seconds=time.perf_counter() - start,
+                  too_little=[c.student for c in codes if c.own < min_own])
+
+
+def _char_spans(slices, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Token ranges [start, end) shared with the other submission, as character ranges."""
+    if len(slices) != 2 or not len(slices[0]):
+        return []
+    return [(spans[int(a)][0], spans[min(int(b), len(spans)) - 1][1])
+            for a, b in zip(slices[0], slices[1])]
+
+
+def _groups(pairs: list[Pair]) -> list[list[str]]:
+    """Three or more submissions joined by pairs above the threshold."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while parent.setdefault(name, name) != name:
+            parent[name] = parent[parent[name]]
+            name = parent[name]
+        return name
+
+    for pair in pairs:
+        parent[root(pair.a)] = root(pair.b)
+    members: dict[str, list[str]] = {}
+    for name in list(parent):
+        members.setdefault(root(name), []).append(name)
+    return sorted((sorted(m) for m in members.values() if len(m) >= 3), key=lambda m: (-len(m), m))
+
+
+# --- the page ---------------------------------------------------------------------------
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'">
+<title>Similarity: {{ title }}</title>
+<style>
+body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5em; color: #222; }
+table { border-collapse: collapse; } td, th { padding: .2em .8em; border-bottom: 1px solid #ddd; text-align: left; }
+.pair { margin: 2em 0; border-top: 2px solid #888; }
+.side { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 1em; }
+pre { background: #f7f7f7; padding: .6em; overflow-x: auto; font-size: 12px; max-height: 40em; }
+mark { background: #ffd54f; }
+.note { color: #8a4b00; }
+</style></head><body>
+<h1>Similarity in {{ title }}</h1>
+<p>{{ codes|length }} submissions; {{ compared }} pairs compared in {{ "%.1f"|format(seconds) }} s;
+reported at a score of {{ "%.2f"|format(threshold) }} or more: {{ pairs|length }} pair(s),
+{{ groups|length }} group(s) of three or more. A score is the larger of the two shares of
+a submission's own code (the given code and the lines honest solutions share removed)
+found in the other. This is advice for a
+person: it changes no score. Names, comments, layout, strings and the order of functions are
+ignored; regions in yellow are shared.</p>
+{% for notice in notices %}<p class="note">Notice: {{ notice }}.</p>{% endfor %}
+{% if too_little %}<p>Not compared, with too little code of their own (empty, or the given
+code only): {{ too_little|join(", ") }}.</p>{% endif %}
+{% if notes %}<h2>Read as text</h2><ul>{% for code in notes %}
+<li class="note">{{ code.student }}: {{ code.note }}</li>{% endfor %}</ul>{% endif %}
+{% if groups %}<h2>Groups</h2><ul>{% for group in groups %}
+<li>{{ group|join(", ") }}</li>{% endfor %}</ul>{% endif %}
+{% if pairs %}<h2>Pairs</h2>
+<table><tr><th>score</th><th>submission</th><th>share</th><th>submission</th><th>share</th></tr>
+{% for pair in pairs %}<tr><td><a href="#pair-{{ loop.index }}">{{ "%.2f"|format(pair.score) }}</a></td>
+<td>{{ pair.a }}</td><td>{{ "%.2f"|format(pair.shares[0]) }}</td>
+<td>{{ pair.b }}</td><td>{{ "%.2f"|format(pair.shares[1]) }}</td></tr>{% endfor %}</table>
+{% for pair in pairs %}<section class="pair" id="pair-{{ loop.index }}">
+<h3>{{ pair.a }} and {{ pair.b }}: {{ "%.2f"|format(pair.score) }}</h3>
+<div class="side"><div><b>{{ pair.a }}</b><pre>{{ shown[loop.index0][0] }}</pre></div>
+<div><b>{{ pair.b }}</b><pre>{{ shown[loop.index0][1] }}</pre></div></div></section>
+{% endfor %}{% else %}<p>No pair reaches the threshold.</p>{% endif %}
+</body></html>
+"""
+
+
+def _highlighted(text: str, spans: list[tuple[int, int]]):
+    """`text` as HTML, the shared regions in <mark>: every character of it escaped."""
+    from markupsafe import Markup, escape
+
+    out, at = [], 0
+    for start, end in sorted(spans):
+        start, end = max(start, at), max(end, at)
+        out.append(escape(text[at:start]))
+        out.append(Markup("<mark>") + escape(text[start:end]) + Markup("</mark>"))
+        at = end
+    out.append(escape(text[at:]))
+    return Markup("").join(out)
+
+
+def render(result: Result, title: str) -> str:
+    import jinja2
+
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    texts = {c.student: c.text for c in result.codes}
+    shown = [(_highlighted(texts[p.a], p.slices[0]), _highlighted(texts[p.b], p.slices[1]))
+             for p in result.pairs]
+    return environment.from_string(PAGE).render(
+        title=title, codes=result.codes, compared=result.compared, seconds=result.seconds,
+        threshold=result.threshold, pairs=result.pairs, groups=result.groups, shown=shown,
+        too_little=result.too_little, notes=[c for c in result.codes if c.note],
+        notices=result.notices)
+
+
+# --- the verb ---------------------------------------------------------------------------
+
+def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
+        submissions: str | None = None, common: int = COMMON) -> Result:
+    """Compare a batch's submissions, record the advisory entries in its gradebook and
+    write `similarity.html` beside it."""
+    from .gradebook import Gradebook
+
+    out = Path(out)
+    if not (out / "gradebook.sqlite").is_file():
+        raise KitError(f"{out}: expected the output folder of `grader batch` (with "
+                       "gradebook.sqlite); found none. Pass the folder given to --out.")
+    if not 0 < threshold <= 1:
+        raise KitError(f"--threshold: expected a share between 0 and 1, found {threshold}.")
+    if common < 2:
+        raise KitError(f"--common: expected at least 2 (a pair must count), found {common}.")
+    pieces = given_code([Path(p) for p in given] if given else None)
+    notices = []
+    try:
+        background = background_code()
+    except KitError:
+        background = []
+        notices.append("the kit's own solutions (tests/corpus) were not found here, so the "
+                       "lines every honest solution shares are recognised only within this "
+                       "class: honest pairs can score higher than the README's measurements")
+    book = Gradebook(out / "gradebook.sqlite")
+    try:
+        rows = book.submissions()
+        codes = []
+        for row in rows:
+            path = Path(submissions) / Path(row["source"]).name if submissions else Path(row["source"])
+            if not path.exists():
+                raise KitError(f"{path}: the submission {row['student']!r} was graded from there "
+                               "and is gone; pass --submissions FOLDER with the graded folder.")
+            codes.append(read_code(row["student"], path))
+        result = compare(codes, pieces, threshold, common_above=common, background=background)
+        result.notices = notices
+        book.set_similar([(p.a, p.b, p.score) for p in result.pairs])
+    finally:
+        book.close()
+    with atomic_path(out / "similarity.html") as tmp:
+        tmp.write_text(render(result, str(out.resolve())), encoding="utf-8")
+    return result
+
+
+def summary(result: Result, out: Path) -> str:
+    lines = [f"similarity: {len(result.pairs)} pair(s) at {result.threshold:.2f} or more, "
+             f"{len(result.groups)} group(s), among {len(result.codes)} submissions "
+             f"({result.compared} pairs in {result.seconds:.1f} s); {out / 'similarity.html'}"]
+    lines += [f"  {p.label()}" for p in result.pairs[:10]]
+    if len(result.pairs) > 10:
+        lines.append(f"  ... and {len(result.pairs) - 10} more in the page")
+    lines += [f"  group: {', '.join(g)}" for g in result.groups]
+    if result.too_little:
+        lines.append(f"  not compared (too little code of their own): {', '.join(result.too_little)}")
+    lines += [f"  {c.student}: {c.note}" for c in result.codes if c.note]
+    lines += [f"  notice: {n}" for n in result.notices]
+    return "\n".join(lines)
+
+
+def main(out: str, threshold: float = THRESHOLD, given: list[str] | None = None,
+         submissions: str | None = None, common: int = COMMON) -> Result:
+    result = run(Path(out), threshold, given, submissions, common)
+    print(summary(result, Path(out)))
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1])

@@ -1,0 +1,196 @@
+"""`grader similarity`: disguised copies found, honest solutions not flagged, the given
+code never counted, unreadable code read as text, the page safe to open, and the
+advisory entries in `grader flags`."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+import yaml
+
+from grader import similarity
+from grader.engine import ItemResult, Report
+from grader.gradebook import Gradebook
+from kit import ROOT
+
+CORPUS = ROOT / "tests" / "corpus"
+COPIES = CORPUS / "copies"
+# Every copy's source and two more solutions form the class; the other seven independent
+# solutions are the background that tells idioms from copies (a real run has all 14).
+FIXED_CLASS = ("transfer_learning", "sequential_fit", "functional_adamw", "custom_tfnn_layers",
+               "untagged_subclassed_globals", "subclassed_eager", "untagged_kit_data")
+# measured at the shipped threshold (benchmarks/bench_similarity.py; the README's table)
+COPIES_FOUND = 13
+
+
+def honest_files() -> dict[str, Path]:
+    files = [ROOT / "solutions" / "transfer_learning.py", *sorted((CORPUS / "correct").glob("*")),
+             *sorted((CORPUS / "notebooks").glob("*.ipynb"))]
+    return {p.stem: p for p in files}
+
+
+@pytest.fixture(scope="module")
+def given():
+    return similarity.given_code()
+
+
+@pytest.fixture(scope="module")
+def class_result(given):
+    """The class: FIXED_CLASS and the 15 disguised copies; the rest as background."""
+    entries = yaml.safe_load((COPIES / "copies.yaml").read_text())
+    assert {Path(e["source"]).stem for e in entries} <= set(FIXED_CLASS)
+    files = honest_files()
+    codes = [similarity.read_code(name, files[name]) for name in FIXED_CLASS]
+    codes += [similarity.read_code("copy:" + e["file"], COPIES / e["file"]) for e in entries]
+    background = [similarity.read_code(n, p).text for n, p in files.items() if n not in FIXED_CLASS]
+    return entries, similarity.compare(codes, given, background=background)
+
+
+def test_disguised_copies_are_found_against_their_source(class_result):
+    entries, result = class_result
+    reported = {frozenset((p.a, p.b)) for p in result.pairs}
+    found = [e["file"] for e in entries
+             if frozenset(("copy:" + e["file"], Path(e["source"]).stem)) in reported]
+    assert len(found) == COPIES_FOUND, sorted(set(e["file"] for e in entries) - set(found))
+    # every light disguise (names, comments, layout) is found
+    assert {e["file"] for e in entries if e["level"] == "light"} <= set(found)
+
+
+def test_no_honest_pair_is_flagged(class_result):
+    _, result = class_result
+    honest = set(FIXED_CLASS)
+    flagged = [p.label() for p in result.pairs if p.a in honest and p.b in honest]
+    assert flagged == []
+    # nor a copy against a solution it was not made from
+    entries, _ = class_result
+    source = {"copy:" + e["file"]: Path(e["source"]).stem for e in entries}
+    wrong = [p.label() for p in result.pairs
+             if (p.a in source and p.b in honest and source[p.a] != p.b)
+             or (p.b in source and p.a in honest and source[p.b] != p.a)]
+    assert wrong == []
+
+
+def test_copies_of_one_source_form_a_group(class_result):
+    _, result = class_result
+    groups = [set(g) for g in result.groups]
+    assert any({"sequential_fit", "copy:sequential_fit__light.py",
+                "copy:sequential_fit__medium.py"} <= g for g in groups), result.groups
+
+
+def test_the_given_code_never_counts(given):
+    skeleton_py = similarity.read_code("skeleton_py", ROOT / "skeletons" / "transfer_learning.py")
+    skeleton_nb = similarity.read_code("skeleton_nb", ROOT / "skeletons" / "transfer_learning.ipynb")
+    empty = similarity.Code("empty", "")
+    honest = similarity.read_code("honest", ROOT / "tests" / "corpus" / "correct" / "sequential_fit.py")
+    result = similarity.compare([skeleton_py, skeleton_nb, empty,
+                                 similarity.Code("skeleton_again", skeleton_py.text), honest], given)
+    assert result.pairs == []
+    assert set(result.too_little) == {"skeleton_py", "skeleton_nb", "empty", "skeleton_again"}
+    assert honest.own > similarity.MIN_OWN
+
+
+def test_names_comments_and_order_are_ignored(given):
+    source = (CORPUS / "correct" / "sequential_fit.py").read_text()
+    renamed = source
+    for old, new in (("images", "pictures"), ("labels", "targets"), ("model", "net")):
+        renamed = renamed.replace(old, new)
+    # the functions in reverse order, every comment and blank line gone
+    blocks = renamed.split("\n\n\n")
+    disguised = "\n\n\n".join(reversed(blocks))
+    disguised = "\n".join(line.split("  #")[0] for line in disguised.splitlines()
+                          if line.strip() and not line.lstrip().startswith("#"))
+    result = similarity.compare([similarity.Code("a", source), similarity.Code("b", disguised)],
+                                given, keep_below=True)
+    assert result.pairs[0].score > 0.9
+
+
+def test_code_that_cannot_be_read_is_compared_as_text_and_says_so(given, tmp_path):
+    source = CORPUS / "correct" / "functional_adamw.py"
+    broken = tmp_path / "broken.py"
+    broken.write_text(source.read_text().replace("def build_model(", "def build_model((", 1))
+    notebook = tmp_path / "broken.ipynb"
+    good = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source.read_text())])
+    notebook.write_text(nbformat.writes(good)[:-40])  # cut short: not JSON any more
+    import zipfile
+    refused = tmp_path / "refused.zip"  # the grader refuses it (a path out of the archive)
+    with zipfile.ZipFile(refused, "w") as archive:
+        archive.writestr("../evil.txt", "x")
+        archive.writestr("work/transfer_learning.py", source.read_text())
+    codes = [similarity.read_code("source", source), similarity.read_code("broken", broken),
+             similarity.read_code("notebook", notebook), similarity.read_code("refused", refused)]
+    result = similarity.compare(codes, given)
+    notes = {c.student: c.note for c in codes}
+    assert "does not parse" in notes["broken"] and "read as text" in notes["broken"]
+    assert "recovered" in notes["notebook"]
+    assert "outside the archive" in notes["refused"] and "transfer_learning.py" in notes["refused"]
+    reported = {frozenset((p.a, p.b)) for p in result.pairs}
+    assert frozenset(("source", "broken")) in reported
+    assert frozenset(("source", "notebook")) in reported
+    assert frozenset(("source", "refused")) in reported
+
+
+def test_the_page_shows_student_code_as_text(given):
+    source = (CORPUS / "correct" / "functional_adamw.py").read_text()
+    hostile = source + '\nNOTE = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"\n'
+    result = similarity.compare([similarity.Code("a", hostile), similarity.Code("b<script>", hostile)],
+                                given)
+    page = similarity.render(result, "class <b>1</b>")
+    assert "<script>" not in page and "<img" not in page and "<b>1" not in page
+    assert "&lt;script&gt;alert(1)" in page and "<mark>" in page
+
+
+def _book(out: Path, sources: dict[str, Path]) -> None:
+    out.mkdir()
+    book = Gradebook(out / "gradebook.sqlite")
+    for student, path in sources.items():
+        report = Report(student, [ItemResult("interface", "Interface", 5, 5, "passed", "", 0.0)])
+        book.record(student, str(path), "hash", "rubric", report, "graded")
+    book.close()
+
+
+def test_verb_records_advisory_flags_and_writes_the_page(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    source = (CORPUS / "correct" / "subclassed_fit.py").read_text()
+    (subs / "ann.py").write_text(source)
+    (subs / "bob.py").write_text(source.replace("images", "imgs").replace("# ", "# note: "))
+    (subs / "cat.py").write_text((CORPUS / "correct" / "table_driven.py").read_text())
+    (subs / "dan.py").write_text((ROOT / "skeletons" / "transfer_learning.py").read_text())
+    out = tmp_path / "out"
+    _book(out, {p.stem: p for p in sorted(subs.iterdir())})
+    run = subprocess.run([sys.executable, "-m", "grader", "similarity", str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    assert "ann and bob" in run.stdout and "not compared" in run.stdout and "dan" in run.stdout
+    page = (out / "similarity.html").read_text()
+    assert "ann" in page and "bob" in page and "<mark>" in page
+    flags = subprocess.run([sys.executable, "-m", "grader", "flags", str(out)],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert "similar to bob" in flags.stdout and "similar to ann" in flags.stdout
+    assert "cat" not in flags.stdout
+    # advisory: no score moved
+    book = Gradebook(out / "gradebook.sqlite")
+    assert {r["student"]: r["score"] for r in book.submissions()} == \
+        {"ann": 5, "bob": 5, "cat": 5, "dan": 5}
+    # a regraded submission's entries go until the next comparison
+    book.record("bob", str(subs / "bob.py"), "other", "rubric",
+                Report("bob", [ItemResult("interface", "Interface", 5, 5, "passed", "", 0.0)]), "graded")
+    assert book.similar() == []
+    book.close()
+
+
+def test_verb_errors_are_one_line(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "grader", "similarity", str(tmp_path)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0 and "gradebook.sqlite" in run.stderr
+    assert "Traceback" not in run.stderr and len(run.stderr.strip().splitlines()) == 1
+    out = tmp_path / "out"
+    _book(out, {"gone": tmp_path / "gone.py"})
+    run = subprocess.run([sys.executable, "-m", "grader", "similarity", str(out)],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode != 0 and "--submissions" in run.stderr and "Traceback" not in run.stderr
+    assert not (out / "similarity.html").exists()
