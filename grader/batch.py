@@ -68,7 +68,8 @@ def _write_exports(book: Gradebook, out: Path, item_ids: list[str], released: bo
 
 
 def main(submissions: str, out: str, workers: int | None = None, regrade: bool = False,
-         rubric_path: str | None = None, weights: str | None = None, memory_mb: int = 6144,
+         rubric_path: str | None = None, weights: str | None = None,
+         memory_mb: int = sandbox_mod.BATCH_MEMORY_MB,
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
          released: bool = False, progress: bool = True, scheduler: str | None = None,
          data: list[str] | None = None, no_verify: bool = False,

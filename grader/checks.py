@@ -14,6 +14,7 @@ import inspect
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -1176,27 +1177,119 @@ def judge_pipeline(obs, ctx, params):
     ])
 
 
-# Trusted steps between collecting and judging, run where the worker ran (see engine.collect).
-FINISH = {"training": finish_training}
-
-# check: the collect half of its second part, which the engine runs in a fresh worker
-# process after the first part succeeded; the judge sees both parts' observations merged.
-# The worker knows it under the name check + SECOND_PART.
-SECOND_PARTS = {"checkpoint": collect_checkpoint_restore}
 SECOND_PART = "+restore"
+"""the name under which the worker knows a check's second part (Check.second_part)"""
 
-# Checks whose collect half reads the held-out images. Every item gets its own probe images
-# when it starts (engine.draw_probe); only these also get the held-out images.
-HELDOUT_CHECKS = frozenset({"accuracy"})
 
-CHECKS = {name: (globals()[f"collect_{name}"], globals()[f"judge_{name}"])
-          for name in ("interface", "preprocess", "layer_shapes", "weights", "frozen", "features",
-                       "training", "accuracy", "checkpoint", "pipeline")}
+@dataclass(frozen=True)
+class Check:
+    """One check, declared once: its two halves and everything the rubric, the engine,
+    the notebook's checks and the corpus need to know about it."""
+    name: str
+    collect: Any
+    """collect(module, WorkerContext, params) -> observation: runs in the worker, beside
+    the submission; returns raw answers only"""
+    judge: Any
+    """judge(observation, JudgeContext, params) -> (fraction, message): runs in the grading
+    process and decides"""
+    params: dict = field(default_factory=dict)
+    """{param: (type, default, description)}: the rubric validates items against it"""
+    validate: Any = None
+    """validate(params) -> a problem in one line, or None (what one type cannot say)"""
+    task: str | None = None
+    """the exercise function it grades first of all (None: the module as a whole), so a
+    check from the notebook can run a task's items right after that task"""
+    uses: tuple[str, ...] | None = None
+    """the exercise functions it calls (None: it reads the whole module): a check that
+    calls none of the functions a change touches gives the same verdict as before it"""
+    shares: str | None = None
+    """the check whose run it can observe instead of training on its own, when both run in
+    one worker (its verdict must not depend on which run it observed); the engine runs it
+    right after that check (run_order)"""
+    finish: Any = None
+    """finish(observation, scratch) -> observation: a trusted step between collecting and
+    judging, run by the grading process where the worker's scratch folder is"""
+    second_part: Any = None
+    """the collect half of a second part, which the engine runs in a fresh worker process
+    after the first part succeeded; the judge sees both parts' observations merged"""
+    heldout: bool = False
+    """its collect half reads the held-out images (every item gets its own probe images
+    when it starts, engine.draw_probe; only these also get the held-out images)"""
 
-# check: the check whose run it can observe instead of training on its own, when both run
-# in one worker (the sharer's verdict must not depend on which run it observed). The
-# engine runs a sharer right after the check it shares with (run_order).
-SHARES = {"frozen": "training"}
+
+def _positive(*keys):
+    def validate(params):
+        for key in keys:
+            if params[key] <= 0 if key == "tolerance" else params[key] < 1:
+                return f"params.{key} must be {'positive' if key == 'tolerance' else '>= 1'}, found {params[key]}"
+        return None
+    return validate
+
+
+def _validate_training(params):
+    if params["steps"] < 1:
+        return f"params.steps must be >= 1, found {params['steps']}"
+    if not 0 <= params["learned_accuracy"] <= 1:
+        return f"params.learned_accuracy must be in 0..1, found {params['learned_accuracy']}"
+    return None
+
+
+def _validate_accuracy(params):
+    for key in ("steps", "images"):
+        if params[key] < 1:
+            return f"params.{key} must be >= 1, found {params[key]}"
+    if params["mode"] not in ("train", "checkpoint"):
+        return f"params.mode must be 'train' or 'checkpoint', found {params['mode']!r}"
+    if not 0 <= params["lower"] < params["upper"] <= 1:
+        return (f"need 0 <= params.lower < params.upper <= 1, found lower={params['lower']}, "
+                f"upper={params['upper']}")
+    return None
+
+
+REGISTRY: dict[str, Check] = {c.name: c for c in [
+    Check("interface", collect_interface, judge_interface),
+    Check("preprocess", collect_preprocess, judge_preprocess,
+          {"tolerance": ((int, float), 1e-3, "absolute tolerance on output values")},
+          _positive("tolerance"), task="preprocess", uses=("preprocess",)),
+    Check("layer_shapes", collect_layer_shapes, judge_layer_shapes,
+          task="build_model", uses=("build_model",)),
+    Check("weights", collect_weights, judge_weights, task="build_model", uses=("build_model",)),
+    Check("frozen", collect_frozen, judge_frozen,
+          {"steps": (int, 3, "training steps taken before comparing weights")}, _positive("steps"),
+          task="build_model", uses=("build_model", "train"), shares="training"),
+    Check("features", collect_features, judge_features,
+          {"tolerance": ((int, float), 1e-3, "relative tolerance on pool3 outputs")},
+          _positive("tolerance"), task="build_model", uses=("build_model",)),
+    Check("training", collect_training, judge_training,
+          {"steps": (int, 60, "training steps taken"),
+           "learned_accuracy": ((int, float), 0.3, "accuracy on the item's training images "
+                                "from which the run counts as learned (set by `grader calibrate`)")},
+          _validate_training, task="train", uses=("build_model", "train"), finish=finish_training),
+    Check("accuracy", collect_accuracy, judge_accuracy,
+          {"mode": (str, "train", "'train' with the student's train(), or 'checkpoint'"),
+           "steps": (int, 100, "training steps in train mode"),
+           "images": (int, 1000, "how many held-out images are scored"),
+           "checkpoint": (str, "checkpoints", "in checkpoint mode: folder beside the submission"),
+           "lower": ((int, float), 0.2, "accuracy at or below which the item scores 0"),
+           "upper": ((int, float), 0.8, "accuracy at or above which it scores full points")},
+          _validate_accuracy, task="train",
+          uses=("build_model", "train", "make_dataset", "restore_checkpoint"), heldout=True),
+    Check("checkpoint", collect_checkpoint, judge_checkpoint, task="restore_checkpoint",
+          uses=("build_model", "train", "restore_checkpoint"),
+          second_part=collect_checkpoint_restore),
+    Check("pipeline", collect_pipeline, judge_pipeline,
+          {"batch_size": (int, 16, "batch size asked of make_dataset")}, _positive("batch_size"),
+          task="make_dataset", uses=("make_dataset",)),
+]}
+
+# Views of the registry for the engine and the worker.
+CHECKS = {name: (c.collect, c.judge) for name, c in REGISTRY.items()}
+FINISH = {name: c.finish for name, c in REGISTRY.items() if c.finish}
+SECOND_PARTS = {name: c.second_part for name, c in REGISTRY.items() if c.second_part}
+HELDOUT_CHECKS = frozenset(name for name, c in REGISTRY.items() if c.heldout)
+SHARES = {name: c.shares for name, c in REGISTRY.items() if c.shares}
+TASK_OF = {name: c.task for name, c in REGISTRY.items()}
+USES = {name: c.uses for name, c in REGISTRY.items()}
 
 
 def run_order(items: list) -> list:
@@ -1211,20 +1304,3 @@ def run_order(items: list) -> list:
     return ordered
 
 
-# The exercise function each check grades first of all (None: the module as a whole), so a
-# check from the notebook can run a task's items right after that task.
-TASK_OF = {"interface": None, "preprocess": "preprocess", "layer_shapes": "build_model",
-           "weights": "build_model", "frozen": "build_model", "features": "build_model",
-           "training": "train", "accuracy": "train", "checkpoint": "restore_checkpoint",
-           "pipeline": "make_dataset"}
-assert set(TASK_OF) == set(CHECKS)
-
-# The exercise functions each check calls (None: it reads the whole module). A check that
-# calls none of the functions a change touches gives the same verdict as before the change.
-USES = {"interface": None, "preprocess": ("preprocess",), "layer_shapes": ("build_model",),
-        "weights": ("build_model",), "frozen": ("build_model", "train"),
-        "features": ("build_model",), "training": ("build_model", "train"),
-        "accuracy": ("build_model", "train", "make_dataset", "restore_checkpoint"),
-        "checkpoint": ("build_model", "train", "restore_checkpoint"),
-        "pipeline": ("make_dataset",)}
-assert set(USES) == set(CHECKS)

@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "extracted folder; downloaded into the cache when PATH is left out)")
         p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
                        "else stand-in weights)")
-        p.add_argument("--steps", type=int, default=300, help="global step to train up to")
+        p.add_argument("--steps", type=int, default=_verb("train").DEFAULT_STEPS,
+                       help="global step to train up to (default: %(default)s)")
         p.add_argument("--batch-size", type=int, default=64)
         p.add_argument("--learning-rate", type=float, help="default: the module's own")
         p.add_argument("--checkpoint-dir", default="runs/reference/checkpoints")
@@ -168,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "
                        "installed with the package)")
         _data_options(p)
-        p.add_argument("--memory-mb", type=int, default=6144, help="address-space cap per worker")
+        p.add_argument("--memory-mb", type=int, default=sandbox_mod.BATCH_MEMORY_MB,
+                       help="address-space cap per worker (default: %(default)s)")
         p.add_argument("--scratch-mb", type=int, default=sandbox_mod.SCRATCH_MB,
                        help="what one submission may write in all (a root grader's size-limited "
                             "tmpfs; 0: no limit)")

@@ -91,8 +91,9 @@ def build_package(out: str | os.PathLike, rubric_path: str | None = None,
         "kit/requirements.txt": ("\n".join(wheel.kit_requirements()) + "\n").encode(),
         "kit/rubric.yaml": packaged_rubric.encode("utf-8"),
     }
-    for path in sorted(PACKAGE.glob("*.py")):
-        files[f"kit/grader/{path.name}"] = path.read_bytes()
+    for path in sorted(PACKAGE.rglob("*.py")):  # subpackages included
+        if "__pycache__" not in path.parts:
+            files[f"kit/grader/{path.relative_to(PACKAGE).as_posix()}"] = path.read_bytes()
     files.update(shipped)
     out = Path(out)
     with atomic_path(out) as tmp:

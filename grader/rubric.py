@@ -3,7 +3,8 @@
 A rubric file has `schema_version`, optional `time_limit` (default seconds per item)
 and `items`; each item declares its id, title, points, the check it runs with that
 check's parameters, a visibility (Gradescope's names) and optionally its own time limit.
-Check parameters are declared beside the check names in CHECK_PARAMS.
+Each check declares its parameters, their defaults and what one type cannot say about
+them once, in the checks' registry (checks.REGISTRY); the rubric validates against it.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from .checks import REGISTRY
 from .cifar10 import MD5 as OFFICIAL_CIFAR10_MD5
 from .errors import RubricError
 
@@ -54,30 +56,9 @@ ITEM = {
     "visibility": (str, False, f"one of {', '.join(VISIBILITIES)} (default visible)"),
     "time_limit": ((int, float), False, "seconds this item may take (positive)"),
 }
-# check name: {param: (type, default, description)}
+# check name: {param: (type, default, description)}, read from the checks' registry
 CHECK_PARAMS: dict[str, dict[str, tuple[Any, Any, str]]] = {
-    "interface": {},
-    "preprocess": {"tolerance": ((int, float), 1e-3, "absolute tolerance on output values")},
-    "layer_shapes": {},
-    "weights": {},
-    "frozen": {"steps": (int, 3, "training steps taken before comparing weights")},
-    "features": {"tolerance": ((int, float), 1e-3, "relative tolerance on pool3 outputs")},
-    "training": {
-        "steps": (int, 60, "training steps taken"),
-        "learned_accuracy": ((int, float), 0.3, "accuracy on the item's training images from "
-                             "which the run counts as learned (set by `grader calibrate`)"),
-    },
-    "accuracy": {
-        "mode": (str, "train", "'train' with the student's train(), or 'checkpoint'"),
-        "steps": (int, 100, "training steps in train mode"),
-        "images": (int, 1000, "how many held-out images are scored"),
-        "checkpoint": (str, "checkpoints", "in checkpoint mode: folder beside the submission"),
-        "lower": ((int, float), 0.2, "accuracy at or below which the item scores 0"),
-        "upper": ((int, float), 0.8, "accuracy at or above which it scores full points"),
-    },
-    "checkpoint": {},
-    "pipeline": {"batch_size": (int, 16, "batch size asked of make_dataset")},
-}
+    name: check.params for name, check in REGISTRY.items()}
 
 
 @dataclass
@@ -210,26 +191,14 @@ def _data_and_weights(data: dict, source: str) -> tuple[dict, dict]:
 
 
 def _params(check: str, given: dict, where: str, source: str) -> dict:
-    schema = CHECK_PARAMS[check]
-    _check_keys(given, {k: (kind, False, desc) for k, (kind, _, desc) in schema.items()},
+    declared = REGISTRY[check]
+    _check_keys(given, {k: (kind, False, desc) for k, (kind, _, desc) in declared.params.items()},
                 f"{where}: params", source)
-    params = {k: default for k, (_, default, _) in schema.items()}
+    params = {k: default for k, (_, default, _) in declared.params.items()}
     params.update(given)
-    for key in ("steps", "batch_size", "images"):
-        if key in params and params[key] < 1:
-            raise RubricError(f"{source}: {where}: params.{key} must be >= 1, found {params[key]}.")
-    if check in ("preprocess", "features") and params["tolerance"] <= 0:
-        raise RubricError(f"{source}: {where}: params.tolerance must be positive.")
-    if check == "training" and not 0 <= params["learned_accuracy"] <= 1:
-        raise RubricError(f"{source}: {where}: params.learned_accuracy must be in 0..1, found "
-                          f"{params['learned_accuracy']}.")
-    if check == "accuracy":
-        if params["mode"] not in ("train", "checkpoint"):
-            raise RubricError(f"{source}: {where}: params.mode must be 'train' or 'checkpoint', "
-                              f"found {params['mode']!r}.")
-        if not 0 <= params["lower"] < params["upper"] <= 1:
-            raise RubricError(f"{source}: {where}: need 0 <= params.lower < params.upper <= 1, "
-                              f"found lower={params['lower']}, upper={params['upper']}.")
+    problem = declared.validate(params) if declared.validate else None
+    if problem:
+        raise RubricError(f"{source}: {where}: {problem}.")
     return params
 
 

@@ -52,6 +52,8 @@ MS_BIND, MS_REC, MS_PRIVATE, MS_REMOUNT, MS_RDONLY = 4096, 16384, 1 << 18, 32, 1
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_PDEATHSIG = 1
 TMP_BYTES = 64 << 20
+BATCH_MEMORY_MB = 6144
+"""the address-space cap per worker `grader batch` sets when not told"""
 SCRATCH_MB = 2048
 """what one submission's scratch folder may hold in all (a root grader's size-limited tmpfs)"""
 SCRATCH_INODES = 65536

@@ -13,6 +13,9 @@ from pathlib import Path
 from . import cifar10, synthetic, vgg_weights
 from .errors import KitError
 
+DEFAULT_STEPS = 300
+"""the global step `grader train` trains up to when not told"""
+
 
 @dataclass
 class TrainResult:
@@ -48,7 +51,7 @@ def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
 
 
 def main(data: str = "synthetic", data_path: str | None = None, weights: str | None = None,
-         steps: int = 300, batch_size: int = 64, learning_rate: float | None = None,
+         steps: int = DEFAULT_STEPS, batch_size: int = 64, learning_rate: float | None = None,
          checkpoint_dir: str = "runs/reference/checkpoints", log_dir: str = "runs/reference/logs",
          checkpoint_every: int = 100, val_size: int | None = None, verify_checksum: bool = True,
          module: str | os.PathLike | None = None, seed: int = 0) -> TrainResult:

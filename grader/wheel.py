@@ -32,28 +32,49 @@ STUDENT_ENTRY = ("__init__", "__main__", "cli", "check", "train", "notebook", "w
 _DATE = (2020, 1, 1, 0, 0, 0)
 
 
-def _imports_of(module: str) -> set[str]:
-    """The grader modules `module` imports with relative imports (at any depth)."""
-    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+def module_file(module: str, package: Path = PACKAGE) -> Path:
+    """The file of a package module named with dots below the package ("checks",
+    "exercises.logreg" for a subpackage's __init__, "engine.protocol")."""
+    path = package.joinpath(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def _imports_of(module: str, package: Path = PACKAGE) -> set[str]:
+    """The package modules `module` imports with relative imports (any level, at any
+    depth in the file), and the __init__ of each subpackage on their way."""
+    file = module_file(module, package)
+    tree = ast.parse(file.read_text(encoding="utf-8"))
+    if module == "__init__":
+        here = []
+    else:
+        here = module.split(".")[:-1] if file.name != "__init__.py" else module.split(".")
     found = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.level == 1:
-            if node.module:
-                found.add(node.module.split(".")[0])
-            else:
-                found.update(alias.name for alias in node.names)
-    return {name for name in found if (PACKAGE / f"{name}.py").is_file()}
+        if not isinstance(node, ast.ImportFrom) or node.level == 0:
+            continue
+        if node.level - 1 > len(here):
+            continue  # above the package: not ours
+        base = here[:len(here) - (node.level - 1)]
+        stem = base + (node.module.split(".") if node.module else [])
+        candidates = [stem] if node.module else []
+        candidates += [stem + [alias.name] for alias in node.names if alias.name != "*"]
+        for parts in candidates:
+            for depth in range(1, len(parts) + 1):  # the subpackages on the way
+                name = ".".join(parts[:depth])
+                if name and module_file(name, package).is_file():
+                    found.add(name)
+    return found
 
 
-def student_modules() -> list[str]:
-    """The closure of STUDENT_ENTRY under the package's relative imports."""
-    todo, seen = list(STUDENT_ENTRY), set()
+def student_modules(package: Path = PACKAGE, entry: tuple[str, ...] = STUDENT_ENTRY) -> list[str]:
+    """The closure of `entry` under the package's relative imports (dotted names)."""
+    todo, seen = list(entry), set()
     while todo:
         name = todo.pop()
         if name in seen:
             continue
         seen.add(name)
-        todo.extend(_imports_of(name) - seen)
+        todo.extend(_imports_of(name, package) - seen)
     return sorted(seen)
 
 
@@ -87,8 +108,9 @@ def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[s
     those in `add`), and the `grader` command."""
     version, requires = _kit_metadata()
     requires = [r for r in requires if _name_of(r) not in leave_out] + list(add)
-    files: dict[str, bytes] = {f"grader/{name}.py": (PACKAGE / f"{name}.py").read_bytes()
-                               for name in modules}
+    files: dict[str, bytes] = {
+        f"grader/{module_file(name).relative_to(PACKAGE).as_posix()}": module_file(name).read_bytes()
+        for name in modules}
     if rubric_text is not None:
         files[f"grader/rubrics/{RUBRIC_NAME}"] = rubric_text.encode("utf-8")
     stem = f"{re.sub(r'[-_.]+', '_', distribution)}-{version}"

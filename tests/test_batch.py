@@ -230,6 +230,11 @@ def test_gradescope_package_runs_on_an_autograder_layout(tmp_path):
         assert {"setup.sh", "run_autograder", "kit/grader/engine.py", "kit/rubric.yaml",
                 "kit/weights.npz", "kit/requirements.txt"} <= set(names)
         assert not any(n.startswith("kit/solutions") for n in names)
+        # every module of the package, subpackages included, and nothing else of the kit
+        package = ROOT / "grader"
+        assert {n for n in names if n.startswith("kit/grader/")} == \
+            {f"kit/grader/{p.relative_to(package).as_posix()}" for p in package.rglob("*.py")
+             if "__pycache__" not in p.parts}
         archive.extractall(root / "source")
     (root / "submission").mkdir()
     (root / "submission" / "transfer_learning.py").write_text(REFERENCE)

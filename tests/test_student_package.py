@@ -32,6 +32,46 @@ def test_student_modules_leave_out_instructor_verbs():
                           "gradescope", "handout"}
 
 
+def test_the_closure_follows_subpackages_and_every_import_level(tmp_path):
+    """A layout with subpackages: imports of every level, from a subpackage's __init__
+    and from inside functions, all travel; what nothing imports stays out."""
+    files = {
+        "__init__.py": "",
+        "cli.py": "def main():\n    from .engine import protocol\n    from . import check\n",
+        "check.py": "from .exercises.logreg import checks as exercise\n",
+        "engine/__init__.py": "",
+        "engine/protocol.py": "from ..errors import KitError\nfrom .frames import Frame\n",
+        "engine/frames.py": "",
+        "errors.py": "",
+        "exercises/__init__.py": "",
+        "exercises/logreg/__init__.py": "from .checks import REGISTRY\n",
+        "exercises/logreg/checks.py": "from ...engine import protocol\nfrom . import data\n",
+        "exercises/logreg/data.py": "import numpy\nfrom .. import __name__ as _n\n",
+        "batch.py": "from .engine import protocol\n",  # an instructor verb nothing imports
+    }
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    found = wheel.student_modules(tmp_path, entry=("__init__", "cli"))
+    assert found == sorted(["__init__", "cli", "check", "engine", "engine.protocol", "engine.frames",
+                            "errors", "exercises", "exercises.logreg", "exercises.logreg.checks",
+                            "exercises.logreg.data"])
+
+
+def test_the_student_wheel_holds_every_module_its_modules_import(tmp_path):
+    """Statically, for the real package: every relative import of every module in the
+    wheel resolves to a file in the wheel."""
+    import zipfile
+
+    path = wheel.write_wheel(tmp_path, "probe", "probe", wheel.student_modules())
+    with zipfile.ZipFile(path) as archive:
+        held = {n for n in archive.namelist() if n.endswith(".py")}
+    for module in wheel.student_modules():
+        for imported in wheel._imports_of(module):
+            file = wheel.module_file(imported).relative_to(wheel.PACKAGE).as_posix()
+            assert f"grader/{file}" in held, (module, imported)
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """A course folder whose rubric has a fresh 64-bit heldout_seed, its bundle, and a
