@@ -25,7 +25,7 @@ import yaml
 from . import handout, network, rubric as rubric_mod
 from .errors import KitError, MarkerError
 from . import wheel
-from .paths import RUBRIC_NAME, SOLUTION_REL, course_root
+from .paths import MODULE_NAME, RUBRIC_NAME, SOLUTION_REL, course_root
 from .checks import TASK_OF
 from .modules import TENSORFLOW_TESTED
 from .submission import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
@@ -204,16 +204,16 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
 
     (out / "skeletons").mkdir(parents=True)
     (out / "solutions").mkdir()
-    (out / "skeletons" / "transfer_learning.py").write_text(skeleton, encoding="utf-8")
+    (out / "skeletons" / f"{MODULE_NAME}.py").write_text(skeleton, encoding="utf-8")
     student_nb = notebook(skeleton, f"*Generated from {rel} -- do not edit.*", public["items"])
-    _write_notebook(student_nb, out / "skeletons" / "transfer_learning.ipynb")
+    _write_notebook(student_nb, out / "skeletons" / f"{MODULE_NAME}.ipynb")
     _write_notebook(notebook(source, "*Instructor version with solutions.*", public["items"]),
-                    out / "solutions" / "transfer_learning.ipynb")
+                    out / "solutions" / f"{MODULE_NAME}.ipynb")
 
     bundle = out / "dist" / "student-bundle"
     bundle.mkdir(parents=True)
-    shutil.copy(out / "skeletons" / "transfer_learning.py", bundle)
-    shutil.copy(out / "skeletons" / "transfer_learning.ipynb", bundle)
+    shutil.copy(out / "skeletons" / f"{MODULE_NAME}.py", bundle)
+    shutil.copy(out / "skeletons" / f"{MODULE_NAME}.ipynb", bundle)
     public_text = ("# Public rubric: items graded after the due date are not listed.\n"
                    + yaml.safe_dump(public, sort_keys=False))
     (bundle / "rubric.yaml").write_text(public_text, encoding="utf-8")
@@ -224,8 +224,8 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
     _zip_folder(bundle, out / "dist" / "student-bundle.zip")
 
 
-GENERATED = ["skeletons/transfer_learning.py", "skeletons/transfer_learning.ipynb",
-             "solutions/transfer_learning.ipynb"]
+GENERATED = [f"skeletons/{MODULE_NAME}.py", f"skeletons/{MODULE_NAME}.ipynb",
+             f"solutions/{MODULE_NAME}.ipynb"]
 
 
 def drift(root: Path | None = None, solution: Path | None = None) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 from . import course_data, engine, exports, rubric as rubric_mod, wheel
 from .errors import KitError
 from .fsutil import atomic_path
-from .paths import PACKAGE, default_rubric
+from .paths import MODULE_NAME, PACKAGE, default_rubric
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -128,7 +128,7 @@ def run(root: Path) -> dict:
         rubric = rubric_mod.load(kit / "rubric.yaml")
         entries = [(s, p) for s, p in discover(root / "submission")]
         if not entries:
-            raise KitError("no submission found: upload transfer_learning.py or transfer_learning.ipynb")
+            raise KitError(f"no submission found: upload {MODULE_NAME}.py or {MODULE_NAME}.ipynb")
         # the shipped weights and data, checked against the packaged rubric's checksums
         weights, dataset, description = course_data.resolve(rubric)
         report = engine.grade_submission(root / "submission", rubric,

@@ -10,6 +10,7 @@ import types
 from pathlib import Path
 
 from .errors import SubmissionError
+from .paths import MODULE_NAME
 
 TENSORFLOW_TESTED = ("2.20", "2.21")
 """the TensorFlow minor versions the checker is tested with (tests/test_student_package.py)"""
@@ -62,12 +63,12 @@ def check_tensorflow() -> str | None:
     return None
 
 
-def load_module(path: str | os.PathLike, name: str = "transfer_learning") -> types.ModuleType:
+def load_module(path: str | os.PathLike, name: str = MODULE_NAME) -> types.ModuleType:
     """Execute the Python file at `path` as a fresh module named `name`."""
     path = Path(path)
     if not path.is_file():
         raise SubmissionError(f"{path}: no such file; expected the exercise module "
-                              "transfer_learning.py.")
+                              f"{MODULE_NAME}.py.")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

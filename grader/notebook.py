@@ -23,9 +23,9 @@ from .checks import TASK_OF
 from .errors import KitError
 from .modules import check_tensorflow
 from .network import CONTRACT
-from .paths import default_rubric
+from .paths import MODULE_NAME, default_rubric
 
-NOTEBOOK_NAME = "transfer_learning.ipynb"
+NOTEBOOK_NAME = f"{MODULE_NAME}.ipynb"
 _inputs_cache: dict = {}
 
 

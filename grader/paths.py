@@ -18,8 +18,11 @@ from .errors import KitError
 
 PACKAGE = Path(__file__).resolve().parent
 PACKAGE_PARENT = PACKAGE.parent
-RUBRIC_NAME = "transfer_learning.yaml"
-SOLUTION_REL = Path("solutions") / "transfer_learning.py"
+MODULE_NAME = "transfer_learning"
+"""the exercise's module: what students hand in (.py or .ipynb), the reference solution,
+the skeletons and the default rubric are named after it"""
+RUBRIC_NAME = f"{MODULE_NAME}.yaml"
+SOLUTION_REL = Path("solutions") / f"{MODULE_NAME}.py"
 
 
 def _is_course_folder(folder: Path) -> bool:

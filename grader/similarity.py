@@ -57,6 +57,7 @@ from pathlib import Path
 
 from .errors import KitError, SubmissionError
 from .fsutil import atomic_path
+from .paths import MODULE_NAME
 
 K = 12
 """shared runs shorter than this many tokens never count (copydetect's noise threshold)"""
@@ -302,8 +303,8 @@ def _raw_text(path: Path) -> tuple[str, str]:
             with zipfile.ZipFile(path) as archive:
                 names = [n for n in archive.namelist() if n.endswith((".py", ".ipynb"))
                          and "__MACOSX" not in n]
-                named = [n for n in names if Path(n).name in ("transfer_learning.py",
-                                                              "transfer_learning.ipynb")]
+                named = [n for n in names if Path(n).name in (f"{MODULE_NAME}.py",
+                                                              f"{MODULE_NAME}.ipynb")]
                 if not (named or len(names) == 1):
                     return "", ""
                 with archive.open((named or names)[0]) as member:

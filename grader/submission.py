@@ -40,6 +40,7 @@ from pathlib import Path
 
 from .errors import SubmissionError
 from .network import CONTRACT
+from .paths import MODULE_NAME
 
 TAG_GRADED = "graded"          # cells defining the graded functions
 TAG_EXPERIMENT = "experiment"  # cells the grader never runs
@@ -343,9 +344,9 @@ def prepare(path: str | Path, dest_dir: Path) -> Path:
     """Write the module to grade into `dest_dir` and return its path."""
     path = Path(path)
     if not path.exists():
-        raise SubmissionError(f"{path}: no such file; expected transfer_learning.py or .ipynb.")
+        raise SubmissionError(f"{path}: no such file; expected {MODULE_NAME}.py or .ipynb.")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / "transfer_learning.py"
+    target = dest_dir / f"{MODULE_NAME}.py"
     if path.suffix == ".ipynb":
         target.write_text(notebook_to_source(path), encoding="utf-8")
     elif path.suffix == ".py":
@@ -430,13 +431,13 @@ def _find_module(folder: Path, label: str) -> Path:
     candidates = [p for p in sorted(folder.rglob("*"))
                   if p.is_file() and p.suffix in (".py", ".ipynb") and not p.is_symlink()
                   and "__MACOSX" not in p.parts and ".ipynb_checkpoints" not in p.parts]
-    for name in ("transfer_learning.py", "transfer_learning.ipynb"):
+    for name in (f"{MODULE_NAME}.py", f"{MODULE_NAME}.ipynb"):
         named = [p for p in candidates if p.name == name]
         if named:
             return named[0]
     if len(candidates) == 1:
         return candidates[0]
-    raise SubmissionError(f"{label}: expected transfer_learning.py or transfer_learning.ipynb, "
+    raise SubmissionError(f"{label}: expected {MODULE_NAME}.py or {MODULE_NAME}.ipynb, "
                           f"found {len(candidates)} candidate files.")
 
 
@@ -445,7 +446,7 @@ def materialize(path: Path, dest: Path) -> tuple[Path, Path]:
     written under `dest`; nothing outside `dest` is touched."""
     path = Path(path)
     if not path.exists():
-        raise SubmissionError(f"{path}: no such file or folder; expected transfer_learning.py, "
+        raise SubmissionError(f"{path}: no such file or folder; expected {MODULE_NAME}.py, "
                               "a notebook, a zip or a folder.")
     unpacked = dest / "files"
     unpacked.mkdir(parents=True, exist_ok=True)
