@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import checks, corpus as corpus_mod, course_data, engine, rubric as rubric_mod
+from . import checks, corpus as corpus_mod, course_data, engine, network, rubric as rubric_mod
 from .errors import KitError
 from .fsutil import atomic_path, write_text_atomic
 from .paths import default_rubric
@@ -62,7 +62,7 @@ CALIBRATED = ("accuracy", "training")
 def accuracy_of(observation: dict, heldout_labels: np.ndarray, images: int) -> float | None:
     logits = observation.get("logits") if isinstance(observation, dict) else None
     labels = heldout_labels[:images]
-    if logits is None or np.shape(logits) != (len(labels), 10):
+    if logits is None or np.shape(logits) != (len(labels), network.NUM_CLASSES):
         return None
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
 

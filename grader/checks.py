@@ -26,6 +26,7 @@ LAYER_ORDER = network.LAYER_ORDER
 LAYER_SHAPES = network.LAYER_SHAPES
 FEATURE_LAYERS = network.FEATURE_LAYERS
 FC_PARAMS = network.FC_PARAMS
+FC = network.FC.name
 SIGNATURES = network.CONTRACT
 # The grader's own fc weights for comparing a model's logits with its own computation.
 FC_PROBE_SEED = 5
@@ -65,7 +66,7 @@ class JudgeContext:
 # layers and custom layers holding plain tf.Variables are all graded alike.
 
 def _build(module, ctx: WorkerContext):
-    return module.build_model(ctx.weights, num_classes=10)
+    return module.build_model(ctx.weights, num_classes=network.NUM_CLASSES)
 
 
 def _fixed_batches(ctx: WorkerContext, start: int = 0, batch: int = 32, counter=None):
@@ -84,7 +85,7 @@ def _fixed_batches(ctx: WorkerContext, start: int = 0, batch: int = 32, counter=
             yield ctx.train_images[k * batch:(k + 1) * batch], ctx.train_labels[k * batch:(k + 1) * batch]
             i += 1
 
-    spec = (tf.TensorSpec([batch, 32, 32, 3], tf.uint8), tf.TensorSpec([batch], tf.int64))
+    spec = (tf.TensorSpec([batch, *network.IMAGE_SHAPE], tf.uint8), tf.TensorSpec([batch], tf.int64))
     return tf.data.Dataset.from_generator(gen, output_signature=spec).with_options(quick_teardown())
 
 
@@ -171,12 +172,12 @@ def _conv_weights(model) -> dict:
 
 
 def _fc_variables(model) -> list:
-    layer = find_layer(model, "fc")
+    layer = find_layer(model, FC)
     if layer is None:
-        raise LookupError("the model has no layer named 'fc' (model.get_layer('fc') failed)")
+        raise LookupError(f"the model has no layer named {FC!r} (model.get_layer({FC!r}) failed)")
     variables = layer_variables(layer)
     if not variables:
-        raise LookupError("the layer 'fc' holds no variables")
+        raise LookupError(f"the layer {FC!r} holds no variables")
     return variables
 
 
@@ -322,7 +323,7 @@ def _head(model) -> list:
     ending with fc. Layers in between are read from model.layers (functional, Sequential and
     subclassed models list them in order); anything but dense layers and inactive ones there
     leaves fc alone, which then explains nothing if the model does more."""
-    fc = find_layer(model, "fc")
+    fc = find_layer(model, FC)
     pair = kernel_and_bias(fc)
     if pair is None:
         return []
@@ -470,7 +471,7 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
     if lacking:
         return f"no 3x3 kernel and bias of the table's shapes in {', '.join(lacking[:3])}"
     if not head:
-        return "no kernel and bias found in the layer 'fc'"
+        return f"no kernel and bias found in the layer {FC!r}"
     transformed = _colour_transform(images, inputs)
     if transformed is None:
         return "the preprocess layer's output is not a colour transform of each pixel of the images"
@@ -617,7 +618,7 @@ def collect_layer_shapes(module, ctx, params):
     shapes = {name: (list(out.shape[1:]) if isinstance(out, np.ndarray) else out)
               for name, out in chain.items()}
     params_found = {}
-    for name in CONV_LAYERS + ["fc"]:
+    for name in CONV_LAYERS + [FC]:
         layer = find_layer(model, name)
         if layer is not None:
             params_found[name] = [list(v.shape) for v in layer_variables(layer)]
@@ -965,8 +966,8 @@ def judge_accuracy(obs, ctx, params):
         return 0.0, f"expected a checkpoint folder {obs['missing']!r} beside the submission"
     logits = obs["logits"]
     labels = ctx.heldout_labels[:params["images"]]
-    if logits.shape != (len(labels), 10):
-        return 0.0, f"expected logits [{len(labels)}, 10], found {list(logits.shape)}"
+    if logits.shape != (len(labels), network.NUM_CLASSES):
+        return 0.0, f"expected logits [{len(labels)}, {network.NUM_CLASSES}], found {list(logits.shape)}"
     unexplained = explain_logits(obs, ctx.heldout_images[:params["images"]])
     if unexplained:
         return 0.0, f"no accuracy counts: {unexplained}"
@@ -1117,7 +1118,7 @@ def collect_pipeline(module, ctx, params):
     import tensorflow as tf
 
     size, batch = 50, params["batch_size"]
-    images = np.zeros((size, 32, 32, 3), np.uint8)
+    images = np.zeros((size, *network.IMAGE_SHAPE), np.uint8)
     images[:, 0, 0, 0] = np.arange(size)  # each image carries its index too
     labels = np.arange(size, dtype=np.int64)
     once = module.make_dataset(images, labels, batch_size=batch, shuffle=True, repeat=False, seed=3)
@@ -1142,7 +1143,7 @@ def judge_pipeline(obs, ctx, params):
     (image_dtype, image_shape), (label_dtype, label_shape) = obs["spec"]
     pairs_ok = len(obs["pairs"]) == 1 and [int(v) for v in obs["pairs"][0][0]] == \
         [int(v) for v in obs["pairs"][0][1]]
-    spec_ok = (image_dtype == "uint8" and image_shape[1:] == [32, 32, 3]
+    spec_ok = (image_dtype == "uint8" and image_shape[1:] == list(network.IMAGE_SHAPE)
                and label_dtype.startswith(("int", "uint")) and len(label_shape) == 1)
     first, second = obs["epochs"]
     sizes = [len(b) for b in first]
