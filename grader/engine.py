@@ -35,6 +35,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field, replace
+from enum import Enum
 from pathlib import Path
 from typing import Any, Callable, Union
 
@@ -428,6 +429,25 @@ class _Violation(Exception):
         self.kind = kind
 
 
+class Phase(Enum):
+    """Where a worker is in the protocol: `ready` is due, then `start` or `done` between
+    items, then one `result` or `error` for the running item."""
+    IMPORTING = "importing"
+    BETWEEN = "between"
+    RUNNING = "running"
+
+
+class Stop(Enum):
+    """Why the engine stopped following a worker."""
+    CARRY_ON = "carry on"
+    """an item ended the worker (a crash, its own time limit): a new worker takes the rest"""
+    IMPORT_FAILED = "import failed"
+    VIOLATION = "violation"
+    BUDGET = "budget"
+    """the submission's whole grading time is used up"""
+    DONE = "done"
+
+
 def worker_env(scratch: Path, threads: int | None = None) -> dict:
     """The worker's whole environment: nothing of the grader's own is passed on."""
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
@@ -517,7 +537,7 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
     budget_end = start + startup_limit + sum(i.time_limit for i in items) + BUDGET_MARGIN
 
     def run(job_items: list[Item], outcomes: dict, until: float, worker=None, notes=None,
-            on_start=None) -> str:
+            on_start=None) -> Stop:
         nonlocal tail
         job = {"module": str(module_file), "submission_dir": str(submission_dir),
                "scratch": str(scratch),
@@ -534,14 +554,14 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
         return stop
 
     try:
-        remaining, stop = run_order(items), ""
+        remaining, stop = run_order(items), Stop.CARRY_ON
         while remaining:
             stop = run(remaining, result.outcomes, budget_end, first, result.notes, progress)
             first = None
-            if stop == "import_failed":
+            if stop is Stop.IMPORT_FAILED:
                 result.import_failed = True
             remaining = [i for i in remaining if i.id not in result.outcomes]
-            if stop and remaining:  # a violation or the budget: the rest is not retried
+            if stop is not Stop.CARRY_ON and remaining:  # a violation, the budget: no retry
                 for item in remaining:
                     result.outcomes[item.id] = Failed("skipped", "not run")
                 break
@@ -551,7 +571,7 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
             first_part = result.outcomes.get(item.id)
             if item.check not in SECOND_PARTS or not isinstance(first_part, Observed):
                 continue
-            if stop == "violation":
+            if stop is Stop.VIOLATION:
                 result.outcomes[item.id] = Failed("integrity", "not graded: the protocol was broken "
                                                   "before the item's second part ran", first_part.seconds)
                 continue
@@ -605,14 +625,13 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path,
 
 def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                 startup_limit: float, budget_end: float, asked: Callable[[Item], bytes],
-                progress: Callable[[str], None] | None = None, notes: list | None = None) -> str:
+                progress: Callable[[str], None] | None = None, notes: list | None = None) -> Stop:
     """Follow one worker through its items, giving it each item's inputs (`asked`) when
-    the item starts; the first worker's import notes go to `notes`. Returns "" when a new
-    worker should carry on with the items left, or why not ("import_failed", "violation",
-    "budget", "done")."""
+    the item starts; the first worker's import notes go to `notes`. Returns why it stopped
+    (Stop.CARRY_ON: a new worker should carry on with the items left)."""
     order = [i.id for i in items]
     by_id = {i.id: i for i in items}
-    state, current, position = "importing", None, 0
+    state, current, position = Phase.IMPORTING, None, 0
     started = time.monotonic()
     deadline = min(started + startup_limit, budget_end)
 
@@ -627,34 +646,34 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
             if message == "timeout" and now < deadline:
                 continue
             if message == "timeout":
-                own_limit = state == "running" and now - started >= by_id[current].time_limit - 0.5
+                own_limit = state is Phase.RUNNING and now - started >= by_id[current].time_limit - 0.5
                 if now >= budget_end - 0.5 and not own_limit:
                     fail_rest("timeout", "the submission used up its whole grading time",
                               now - started)
-                    return "budget"
-                if state == "importing":
+                    return Stop.BUDGET
+                if state is Phase.IMPORTING:
                     fail_rest("timeout", "the submission did not finish importing within "
                               f"{startup_limit:.0f} s")
-                    return "budget"
-                if state == "between":
+                    return Stop.BUDGET
+                if state is Phase.BETWEEN:
                     raise _Violation("protocol", f"the worker stalled for {GAP_LIMIT:.0f} s between items")
                 outcomes[current] = Failed("timeout", f"stopped after the item's time limit of "
                                            f"{by_id[current].time_limit:.0f} s. Hint: look for an "
                                            "endless loop or a run far longer than asked", now - started)
-                return "" if now < budget_end else "budget"
+                return Stop.CARRY_ON if now < budget_end else Stop.BUDGET
             if message is None or (isinstance(message, tuple) and message[0] == "channel"
                                    and message[1].kind == "truncated"):
                 # The process ended (or died while writing a frame).
                 how = worker.exit_description()
                 last = _tail_line(worker.tail)
                 why = f"the grading process ended ({how})" + (f"; last output: {last}" if last else "")
-                if state == "importing":
+                if state is Phase.IMPORTING:
                     fail_rest("crashed", why + " while importing the submission")
-                    return "import_failed"
-                if state == "between":
+                    return Stop.IMPORT_FAILED
+                if state is Phase.BETWEEN:
                     raise _Violation("protocol", f"the worker ended between items ({how})")
                 outcomes[current] = Failed("crashed", why, now - started)
-                return ""
+                return Stop.CARRY_ON
             if isinstance(message, tuple):
                 flag = _flag_of(message)
                 raise _Violation(flag.kind, flag.detail)
@@ -664,25 +683,25 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                     raise _Violation("protocol", f"a flag of unknown kind {str(message.get('kind'))[:40]!r}")
                 flags[_flag_of(message)] = None
                 continue
-            if state == "importing" and kind == "ready":
-                state, deadline = "between", min(now + GAP_LIMIT, budget_end)
+            if state is Phase.IMPORTING and kind == "ready":
+                state, deadline = Phase.BETWEEN, min(now + GAP_LIMIT, budget_end)
                 said = message.get("notes")
                 if notes is not None and not notes and isinstance(said, list):
                     notes.extend(str(n)[:400] for n in said[:MAX_NOTES])
-            elif state == "importing" and kind == "import_error":
+            elif state is Phase.IMPORTING and kind == "import_error":
                 fail_rest("error", "the module failed to import: " + str(message.get("message")))
-                return "import_failed"
-            elif state == "between" and kind == "start" and position < len(order) \
+                return Stop.IMPORT_FAILED
+            elif state is Phase.BETWEEN and kind == "start" and position < len(order) \
                     and message.get("item") == order[position]:
-                state, current, started = "running", order[position], now
+                state, current, started = Phase.RUNNING, order[position], now
                 position += 1
                 worker.send_item(asked(by_id[current]))
                 if progress is not None:
                     progress(current)
                 deadline = min(now + by_id[current].time_limit, budget_end)
-            elif state == "between" and kind == "done" and position == len(order):
-                return "done"
-            elif state == "running" and kind in ("result", "error") and message.get("item") == current:
+            elif state is Phase.BETWEEN and kind == "done" and position == len(order):
+                return Stop.DONE
+            elif state is Phase.RUNNING and kind in ("result", "error") and message.get("item") == current:
                 if kind == "result":
                     outcomes[current] = Observed(message.get("observation"), now - started)
                 elif message.get("tampered"):
@@ -693,18 +712,18 @@ def _run_worker(worker: _Worker, items: list[Item], outcomes: dict, flags: dict,
                     if message.get("not_implemented"):
                         text = "not implemented yet: " + text
                     outcomes[current] = Failed("error", text, now - started)
-                state, current, deadline = "between", None, min(now + GAP_LIMIT, budget_end)
+                state, current, deadline = Phase.BETWEEN, None, min(now + GAP_LIMIT, budget_end)
             else:
                 what = f"{kind!r}" + (f" for {message.get('item')!r}" if "item" in message else "")
-                expected = {"importing": "ready", "between": "the next start or done",
-                            "running": f"the result of {current!r}"}[state]
+                expected = {Phase.IMPORTING: "ready", Phase.BETWEEN: "the next start or done",
+                            Phase.RUNNING: f"the result of {current!r}"}[state]
                 raise _Violation("protocol", f"a {what} frame where {expected} was due")
     except _Violation as violation:
         flags[Flag(violation.kind, str(violation))] = None
         _drain_flags(worker, flags)
         fail_rest("integrity", f"not graded: the grading process broke the protocol ({violation})",
                   time.monotonic() - started)
-        return "violation"
+        return Stop.VIOLATION
 
 
 def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs) -> list[ItemResult]:
