@@ -130,7 +130,7 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="*", default=[50, 100, 200, 300])
     parser.add_argument("--splits", type=int, default=8)
     parser.add_argument("--class-sizes", type=int, nargs="*", default=[4, 7, 10])
-    parser.add_argument("--thresholds", type=float, nargs="*", default=[0.3, 0.35, 0.4, 0.45, 0.5])
+    parser.add_argument("--thresholds", type=float, nargs="*", default=[0.35, 0.4, 0.45, 0.5, 0.55])
     args = parser.parse_args()
     quality(args.splits, args.class_sizes, args.thresholds)
     if args.sizes:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .engine import FLAG_KINDS
 from .errors import KitError
 from .gradebook import Gradebook
+from .similarity import shown
 
 KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives (grader similarity); "
          "advisory, for a person to judge"}
@@ -39,8 +40,8 @@ def main(out: str, student: str | None = None) -> list[dict]:
         if flag["student"] != current:
             current = flag["student"]
             row = scores.get(current, {})
-            print(f"{current}  ({row.get('score', 0):g} / {row.get('max_score', 0):g}, "
+            print(f"{shown(current)}  ({row.get('score', 0):g} / {row.get('max_score', 0):g}, "
                   f"{row.get('status', '?')})")
-        print(f"  {flag['kind']}: {flag['detail']}  [{KINDS.get(flag['kind'], '')}]")
+        print(f"  {flag['kind']}: {shown(flag['detail'])}  [{KINDS.get(flag['kind'], '')}]")
     print(f"{len({f['student'] for f in flags})} submission(s) flagged, {len(flags)} flag(s).")
     return flags

@@ -6,7 +6,8 @@ keeps (a notebook's kept statements as written, see `submission.graded_code`), b
 fingerprinting with winnowing (Schleimer, Wilkerson and Aiken, 2003; the method of
 MOSS). The winnowing, the fingerprint matching and the mapping of shared fingerprints
 back to regions come from copydetect (PyPI) rather than being written here: it is
-maintained, small (numpy, Pygments) and takes fingerprints to discard.
+maintained, built on numpy and Pygments (it also brings jinja2, tqdm and matplotlib,
+which it imports), and takes fingerprints to discard.
 
 copydetect's own tokenizer replaces every identifier by one letter, library names
 included. On this exercise that makes honest solutions look alike (`V.V.V.V(V, V=V)` is
@@ -64,10 +65,12 @@ K = 12
 GUARANTEE = 17
 """shared runs at least this long are always found (the winnowing window is
 GUARANTEE - K + 1)."""
-THRESHOLD = 0.4
+THRESHOLD = 0.45
 """reported at or above this score (see the module docstring and the README)"""
 MIN_OWN = 150
 """fingerprinted tokens of its own a submission needs to be compared at all"""
+MIN_BACKGROUND = 7
+"""fewer of the kit's own solutions than this and a notice says idioms are known less well"""
 IDIOM = 2
 """a fingerprint that this many of the kit's own independent solutions hold is an idiom:
 the lines of TensorFlow honest work converges on"""
@@ -122,50 +125,135 @@ def _token_id(token: str) -> int:
     return int.from_bytes(hashlib.blake2b(token.encode(), digest_size=8).digest(), "little")
 
 
-def _names(text: str, note: list[str]) -> tuple[set[str], dict[str, str], set[int]]:
-    """(names the code binds, import alias -> the module path it stands for, rows of import
-    statements). Code that does not parse is read with its failing lines blanked, one at
-    a time (`note` says so)."""
-    lines = text.splitlines()
-    tree = None
-    for _ in range(50):
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+"""Python's own line breaks (str.splitlines also breaks at form feeds and other
+separators Python reads as spaces, which would shift every line number after them)"""
+_PARSE_ERRORS = (SyntaxError, ValueError, RecursionError, MemoryError)
+"""what ast.parse raises on hostile input (nesting too deep, null bytes, ...)"""
+
+
+@dataclass
+class Names:
+    """What a piece of code binds and imports, for normalising its tokens."""
+    bound: set = field(default_factory=set)
+    """names it binds: variables, functions, classes, parameters, caught exceptions"""
+    attributes: set = field(default_factory=set)
+    """attribute names it defines: `self.X = ...`, methods of its classes"""
+    aliases: dict = field(default_factory=dict)
+    """name -> the library path it stands for (`tf` -> `tensorflow`)"""
+    free: set = field(default_factory=set)
+    """names it reads and binds nowhere (neither a builtin nor an import)"""
+    dropped: list = field(default_factory=list)
+    """(start, end) character ranges left out: import statements, and string statements
+    (docstrings, strings used as comments)"""
+
+
+def _library_path(node, aliases: dict) -> str | None:
+    """The library path an expression names: an alias chain (`tf.keras`), or
+    `__import__("m")` / `importlib.import_module("m")` with a literal module name."""
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name) and node.id in aliases:
+        return ".".join([aliases[node.id], *reversed(parts)])
+    if isinstance(node, ast.Call) and not parts and len(node.args) == 1 \
+            and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+        called, name = node.func, node.args[0].value
+        if isinstance(called, ast.Name) and called.id == "__import__":
+            return name.split(".")[0]
+        if isinstance(called, ast.Attribute) and called.attr == "import_module":
+            return name
+    return None
+
+
+def _parse(text: str, note: list[str]) -> list[tuple[ast.AST, int]]:
+    """The code's syntax trees with the line each starts at. Code that does not parse is
+    read block by block (a block starts at each unindented line), and what does not parse
+    of it is left out (`note` says so)."""
+    try:
+        return [(ast.parse(text), 0)]
+    except _PARSE_ERRORS as exc:
+        where = f"line {exc.lineno}: {exc.msg}" if isinstance(exc, SyntaxError) else type(exc).__name__
+        note.append(f"does not parse as Python ({where}); read as text")
+    lines = _LINE_BREAK.split(text)
+    starts = [k for k, line in enumerate(lines)
+              if line[:1] not in ("", " ", "\t", "#", ")", "]", "}")]
+    trees = []
+    for first, end in zip(starts, starts[1:] + [len(lines)]):
         try:
-            tree = ast.parse("\n".join(lines))
-            break
-        except SyntaxError as exc:
-            if not note:
-                note.append(f"does not parse as Python (line {exc.lineno}: {exc.msg}); "
-                            "read as text")
-            row = (exc.lineno or 1) - 1
-            if not 0 <= row < len(lines) or not lines[row].strip():
-                break
-            lines[row] = ""
-    defined: set[str] = set()
-    aliases: dict[str, str] = {}
-    imports: set[int] = set()
-    for node in ast.walk(tree) if tree else ():
-        if isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
-            defined.add(node.id)
-        elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
-            defined.add(node.attr)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            defined.add(node.name)
-        elif isinstance(node, ast.arg):
-            defined.add(node.arg)
-        elif isinstance(node, (ast.Global, ast.Nonlocal)):
-            defined.update(node.names)
-        elif isinstance(node, ast.ExceptHandler) and node.name:
-            defined.add(node.name)
-        elif isinstance(node, (ast.Import, ast.ImportFrom)):
-            imports.update(range(node.lineno, (node.end_lineno or node.lineno) + 1))
-            base = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
-            for alias in node.names:
-                if isinstance(node, ast.Import):
-                    aliases[alias.asname or alias.name.split(".")[0]] = \
-                        alias.name if alias.asname else alias.name.split(".")[0]
-                elif alias.name != "*":
-                    aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
-    return defined - set(aliases), aliases, imports
+            trees.append((ast.parse("\n".join(lines[first:end])), first))
+        except _PARSE_ERRORS:
+            continue
+    return trees
+
+
+def _names(text: str, note: list[str]) -> Names:
+    import builtins
+
+    found = Names()
+    lines = _LINE_BREAK.split(text)
+    starts = [0]
+    for line, brk in zip(lines, _LINE_BREAK.findall(text) + [""]):
+        starts.append(starts[-1] + len(line) + len(brk))
+
+    def offset(row: int, col: int) -> int:  # ast columns count UTF-8 bytes
+        line = lines[row - 1] if 0 < row <= len(lines) else ""
+        return starts[min(row, len(starts)) - 1] + len(line.encode()[:col].decode("utf-8", "replace"))
+
+    loads: set[str] = set()
+    for tree, shift in _parse(text, note):
+        assigned: dict[str, int] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                if isinstance(node.ctx, ast.Load):
+                    loads.add(node.id)
+                else:
+                    found.bound.add(node.id)
+                    assigned[node.id] = assigned.get(node.id, 0) + 1
+            elif isinstance(node, ast.Attribute) and not isinstance(node.ctx, ast.Load):
+                if isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"):
+                    found.attributes.add(node.attr)
+            elif isinstance(node, ast.ClassDef):
+                found.bound.add(node.name)
+                found.attributes.update(n.name for n in node.body
+                                        if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)))
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found.bound.add(node.name)
+            elif isinstance(node, ast.arg):
+                found.bound.add(node.arg)
+            elif isinstance(node, (ast.Global, ast.Nonlocal)):
+                found.bound.update(node.names)
+            elif isinstance(node, ast.ExceptHandler) and node.name:
+                found.bound.add(node.name)
+            elif isinstance(node, (ast.MatchAs, ast.MatchStar)) and node.name:
+                found.bound.add(node.name)
+            elif isinstance(node, ast.MatchMapping) and node.rest:
+                found.bound.add(node.rest)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or (
+                    isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)
+                    and isinstance(node.value.value, str)):
+                found.dropped.append((offset(node.lineno + shift, node.col_offset),
+                                      offset(node.end_lineno + shift, node.end_col_offset)))
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                base = (node.module or "") if isinstance(node, ast.ImportFrom) else ""
+                for alias in node.names:
+                    if isinstance(node, ast.Import):
+                        found.aliases[alias.asname or alias.name.split(".")[0]] = \
+                            alias.name if alias.asname else alias.name.split(".")[0]
+                    elif alias.name != "*":
+                        found.aliases[alias.asname or alias.name] = f"{base}.{alias.name}"
+        # `keras = tf.keras`, `tf = __import__("tensorflow")`: an alias by another spelling,
+        # when it is the name's only binding
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign) and len(node.targets) == 1 \
+                    and isinstance(node.targets[0], ast.Name) and assigned.get(node.targets[0].id) == 1:
+                path = _library_path(node.value, found.aliases)
+                if path:
+                    found.aliases[node.targets[0].id] = path
+    found.bound -= set(found.aliases)
+    found.free = loads - found.bound - set(found.aliases) - set(dir(builtins))
+    return found
 
 
 def _api(path: str) -> str:
@@ -173,31 +261,47 @@ def _api(path: str) -> str:
     for old, new in (("tensorflow.keras.", "keras."), ("tensorflow.compat.v2.", "tensorflow.")):
         if path.startswith(old):
             return new + path[len(old):]
-    return path
+    return "keras" if path == "tensorflow.keras" else path
 
 
-def tokens(text: str, given_names: set[str] = frozenset()) -> tuple[list[tuple[str, int, int]], str]:
+def given_names(pieces: list[str]) -> set[str]:
+    """The names the given code binds, and those it reads and leaves to the student to
+    bind (the skeleton's `step`, say): in a submission they are names like its own."""
+    names: set[str] = set()
+    for piece in pieces:
+        found = _names(piece, [])
+        names |= found.bound | found.free
+    return names
+
+
+def tokens(text: str, given: set[str] = frozenset()) -> tuple[list[tuple[str, int, int]], str]:
     """The code as normalised tokens (text, start, end) and a note when it does not parse.
 
     Names the code binds (variables, functions, classes, parameters, attributes it
-    assigns), and those the given code binds, become one symbol `V`: renaming them
-    changes nothing. A library name is spelled out through the imports (`tf.nn.conv2d`,
-    `from tensorflow import nn; nn.conv2d` both read `tensorflow.nn.conv2d`), so the
-    library calls a solution makes stay part of what is compared: only in them do
-    independent solutions differ. Strings become `S`; comments, layout and import
-    statements are dropped."""
+    assigns to self), and those of the given code (`given_names`), become one symbol `V`:
+    renaming them changes nothing. A library name is spelled out through the imports
+    (`tf.nn.conv2d`, `from tensorflow import nn; nn.conv2d`, `nn = tf.nn; nn.conv2d` all
+    read `tensorflow.nn.conv2d`), so the library calls a solution makes stay part of what
+    is compared: only in them do independent solutions differ; a name read and bound
+    nowhere (after a star import, say) is read as a library name too. Strings become `S`;
+    comments, layout, import statements, string statements, `pass`, `;` and a comma
+    before a closing bracket are dropped."""
     from pygments.lexers import PythonLexer
-    from pygments.token import Comment, Name, Operator, String, Text
+    from pygments.token import Comment, Keyword, Name, Operator, Punctuation, String, Text
 
     note: list[str] = []
-    defined, aliases, imports = _names(text, note)
-    defined |= given_names
-    starts = [0]
-    for line in text.splitlines(keepends=True):
-        starts.append(starts[-1] + len(line))
+    found = _names(text, note)
+    bound = found.bound | given
+    attributes = found.attributes | given
+    dropped = sorted(found.dropped)
+    drop_starts = [a for a, _ in dropped]
+
+    def is_dropped(pos: int) -> bool:
+        k = bisect.bisect_right(drop_starts, pos) - 1
+        return k >= 0 and pos < dropped[k][1]
+
     raw = [(pos, kind, value) for pos, kind, value in PythonLexer().get_tokens_unprocessed(text)
-           if kind not in Text and kind not in Comment and value.strip()
-           and bisect.bisect_right(starts, pos) not in imports]
+           if kind not in Text and kind not in Comment and value.strip() and not is_dropped(pos)]
     out: list[tuple[str, int, int]] = []
     i = 0
     while i < len(raw):
@@ -210,7 +314,10 @@ def tokens(text: str, given_names: set[str] = frozenset()) -> tuple[list[tuple[s
             i = j + 1
             continue
         if kind not in Name:
-            out.append((value, pos, pos + len(value)))
+            trailing_comma = value == "," and i + 1 < len(raw) and raw[i + 1][2] in (")", "]", "}")
+            if not (kind in Punctuation and (trailing_comma or value == ";")) \
+                    and not (kind in Keyword and value == "pass"):
+                out.append((value, pos, pos + len(value)))
             i += 1
             continue
         if kind in Name.Decorator:
@@ -223,14 +330,14 @@ def tokens(text: str, given_names: set[str] = frozenset()) -> tuple[list[tuple[s
             parts.append((raw[j + 1][2], raw[j + 1][0]))
             j += 2
         root = parts[0][0]
-        if root in aliases:
-            path = ".".join([aliases[root], *(name for name, _ in parts[1:])])
+        if root in found.aliases or (root in found.free and root not in given):
+            path = ".".join([found.aliases.get(root, root), *(name for name, _ in parts[1:])])
             out.append((_api(path), parts[0][1], parts[-1][1] + len(parts[-1][0])))
         else:
-            for n, (name, at) in enumerate(parts):
-                if n:
-                    out.append((".", at - 1, at))
-                out.append(("V" if name in defined else name, at, at + len(name)))
+            out.append(("V" if root in bound else root, parts[0][1], parts[0][1] + len(root)))
+            for name, at in parts[1:]:
+                out.append((".", at - 1, at))
+                out.append(("V" if name in attributes else name, at, at + len(name)))
         i = j
     return out, (note[0] if note else "")
 
@@ -289,8 +396,9 @@ def _recovered_lines(raw: str) -> str:
     return "\n".join(lines)
 
 
-MAX_TEXT = 4 << 20
-"""at most this much of a file that cannot be read as a submission is compared"""
+MAX_TEXT = 1 << 20
+"""at most this much of a submission's code is compared (an honest solution is about
+10 kB; reading costs about 3 s a MB)"""
 
 
 def _raw_text(path: Path) -> tuple[str, str]:
@@ -319,26 +427,30 @@ def _raw_text(path: Path) -> tuple[str, str]:
 
 def read_code(student: str, path: Path) -> Code:
     """The code to compare for one submission, never skipped: what the grader keeps, else
-    what can be recovered as text (and a note saying so)."""
+    what can be recovered as text (and a note saying so). At most MAX_TEXT of it."""
     from .submission import graded_code
 
     path = Path(path)
     try:
-        text = graded_code(path)
-    except SubmissionError as exc:
+        if path.is_file() and path.suffix == ".py" and path.stat().st_size > MAX_TEXT:
+            raise SubmissionError(f"{path.name}: longer than {MAX_TEXT >> 20} MB.")
+        text, note = graded_code(path), ""
+    except Exception as exc:  # noqa: BLE001 - a submission's file: any failure is its own
+        why = str(exc) if isinstance(exc, SubmissionError) else \
+            f"{path.name}: could not be read as a submission ({type(exc).__name__})."
         raw, name = _raw_text(path)
         if not raw:
-            return Code(student, "", f"{exc} Nothing in it could be read as code.")
+            return Code(student, "", f"{why} Nothing in it could be read as code.")
         if name.endswith(".ipynb"):
-            return Code(student, _recovered_lines(raw), f"{exc} Read as text: the code lines "
-                        f"recovered from {Path(name).name}.")
-        return Code(student, raw, f"{exc} Read as text: {Path(name).name}.")
-    try:
-        ast.parse(text)
-    except SyntaxError as exc:
-        return Code(student, text, f"does not parse as Python (line {exc.lineno}: {exc.msg}); "
-                    "read as text.")
-    return Code(student, text)
+            text, note = _recovered_lines(raw), (f"{why} Read as text: the code lines recovered "
+                                                 f"from {Path(name).name}.")
+        else:
+            text, note = raw, f"{why} Read as text: {Path(name).name}."
+    text = text.removeprefix("\ufeff")
+    if len(text) > MAX_TEXT:
+        text = text[:MAX_TEXT]
+        note = (note + " " if note else "") + f"Longer than {MAX_TEXT >> 20} MB: its first MB compared."
+    return Code(student, text, note)
 
 
 def given_code(paths: list[Path] | None = None) -> list[str]:
@@ -399,34 +511,34 @@ def compare(codes: list[Code], given: list[str], threshold: float = THRESHOLD,
     from copydetect.utils import get_token_coverage
 
     start = time.perf_counter()
-    given_names: set[str] = set()
-    for piece in given:
-        given_names |= _names(piece, [])[0]
+    names = given_names(given)
     boilerplate: set = set()
     for piece in given:
-        boilerplate |= fingerprint(tokens(piece, given_names)[0]).hashes
+        boilerplate |= fingerprint(tokens(piece, names)[0]).hashes
     held: dict[int, int] = {}
     for text in background:
-        for value in fingerprint(tokens(text, given_names)[0], boilerplate).hashes:
+        for value in fingerprint(tokens(text, names)[0], boilerplate).hashes:
             held[value] = held.get(value, 0) + 1
     idioms = {h for h, n in held.items() if n >= idiom_at}
     for code in codes:
-        toks, note = tokens(code.text, given_names)
+        toks, note = tokens(code.text, names)
         code.note = code.note or note
         code.fingerprint = fingerprint(toks, boilerplate)
-        code.own = code.fingerprint.token_coverage
-    able = [c for c in codes if c.own >= min_own]
     by_hash: dict[int, list[int]] = {}
-    for index, code in enumerate(able):
+    for index, code in enumerate(codes):
         for value in code.fingerprint.hashes:
             by_hash.setdefault(value, []).append(index)
     common = idioms | {h for h, holders in by_hash.items() if len(holders) > common_above}
-    for code in able:
+    for code in codes:  # what is left is the submission's own code
         f = code.fingerprint
         f.hash_idx = {h: i for h, i in f.hash_idx.items() if h not in common}
         f.hashes = set(f.hash_idx)
-        f.token_coverage = int(get_token_coverage(f.hash_idx, f.k, len(f.filtered_code)))
-    by_hash = {h: v for h, v in by_hash.items() if h not in common}
+        f.token_coverage = code.own = int(get_token_coverage(f.hash_idx, f.k, len(f.filtered_code)))
+    able = [c for c in codes if c.own >= min_own]
+    by_hash = {}
+    for index, code in enumerate(able):
+        for value in code.fingerprint.hashes:
+            by_hash.setdefault(value, []).append(index)
     candidates = set()
     for holders in by_hash.values():
         for i, first in enumerate(holders):
@@ -567,9 +679,11 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
         background = background_code()
     except KitError:
         background = []
-        notices.append("the kit's own solutions (tests/corpus) were not found here, so the "
-                       "lines every honest solution shares are recognised only within this "
-                       "class: honest pairs can score higher than the README's measurements")
+    if len(background) < MIN_BACKGROUND:
+        notices.append(f"{len(background)} of the kit's own correct solutions were found here "
+                       f"(tests/corpus; measured with {MIN_BACKGROUND} or more), so the lines honest "
+                       "solutions share are recognised mostly within this class: honest pairs "
+                       "can score higher than the README's measurements")
     book = Gradebook(out / "gradebook.sqlite")
     try:
         rows = book.submissions()
@@ -590,17 +704,24 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
     return result
 
 
+def shown(name: str) -> str:
+    """A name or message from a submission as one printable line (a file name can hold a
+    line break that would forge a line of output)."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
+
+
 def summary(result: Result, out: Path) -> str:
     lines = [f"similarity: {len(result.pairs)} pair(s) at {result.threshold:.2f} or more, "
              f"{len(result.groups)} group(s), among {len(result.codes)} submissions "
              f"({result.compared} pairs in {result.seconds:.1f} s); {out / 'similarity.html'}"]
-    lines += [f"  {p.label()}" for p in result.pairs[:10]]
+    lines += [f"  {shown(p.label())}" for p in result.pairs[:10]]
     if len(result.pairs) > 10:
         lines.append(f"  ... and {len(result.pairs) - 10} more in the page")
-    lines += [f"  group: {', '.join(g)}" for g in result.groups]
+    lines += [f"  group: {shown(', '.join(g))}" for g in result.groups]
     if result.too_little:
-        lines.append(f"  not compared (too little code of their own): {', '.join(result.too_little)}")
-    lines += [f"  {c.student}: {c.note}" for c in result.codes if c.note]
+        lines.append("  not compared (too little code of their own): "
+                     + shown(", ".join(result.too_little)))
+    lines += [f"  {shown(c.student)}: {shown(c.note)}" for c in result.codes if c.note]
     lines += [f"  notice: {n}" for n in result.notices]
     return "\n".join(lines)
 

@@ -108,6 +108,62 @@ def test_names_comments_and_order_are_ignored(given):
     assert result.pairs[0].score > 0.9
 
 
+NO_OPS = {  # changes that leave the program as it was: each is seen through
+    "a form feed in a comment": lambda t: "# setup\x0c)\x0c)\x0c)\n" + t,
+    "an import before every statement": lambda t: "\n".join(
+        "import os; " + line if line and not line[0].isspace() and not line.startswith(
+            ("def ", "class ", "@", "#", ")", "]", "}", '"', "'", "from ", "import ")) else line
+        for line in t.splitlines()),
+    "trailing commas": lambda t: t.replace("=True)", "=True,)").replace("name)", "name,)"),
+    "imports by other spellings": lambda t: t.replace(
+        "import tensorflow as tf\n", "tf = __import__('tensorflow')\nkeras_api = tf.keras\n"),
+    "pass and strings as comments": lambda t: "\n".join(
+        line[:len(line) - len(line.lstrip())] + repr(line.strip()[2:]) + "; pass"
+        if line.lstrip().startswith("# ") else line for line in t.splitlines()),
+    "a byte order mark": lambda t: "\ufeff" + t,
+}
+
+
+@pytest.mark.parametrize("change", sorted(NO_OPS))
+def test_changes_that_leave_the_program_as_it_was_are_seen_through(given, change):
+    source = (CORPUS / "correct" / "functional_adamw.py").read_text()
+    changed = NO_OPS[change](source)
+    assert changed != source
+    compile(changed.removeprefix("\ufeff"), "changed", "exec")  # still a valid program
+    codes = [similarity.Code("a", source), similarity.Code("b", changed.removeprefix("\ufeff"))
+             if change != "a byte order mark" else similarity.Code("b", changed)]
+    result = similarity.compare(codes, given, keep_below=True)
+    assert result.pairs and result.pairs[0].score > 0.9, (change, result.pairs[:1])
+
+
+def test_a_byte_order_mark_is_read_past(given, tmp_path):
+    source = (CORPUS / "correct" / "functional_adamw.py").read_text()
+    (tmp_path / "bom.py").write_text("\ufeff" + source, encoding="utf-8")
+    code = similarity.read_code("bom", tmp_path / "bom.py")
+    assert code.text == source and code.note == ""
+
+
+def test_given_code_stays_given_when_students_bind_what_it_leaves_open(given):
+    """The skeleton reads names the student binds (its training loop's `step`): two
+    untouched skeletons that each bind one of them are still the given code only."""
+    skeleton = (ROOT / "skeletons" / "transfer_learning.py").read_text()
+    a = similarity.Code("a", skeleton + "\nstep = None\n")
+    b = similarity.Code("b", skeleton + "\nstep = 0\n")
+    result = similarity.compare([a, b], given, keep_below=True)
+    assert result.pairs == [] and set(result.too_little) == {"a", "b"}
+
+
+def test_hostile_code_is_read_without_harm(given, tmp_path):
+    deep = tmp_path / "deep.py"
+    deep.write_text("x = 1" + " + 1" * 5000 + "\n")
+    huge = tmp_path / "huge.py"
+    huge.write_text("x = 1\n" * (similarity.MAX_TEXT // 4))
+    codes = [similarity.read_code("deep", deep), similarity.read_code("huge", huge)]
+    similarity.compare(codes, given)
+    assert "RecursionError" in codes[0].note or "MemoryError" in codes[0].note
+    assert len(codes[1].text) <= similarity.MAX_TEXT and "longer than" in codes[1].note
+
+
 def test_code_that_cannot_be_read_is_compared_as_text_and_says_so(given, tmp_path):
     source = CORPUS / "correct" / "functional_adamw.py"
     broken = tmp_path / "broken.py"
@@ -171,6 +227,7 @@ def test_verb_records_advisory_flags_and_writes_the_page(tmp_path):
     flags = subprocess.run([sys.executable, "-m", "grader", "flags", str(out)],
                            capture_output=True, text=True, cwd=ROOT)
     assert "similar to bob" in flags.stdout and "similar to ann" in flags.stdout
+    assert similarity.shown("carol\nfake (10 / 10, graded)") == "carol\\nfake (10 / 10, graded)"
     assert "cat" not in flags.stdout
     # advisory: no score moved
     book = Gradebook(out / "gradebook.sqlite")
