@@ -609,8 +609,8 @@ found in the other. This is advice for a
 person: it changes no score. Names, comments, layout, strings and the order of functions are
 ignored; regions in yellow are shared.</p>
 {% for notice in notices %}<p class="note">Notice: {{ notice }}.</p>{% endfor %}
-{% if too_little %}<p>Not compared, with too little code of their own (empty, or the given
-code only): {{ too_little|join(", ") }}.</p>{% endif %}
+{% if too_little %}<p>Not compared, with too little code of their own (empty, the given code
+only, or only lines honest solutions share): {{ too_little|join(", ") }}.</p>{% endif %}
 {% if notes %}<h2>Read as text</h2><ul>{% for code in notes %}
 <li class="note">{{ code.student }}: {{ code.note }}</li>{% endfor %}</ul>{% endif %}
 {% if groups %}<h2>Groups</h2><ul>{% for group in groups %}
