@@ -227,7 +227,7 @@ def test_gradescope_package_runs_on_an_autograder_layout(tmp_path):
         packaged = yaml.safe_load(archive.read("kit/rubric.yaml"))
         assert packaged["heldout_seed"].bit_length() > 64
         assert packaged["items"] == yaml.safe_load(_rubric(tmp_path).read_text())["items"]
-        assert {"setup.sh", "run_autograder", "kit/grader/engine.py", "kit/rubric.yaml",
+        assert {"setup.sh", "run_autograder", "kit/grader/engine/__init__.py", "kit/rubric.yaml",
                 "kit/weights.npz", "kit/requirements.txt"} <= set(names)
         assert not any(n.startswith("kit/solutions") for n in names)
         # every module of the package, subpackages included, and nothing else of the kit

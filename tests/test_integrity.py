@@ -241,7 +241,7 @@ def test_exit_between_items_is_a_violation_not_a_restart_loop(tmp_path, inputs):
 
 
 def test_stall_between_items_ends_within_the_gap_limit(tmp_path, inputs, monkeypatch):
-    monkeypatch.setattr(engine, "GAP_LIMIT", 3.0)
+    monkeypatch.setattr(engine.protocol, "GAP_LIMIT", 3.0)
     start = time.monotonic()
     report = _grade(tmp_path, _after_first_result("__import__('time').sleep(3600)"), inputs)
     assert time.monotonic() - start < 45

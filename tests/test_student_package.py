@@ -72,6 +72,14 @@ def test_the_student_wheel_holds_every_module_its_modules_import(tmp_path):
             assert f"grader/{file}" in held, (module, imported)
 
 
+def test_the_kit_distribution_lists_every_subpackage():
+    """A subpackage setuptools is not told of is missing from a non-editable install."""
+    tomllib = pytest.importorskip("tomllib")
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "grader").rglob("__init__.py")}
+    assert found <= listed, found - listed
+
+
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """A course folder whose rubric has a fresh 64-bit heldout_seed, its bundle, and a

@@ -1,0 +1,319 @@
+"""The grading engine: the one path `grader check`, `grader batch` and the Gradescope
+entry point all take (`grade_submission`).
+
+The submission runs in a sandboxed worker process (worker.py, sandbox.py) that only
+collects observations; this process judges them (checks.py). The worker talks over an
+authenticated channel (channel.py) and must follow the protocol
+
+    ready, then for each item in order: start, result or error; then done
+
+with `flag` frames allowed anywhere. Each item has a time limit that really stops it:
+the sandbox is killed and a new worker carries on with the items that are left, so a
+crash or a timeout costs only the item that was running, and every restart follows an
+item's outcome. Anything else (an unsigned or forged frame, a frame out of order, a
+stall or an exit between items, `done` with items left) is a protocol violation: the
+item running and those not yet graded score 0 with status `integrity`, are never
+retried, and the submission is flagged for a person to review. The whole grading of a
+submission ends within its startup limit plus the sum of its items' limits plus
+BUDGET_MARGIN seconds, whatever it does.
+
+The package by concern: `results` (what grading produces), `inputs` (what the grading
+process holds and what the worker may see, and the seeds), `process` (one sandboxed
+worker process), `protocol` (following a worker frame by frame); this module
+orchestrates them. Their public names are importable from here.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import Future
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable
+
+from .. import channel, events, sandbox as sandbox_mod
+from ..checks import CHECKS, FINISH, SECOND_PART, SECOND_PARTS, JudgeContext, run_order
+from ..errors import SubmissionError
+from ..rubric import Item, Rubric
+from .inputs import (DEFAULT_HELDOUT_SEED, GRADING_TRAIN, HELDOUT, PROBE_STREAM, REAL_TRAIN,
+                     GradingInputs, WorkerInputs, draw_probe, grading_inputs, grading_seed,
+                     item_seed, private_seed, probe_key)
+from .process import _Worker, _prepare_work_dir, _readable, worker_env
+from .protocol import GAP_LIMIT, MAX_NOTES, Phase, Stop, _run_worker
+from .results import (FLAG_KINDS, Collection, Failed, Flag, ItemResult, Observed, Outcome,
+                      Report)
+
+__all__ = ["BUDGET_MARGIN", "STARTUP_LIMIT", "collect", "collect_submission", "grade",
+           "grade_submission", "judge", "report", "unreadable_report",
+           "DEFAULT_HELDOUT_SEED", "GRADING_TRAIN", "HELDOUT", "PROBE_STREAM", "REAL_TRAIN",
+           "GradingInputs", "WorkerInputs", "draw_probe", "grading_inputs", "grading_seed",
+           "item_seed", "private_seed", "probe_key", "worker_env", "GAP_LIMIT", "MAX_NOTES",
+           "Phase", "Stop", "FLAG_KINDS", "Collection", "Failed", "Flag", "ItemResult",
+           "Observed", "Outcome", "Report"]
+
+STARTUP_LIMIT = 120.0  # seconds to import TensorFlow and the submission
+BUDGET_MARGIN = 30.0  # seconds on top of the startup and item limits, for restarts and exits
+
+
+def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
+            inputs: WorkerInputs | GradingInputs | Callable[[], WorkerInputs], work_dir: Path, *,
+            sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+            tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT,
+            seed: int = DEFAULT_HELDOUT_SEED, item_seeds: dict[str, int] | None = None,
+            progress: Callable[[str], None] | None = None) -> Collection:
+    """Run the collect halves of `items` in sandboxed worker processes. The worker sees
+    `submission_dir` read-only (None: only the module)."""
+    sandbox = sandbox or sandbox_mod.default()
+    work_dir = Path(work_dir).resolve()
+    scratch = _prepare_work_dir(work_dir, sandbox)
+    try:
+        return _collect(module_file, submission_dir, items, inputs, work_dir, scratch, sandbox,
+                        threads, tail_bytes, startup_limit, seed, item_seeds, progress)
+    finally:
+        if sandbox.user and sandbox.scratch_mb:  # what the submission wrote goes with it
+            sandbox_mod.release_scratch(scratch)
+
+
+def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch: Path,
+             sandbox: sandbox_mod.Sandbox, threads, tail_bytes, startup_limit, seed, item_seeds,
+             progress) -> Collection:
+    # The worker sees its own copy of the module, so nothing else of its folder shows.
+    (work_dir / "module").mkdir(exist_ok=True)
+    module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))
+    submission_dir = Path(submission_dir).resolve() if submission_dir else module_file.parent
+    item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
+    _readable(module_file.parent)
+    env = worker_env(scratch, threads)
+    read_only = [module_file.parent, submission_dir]
+    # The first worker imports TensorFlow while the inputs are made and written; so does
+    # the one that will run the second parts, while the first one works.
+    # What all of this submission's workers may send together (restarts included).
+    budget = channel.Budget()
+    first = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
+    spare = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget) \
+        if any(i.check in SECOND_PARTS for i in items) else None
+    try:
+        if callable(inputs):
+            inputs = inputs()
+        if isinstance(inputs, GradingInputs):
+            inputs = inputs.for_worker()
+        blob = inputs.to_bytes()
+    except BaseException:
+        first.kill()
+        if spare is not None:
+            spare.kill()
+        raise
+    result = Collection({})
+    flags: dict[Flag, None] = {}
+    tail = b""
+    start = time.monotonic()
+    budget_end = start + startup_limit + sum(i.time_limit for i in items) + BUDGET_MARGIN
+
+    def run(job_items: list[Item], outcomes: dict, until: float, worker=None, notes=None,
+            on_start=None) -> Stop:
+        nonlocal tail
+        job = {"module": str(module_file), "submission_dir": str(submission_dir),
+               "scratch": str(scratch),
+               "items": [{"id": i.id, "check": i.check, "params": i.params,
+                          "seed": item_seeds[i.id]} for i in job_items]}
+        worker = worker or _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
+        worker.send_job(job, blob)
+        stop = _run_worker(worker, job_items, outcomes, flags, startup_limit, until, inputs.asked,
+                           on_start, notes)
+        if sandbox.confined and (strays := worker.strays()):
+            flags[Flag("processes_left", f"{strays} process(es) still running at the end")] = None
+        worker.kill()
+        tail = (tail + worker.tail)[-tail_bytes:]
+        return stop
+
+    try:
+        remaining, stop = run_order(items), Stop.CARRY_ON
+        while remaining:
+            stop = run(remaining, result.outcomes, budget_end, first, result.notes, progress)
+            first = None
+            if stop is Stop.IMPORT_FAILED:
+                result.import_failed = True
+            remaining = [i for i in remaining if i.id not in result.outcomes]
+            if stop is not Stop.CARRY_ON and remaining:  # a violation, the budget: no retry
+                for item in remaining:
+                    result.outcomes[item.id] = Failed("skipped", "not run")
+                break
+        # Second parts (restoring a checkpoint, say) run in a fresh worker that inherits only
+        # the scratch folder, so nothing the first part held in memory can reach them.
+        for item in items:
+            first_part = result.outcomes.get(item.id)
+            if item.check not in SECOND_PARTS or not isinstance(first_part, Observed):
+                continue
+            if stop is Stop.VIOLATION:
+                result.outcomes[item.id] = Failed("integrity", "not graded: the protocol was broken "
+                                                  "before the item's second part ran", first_part.seconds)
+                continue
+            second: dict[str, Outcome] = {}
+            part = replace(item, check=item.check + SECOND_PART)
+            run([part], second, time.monotonic() + startup_limit + item.time_limit + BUDGET_MARGIN,
+                spare)
+            spare = None
+            outcome = second.get(item.id, Failed("skipped", "not run"))
+            if isinstance(outcome, Observed) and isinstance(outcome.observation, dict) \
+                    and isinstance(first_part.observation, dict):
+                result.outcomes[item.id] = Observed({**first_part.observation, **outcome.observation},
+                                                    first_part.seconds + outcome.seconds)
+            elif isinstance(outcome, Observed):
+                result.outcomes[item.id] = Failed("failed", "the observations were malformed",
+                                                  first_part.seconds + outcome.seconds)
+            else:
+                result.outcomes[item.id] = Failed(outcome.status, "in a fresh process, after saving: "
+                                                  + outcome.message, first_part.seconds + outcome.seconds)
+    finally:
+        if spare is not None:
+            spare.kill()
+    result.output = tail.decode("utf-8", "replace")
+    _finish(items, result.outcomes, scratch, flags)
+    result.flags = list(flags)
+    return result
+
+
+def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path,
+            flags: dict | None = None) -> None:
+    """The trusted steps some checks take after the worker, here where its scratch folder
+    is (reading the event files it wrote, for instance): judging needs no files after it.
+    Files past the readers' bounds make the item `integrity` (and raise a flag): recorded,
+    never judged on a part of them, never able to exhaust this process."""
+    for item in items:
+        outcome, finish = outcomes.get(item.id), FINISH.get(item.check)
+        if finish and isinstance(outcome, Observed):
+            try:
+                outcome.observation = finish(outcome.observation, scratch)
+            except (events.Bound, MemoryError) as exc:
+                why = str(exc) if isinstance(exc, events.Bound) else "more than this process's memory"
+                if flags is not None:
+                    flags[Flag("bounds", f"{item.id}: {why}")] = None
+                outcomes[item.id] = Failed("integrity", f"not graded: the submission left {why} "
+                                           "in its scratch folder, past what the grader reads",
+                                           outcome.seconds)
+            except Exception as exc:  # noqa: BLE001 - the files came from the submission
+                outcomes[item.id] = Failed("failed", "what the submission left could not be read "
+                                           f"({type(exc).__name__}: {exc})"[:500], outcome.seconds)
+
+
+def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs) -> list[ItemResult]:
+    results = []
+    for item in items:
+        outcome = outcomes.get(item.id, Failed("skipped", "not run"))
+        if isinstance(outcome, Observed):
+            _, judge_fn = CHECKS[item.check]
+            ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe_for(item.id),
+                               inputs.heldout_labels, inputs.train_images, inputs.heldout_images)
+            try:
+                fraction, message = judge_fn(outcome.observation, ctx, item.params)
+            except Exception as exc:  # noqa: BLE001
+                # Observations (and files in scratch) came from the submission's process:
+                # whatever cannot be judged scores 0, and never stops the grading.
+                fraction, message = 0.0, f"the observations were malformed ({type(exc).__name__}: {exc})"[:500]
+            fraction = round(float(min(max(fraction, 0.0), 1.0)), 6)
+            status = "passed" if fraction == 1.0 else "partial" if fraction > 0 else "failed"
+            results.append(ItemResult(item.id, item.title, round(item.points * fraction, 4),
+                                      item.points, status, message, round(outcome.seconds, 2),
+                                      item.visibility))
+        else:
+            results.append(ItemResult(item.id, item.title, 0.0, item.points, outcome.status,
+                                      outcome.message, round(outcome.seconds, 2), item.visibility))
+    return results
+
+
+def report(name: str, items: list[Item], found: Collection, inputs: GradingInputs,
+           rubric: Rubric, seconds: float) -> Report:
+    """Judge what was collected (here, where the held-out labels are) into a report."""
+    return Report(name, judge(items, found.outcomes, inputs), rubric=rubric.source,
+                  seconds=round(seconds, 2), output_tail=found.output[-2000:],
+                  import_failed=found.import_failed, flags=found.flags, notes=found.notes,
+                  graded_on=inputs.description)
+
+
+def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_hidden: bool = False,
+          submission_dir: Path | None = None, work_dir: Path | None = None,
+          sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+          name: str | None = None, startup_limit: float = STARTUP_LIMIT) -> Report:
+    """Grade one prepared module file against the rubric's selected items."""
+    items = rubric.select(include_hidden)
+    own_dir = work_dir is None
+    work_dir = Path(work_dir or tempfile.mkdtemp(prefix="grader-"))
+    start = time.monotonic()
+    try:
+        found = collect(Path(module_file), submission_dir, items, inputs.for_worker(), work_dir,
+                        sandbox=sandbox, threads=threads, startup_limit=startup_limit,
+                        seed=grading_seed(rubric))
+    finally:
+        if own_dir:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return report(name or str(module_file), items, found, inputs, rubric, time.monotonic() - start)
+
+
+def collect_submission(source: str | os.PathLike, items: list[Item],
+                       inputs: WorkerInputs | Callable[[], WorkerInputs], *,
+                       item_seeds: dict[str, int], own_folder: bool = False, strict: bool = False,
+                       sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+                       startup_limit: float = STARTUP_LIMIT, label: str = "",
+                       progress: Callable[[str], None] | None = None) -> Collection:
+    """Prepare one submission (.py, .ipynb, .zip or a folder), collect its observations
+    and clean up: the half of grading that runs submission code, here or on a cluster
+    worker. With `own_folder` (a student checking their own file) the submission's folder
+    is its file's folder; otherwise only what the submission itself holds is shown to it.
+    A submission that cannot be read yields "skipped" outcomes with the reason (with
+    `strict`, its SubmissionError is raised instead)."""
+    from ..submission import materialize
+
+    source = Path(source)
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40]
+    work = Path(tempfile.mkdtemp(prefix=f"grader-{safe}-" if safe else "grader-"))
+    try:
+        os.chmod(work, 0o711)
+        try:
+            module_file, folder = materialize(source, work / "in")
+        except SubmissionError as exc:
+            if strict:
+                raise
+            return Collection({i.id: Failed("skipped", str(exc)) for i in items}, import_failed=True)
+        if own_folder and source.is_file():
+            folder = source.resolve().parent
+        _readable(work / "in")
+        return collect(module_file, folder, items, inputs, work / "run", sandbox=sandbox,
+                       threads=threads, startup_limit=startup_limit, item_seeds=item_seeds,
+                       progress=progress)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def grade_submission(source: str | os.PathLike, rubric: Rubric,
+                     inputs: GradingInputs | Future, *, include_hidden: bool = True,
+                     only: list[str] | None = None, name: str | None = None,
+                     own_folder: bool = False, strict: bool = False,
+                     sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
+                     startup_limit: float = STARTUP_LIMIT,
+                     progress: Callable[[str], None] | None = None) -> Report:
+    """Collect and judge one submission: the one grading path of `grader check`, `grader
+    batch`, the notebook checks and the Gradescope entry point (`grader batch --scheduler`
+    runs the collecting half, `collect_submission`, on a cluster worker and judges here).
+    `inputs` may still be in the making (a Future): the worker imports TensorFlow
+    meanwhile. `only` keeps the items with these ids; `progress` hears each item start."""
+    items = [i for i in rubric.select(include_hidden) if only is None or i.id in only]
+    start = time.monotonic()
+    seeds = {i.id: item_seed(grading_seed(rubric), i.id) for i in items}
+
+    def resolved() -> GradingInputs:
+        return inputs.result() if isinstance(inputs, Future) else inputs
+
+    found = collect_submission(source, items, lambda: resolved().for_worker(), item_seeds=seeds,
+                               own_folder=own_folder, strict=strict, sandbox=sandbox,
+                               threads=threads, startup_limit=startup_limit, label=name or "",
+                               progress=progress)
+    return report(name or str(source), items, found, resolved(), rubric, time.monotonic() - start)
+
+
+def unreadable_report(name: str, rubric: Rubric, include_hidden: bool, message: str) -> Report:
+    """The report of a submission that could not be graded at all, with the reason."""
+    return Report(name, [ItemResult(i.id, i.title, 0.0, i.points, "skipped", message, 0.0,
+                                    i.visibility) for i in rubric.select(include_hidden)],
+                  rubric=rubric.source, import_failed=True)

@@ -1,0 +1,139 @@
+"""The grading inputs, and the seeds they follow: what the grading process holds (the
+held-out labels among them) and what the collecting side may hold (WorkerInputs), the
+probe images each item gets when it starts, and the private seeds."""
+from __future__ import annotations
+
+import hashlib
+import io
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import synthetic
+from ..checks import HELDOUT_CHECKS, SECOND_PART
+from ..network import CONV_LAYERS
+from ..rubric import Item, Rubric
+
+GRADING_TRAIN = 2000
+REAL_TRAIN = 5000
+"""training images of a real data set the items train on (its first ones)"""
+HELDOUT = 1000
+DEFAULT_HELDOUT_SEED = 4242
+PROBE_STREAM = 7
+"""the private seed's stream the probe images are drawn from"""
+
+
+def _npz(arrays: dict) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def probe_key(seed: int) -> int:
+    """What the probe images are drawn from: a one-way digest of the private seed, so the
+    collecting side (a cluster's machines) can draw them without holding the seed, which
+    also makes the held-out images and their labels."""
+    return int.from_bytes(hashlib.sha256(f"probes:{seed}".encode()).digest()[:16], "big")
+
+
+def draw_probe(key: int, item_id: str, train_images: np.ndarray) -> np.ndarray:
+    """An item's probe images: three training images and one of noise drawn from the
+    probe key and the item's id, and the two extremes of the pixel range. Each item has
+    its own, and the worker gets them only when the item starts."""
+    item = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big")
+    rng = np.random.default_rng([key, PROBE_STREAM, item])
+    one = (1, *train_images.shape[1:])
+    return np.concatenate([
+        train_images[np.sort(rng.choice(len(train_images), 3, replace=False))],
+        rng.integers(0, 256, one, dtype=np.uint8), np.zeros(one, np.uint8), np.full(one, 255, np.uint8)])
+
+
+@dataclass
+class GradingInputs:
+    """Everything the checks need; held-out labels never go to the worker."""
+    weights: dict
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    probe_key: int
+    heldout_images: np.ndarray
+    heldout_labels: np.ndarray
+    description: str = ""
+
+    def probe_for(self, item_id: str) -> np.ndarray:
+        return draw_probe(self.probe_key, item_id, self.train_images)
+
+    def for_worker(self) -> WorkerInputs:
+        """What the collecting side gets: everything but the held-out labels."""
+        return WorkerInputs({k: self.weights[k] for k in WorkerInputs.weight_keys()},
+                            self.train_images, self.train_labels, self.probe_key, self.heldout_images)
+
+
+@dataclass
+class WorkerInputs:
+    """The grading data the collecting side holds (it may travel to a cluster's machines):
+    no labels of the held-out images. The sandboxed worker gets the weights and training
+    data with its job, and each item's own questions (its probe images, the held-out
+    images) only when that item starts (`asked`)."""
+    weights: dict
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    probe_key: int
+    heldout_images: np.ndarray
+
+    @staticmethod
+    def weight_keys() -> list[str]:
+        return [f"{name}_{part}" for name in CONV_LAYERS for part in "Wb"]
+
+    def to_bytes(self) -> bytes:
+        """An uncompressed npz, as the worker reads it from its stdin after the job."""
+        return _npz({"train_images": self.train_images, "train_labels": self.train_labels,
+                     **{f"w_{key}": self.weights[key] for key in self.weight_keys()}})
+
+    def asked(self, item: Item) -> bytes:
+        """What the worker is given when `item` starts, as an uncompressed npz."""
+        arrays = {"probe": draw_probe(self.probe_key, item.id, self.train_images)}
+        if item.check.removesuffix(SECOND_PART) in HELDOUT_CHECKS:
+            arrays["heldout_images"] = self.heldout_images
+        return _npz(arrays)
+
+
+def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
+                   description: str = "synthetic data") -> GradingInputs:
+    """Build the grading data: a training subset, probe images and held-out images.
+
+    With `dataset` (real CIFAR-10) the held-out images are drawn from its test split with
+    the rubric's private `heldout_seed` and disguised (cifar10.heldout_split); otherwise
+    they are synthetic images from that seed.
+    """
+    seed = rubric.heldout_seed if rubric.heldout_seed is not None else DEFAULT_HELDOUT_SEED
+    if dataset is None:
+        train_images, train_labels = synthetic.generate(GRADING_TRAIN, seed=101)
+        heldout_images, heldout_labels = synthetic.generate(HELDOUT, seed=seed)
+    else:
+        from ..cifar10 import heldout_split
+
+        train_images, train_labels = dataset.train_images[:REAL_TRAIN], dataset.train_labels[:REAL_TRAIN]
+        heldout_images, heldout_labels = heldout_split(dataset, seed, HELDOUT)
+    # The probe images (preprocess, shapes, features, checkpoint) follow the private seed
+    # too, one set per item (draw_probe).
+    return GradingInputs(weights, train_images, train_labels.astype(np.int64),
+                         probe_key(grading_seed(rubric)), heldout_images,
+                         heldout_labels.astype(np.int64), description)
+
+
+def private_seed() -> int:
+    """A fresh held-out seed for a batch or a Gradescope package: 128 random bits, so that
+    no submission can recover it from the item seeds it sees (`item_seed`)."""
+    return secrets.randbits(128)
+
+
+def item_seed(seed: int, item_id: str) -> int:
+    """The random seed an item runs under: fixed by the grading seed and the item, so a
+    second grading of the same submission repeats every random choice. The worker sees
+    it; only a seed with enough bits (`private_seed`) keeps the held-out set secret."""
+    return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:4], "big")
+
+
+def grading_seed(rubric: Rubric) -> int:
+    return DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None else rubric.heldout_seed

@@ -1,0 +1,182 @@
+"""One sandboxed worker process, as the grading process sees it: started through the
+sandbox with nothing of the grader's environment, its channel, decoy and output read by
+threads; and the folders it may see."""
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import queue
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from .. import channel, sandbox as sandbox_mod
+from ..paths import PACKAGE_PARENT
+
+class _Worker:
+    """One sandboxed worker process and the threads that read its channel, its decoy
+    descriptor and its output. Messages arrive on `messages` as dicts (authenticated
+    frames), ("channel", ChannelError), ("decoy", bytes count) or None at the end."""
+
+    def __init__(self, sandbox: sandbox_mod.Sandbox, read_only: list[Path], scratch: Path,
+                 env: dict, tail_bytes: int, budget: channel.Budget):
+        """Start the process: it imports TensorFlow while `send_job` is still to come."""
+        self.messages: queue.Queue = queue.Queue()
+        self._stdin: queue.Queue = queue.Queue()
+        self.tail = b""
+        self._tail_bytes = tail_bytes
+        self.confined = sandbox.confined
+        self._key = key = channel.new_key()
+        read_fd, write_fd = os.pipe()
+        decoy_read, decoy_write = os.pipe()
+        # The channel sits at a random descriptor number (F_DUPFD takes the lowest free
+        # number from there, so other threads' descriptors are never disturbed).
+        chan_fd = fcntl.fcntl(write_fd, fcntl.F_DUPFD, 64 + secrets.randbelow(900))
+        os.close(write_fd)
+        command = sandbox.command([sys.executable, "-m", "grader.worker", str(decoy_write)],
+                                  read_only=read_only, scratch=scratch)
+        try:
+            self.process = subprocess.Popen(
+                command, cwd=scratch, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT, pass_fds=(chan_fd, decoy_write), start_new_session=True)
+        finally:
+            os.close(chan_fd)
+            os.close(decoy_write)
+        self._chan_fd = chan_fd
+        threading.Thread(target=self._read_channel, args=(read_fd, key, budget),
+                         daemon=True).start()
+        threading.Thread(target=self._watch_decoy, args=(decoy_read,), daemon=True).start()
+        self._output = threading.Thread(target=self._drain_output, daemon=True)
+        self._output.start()
+
+    def send_job(self, job: dict, inputs: bytes) -> None:
+        """The key, the channel's descriptor number, the job and the inputs, on stdin: no
+        file of the job is in the worker's view. Each item's own inputs follow when it
+        starts (`send_item`). A thread writes, in order: the worker reads only once
+        TensorFlow is imported, and a submission playing the worker may never read."""
+        self._stdin.put(channel.bootstrap(self._key, self._chan_fd, job, inputs))
+        del self._key
+        threading.Thread(target=self._write_stdin, daemon=True).start()
+
+    def send_item(self, data: bytes) -> None:
+        self._stdin.put(channel.sized(data))
+
+    def _write_stdin(self) -> None:
+        try:
+            while (data := self._stdin.get()) is not None:
+                self.process.stdin.write(data)
+                self.process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass  # it died or was killed: the channel reports the end
+        finally:
+            try:
+                self.process.stdin.close()
+            except (BrokenPipeError, OSError, ValueError):
+                pass
+
+    def _read_channel(self, fd: int, key: bytes, budget: channel.Budget) -> None:
+        reader = channel.Reader(fd, key, budget)
+        try:
+            while (message := reader.receive()) is not None:
+                self.messages.put(message)
+        except channel.ChannelError as exc:
+            self.messages.put(("channel", exc))
+        finally:
+            os.close(fd)
+            self.messages.put(None)
+
+    def _watch_decoy(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+            if data:
+                self.messages.put(("decoy", len(data)))
+                while os.read(fd, 65536):
+                    pass
+        finally:
+            os.close(fd)
+
+    def _drain_output(self) -> None:
+        # Read everything (so a chatty submission never blocks) but keep only the tail.
+        for chunk in iter(lambda: self.process.stdout.read(65536), b""):
+            self.tail = (self.tail + chunk)[-self._tail_bytes:]
+
+    def next(self, timeout: float):
+        try:
+            return self.messages.get(timeout=min(max(timeout, 0.01), 3600.0))
+        except queue.Empty:
+            return "timeout"
+
+    def strays(self) -> int:
+        """How many processes the submission left running in the sandbox's PID namespace."""
+        try:
+            children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
+        except OSError:
+            return 0
+        return sum(len(sandbox_mod.processes_in_namespace(int(pid))) for pid in children)
+
+    def kill(self) -> None:
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        self._stdin.put(None)
+        self.process.wait()
+        self._output.join(timeout=5)
+
+    def exit_description(self) -> str:
+        try:
+            code = self.process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.process.returncode
+        if code > 128 and self.confined:
+            code = -(code - 128)  # bwrap's PID 1 reports a signal as 128 + its number
+        if code < 0:
+            try:
+                return f"killed by signal {signal.Signals(-code).name}"
+            except ValueError:
+                return f"killed by signal {-code}"
+        return f"exit code {code}"
+
+
+def _tail_line(tail: bytes) -> str:
+    lines = [l for l in tail.decode("utf-8", "replace").splitlines() if l.strip()]
+    return lines[-1].strip()[:200] if lines else ""
+
+
+def worker_env(scratch: Path, threads: int | None = None) -> dict:
+    """The worker's whole environment: nothing of the grader's own is passed on."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
+           "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": str(PACKAGE_PARENT),
+           "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "KERAS_BACKEND": "tensorflow",
+           "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+    if threads:
+        env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
+                   OMP_NUM_THREADS=str(threads))
+    return env
+
+
+def _prepare_work_dir(work_dir: Path, sandbox: sandbox_mod.Sandbox) -> Path:
+    """The scratch folder, writable for the user the worker runs as; the work folder itself
+    only passable, not listable."""
+    scratch = work_dir / "scratch"
+    scratch.mkdir(parents=True, exist_ok=True)
+    os.chmod(work_dir, 0o711)
+    if sandbox.user and sandbox.scratch_mb:
+        sandbox_mod.bound_scratch(scratch, sandbox.scratch_mb, sandbox.user)
+    if sandbox.user:
+        entry = pwd.getpwnam(sandbox.user)
+        for path in [scratch, *scratch.rglob("*")]:
+            os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+    return scratch
+
+
+def _readable(path: Path) -> None:
+    """Let the worker's user read `path` (a file or a folder tree) that the grader wrote."""
+    for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        if not p.is_symlink():
+            os.chmod(p, (p.stat().st_mode | 0o444 | (0o111 if p.is_dir() else 0)) & 0o7777)
