@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import checks, corpus as corpus_mod, course_data, engine, network, rubric as rubric_mod
+from . import checks, corpus as corpus_mod, course_data, engine, rubric as rubric_mod
 from .errors import KitError
 from .fsutil import atomic_path, write_text_atomic
 from .paths import default_rubric
@@ -55,34 +55,31 @@ class Run:
     messages: dict[str, str] = field(default_factory=dict)
 
 
-CALIBRATED = ("accuracy", "training")
-"""the checks whose bound calibration sets"""
-
-
-def accuracy_of(observation: dict, heldout_labels: np.ndarray, images: int) -> float | None:
-    logits = observation.get("logits") if isinstance(observation, dict) else None
-    labels = heldout_labels[:images]
-    if logits is None or np.shape(logits) != (len(labels), network.NUM_CLASSES):
-        return None
-    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
+def calibration_of(item: rubric_mod.Item) -> checks.Calibration | None:
+    """How calibration sets an item's bounds (None: it has none to set)."""
+    calibration = checks.REGISTRY[item.check].calibration
+    return calibration if calibration and calibration.calibrates(item.params) else None
 
 
 def measured_accuracy(item: rubric_mod.Item, observation, inputs: engine.GradingInputs) -> float | None:
-    """What an item's bound is set from: held-out accuracy for accuracy items (train mode),
-    the accuracy on the training item's images after its run for the training item."""
-    if item.check == "accuracy" and item.params["mode"] == "train":
-        return accuracy_of(observation, inputs.heldout_labels, item.params["images"])
-    if item.check == "training" and isinstance(observation, dict):
-        return accuracy_of(observation.get("after"), inputs.train_labels, checks.TRAINING_IMAGES)
-    return None
+    """What an item's bounds are set from (the check's Calibration.measure): held-out
+    accuracy for accuracy items, the accuracy on the training item's images after its
+    run for the training item."""
+    calibration = calibration_of(item)
+    return calibration.measure(observation, inputs, item.params) if calibration else None
 
 
 def unbarred(items: list[rubric_mod.Item]) -> list[rubric_mod.Item]:
-    """The items as calibration judges them: the training item counts any gain as learned
-    (its bar is what is being measured), so a correct run loses it only to what has no
-    bound (its TensorBoard scalars, logits the VGG front end does not explain)."""
-    return [replace(i, params={**i.params, "learned_accuracy": 0.0}) if i.check == "training" else i
-            for i in items]
+    """The items as calibration judges them: an item with a bar counts any gain as
+    reaching it (the bar is what is being measured), so a correct run loses it only to
+    what has no bound (the training item's TensorBoard scalars, logits the VGG front end
+    does not explain)."""
+    out = []
+    for item in items:
+        calibration = calibration_of(item)
+        out.append(replace(item, params={**item.params, calibration.bar: 0.0})
+                   if calibration and calibration.kind == "bar" else item)
+    return out
 
 
 def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric, weights: dict,
@@ -104,7 +101,7 @@ def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric,
                 run.seconds[item.id] = result.seconds
                 run.messages[item.id] = f"{result.status}: {result.message}"
                 outcome = outcomes.get(item.id)
-                if item.check in CALIBRATED and isinstance(outcome, engine.Observed):
+                if calibration_of(item) and isinstance(outcome, engine.Observed):
                     acc = measured_accuracy(item, outcome.observation, inputs)
                     if acc is not None:
                         run.accuracy[item.id] = acc
@@ -124,7 +121,8 @@ class Bounds:
     slowest: float
     time_limit: float
     check: str = "accuracy"
-    """accuracy: a range (lower, upper); training: one bar, `upper` (its learned_accuracy)"""
+    """the item's check: its Calibration says whether the bounds are a range (lower,
+    upper) or one bar (`upper`, written to the Calibration's `bar` parameter)"""
 
 
 def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
@@ -138,7 +136,8 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
         limits[item.id] = float(max(MIN_TIME_LIMIT, math.ceil(time_factor * slowest / 5) * 5))
     bounds = {}
     for item in rubric.items:
-        if item.check not in CALIBRATED or item.params.get("mode", "train") != "train":
+        calibration = calibration_of(item)
+        if calibration is None:
             continue
         values = [r.accuracy.get(item.id) for r in correct]
         if not values or any(v is None for v in values):
@@ -152,7 +151,7 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
         # to 0.01, away from the runs (rounded first so 0.55 stays 0.55 in binary floats)
         upper = math.floor(round((min_correct - margin) * 100, 6)) / 100
         floor_low = max(max_low if max_low is not None else 0.1, 0.1)
-        what = "accuracy" if item.check == "accuracy" else "training accuracy"
+        what = calibration.what
         lower = math.ceil(round((floor_low + LOW_MARGIN) * 100, 6)) / 100
         if not lower < upper:
             raise KitError(
@@ -160,7 +159,7 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
                 f"and the low runs' (highest {max_low if max_low is not None else 0:.3f}) are not "
                 f"separated by the margins {margin} and {LOW_MARGIN}; give the item more steps "
                 "or images.")
-        if item.check == "training":
+        if calibration.kind == "bar":
             # One bar, not a range: halfway between the low side and the lowest correct run
             # (as far from both as it can be), and never closer than `margin` to the latter.
             # A slow but working program (an extra hidden layer learns 0.60 where correct
@@ -172,12 +171,18 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
     return bounds, limits
 
 
+def _ranged(item: rubric_mod.Item) -> bool:
+    """Scored between calibrated bounds: losing points there is what the bounds measure."""
+    calibration = checks.REGISTRY[item.check].calibration
+    return bool(calibration and calibration.kind == "range")
+
+
 def false_fails(rubric: rubric_mod.Rubric, runs: list[Run]) -> list[str]:
     """Correct runs that lost points on an item that is not an accuracy item (the training
     item judged without its calibrated bar, see `unbarred`)."""
     return [f"{r.solution} (seed {r.seed}) lost {item.id}: {r.messages[item.id]}"
             for r in runs if r.kind == "correct" for item in rubric.items
-            if item.check != "accuracy" and r.scores.get(item.id, 0) < 1.0]
+            if not _ranged(item) and r.scores.get(item.id, 0) < 1.0]
 
 
 def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, float],
@@ -191,8 +196,9 @@ def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, 
             raw["time_limit"] = limits[raw["id"]]
         if raw["id"] in bounds:
             params = dict(raw.get("params") or {})
-            if bounds[raw["id"]].check == "training":
-                params["learned_accuracy"] = bounds[raw["id"]].upper
+            bar = checks.REGISTRY[bounds[raw["id"]].check].calibration.bar
+            if bar:
+                params[bar] = bounds[raw["id"]].upper
             else:
                 params["lower"], params["upper"] = bounds[raw["id"]].lower, bounds[raw["id"]].upper
             raw["params"] = params
@@ -233,7 +239,7 @@ def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
         ax.axvline(b.upper, color="tab:green", linestyle="--", linewidth=1)
         ax.set_yticks([0, 1], ["low", "correct"])
         ax.set_xlim(0, 1.02)
-        if b.check == "training":
+        if checks.REGISTRY[b.check].calibration.kind == "bar":
             title = f"{item_id} (training images): learned from {b.upper:.2f}"
         else:
             title = f"{item_id}: no points at or below {b.lower:.2f}, full points from {b.upper:.2f}"
@@ -291,7 +297,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         f"low variants, seeds {', '.join(map(str, seeds))} ({weights_source}; {data_description})")
     with tempfile.TemporaryDirectory(prefix="grader-variants-") as tmp:
         low = {v.name: corpus_mod.write_variant(v, Path(tmp), corpus) for v in low_variants}
-        calibrated_items = [i for i in rubric.items if i.check in CALIBRATED]
+        calibrated_items = [i for i in rubric.items if calibration_of(i)]
         runs = grade_runs(correct, "correct", rubric, conv_weights, seeds, dataset, log)
         low_rubric = replace(rubric, items=calibrated_items)
         runs += grade_runs(low, "low", low_rubric, conv_weights, seeds, dataset, log)

@@ -1182,6 +1182,65 @@ SECOND_PART = "+restore"
 """the name under which the worker knows a check's second part (Check.second_part)"""
 
 
+def accuracy_of(observation, labels: np.ndarray, images: int) -> float | None:
+    """The accuracy of an observation's logits on the first `images` labels (None: no
+    logits of the right shape)."""
+    logits = observation.get("logits") if isinstance(observation, dict) else None
+    labels = labels[:images]
+    if logits is None or np.shape(logits) != (len(labels), network.NUM_CLASSES):
+        return None
+    return float((np.asarray(logits).argmax(axis=1) == labels).mean())
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """How `grader calibrate` sets a check's bounds from correct and low runs."""
+    kind: str
+    """"range": `lower` (no points at or below) and `upper` (full points from) set apart
+    from the low runs and the correct runs; "bar": one parameter, `bar`, set halfway"""
+    measure: Any
+    """measure(observation, inputs, params) -> the value the bounds are set on, or None"""
+    what: str
+    """what is measured, in a message"""
+    bar: str = ""
+    """with kind "bar": the parameter that holds it"""
+    applies: Any = None
+    """applies(params) -> whether an item is calibrated (None: always)"""
+
+    def calibrates(self, params: dict) -> bool:
+        return self.applies is None or bool(self.applies(params))
+
+
+def _describe_accuracy(params: dict) -> str | None:
+    from .network import DEFAULT_LEARNING_RATE
+
+    if params.get("mode", "train") != "train":
+        return None
+    return (f"`build_model`, `fc` set to zeros, `make_dataset(train images, labels, "
+            f"batch_size=64, seed=0)`, then `train(model, dataset, steps={params['steps']})` "
+            f"at its default learning rate ({DEFAULT_LEARNING_RATE:g}); accuracy on "
+            f"{params.get('images', 1000)} unseen images: no points at or below "
+            f"{params['lower']:.2f}, full points from {params['upper']:.2f}, linear between")
+
+
+def _describe_training(params: dict) -> str:
+    return (f"`build_model`, `fc` set to zeros, then `train(model, dataset, steps="
+            f"{params.get('steps', 60)}, log_dir=...)` on the grader's batches of 32 "
+            f"training images at your default learning rate; half the points when the "
+            f"accuracy on {TRAINING_IMAGES} of those images reaches {params.get('learned_accuracy', 0.3):.2f} "
+            "(the loss may still be above where it started), half for TensorBoard scalars "
+            "of the training loss and accuracy under `log_dir`")
+
+
+ACCURACY_CALIBRATION = Calibration(
+    "range", lambda obs, inputs, params: accuracy_of(obs, inputs.heldout_labels, params["images"]),
+    "accuracy", applies=lambda params: params.get("mode", "train") == "train")
+TRAINING_CALIBRATION = Calibration(
+    "bar", lambda obs, inputs, params: accuracy_of(obs.get("after"), inputs.train_labels,
+                                                   TRAINING_IMAGES) if isinstance(obs, dict) else None,
+    "training accuracy", bar="learned_accuracy")
+
+
 @dataclass(frozen=True)
 class Check:
     """One check, declared once: its two halves and everything the rubric, the engine,
@@ -1216,6 +1275,10 @@ class Check:
     heldout: bool = False
     """its collect half reads the held-out images (every item gets its own probe images
     when it starts, engine.draw_probe; only these also get the held-out images)"""
+    calibration: Calibration | None = None
+    """how `grader calibrate` sets its bounds (None: it has none)"""
+    describe: Any = None
+    """describe(params) -> what the item measures, for the handout's table (None: its title)"""
 
 
 def _positive(*keys):
@@ -1265,7 +1328,8 @@ REGISTRY: dict[str, Check] = {c.name: c for c in [
           {"steps": (int, 60, "training steps taken"),
            "learned_accuracy": ((int, float), 0.3, "accuracy on the item's training images "
                                 "from which the run counts as learned (set by `grader calibrate`)")},
-          _validate_training, task="train", uses=("build_model", "train"), finish=finish_training),
+          _validate_training, task="train", uses=("build_model", "train"), finish=finish_training,
+          calibration=TRAINING_CALIBRATION, describe=_describe_training),
     Check("accuracy", collect_accuracy, judge_accuracy,
           {"mode": (str, "train", "'train' with the student's train(), or 'checkpoint'"),
            "steps": (int, 100, "training steps in train mode"),
@@ -1274,7 +1338,8 @@ REGISTRY: dict[str, Check] = {c.name: c for c in [
            "lower": ((int, float), 0.2, "accuracy at or below which the item scores 0"),
            "upper": ((int, float), 0.8, "accuracy at or above which it scores full points")},
           _validate_accuracy, task="train",
-          uses=("build_model", "train", "make_dataset", "restore_checkpoint"), heldout=True),
+          uses=("build_model", "train", "make_dataset", "restore_checkpoint"), heldout=True,
+          calibration=ACCURACY_CALIBRATION, describe=_describe_accuracy),
     Check("checkpoint", collect_checkpoint, judge_checkpoint, task="restore_checkpoint",
           uses=("build_model", "train", "restore_checkpoint"),
           second_part=collect_checkpoint_restore),

@@ -118,11 +118,11 @@ def variant_items(variant: Variant, items: list, corpus: Path | None = None) -> 
     base solution's code, which earns full marks on every item; grading it again would only
     repeat that verdict. A hidden item whose check the variant passes in its visible form
     repeats that check with a longer budget, which the correct runs of calibration pass too."""
-    from .checks import USES
+    from .checks import REGISTRY, USES
 
     lost_checks = {i.check for i in items if i.id in variant.loses}
-    if variant.low:
-        lost_checks.add("accuracy")
+    if variant.low:  # every item scored between calibrated bounds
+        lost_checks |= {name for name, c in REGISTRY.items() if c.calibration and c.calibration.kind == "range"}
     touched = touched_functions(variant, corpus)
 
     def reached(item) -> bool:

@@ -131,8 +131,7 @@ an interrupted run ends where an uninterrupted one would.
 def grading_section(public_items: list) -> str:
     """What each visible item runs, from the public rubric: the handout says exactly what
     the accuracy items measure and how much time every item has."""
-    from .checks import TRAINING_IMAGES
-    from .network import DEFAULT_LEARNING_RATE
+    from .checks import REGISTRY
 
     lines = ["## How your work is graded", "",
              "The grader imports your code and calls the five functions by name. From a notebook "
@@ -145,20 +144,8 @@ def grading_section(public_items: list) -> str:
              "| item | points | what is measured | time limit |", "|---|---|---|---|"]
     for item in public_items:
         params = item.get("params") or {}
-        what = item["title"]
-        if item["check"] == "accuracy" and params.get("mode", "train") == "train":
-            what = (f"`build_model`, `fc` set to zeros, `make_dataset(train images, labels, "
-                    f"batch_size=64, seed=0)`, then `train(model, dataset, steps={params['steps']})` "
-                    f"at its default learning rate ({DEFAULT_LEARNING_RATE:g}); accuracy on "
-                    f"{params.get('images', 1000)} unseen images: no points at or below "
-                    f"{params['lower']:.2f}, full points from {params['upper']:.2f}, linear between")
-        elif item["check"] == "training":
-            what = (f"`build_model`, `fc` set to zeros, then `train(model, dataset, steps="
-                    f"{params.get('steps', 60)}, log_dir=...)` on the grader's batches of 32 "
-                    f"training images at your default learning rate; half the points when the "
-                    f"accuracy on {TRAINING_IMAGES} of those images reaches {params.get('learned_accuracy', 0.3):.2f} "
-                    "(the loss may still be above where it started), half for TensorBoard scalars "
-                    "of the training loss and accuracy under `log_dir`")
+        describe = REGISTRY[item["check"]].describe
+        what = (describe(params) if describe else None) or item["title"]
         limit = item.get("time_limit")
         lines.append(f"| {item['id']} | {item['points']:g} | {what} | "
                      f"{'-' if limit is None else f'{limit:g} s'} |")
