@@ -1281,32 +1281,36 @@ class Check:
     """describe(params) -> what the item measures, for the handout's table (None: its title)"""
 
 
-def _positive(*keys):
-    def validate(params):
-        for key in keys:
-            if params[key] <= 0 if key == "tolerance" else params[key] < 1:
-                return f"params.{key} must be {'positive' if key == 'tolerance' else '>= 1'}, found {params[key]}"
-        return None
-    return validate
+def _at_least_one(*keys):
+    """A rule: each of these counts is 1 or more."""
+    def rule(params):
+        bad = next((k for k in keys if params[k] < 1), None)
+        return None if bad is None else f"params.{bad} must be >= 1, found {params[bad]}"
+    return rule
 
 
-def _validate_training(params):
-    if params["steps"] < 1:
-        return f"params.steps must be >= 1, found {params['steps']}"
-    if not 0 <= params["learned_accuracy"] <= 1:
-        return f"params.learned_accuracy must be in 0..1, found {params['learned_accuracy']}"
-    return None
+def _positive(key):
+    """A rule: this value is above 0."""
+    return lambda params: None if params[key] > 0 else f"params.{key} must be positive, found {params[key]}"
 
 
-def _validate_accuracy(params):
-    for key in ("steps", "images"):
-        if params[key] < 1:
-            return f"params.{key} must be >= 1, found {params[key]}"
+def _rules(*rules):
+    """A Check's validate: the first problem any of `rules` finds."""
+    return lambda params: next((problem for rule in rules if (problem := rule(params))), None)
+
+
+def _accuracy_mode_and_bounds(params):
     if params["mode"] not in ("train", "checkpoint"):
         return f"params.mode must be 'train' or 'checkpoint', found {params['mode']!r}"
     if not 0 <= params["lower"] < params["upper"] <= 1:
         return (f"need 0 <= params.lower < params.upper <= 1, found lower={params['lower']}, "
                 f"upper={params['upper']}")
+    return None
+
+
+def _learned_accuracy_in_range(params):
+    if not 0 <= params["learned_accuracy"] <= 1:
+        return f"params.learned_accuracy must be in 0..1, found {params['learned_accuracy']}"
     return None
 
 
@@ -1319,7 +1323,7 @@ REGISTRY: dict[str, Check] = {c.name: c for c in [
           task="build_model", uses=("build_model",)),
     Check("weights", collect_weights, judge_weights, task="build_model", uses=("build_model",)),
     Check("frozen", collect_frozen, judge_frozen,
-          {"steps": (int, 3, "training steps taken before comparing weights")}, _positive("steps"),
+          {"steps": (int, 3, "training steps taken before comparing weights")}, _at_least_one("steps"),
           task="build_model", uses=("build_model", "train"), shares="training"),
     Check("features", collect_features, judge_features,
           {"tolerance": ((int, float), 1e-3, "relative tolerance on pool3 outputs")},
@@ -1328,7 +1332,8 @@ REGISTRY: dict[str, Check] = {c.name: c for c in [
           {"steps": (int, 60, "training steps taken"),
            "learned_accuracy": ((int, float), 0.3, "accuracy on the item's training images "
                                 "from which the run counts as learned (set by `grader calibrate`)")},
-          _validate_training, task="train", uses=("build_model", "train"), finish=finish_training,
+          _rules(_at_least_one("steps"), _learned_accuracy_in_range), task="train",
+          uses=("build_model", "train"), finish=finish_training,
           calibration=TRAINING_CALIBRATION, describe=_describe_training),
     Check("accuracy", collect_accuracy, judge_accuracy,
           {"mode": (str, "train", "'train' with the student's train(), or 'checkpoint'"),
@@ -1337,14 +1342,14 @@ REGISTRY: dict[str, Check] = {c.name: c for c in [
            "checkpoint": (str, "checkpoints", "in checkpoint mode: folder beside the submission"),
            "lower": ((int, float), 0.2, "accuracy at or below which the item scores 0"),
            "upper": ((int, float), 0.8, "accuracy at or above which it scores full points")},
-          _validate_accuracy, task="train",
+          _rules(_at_least_one("steps", "images"), _accuracy_mode_and_bounds), task="train",
           uses=("build_model", "train", "make_dataset", "restore_checkpoint"), heldout=True,
           calibration=ACCURACY_CALIBRATION, describe=_describe_accuracy),
     Check("checkpoint", collect_checkpoint, judge_checkpoint, task="restore_checkpoint",
           uses=("build_model", "train", "restore_checkpoint"),
           second_part=collect_checkpoint_restore),
     Check("pipeline", collect_pipeline, judge_pipeline,
-          {"batch_size": (int, 16, "batch size asked of make_dataset")}, _positive("batch_size"),
+          {"batch_size": (int, 16, "batch size asked of make_dataset")}, _at_least_one("batch_size"),
           task="make_dataset", uses=("make_dataset",)),
 ]}
 
