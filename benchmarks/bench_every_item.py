@@ -36,7 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from grader import rubric as rubric_mod  # noqa: E402
-from grader.checks import ROUND_TRIP_STEPS, SHARES, STRAIGHT_STEPS  # noqa: E402
+from grader.exercises.transfer_learning.checks import ROUND_TRIP_STEPS, SHARES, STRAIGHT_STEPS  # noqa: E402
 from grader.paths import default_rubric, solution  # noqa: E402
 from baseline import worktree  # noqa: E402
 
@@ -75,7 +75,7 @@ def old_images_needed(item: rubric_mod.Item) -> int:
 FORWARD = """
 import sys, time, numpy as np, tensorflow as tf, keras
 sys.path.insert(0, sys.argv[1])
-from grader import vgg_weights
+from grader.exercises.transfer_learning import vgg_weights
 from grader.modules import load_module
 tl = load_module(sys.argv[2])
 model = tl.build_model(vgg_weights.stand_in())

@@ -25,7 +25,7 @@ import numpy as np  # noqa: E402
 
 import importlib.util  # noqa: E402
 
-from grader import checks, synthetic, vgg_weights  # noqa: E402
+from grader.exercises.transfer_learning import checks, synthetic, vgg_weights  # noqa: E402
 from grader.paths import solution  # noqa: E402
 
 

@@ -19,7 +19,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grader import cifar10  # noqa: E402
+from grader.exercises.transfer_learning import cifar10  # noqa: E402
 
 
 def nearest_labels(queries: np.ndarray, public: np.ndarray, labels: np.ndarray) -> np.ndarray:

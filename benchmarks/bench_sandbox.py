@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from grader import engine, rubric, sandbox as sandbox_mod, vgg_weights  # noqa: E402
+from grader.exercises.transfer_learning import inputs as tl_inputs
+from grader import engine, rubric, sandbox as sandbox_mod  # noqa: E402
+from grader.exercises.transfer_learning import vgg_weights  # noqa: E402
 from grader.paths import solution  # noqa: E402
 
 SOLUTION = solution()
@@ -40,7 +42,7 @@ def main() -> None:
     confined = sandbox_mod.choose()
     bare = sandbox_mod.Sandbox("limits", confined.user)
     print(f"sandbox: {confined.describe()}")
-    inputs = engine.grading_inputs(QUICK, vgg_weights.stand_in())
+    inputs = tl_inputs.build(QUICK, vgg_weights.stand_in())
     grade_times: dict[str, list[float]] = {"confined": [], "limits": []}
     start_times: dict[str, list[float]] = {"confined": [], "limits": []}
     for round_ in range(args.rounds):

@@ -38,7 +38,7 @@ IMPORT_SECONDS = time.perf_counter() - _start
 
 import numpy as np  # noqa: E402
 
-from grader import synthetic, vgg_weights  # noqa: E402
+from grader.exercises.transfer_learning import synthetic, vgg_weights  # noqa: E402
 from grader.modules import load_module  # noqa: E402
 from grader.paths import solution  # noqa: E402
 

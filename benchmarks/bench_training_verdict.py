@@ -25,13 +25,15 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from grader import checks, corpus as corpus_mod, engine, rubric as rubric_mod, vgg_weights  # noqa: E402
+from grader.exercises.transfer_learning import inputs as tl_inputs
+from grader import corpus as corpus_mod, engine, rubric as rubric_mod  # noqa: E402
+from grader.exercises.transfer_learning import checks, vgg_weights  # noqa: E402
 from grader.modules import import_tensorflow_quietly, load_module  # noqa: E402
 from grader.paths import default_rubric  # noqa: E402
 from grader.submission import prepare  # noqa: E402
 
 
-def measure(path: Path, inputs: engine.GradingInputs, steps_list: list[int], tmp: Path,
+def measure(path: Path, inputs: tl_inputs.GradingInputs, steps_list: list[int], tmp: Path,
             bar: float) -> list[dict]:
     module = load_module(prepare(path, tmp / "module"), f"m_{abs(hash(str(path)))}")
     rows = []
@@ -73,7 +75,7 @@ def main() -> None:
     if args.synthetic or not args.cifar10:
         datasets.append(("synthetic", None))
     if args.cifar10:
-        from grader import cifar10
+        from grader.exercises.transfer_learning import cifar10
         datasets.append(("cifar10", cifar10.load(args.cifar10, verify_checksum=False)))
     correct = corpus_mod.correct_solutions()
     variants = [v for v in corpus_mod.load_variants()
@@ -85,7 +87,7 @@ def main() -> None:
         runs += [("variant", v.name, corpus_mod.write_variant(v, tmp / "variants" / v.name))
                  for v in variants]
         for data_name, dataset in datasets:
-            inputs = engine.grading_inputs(rubric, weights, dataset)
+            inputs = tl_inputs.build(rubric, weights, dataset)
             for kind, name, path in runs:
                 if args.solution and name not in args.solution:
                     continue

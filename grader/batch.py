@@ -18,7 +18,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import __version__, course_data, engine, exports, rubric as rubric_mod, sandbox as sandbox_mod
+from . import __version__, engine, exports, rubric as rubric_mod, sandbox as sandbox_mod
 from .errors import KitError
 from .fsutil import atomic_path
 from .gradebook import Gradebook
@@ -80,27 +80,33 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                        "folder per student).")
     rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)
-    conv_weights, dataset, grading_on = course_data.resolve(rubric, data, weights, no_verify)
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise KitError(f"--workers must be at least 1, found {workers}.")
     out = Path(out)
+    # A private held-out seed per gradebook: a submission cannot regenerate the labels.
+    # 128 bits, because the seeds the items run under are derived from it and reach the
+    # worker: a small seed could be found from them by brute force. The inputs are made
+    # before the output folder, so a wrong data or weights file leaves nothing behind.
+    seed = None
+    if (out / "gradebook.sqlite").is_file():
+        existing = Gradebook(out / "gradebook.sqlite")
+        try:
+            seed = existing.get_meta("heldout_seed")
+        finally:
+            existing.close()
+    rubric.heldout_seed = int(seed or engine.private_seed())
+    inputs = rubric.exercise.grading_inputs(rubric, data, weights, no_verify)
+    grading_on = inputs.description
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)  # the gradebook is private to the grader
     book = Gradebook(out / "gradebook.sqlite")
     try:
-        # A private held-out seed per gradebook: a submission cannot regenerate the labels.
-        # 128 bits, because the seeds the items run under are derived from it and reach
-        # the worker: a small seed could be found from them by brute force.
-        seed = book.get_meta("heldout_seed")
-        if seed is None:
-            seed = str(engine.private_seed())
-            book.set_meta("heldout_seed", seed)
-        rubric.heldout_seed = int(seed)
-        inputs = engine.grading_inputs(rubric, conv_weights, dataset, grading_on)
+        if book.get_meta("heldout_seed") is None:
+            book.set_meta("heldout_seed", str(rubric.heldout_seed))
         # the weights and data are part of what a grade was given under: changing either regrades
-        rubric_hash = hashlib.sha256(rubric_file.read_bytes() + course_data.fingerprint(
-            inputs).encode()).hexdigest()[:16]
+        rubric_hash = hashlib.sha256(rubric_file.read_bytes() + inputs.fingerprint().encode()
+                                     ).hexdigest()[:16]
         items = rubric.select(include_hidden=True)
         client = cluster = None
         if scheduler:

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import checks, corpus as corpus_mod, course_data, engine, rubric as rubric_mod
+from . import corpus as corpus_mod, engine, exercise as exercise_mod, rubric as rubric_mod
+from .exercises.transfer_learning import data as course_data, inputs as inputs_mod
 from .errors import KitError
 from .fsutil import atomic_path, write_text_atomic
 from .paths import default_rubric
@@ -55,9 +56,14 @@ class Run:
     messages: dict[str, str] = field(default_factory=dict)
 
 
-def calibration_of(item: rubric_mod.Item) -> checks.Calibration | None:
+def _checks():
+    """The course folder's exercise's checks (the items calibrated are its own)."""
+    return exercise_mod.load().checks
+
+
+def calibration_of(item: rubric_mod.Item) -> exercise_mod.Calibration | None:
     """How calibration sets an item's bounds (None: it has none to set)."""
-    calibration = checks.REGISTRY[item.check].calibration
+    calibration = _checks()[item.check].calibration
     return calibration if calibration and calibration.calibrates(item.params) else None
 
 
@@ -88,13 +94,13 @@ def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric,
     runs = []
     for seed in seeds:
         seeded = replace(rubric, heldout_seed=seed)
-        inputs = engine.grading_inputs(seeded, weights, data)
+        inputs = inputs_mod.build(seeded, weights, data)
         for name, path in solutions.items():
             with tempfile.TemporaryDirectory(prefix="grader-calibrate-") as tmp:
                 module = prepare(path, Path(tmp) / "module")
                 outcomes = engine.collect(module, path.parent, seeded.items, inputs,
-                                          Path(tmp) / "run", seed=seed).outcomes
-                results = engine.judge(unbarred(seeded.items), outcomes, inputs)
+                                          Path(tmp) / "run", seeded.exercise, seed=seed).outcomes
+                results = engine.judge(unbarred(seeded.items), outcomes, inputs, seeded.exercise)
             run = Run(name, seed, kind)
             for item, result in zip(seeded.items, results):
                 run.scores[item.id] = result.score / item.points if item.points else 1.0
@@ -173,7 +179,7 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
 
 def _ranged(item: rubric_mod.Item) -> bool:
     """Scored between calibrated bounds: losing points there is what the bounds measure."""
-    calibration = checks.REGISTRY[item.check].calibration
+    calibration = _checks()[item.check].calibration
     return bool(calibration and calibration.kind == "range")
 
 
@@ -196,7 +202,7 @@ def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, 
             raw["time_limit"] = limits[raw["id"]]
         if raw["id"] in bounds:
             params = dict(raw.get("params") or {})
-            bar = checks.REGISTRY[bounds[raw["id"]].check].calibration.bar
+            bar = _checks()[bounds[raw["id"]].check].calibration.bar
             if bar:
                 params[bar] = bounds[raw["id"]].upper
             else:
@@ -239,7 +245,7 @@ def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
         ax.axvline(b.upper, color="tab:green", linestyle="--", linewidth=1)
         ax.set_yticks([0, 1], ["low", "correct"])
         ax.set_xlim(0, 1.02)
-        if checks.REGISTRY[b.check].calibration.kind == "bar":
+        if _checks()[b.check].calibration.kind == "bar":
             title = f"{item_id} (training images): learned from {b.upper:.2f}"
         else:
             title = f"{item_id}: no points at or below {b.lower:.2f}, full points from {b.upper:.2f}"
@@ -263,7 +269,7 @@ def declared_data(found: course_data.Setting, rubric_path: Path) -> dict:
     MD5 (the cached one when no path was given)."""
     if found.kind == "synthetic":
         return {"kind": "synthetic"}
-    from . import cifar10
+    from .exercises.transfer_learning import cifar10
 
     declared = {"kind": found.kind}
     archive = Path(found.path) if found.path else cifar10.download_path()

@@ -12,7 +12,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import course_data, engine, rubric as rubric_mod
+from . import engine, rubric as rubric_mod
 from .fsutil import write_text_atomic
 from .modules import check_tensorflow
 from .paths import default_rubric
@@ -82,32 +82,27 @@ class Ticker:
 
 def prepare_inputs(pool: ThreadPoolExecutor, rubric, weights: str | None, data=None,
                    no_verify: bool = False):
-    """(Future of the grading inputs, Future of (weights, dataset, their description)): both
-    made in a thread while the worker imports TensorFlow. A wrong weights or data file ends
-    the grading with its one-line error when the inputs are first needed."""
-    resolved = pool.submit(course_data.resolve, rubric, data, weights, no_verify)
-
-    def inputs():
-        conv_weights, dataset, description = resolved.result()
-        return engine.grading_inputs(rubric, conv_weights, dataset, description)
-
-    return pool.submit(inputs), resolved
+    """A Future of the grading inputs, made in a thread while the worker imports
+    TensorFlow. A wrong weights or data file ends the grading with its one-line error when
+    the inputs are first needed."""
+    return pool.submit(rubric.exercise.grading_inputs, rubric, data, weights, no_verify)
 
 
 def main(submission: str, rubric_path: str | None = None, json_out: str | None = None,
          include_hidden: bool = False, weights: str | None = None, data: list[str] | None = None,
          no_verify: bool = False) -> engine.Report:
     rubric = rubric_mod.load(rubric_path or default_rubric())
-    course_data.parse_data_option(data)  # a malformed --data fails before anything starts
+    if rubric.exercise.check_options:  # a malformed --data fails before anything starts
+        rubric.exercise.check_options(data, weights)
     if notice := check_tensorflow():
         print(notice, file=sys.stderr)
     with ThreadPoolExecutor(1) as pool:
-        inputs, resolved = prepare_inputs(pool, rubric, weights, data, no_verify)
+        inputs = prepare_inputs(pool, rubric, weights, data, no_verify)
         with Ticker() as ticker:
             report = engine.grade_submission(submission, rubric, inputs,
                                              include_hidden=include_hidden, name=str(submission),
                                              own_folder=True, strict=True, progress=ticker)
-    print(f"graded {submission} with {rubric.source} ({resolved.result()[2]})", file=sys.stderr)
+    print(f"graded {submission} with {rubric.source} ({inputs.result().description})", file=sys.stderr)
     print(format_table(report))
     if json_out:
         write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2))

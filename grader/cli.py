@@ -22,7 +22,7 @@ def _available(module: str) -> bool:
 
 
 def _train(args):
-    train = _verb("train")
+    train = _verb("exercises.transfer_learning.train")
     kind, *rest = args.data
     if len(rest) > 1:
         raise KitError(f"--data takes a kind and at most one path, found {' '.join(args.data)}.")
@@ -78,7 +78,7 @@ def _gradescope(args):
 
 
 def _convert_weights(args):
-    convert_weights = _verb("convert_weights")
+    convert_weights = _verb("exercises.transfer_learning.convert_weights")
     convert_weights.main(args.out)
 
 
@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     verbs = parser.add_subparsers(dest="verb", required=True)
-    if _available("train"):
+    if _available("exercises.transfer_learning.train"):
         p = verbs.add_parser("train", help="train the reference (or a module) end to end; "
                              "run again to resume")
         p.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
                             "extracted folder; downloaded into the cache when PATH is left out)")
         p.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
                        "else stand-in weights)")
-        p.add_argument("--steps", type=int, default=_verb("train").DEFAULT_STEPS,
+        p.add_argument("--steps", type=int, default=_verb("exercises.transfer_learning.train").DEFAULT_STEPS,
                        help="global step to train up to (default: %(default)s)")
         p.add_argument("--batch-size", type=int, default=64)
         p.add_argument("--learning-rate", type=float, help="default: the module's own")
@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
         _data_options(p)
         p.set_defaults(run=_gradescope)
 
-    if _available("convert_weights"):
+    if _available("exercises.transfer_learning.convert_weights"):
         p = verbs.add_parser("convert-weights", help="write the course weights file from Keras' "
                              "ImageNet VGG16 (needs internet)")
         p.add_argument("out", nargs="?", default="vgg16-conv-weights.npz")

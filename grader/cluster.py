@@ -74,7 +74,7 @@ def _sandbox(memory_mb: int, network: bool, user: str, scratch_mb: int) -> sandb
 
 
 def collect_remote(name: str, payload: bytes, items, inputs: engine.WorkerInputs,
-                   item_seeds: dict, *, student: str, memory_mb: int, network: bool, user: str,
+                   exercise: engine.Exercise, item_seeds: dict, *, student: str, memory_mb: int, network: bool, user: str,
                    scratch_mb: int, startup_limit: float, threads: int | None) -> dict:
     """The Dask task: collect one submission on this worker's machine, sandboxed."""
     from distributed import get_worker
@@ -86,7 +86,7 @@ def collect_remote(name: str, payload: bytes, items, inputs: engine.WorkerInputs
         path = Path(tmp) / name
         path.write_bytes(payload)
         found = engine.collect_submission(
-            path, items, inputs, item_seeds=item_seeds,
+            path, items, inputs, exercise, item_seeds=item_seeds,
             sandbox=_sandbox(memory_mb, network, user, scratch_mb),
             threads=threads, startup_limit=startup_limit, label=student)
     return {"collection": found, "host": socket.gethostname(), "worker": worker.address,
@@ -126,7 +126,7 @@ def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: in
     submitted: dict = {}  # future key -> (student, path, payload name and bytes, attempt)
 
     def submit(student, path, name, payload, attempt) -> None:
-        future = client.submit(collect_remote, name, payload, items, shared, seeds,
+        future = client.submit(collect_remote, name, payload, items, shared, rubric.exercise, seeds,
                                student=student, memory_mb=memory_mb, network=network, user=user,
                                scratch_mb=scratch_mb, startup_limit=startup_limit, threads=threads,
                                pure=False,

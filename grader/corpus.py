@@ -118,7 +118,10 @@ def variant_items(variant: Variant, items: list, corpus: Path | None = None) -> 
     base solution's code, which earns full marks on every item; grading it again would only
     repeat that verdict. A hidden item whose check the variant passes in its visible form
     repeats that check with a longer budget, which the correct runs of calibration pass too."""
-    from .checks import REGISTRY, USES
+    from .exercise import load
+
+    REGISTRY = load().checks
+    USES = REGISTRY.uses
 
     lost_checks = {i.check for i in items if i.id in variant.loses}
     if variant.low:  # every item scored between calibrated bounds
@@ -138,7 +141,9 @@ def touched_functions(variant: Variant, corpus: Path | None = None) -> set[str] 
     every top-level function and class (then anything may change)."""
     import ast
 
-    from .network import CONTRACT
+    from .exercise import load
+
+    CONTRACT = load().contract
 
     base = correct_solutions(corpus)[variant.base]
     if base.suffix != ".py":

@@ -22,11 +22,12 @@ from pathlib import Path
 
 import yaml
 
-from . import handout, network, rubric as rubric_mod
+from . import rubric as rubric_mod
 from .errors import KitError, MarkerError
 from . import wheel
 from .paths import MODULE_NAME, RUBRIC_NAME, SOLUTION_REL, course_root
-from .checks import TASK_OF
+from .exercises.transfer_learning import handout, network
+from .exercises.transfer_learning.checks import REGISTRY
 from .modules import TENSORFLOW_TESTED
 from .submission import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
 
@@ -154,7 +155,7 @@ def notebook(module_source: str, title_note: str, public_items: list):
         if fname in handout.BEFORE:
             cells.append(new_markdown_cell(handout.BEFORE[fname], metadata={"tags": [TAG_HANDOUT]}))
         cells.append(new_code_cell(chunk, metadata={"tags": [TAG_GRADED]}))
-        if fname is not None and fname in TASK_OF.values():
+        if fname is not None and fname in REGISTRY.task_of.values():
             cells.append(new_code_cell(f"check({fname!r})", metadata=check_tag))
     cells.append(new_markdown_cell(handout.EXPERIMENTS_MD, metadata={"tags": [TAG_HANDOUT]}))
     cells.extend(new_code_cell(code.rstrip("\n"), metadata={"tags": [TAG_EXPERIMENT]})

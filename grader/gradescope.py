@@ -12,7 +12,6 @@ refuses a damaged copy.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import shutil
@@ -20,10 +19,10 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import course_data, engine, exports, rubric as rubric_mod, wheel
+from . import engine, exports, rubric as rubric_mod, wheel
 from .errors import KitError
 from .fsutil import atomic_path
-from .paths import MODULE_NAME, PACKAGE, default_rubric
+from .paths import PACKAGE, default_rubric
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -47,43 +46,31 @@ PYTHONPATH="$ROOT/source/kit" exec "$PY" -m grader.gradescope --root "$ROOT"
 """
 
 
-WEIGHTS_NAME = "weights.npz"
-
-
 def build_package(out: str | os.PathLike, rubric_path: str | None = None,
                   weights: str | None = None, data: list[str] | None = None,
                   no_verify: bool = False) -> Path:
-    import numpy as np
     import yaml
-
-    from . import cifar10
 
     rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)  # never ship an invalid rubric
-    found = course_data.setting(rubric, data, weights, no_verify)
-    conv_weights, _ = course_data.load_weights(found)
-    buffer = io.BytesIO()
-    np.savez(buffer, **conv_weights)
-    shipped: dict[str, bytes | Path] = {f"kit/{WEIGHTS_NAME}": buffer.getvalue()}
+    exercise = rubric.exercise
+    # What the exercise grades with (its data, its weights), with the rubric's sections
+    # pointing at the copies in the package.
+    shipped, sections = exercise.shipped(rubric, data, weights, no_verify) if exercise.shipped \
+        else ({}, {})
+    shipped = {f"kit/{name}": content for name, content in shipped.items()}
     # A fresh 128-bit held-out seed for this package: the one in the instructor's rubric may
     # be small enough to find from the item seeds a submission sees.
     data = yaml.safe_load(rubric_file.read_text(encoding="utf-8"))
     data["heldout_seed"] = engine.private_seed()
-    data["weights"] = {"path": WEIGHTS_NAME, "sha256": course_data.sha256_of(conv_weights)}
-    if found.kind == "cifar10":
-        course_data.load_dataset(found)  # the archive must load (and match its checksum) here
-        archive = Path(found.path) if found.path else cifar10.download_path()
-        if not archive.is_file():
-            raise KitError(f"{archive}: expected the CIFAR-10 archive ({cifar10.ARCHIVE_NAME}) to "
-                           "ship in the package, found a folder. Pass the .tar.gz with --data.")
-        shipped[f"kit/{cifar10.ARCHIVE_NAME}"] = archive
-        data["data"] = {"kind": "cifar10", "path": cifar10.ARCHIVE_NAME,
-                        "md5": cifar10.md5sum(archive)}
-    else:
-        data["data"] = {"kind": "synthetic"}
+    data.update(sections)
+    # An exercise kept outside the kit travels inside the package's grader/exercises.
+    data.pop("exercise_path", None)
+    data["exercise"] = exercise.name
     packaged_rubric = ("# packaged by grader gradescope-package: heldout_seed is this package's own\n"
                        + yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
-    rubric_mod.parse(yaml.safe_load(packaged_rubric), "packaged rubric")
+    if not exercise.search_path:  # (one from outside is checked once it is in the package)
+        rubric_mod.parse(yaml.safe_load(packaged_rubric), "packaged rubric")
     files: dict[str, bytes] = {
         "setup.sh": SETUP_SH.encode(),
         "run_autograder": RUN_AUTOGRADER.encode(),
@@ -94,6 +81,12 @@ def build_package(out: str | os.PathLike, rubric_path: str | None = None,
     for path in sorted(PACKAGE.rglob("*.py")):  # subpackages included
         if "__pycache__" not in path.parts:
             files[f"kit/grader/{path.relative_to(PACKAGE).as_posix()}"] = path.read_bytes()
+    for folder in exercise.search_path:
+        own = Path(folder) / exercise.name
+        for path in sorted(own.rglob("*.py")):
+            if "__pycache__" not in path.parts:
+                files[f"kit/grader/exercises/{exercise.name}/{path.relative_to(own).as_posix()}"] = \
+                    path.read_bytes()
     files.update(shipped)
     out = Path(out)
     with atomic_path(out) as tmp:
@@ -128,11 +121,11 @@ def run(root: Path) -> dict:
         rubric = rubric_mod.load(kit / "rubric.yaml")
         entries = [(s, p) for s, p in discover(root / "submission")]
         if not entries:
-            raise KitError(f"no submission found: upload {MODULE_NAME}.py or {MODULE_NAME}.ipynb")
+            name = rubric.exercise.module_name
+            raise KitError(f"no submission found: upload {name}.py or {name}.ipynb")
         # the shipped weights and data, checked against the packaged rubric's checksums
-        weights, dataset, description = course_data.resolve(rubric)
         report = engine.grade_submission(root / "submission", rubric,
-                                         engine.grading_inputs(rubric, weights, dataset, description),
+                                         rubric.exercise.grading_inputs(rubric),
                                          include_hidden=True, name="submission")
         data = report.to_dict()
         row = {"score": data["score"], "seconds": data["seconds"], "message": "",

@@ -10,7 +10,6 @@ import types
 from pathlib import Path
 
 from .errors import SubmissionError
-from .paths import MODULE_NAME
 
 TENSORFLOW_TESTED = ("2.20", "2.21")
 """the TensorFlow minor versions the checker is tested with (tests/test_student_package.py)"""
@@ -63,12 +62,13 @@ def check_tensorflow() -> str | None:
     return None
 
 
-def load_module(path: str | os.PathLike, name: str = MODULE_NAME) -> types.ModuleType:
-    """Execute the Python file at `path` as a fresh module named `name`."""
+def load_module(path: str | os.PathLike, name: str | None = None) -> types.ModuleType:
+    """Execute the Python file at `path` as a fresh module named `name` (default: the
+    file's name)."""
     path = Path(path)
+    name = name or path.stem
     if not path.is_file():
-        raise SubmissionError(f"{path}: no such file; expected the exercise module "
-                              f"{MODULE_NAME}.py.")
+        raise SubmissionError(f"{path}: no such file; expected the exercise's module file.")
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module

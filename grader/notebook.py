@@ -18,14 +18,11 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import check as check_mod, engine, rubric as rubric_mod
-from .checks import TASK_OF
+from . import check as check_mod, engine, exercise as exercise_mod, rubric as rubric_mod
 from .errors import KitError
 from .modules import check_tensorflow
-from .network import CONTRACT
-from .paths import MODULE_NAME, default_rubric
+from .paths import default_rubric
 
-NOTEBOOK_NAME = f"{MODULE_NAME}.ipynb"
 _inputs_cache: dict = {}
 
 
@@ -38,10 +35,12 @@ def _user_namespace() -> dict:
     return shell.user_ns if shell is not None else {}
 
 
-def find_notebook(notebook: str | os.PathLike | None = None) -> Path:
+def find_notebook(notebook: str | os.PathLike | None = None,
+                  exercise: exercise_mod.Exercise | None = None) -> Path:
     """The notebook to grade: the one given, else the one this kernel belongs to (as
-    Jupyter and VS Code tell it), else the only notebook in the current folder, else
-    transfer_learning.ipynb there."""
+    Jupyter and VS Code tell it), else the only notebook in the current folder, else the
+    one named after the exercise's module there."""
+    named = f"{(exercise or exercise_mod.load()).module_name}.ipynb"
     if notebook is not None:
         path = Path(notebook)
         if not path.is_file():
@@ -55,15 +54,17 @@ def find_notebook(notebook: str | os.PathLike | None = None) -> Path:
     here = sorted(Path.cwd().glob("*.ipynb"))
     if len(here) == 1:
         return here[0]
-    if (Path.cwd() / NOTEBOOK_NAME).is_file():
-        return Path.cwd() / NOTEBOOK_NAME
+    if (Path.cwd() / named).is_file():
+        return Path.cwd() / named
     raise KitError(f"expected to find this notebook's file, found {len(here)} notebooks in "
                    f"{Path.cwd()}; name it: check('preprocess', notebook='my_notebook.ipynb').")
 
 
-def unsaved_functions(saved: Path, history: list[str] | None = None) -> list[str]:
+def unsaved_functions(saved: Path, history: list[str] | None = None,
+                      exercise: exercise_mod.Exercise | None = None) -> list[str]:
     """The exercise functions whose last definition run in this kernel is not in the
     saved notebook (compared by their code, ignoring blank lines and trailing spaces)."""
+    contract = (exercise or exercise_mod.load()).contract
     if history is None:
         history = list(_user_namespace().get("In", []))
     latest: dict[str, str] = {}
@@ -73,7 +74,7 @@ def unsaved_functions(saved: Path, history: list[str] | None = None) -> list[str
         except SyntaxError:
             continue
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name in CONTRACT:
+            if isinstance(node, ast.FunctionDef) and node.name in contract:
                 latest[node.name] = ast.get_source_segment(source, node) or ""
     if not latest:
         return []
@@ -93,14 +94,14 @@ def _normal(code: str) -> str:
 
 def select(rubric: rubric_mod.Rubric, names: tuple[str, ...]) -> tuple[list, list]:
     """(visible items to run, items graded later) for task names or item ids."""
-    tasks = set(CONTRACT)
+    tasks, task_of = rubric.exercise.contract, rubric.exercise.checks.task_of
     ids = {item.id for item in rubric.items}
     unknown = [n for n in names if n not in tasks and n not in ids]
     if unknown:
-        raise KitError(f"expected a task ({', '.join(CONTRACT)}) or an item id "
+        raise KitError(f"expected a task ({', '.join(tasks)}) or an item id "
                        f"({', '.join(sorted(ids))}), found {', '.join(map(repr, unknown))}.")
     chosen = [item for item in rubric.items if not names or item.id in names
-              or TASK_OF[item.check] in names]
+              or task_of[item.check] in names]
     return ([i for i in chosen if i.visibility == "visible"],
             [i for i in chosen if i.visibility != "visible"])
 
@@ -115,7 +116,7 @@ def _inputs(pool: ThreadPoolExecutor, rubric: rubric_mod.Rubric, weights, data, 
     if cached is None or (cached.done() and cached.exception() is not None):
         _inputs_cache.clear()
         _inputs_cache[key] = cached = check_mod.prepare_inputs(pool, rubric, weights, data,
-                                                               no_verify)[0]
+                                                               no_verify)
     return cached
 
 
@@ -129,8 +130,8 @@ def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream
         run_items, later = select(loaded, names)
         if notice := check_tensorflow():
             print(notice, file=stream)
-        path = find_notebook(notebook)
-        stale = unsaved_functions(path)
+        path = find_notebook(notebook, loaded.exercise)
+        stale = unsaved_functions(path, exercise=loaded.exercise)
         if stale:
             print(f"note: {', '.join(stale)} differ(s) from the saved {path.name}; the check "
                   "grades the saved file: save the notebook first (Ctrl-S) to check your "

@@ -15,12 +15,13 @@ import os
 from pathlib import Path
 
 from .errors import KitError
+from .exercise import DEFAULT
 
 PACKAGE = Path(__file__).resolve().parent
 PACKAGE_PARENT = PACKAGE.parent
-MODULE_NAME = "transfer_learning"
-"""the exercise's module: what students hand in (.py or .ipynb), the reference solution,
-the skeletons and the default rubric are named after it"""
+MODULE_NAME = DEFAULT
+"""the course folder's exercise (grader/exercise.py): its reference solution, skeletons
+and default rubric are named after it, as is the module students hand in"""
 RUBRIC_NAME = f"{MODULE_NAME}.yaml"
 SOLUTION_REL = Path("solutions") / f"{MODULE_NAME}.py"
 

@@ -1,10 +1,13 @@
 """The rubric: one declared schema, read with yaml.safe_load and validated once.
 
-A rubric file has `schema_version`, optional `time_limit` (default seconds per item)
-and `items`; each item declares its id, title, points, the check it runs with that
-check's parameters, a visibility (Gradescope's names) and optionally its own time limit.
-Each check declares its parameters, their defaults and what one type cannot say about
-them once, in the checks' registry (checks.REGISTRY); the rubric validates against it.
+A rubric file has `schema_version`, the exercise it grades (`exercise`, and for one kept
+outside the kit `exercise_path`), optional `time_limit` (default seconds per item) and
+`items`; each item declares its id, title, points, the check it runs with that check's
+parameters, a visibility (Gradescope's names) and optionally its own time limit. Each
+check declares its parameters, their defaults and what one type cannot say about them
+once, in its exercise's registry (grader.exercise.Check); the rubric validates against
+it. An exercise may declare more top-level sections (Exercise.rubric_sections), which it
+validates itself.
 """
 from __future__ import annotations
 
@@ -15,8 +18,7 @@ from typing import Any
 
 import yaml
 
-from .checks import REGISTRY
-from .cifar10 import MD5 as OFFICIAL_CIFAR10_MD5
+from . import exercise as exercise_mod
 from .errors import RubricError
 
 SCHEMA_VERSION = 1
@@ -31,36 +33,20 @@ TOP_LEVEL = {
     "items": (list, True, "the graded items"),
     "calibration": (dict, False, "written by `grader calibrate`: what the bounds and time "
                                  "limits were measured on"),
-    "data": (dict, False, "the images the course grades on (default: the synthetic set)"),
-    "weights": (dict, False, "the VGG16 weights file the course grades with (default: "
-                             "$GRADER_WEIGHTS, else stand-in weights)"),
+    "exercise": (str, False, f"the exercise graded (default {exercise_mod.DEFAULT})"),
+    "exercise_path": (str, False, "a folder holding the exercise's package, relative to the "
+                                  "rubric's folder (for an exercise kept outside the kit)"),
 }
-DATA_KINDS = ("synthetic", "cifar10")
 
-DATA = {
-    "kind": (str, True, f"one of {', '.join(DATA_KINDS)}"),
-    "path": (str, False, "cifar10: the archive or extracted folder, relative to the rubric's "
-                         "folder (default: downloaded into the cache)"),
-    "md5": (str, False, "cifar10: the archive's expected MD5 (default: the official one)"),
-}
-WEIGHTS = {
-    "path": (str, False, "the .npz file, relative to the rubric's folder"),
-    "sha256": (str, False, "its SHA-256: any other weights file is refused"),
-}
 ITEM = {
     "id": (str, True, "unique name of the item (letters, digits, _ and -)"),
     "title": (str, True, "one line shown to students"),
     "points": ((int, float), True, "points for a full pass (>= 0)"),
-    "check": (str, True, "which check runs: one of CHECK_PARAMS"),
+    "check": (str, True, "which check runs: one of its exercise's checks"),
     "params": (dict, False, "the check's parameters"),
     "visibility": (str, False, f"one of {', '.join(VISIBILITIES)} (default visible)"),
     "time_limit": ((int, float), False, "seconds this item may take (positive)"),
 }
-# check name: {param: (type, default, description)}, read from the checks' registry
-CHECK_PARAMS: dict[str, dict[str, tuple[Any, Any, str]]] = {
-    name: check.params for name, check in REGISTRY.items()}
-
-
 @dataclass
 class Item:
     id: str
@@ -79,10 +65,14 @@ class Rubric:
     time_limit: float = 120.0
     heldout_seed: int | None = None
     source: str = "<rubric>"
-    data: dict = field(default_factory=lambda: {"kind": "synthetic"})
-    """kind, and for cifar10 optionally path (absolute once parsed) and md5"""
-    weights: dict = field(default_factory=dict)
-    """optionally path (absolute once parsed) and sha256"""
+    exercise: exercise_mod.Exercise = None
+    """what it grades (parse fills it in)"""
+    sections: dict = field(default_factory=dict)
+    """the exercise's own sections (Exercise.rubric_sections), as it parsed them"""
+
+    def __post_init__(self):
+        if self.exercise is None:
+            self.exercise = exercise_mod.load()
 
     @property
     def max_points(self) -> float:
@@ -98,7 +88,7 @@ def _type_name(kind) -> str:
                         dict: "mapping", bool: "boolean"}[k] for k in kinds)
 
 
-def _check_keys(mapping: dict, schema: dict, where: str, source: str) -> None:
+def check_keys(mapping: dict, schema: dict, where: str, source: str) -> None:
     for key in mapping:
         if key not in schema:
             raise RubricError(f"{source}: {where}: unknown key {key!r}; expected one of "
@@ -119,7 +109,10 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
     if not isinstance(data, dict):
         raise RubricError(f"{source}: expected a mapping with schema_version and items, "
                           f"found {type(data).__name__}.")
-    _check_keys(data, TOP_LEVEL, "top level", source)
+    folder = Path(source).parent if source and not source.startswith("<") else Path(".")
+    exercise = _exercise(data, folder, source)
+    check_keys(data, {**TOP_LEVEL, **{key: (object, False, f"{exercise.name}'s section")
+                                       for key in exercise.rubric_sections}}, "top level", source)
     if data["schema_version"] != SCHEMA_VERSION:
         raise RubricError(f"{source}: schema_version {data['schema_version']} is not supported; "
                           f"this grader reads version {SCHEMA_VERSION}.")
@@ -133,7 +126,7 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         where = f"items[{index}]"
         if not isinstance(raw, dict):
             raise RubricError(f"{source}: {where}: expected a mapping, found {raw!r}.")
-        _check_keys(raw, ITEM, where, source)
+        check_keys(raw, ITEM, where, source)
         where = f"item {raw['id']!r}"
         if not raw["id"] or not all(c.isalnum() or c in "_-" for c in raw["id"]):
             raise RubricError(f"{source}: {where}: id may hold only letters, digits, _ and -.")
@@ -142,9 +135,9 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         seen.add(raw["id"])
         if raw["points"] < 0:
             raise RubricError(f"{source}: {where}: 'points' must be >= 0, found {raw['points']}.")
-        if raw["check"] not in CHECK_PARAMS:
+        if raw["check"] not in exercise.checks:
             raise RubricError(f"{source}: {where}: unknown check {raw['check']!r}; expected one "
-                              f"of {', '.join(CHECK_PARAMS)}.")
+                              f"of {', '.join(exercise.checks)} ({exercise.name}'s checks).")
         visibility = raw.get("visibility", "visible")
         if visibility not in VISIBILITIES:
             raise RubricError(f"{source}: {where}: 'visibility' must be one of "
@@ -152,47 +145,33 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         limit = float(raw.get("time_limit", default_limit))
         if limit <= 0:
             raise RubricError(f"{source}: {where}: 'time_limit' must be positive, found {limit}.")
-        params = _params(raw["check"], raw.get("params") or {}, where, source)
+        params = _params(exercise.checks[raw["check"]], raw.get("params") or {}, where, source)
         items.append(Item(raw["id"], raw["title"], float(raw["points"]), raw["check"], params,
                           visibility, limit))
-    return Rubric(items, data.get("title", Rubric.title), default_limit,
-                  data.get("heldout_seed"), source, *_data_and_weights(data, source))
+    sections = {key: parse_section(data.get(key), folder, source)
+                for key, parse_section in exercise.rubric_sections.items()}
+    return Rubric(items, data.get("title", exercise.title), default_limit,
+                  data.get("heldout_seed"), source, exercise, sections)
 
 
-def _hex(value: str, length: int) -> bool:
-    return len(value) == length and all(c in "0123456789abcdef" for c in value.lower())
+def _exercise(data: dict, folder: Path, source: str) -> exercise_mod.Exercise:
+    """The exercise the rubric names, found in the kit or in its exercise_path."""
+    for key in ("exercise", "exercise_path"):
+        if key in data and not isinstance(data[key], str):
+            raise RubricError(f"{source}: top level: {key!r} must be a string "
+                              f"({TOP_LEVEL[key][2]}), found {data[key]!r}.")
+    path = [folder / Path(data["exercise_path"]).expanduser()] if "exercise_path" in data else []
+    if path and not path[0].is_dir():
+        raise RubricError(f"{source}: exercise_path: expected a folder holding the exercise's "
+                          f"package, found no folder {path[0]}.")
+    try:
+        return exercise_mod.load(data.get("exercise", exercise_mod.DEFAULT), path)
+    except RubricError as exc:
+        raise RubricError(f"{source}: {exc}") from None
 
 
-def _data_and_weights(data: dict, source: str) -> tuple[dict, dict]:
-    """The validated `data` and `weights` sections, paths made absolute against the
-    rubric's folder (a rubric read from a string resolves them against the current one)."""
-    folder = Path(source).parent if source and not source.startswith("<") else Path(".")
-    setting = dict(data.get("data") or {"kind": "synthetic"})
-    _check_keys(setting, DATA, "data", source)
-    if setting["kind"] not in DATA_KINDS:
-        raise RubricError(f"{source}: data: 'kind' must be one of {', '.join(DATA_KINDS)}, "
-                          f"found {setting['kind']!r}.")
-    if setting["kind"] == "synthetic" and set(setting) - {"kind"}:
-        raise RubricError(f"{source}: data: the synthetic set takes no path or md5; remove "
-                          f"{', '.join(sorted(set(setting) - {'kind'}))}.")
-    if "md5" in setting and not _hex(setting["md5"], 32):
-        raise RubricError(f"{source}: data: 'md5' must be 32 hexadecimal digits, found "
-                          f"{setting['md5']!r}.")
-    if "path" in setting:
-        setting["path"] = str((folder / Path(setting["path"]).expanduser()).resolve())
-    weights = dict(data.get("weights") or {})
-    _check_keys(weights, WEIGHTS, "weights", source)
-    if "sha256" in weights and not _hex(weights["sha256"], 64):
-        raise RubricError(f"{source}: weights: 'sha256' must be 64 hexadecimal digits, found "
-                          f"{weights['sha256']!r}.")
-    if "path" in weights:
-        weights["path"] = str((folder / Path(weights["path"]).expanduser()).resolve())
-    return setting, weights
-
-
-def _params(check: str, given: dict, where: str, source: str) -> dict:
-    declared = REGISTRY[check]
-    _check_keys(given, {k: (kind, False, desc) for k, (kind, _, desc) in declared.params.items()},
+def _params(declared: exercise_mod.Check, given: dict, where: str, source: str) -> dict:
+    check_keys(given, {k: (kind, False, desc) for k, (kind, _, desc) in declared.params.items()},
                 f"{where}: params", source)
     params = {k: default for k, (_, default, _) in declared.params.items()}
     params.update(given)
@@ -217,18 +196,18 @@ def load(path: str | Path) -> Rubric:
     return parse(data, str(path))
 
 
-def public_copy(data: dict) -> dict:
+def public_copy(data: dict, exercise: exercise_mod.Exercise | None = None) -> dict:
     """The rubric students may see: every item that is not visible dropped, with its
-    parameters (thresholds, step budgets) and the `heldout_seed` that hides its data."""
+    parameters (thresholds, step budgets) and the `heldout_seed` that hides its data; what
+    its exercise's sections hold for the instructor only (Exercise.public_sections).
+    `exercise`: the rubric's, when it is kept outside the kit."""
     public = copy.deepcopy(data)
     public["items"] = [i for i in public["items"] if i.get("visibility", "visible") == "visible"]
     public.pop("heldout_seed", None)
-    for section in ("data", "weights"):  # the instructor's paths mean nothing elsewhere
-        if isinstance(public.get(section), dict):
-            public[section].pop("path", None)
-    # Students download the official archive: a rebuilt archive's MD5 would refuse it.
-    if isinstance(public.get("data"), dict) and public["data"].get("md5", "").lower() != OFFICIAL_CIFAR10_MD5:
-        public["data"].pop("md5", None)
+    public.pop("exercise_path", None)  # the instructor's folder means nothing elsewhere
+    exercise = exercise or exercise_mod.load(data.get("exercise", exercise_mod.DEFAULT))
+    if exercise.public_sections:
+        exercise.public_sections(public)
     calibration = public.get("calibration")
     if isinstance(calibration, dict):  # measurements of hidden items stay private too
         shown = {i["id"] for i in public["items"]}

@@ -4,7 +4,7 @@ In a notebook only the code cells count. Cells tagged `graded` are kept whole, c
 tagged `experiment` (and the notebook's own `check` cells) are dropped. From every other
 cell the grader keeps what the graded code needs and nothing else:
 
-- the statements that bind the five functions of the contract, however they do it (a
+- the statements that bind the functions of the exercise's contract, however they do it (a
   `def`, an alias, a wrapper, inside an `if`, `with` or `try`), and star imports;
 - then, name by name, every top-level statement that binds a name some kept code reads
   as a *global* (found with `symtable`, so a parameter or a local variable that happens
@@ -12,7 +12,7 @@ cell the grader keeps what the graded code needs and nothing else:
   container in place (`LAYERS.append(...)`, `CONFIG[k] = v`), calling a function that
   assigns the name with `global`, and configuration calls on a kept module
   (`keras.backend.set_floatx`, `tf.config.run_functions_eagerly`);
-- never a statement that calls one of the five functions: that is a demo run. When the
+- never a statement that calls one of the contract's functions: that is a demo run. When the
   functions read a name only such a statement sets, the report says so.
 
 A student's demo runs, prints, plots and experiments with the same names are not executed
@@ -39,8 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SubmissionError
-from .network import CONTRACT
-from .paths import MODULE_NAME
+from . import exercise as exercise_mod
+
+
+def _the(exercise: exercise_mod.Exercise | None) -> exercise_mod.Exercise:
+    """The exercise a submission is for: the one given, else the kit's default."""
+    return exercise or exercise_mod.load()
 
 TAG_GRADED = "graded"          # cells defining the graded functions
 TAG_EXPERIMENT = "experiment"  # cells the grader never runs
@@ -48,10 +52,6 @@ TAG_HANDOUT = "handout"        # Markdown cells of the handout
 TAG_CHECK = "check"            # the notebook's own check cells (grader.notebook)
 SKIPPED = "__grader_skipped__"
 """the prepared module's list of (where, statement, exception) for what it skipped"""
-PUBLIC_MODULES = frozenset({"grader", "grader.synthetic", "grader.cifar10", "grader.vgg_weights",
-                            "grader.network", "grader.errors", "grader.fsutil"})
-"""the kit's modules a student's own code may import, unflagged: the data and weights
-loaders the handout's experiment cells use, and what they import (they hold no key)"""
 DEMO_NOTE = ("not run when grading: it calls one of the graded functions, so it counts as a "
              "demo, yet the functions read a name it sets; set that name without calling them")
 # Cell magics whose body is Python that runs in the kernel: the body counts, the magic not.
@@ -155,7 +155,7 @@ def _analyse(piece: _Piece, node: ast.AST | None) -> None:
         piece.root = True  # the names it brings cannot be listed: kept whenever it imports
 
 
-def _private_grader_import(node: ast.AST) -> bool:
+def _private_grader_import(node: ast.AST, public: frozenset[str]) -> bool:
     """An import of the grader's machinery (a check cell that lost its tag, for instance):
     never graded. The public data modules may be imported."""
     if isinstance(node, ast.Import):
@@ -165,7 +165,7 @@ def _private_grader_import(node: ast.AST) -> bool:
                  else [node.module])
     else:
         return False
-    return any(n.split(".")[0] == "grader" and n not in PUBLIC_MODULES for n in names)
+    return any(n.split(".")[0] == "grader" and n not in public for n in names)
 
 
 def _python_of_cell(code: str) -> str | None:
@@ -227,11 +227,13 @@ def _tolerant(piece: _Piece) -> str:
             f"    {SKIPPED}.append(({piece.where!r}, {first!r}, __grader_error))")
 
 
-def definitions_only(cells: list[tuple[str, bool]], plain: bool = False) -> str:
+def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
+                     exercise: exercise_mod.Exercise | None = None) -> str:
     """The module made of notebook code cells [(code, graded)]: graded cells whole, and
     from the others what the graded code needs (see the module's docstring). `plain`:
     the kept statements as written, without what makes them importable (the wrapping
     that skips a failing statement, the record of what was skipped)."""
+    contract, public = set(_the(exercise).contract), _the(exercise).public_names()
     pieces: list[_Piece] = []
     unparsed: list[tuple[str, str]] = []  # (where, why) of untagged cells skipped unread
     future: list[str] = []
@@ -265,7 +267,7 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False) -> str:
             continue
         lines = python.splitlines()
         for index, node in enumerate(tree.body):
-            if _private_grader_import(node):
+            if _private_grader_import(node, public):
                 continue
             if isinstance(node, ast.ImportFrom) and node.module == "__future__":
                 future.append(ast.get_source_segment(python, node) or "")
@@ -283,8 +285,8 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False) -> str:
                 continue
             # The functions the grader calls, however they are bound (def, assignment,
             # inside if/with/try); never a statement that calls them: that is a demo.
-            piece.demo = bool(piece.called & set(CONTRACT))
-            piece.root = piece.root or (bool(piece.binds & set(CONTRACT)) and not piece.demo)
+            piece.demo = bool(piece.called & contract)
+            piece.root = piece.root or (bool(piece.binds & contract) and not piece.demo)
             pieces.append(piece)
     writes = {}  # function name -> globals it assigns (a `def init(): global X` called at top level)
     for piece in pieces:
@@ -317,7 +319,8 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False) -> str:
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 
 
-def notebook_to_source(path: Path, plain: bool = False) -> str:
+def notebook_to_source(path: Path, plain: bool = False,
+                       exercise: exercise_mod.Exercise | None = None) -> str:
     """The module the grader makes of a notebook (`plain`: see definitions_only)."""
     import nbformat
 
@@ -337,18 +340,18 @@ def notebook_to_source(path: Path, plain: bool = False) -> str:
         # Dropped cells keep their number, so "code cell N" is what the student counts.
         cells.append(("" if tags & {TAG_EXPERIMENT, TAG_CHECK} else cell.source + "\n",
                       TAG_GRADED in tags))
-    return definitions_only(cells, plain)
+    return definitions_only(cells, plain, exercise)
 
 
-def prepare(path: str | Path, dest_dir: Path) -> Path:
+def prepare(path: str | Path, dest_dir: Path, exercise: exercise_mod.Exercise | None = None) -> Path:
     """Write the module to grade into `dest_dir` and return its path."""
-    path = Path(path)
+    path, name = Path(path), _the(exercise).module_name
     if not path.exists():
-        raise SubmissionError(f"{path}: no such file; expected {MODULE_NAME}.py or .ipynb.")
+        raise SubmissionError(f"{path}: no such file; expected {name}.py or .ipynb.")
     dest_dir.mkdir(parents=True, exist_ok=True)
-    target = dest_dir / f"{MODULE_NAME}.py"
+    target = dest_dir / f"{name}.py"
     if path.suffix == ".ipynb":
-        target.write_text(notebook_to_source(path), encoding="utf-8")
+        target.write_text(notebook_to_source(path, exercise=exercise), encoding="utf-8")
     elif path.suffix == ".py":
         raw = path.read_bytes()
         try:
@@ -427,26 +430,28 @@ def _safe_unzip(archive: Path, dest: Path) -> None:
                               f"({type(exc).__name__}).") from None
 
 
-def _find_module(folder: Path, label: str) -> Path:
+def _find_module(folder: Path, label: str, exercise: exercise_mod.Exercise | None = None) -> Path:
+    name = _the(exercise).module_name
     candidates = [p for p in sorted(folder.rglob("*"))
                   if p.is_file() and p.suffix in (".py", ".ipynb") and not p.is_symlink()
                   and "__MACOSX" not in p.parts and ".ipynb_checkpoints" not in p.parts]
-    for name in (f"{MODULE_NAME}.py", f"{MODULE_NAME}.ipynb"):
-        named = [p for p in candidates if p.name == name]
+    for file in (f"{name}.py", f"{name}.ipynb"):
+        named = [p for p in candidates if p.name == file]
         if named:
             return named[0]
     if len(candidates) == 1:
         return candidates[0]
-    raise SubmissionError(f"{label}: expected {MODULE_NAME}.py or {MODULE_NAME}.ipynb, "
+    raise SubmissionError(f"{label}: expected {name}.py or {name}.ipynb, "
                           f"found {len(candidates)} candidate files.")
 
 
-def materialize(path: Path, dest: Path) -> tuple[Path, Path]:
+def materialize(path: Path, dest: Path, exercise: exercise_mod.Exercise | None = None
+                ) -> tuple[Path, Path]:
     """(module file to grade, the submission's folder) for any kind of submission,
     written under `dest`; nothing outside `dest` is touched."""
     path = Path(path)
     if not path.exists():
-        raise SubmissionError(f"{path}: no such file or folder; expected {MODULE_NAME}.py, "
+        raise SubmissionError(f"{path}: no such file or folder; expected {_the(exercise).module_name}.py, "
                               "a notebook, a zip or a folder.")
     unpacked = dest / "files"
     unpacked.mkdir(parents=True, exist_ok=True)
@@ -455,14 +460,14 @@ def materialize(path: Path, dest: Path) -> tuple[Path, Path]:
             if file.is_symlink():
                 raise SubmissionError(f"{path.name}: refusing the symbolic link {file.relative_to(path)}.")
         shutil.copytree(path, unpacked, dirs_exist_ok=True)
-        source = _find_module(unpacked, path.name)
+        source = _find_module(unpacked, path.name, exercise)
     elif path.suffix == ".zip":
         _safe_unzip(path, unpacked)
-        source = _find_module(unpacked, path.name)
+        source = _find_module(unpacked, path.name, exercise)
     else:
         source = unpacked / path.name
         shutil.copyfile(path, source)
-    return prepare(source, dest / "module"), source.parent
+    return prepare(source, dest / "module", exercise), source.parent
 
 
 def pack(path: Path) -> tuple[str, bytes]:
@@ -484,7 +489,7 @@ def pack(path: Path) -> tuple[str, bytes]:
     return path.name + ".zip", buffer.getvalue()
 
 
-def graded_code(path: Path) -> str:
+def graded_code(path: Path, exercise: exercise_mod.Exercise | None = None) -> str:
     """The code of a submission as the grader keeps it, without running anything: a .py
     file's text, a notebook's kept statements as written (`notebook_to_source(plain=True)`),
     the module inside a zip or a folder. Raises SubmissionError when it cannot be read."""
@@ -494,11 +499,11 @@ def graded_code(path: Path) -> str:
     if path.is_file() and path.suffix == ".zip":
         with tempfile.TemporaryDirectory(prefix="grader-code-") as tmp:
             _safe_unzip(path, Path(tmp))
-            return graded_code(_find_module(Path(tmp), path.name))
+            return graded_code(_find_module(Path(tmp), path.name, exercise), exercise)
     if path.is_dir():
-        return graded_code(_find_module(path, path.name))
+        return graded_code(_find_module(path, path.name, exercise), exercise)
     if path.suffix == ".ipynb":
-        return notebook_to_source(path, plain=True)
+        return notebook_to_source(path, plain=True, exercise=exercise)
     try:
         return path.read_text(encoding="utf-8")
     except UnicodeDecodeError:

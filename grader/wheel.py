@@ -5,10 +5,13 @@ here directly rather than through a build backend: building needs no network (pi
 build isolation would fetch setuptools) and no checkout (it works from any install of the
 kit, editable or not), and fixed timestamps give the same bytes for the same sources.
 
-The student wheel holds the modules that `grader check`, `grader train` and the notebook
-checks import -- found by following the package's own relative imports, so a new module
-travels when something the student verbs use imports it -- and the public rubric. It holds
-no instructor verb (generate, calibrate, batch, ...), no solution and no hidden item.
+The student wheel holds the modules that `grader check` and the notebook checks import,
+the exercise's package and the modules its students run (Exercise.student_modules:
+`grader train` for the kit's own) -- found by following the packages' own relative
+imports, so a new module travels when something the student verbs use imports it -- and
+the public rubric. It holds no instructor verb (generate, calibrate, batch, ...), no
+solution and no hidden item. An exercise kept outside the kit travels inside the wheel's
+grader/exercises.
 """
 from __future__ import annotations
 
@@ -27,8 +30,8 @@ from .paths import PACKAGE, RUBRIC_NAME
 
 KIT_DISTRIBUTION = "vgg-transfer-kit"
 STUDENT_DISTRIBUTION = "vgg-transfer-check"
-# The modules a student runs; everything they import comes along.
-STUDENT_ENTRY = ("__init__", "__main__", "cli", "check", "train", "notebook", "worker", "sandbox")
+# The modules a student runs; everything they import comes along (and the exercise's).
+STUDENT_ENTRY = ("__init__", "__main__", "cli", "check", "notebook", "worker", "sandbox", "exercises")
 _DATE = (2020, 1, 1, 0, 0, 0)
 
 
@@ -100,17 +103,51 @@ def _record_hash(data: bytes) -> str:
     return f"sha256={digest.decode()}"
 
 
+def kit_imports(files: dict[str, bytes]) -> set[str]:
+    """The kit's modules that package files (by their name in the wheel, grader/...)
+    import with relative imports reaching the package's top."""
+    found = set()
+    for name, data in files.items():
+        depth = len(Path(name).parts) - 2  # folders below grader/
+        for node in ast.walk(ast.parse(data)):
+            if not isinstance(node, ast.ImportFrom) or node.level != depth + 1:
+                continue
+            stem = node.module.split(".") if node.module else []
+            for parts in [stem] * bool(stem) + [stem + [a.name] for a in node.names if a.name != "*"]:
+                for upto in range(1, len(parts) + 1):
+                    if module_file(".".join(parts[:upto])).is_file():
+                        found.add(".".join(parts[:upto]))
+    return found
+
+
+def exercise_files(exercise) -> dict[str, bytes]:
+    """The files of an exercise's package a wheel carries, by their name in the wheel: the
+    closure of its __init__ and of the modules its students run, under the kit's import
+    rules. A kit's own exercise is found in the package; one from outside, in its folder."""
+    own = PACKAGE / "exercises" / exercise.name
+    for folder in exercise.search_path:
+        if (Path(folder) / exercise.name / "__init__.py").is_file():
+            own = Path(folder) / exercise.name
+    entry = ("__init__", *exercise.student_modules)
+    names = [n for n in student_modules(own, entry) if module_file(n, own).is_relative_to(own)]
+    return {f"grader/exercises/{exercise.name}/{module_file(n, own).relative_to(own).as_posix()}":
+            module_file(n, own).read_bytes() for n in names}
+
+
 def write_wheel(dest_dir: Path, distribution: str, summary: str, modules: list[str],
                 rubric_text: str | None = None, extras: dict[str, list[str]] | None = None,
-                leave_out: set[str] = frozenset(), add: list[str] = ()) -> Path:
-    """Write `distribution`'s wheel into dest_dir: the given grader modules, the rubric
-    as package data (if any), the kit's requirements but those named in `leave_out` (and
-    those in `add`), and the `grader` command."""
+                leave_out: set[str] = frozenset(), add: list[str] = (),
+                more: dict[str, bytes] | None = None) -> Path:
+    """Write `distribution`'s wheel into dest_dir: the given grader modules (and the
+    files of `more`, by their name in the wheel), the rubric as package data (if any), the
+    kit's requirements but those named in `leave_out` (and those in `add`), and the
+    `grader` command."""
     version, requires = _kit_metadata()
     requires = [r for r in requires if _name_of(r) not in leave_out] + list(add)
     files: dict[str, bytes] = {
         f"grader/{module_file(name).relative_to(PACKAGE).as_posix()}": module_file(name).read_bytes()
         for name in modules}
+    files.update(more or {})
     if rubric_text is not None:
         files[f"grader/rubrics/{RUBRIC_NAME}"] = rubric_text.encode("utf-8")
     stem = f"{re.sub(r'[-_.]+', '_', distribution)}-{version}"
@@ -153,13 +190,22 @@ def _name_of(requirement: str) -> str:
     return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def student_wheel(dest_dir: Path, public_rubric_text: str) -> Path:
-    """The student checker: student modules and the public rubric as its default. It
-    installs beside whatever TensorFlow the student has: TensorFlow (any of its
-    distributions, in the tested versions) is checked when the checker runs and installed
-    only with the `tensorflow` extra, so pip never puts a second TensorFlow over the first."""
+def student_wheel(dest_dir: Path, public_rubric_text: str, exercise=None) -> Path:
+    """The student checker: student modules, the rubric's exercise and the public rubric
+    as its default. It installs beside whatever TensorFlow the student has: TensorFlow
+    (any of its distributions, in the tested versions) is checked when the checker runs
+    and installed only with the `tensorflow` extra, so pip never puts a second TensorFlow
+    over the first. `exercise`: the rubric's, when it is kept outside the kit (the public
+    rubric names no exercise_path)."""
+    import yaml
+
+    from .exercise import DEFAULT, load
+
+    exercise = exercise or load(yaml.safe_load(public_rubric_text).get("exercise", DEFAULT))
+    own = exercise_files(exercise)
     return write_wheel(dest_dir, STUDENT_DISTRIBUTION,
-                       "Local checker for the VGG16 transfer-learning exercise",
-                       student_modules(), public_rubric_text,
+                       f"Local checker for the exercise: {exercise.title}",
+                       student_modules(entry=STUDENT_ENTRY + tuple(kit_imports(own))),
+                       public_rubric_text, more=own,
                        extras={"tensorflow": tensorflow_requirements(), "notebook": ["jupyterlab>=4"]},
                        leave_out=TENSORFLOW_STACK, add=[TENSORBOARD_ANY])

@@ -26,7 +26,8 @@ import traceback
 from pathlib import Path
 from types import MappingProxyType
 
-from .submission import PUBLIC_MODULES, SKIPPED
+from .exercise import PUBLIC_KIT
+from .submission import SKIPPED
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 INTROSPECTION = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
@@ -149,8 +150,8 @@ class Libraries:
 class Watch:
     """The audit hook: turns events that deserve a person's look into flag frames."""
 
-    def __init__(self, send, module_file: str, scratch: Path):
-        self.send, self.module_file = send, module_file
+    def __init__(self, send, module_file: str, scratch: Path, public: frozenset = PUBLIC_KIT):
+        self.send, self.module_file, self.public = send, module_file, public
         # Paths are judged by what they resolve to as well as by their text, so neither
         # /dev/fd nor /proc/self/root/... hides where they lead.
         self.scratches = tuple(dict.fromkeys((str(scratch), os.path.realpath(scratch))))
@@ -192,7 +193,7 @@ class Watch:
             return
         if event == "import":
             name = str(args[0])
-            if (name == "grader" or name.startswith("grader.")) and name not in PUBLIC_MODULES:
+            if (name == "grader" or name.startswith("grader.")) and name not in self.public:
                 self._guarded("internal_import", f"imported {name}")
         elif event in PATH_EVENTS:
             self._path_event(event, args)
@@ -278,7 +279,6 @@ def main() -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     # TensorFlow first: the engine makes and writes the inputs meanwhile, then sends the job.
     import keras
-    import numpy as np
     import tensorflow  # noqa: F401
 
     mac, fd, job, blob, asked = _read_bootstrap()
@@ -286,29 +286,23 @@ def main() -> None:
     del mac
     send = writer.send
 
-    from .checks import CHECKS, SECOND_PART, SECOND_PARTS, WorkerContext
+    from .exercise import load
     from .modules import load_module
 
-    inputs = _arrays(blob)
+    exercise = load(job["exercise"]["name"], job["exercise"]["search_path"])
+    # Each item's own questions come when it starts (context.given).
+    ctx = exercise.worker_context(_arrays(blob), Path(job["scratch"]), Path(job["submission_dir"]))
     del blob
-    weights = {k[2:]: v for k, v in inputs.items() if k.startswith("w_")}
     scratch = Path(job["scratch"])
-    # Each item's probe images (and the held-out images, for the items that ask for them)
-    # come when the item starts.
-    nothing = inputs["train_images"][:0]
-    ctx = WorkerContext(weights, inputs["train_images"], inputs["train_labels"], nothing, nothing,
-                        scratch, Path(job["submission_dir"]))
-    del inputs
 
     # Keep our own references before the submission runs, in read-only mappings: patching
     # the grader's module attributes afterwards changes nothing here, and a changed
     # function body is noticed.
-    collectors = MappingProxyType({**{name: pair[0] for name, pair in CHECKS.items()},
-                                   **{name + SECOND_PART: fn for name, fn in SECOND_PARTS.items()}})
+    collectors = MappingProxyType(exercise.checks.collectors())
     code_objects = MappingProxyType({name: fn.__code__ for name, fn in collectors.items()})
     set_seed = keras.utils.set_random_seed
     module_file = job["module"]
-    sys.addaudithook(Watch(send, module_file, scratch))
+    sys.addaudithook(Watch(send, module_file, scratch, exercise.public_names()))
     _hide_internals()
     try:
         module = load_module(module_file, "submission")
@@ -319,8 +313,7 @@ def main() -> None:
     for item in job["items"]:
         collect = collectors[item["check"]]
         send({"type": "start", "item": item["id"]})
-        given = _arrays(read_sized(asked))
-        ctx.probe, ctx.heldout_images = given["probe"], given.get("heldout_images", nothing)
+        ctx.given(_arrays(read_sized(asked)))
         if any(fn.__code__ is not code_objects[name] for name, fn in collectors.items()):
             send({"type": "error", "item": item["id"], "tampered": True,
                   "message": "the submission modified the grader's code; nothing is graded"})

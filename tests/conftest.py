@@ -11,7 +11,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np
 import pytest
 
-from grader import synthetic, vgg_weights
+from grader.exercises.transfer_learning import synthetic, vgg_weights
 from grader.modules import load_module
 from kit import SOLUTION
 

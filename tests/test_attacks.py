@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from grader import channel, engine, rubric, synthetic, vgg_weights
+from grader.exercises.transfer_learning import inputs as tl_inputs
+from grader import channel, engine, rubric
+from grader.exercises.transfer_learning import synthetic, vgg_weights
 from kit import DEFAULT_RUBRIC, SOLUTION
 
 ATTACKS = Path(__file__).parent / "attacks"
@@ -23,7 +25,7 @@ def full_rubric():
 
 @pytest.fixture(scope="module")
 def inputs(full_rubric):
-    return engine.grading_inputs(full_rubric, vgg_weights.stand_in())
+    return tl_inputs.build(full_rubric, vgg_weights.stand_in())
 
 
 def _load(path: Path):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader import checks
+from grader.exercises.transfer_learning import checks
 
 
 class _Ctx:
@@ -196,7 +196,7 @@ def test_the_traced_forward_pass_does_not_keep_its_model_alive():
 # ---------------------------------------------------------------- logits the grading side explains
 
 def _small_weights(seed=0) -> dict:
-    from grader import network
+    from grader.exercises.transfer_learning import network
 
     rng = np.random.default_rng(seed)
     return {key: rng.normal(0, 0.05, size=shape).astype(np.float32)
@@ -214,7 +214,7 @@ def _fake_model_module():
     import keras
     import types
 
-    from grader import network
+    from grader.exercises.transfer_learning import network
 
     class Fake(keras.Model):
         def __init__(self, weights):
@@ -248,7 +248,7 @@ def test_logits_of_the_named_layers_are_explained_and_other_logits_are_not():
     named layers and weights that computes its output some other way is not."""
     import keras
 
-    from grader import network
+    from grader.exercises.transfer_learning import network
 
     weights, images = _small_weights(), _images()
     mean = np.array(network.IMAGENET_MEAN_RGB, np.float32)

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from grader import cifar10
+from grader.exercises.transfer_learning import cifar10
 from grader.errors import DataError
 
 from conftest import make_cifar_members, write_cifar_archive

@@ -20,7 +20,9 @@ import yaml
 
 distributed = pytest.importorskip("distributed")
 
-from grader import batch, engine, gradebook, rubric, vgg_weights  # noqa: E402
+from grader.exercises.transfer_learning import inputs as tl_inputs
+from grader import batch, engine, gradebook, rubric  # noqa: E402
+from grader.exercises.transfer_learning import vgg_weights  # noqa: E402
 from kit import ROOT  # noqa: E402
 
 from test_batch import REFERENCE, SMALL_RUBRIC as RUBRIC  # noqa: E402  (the same small rubric)
@@ -170,7 +172,7 @@ def graded(dask_cluster, tmp_path_factory):
         return {r["student"]: dict(r) for r in db.execute("SELECT * FROM submissions")}, \
             {(r[0], r[1]): r[2] for r in db.execute("SELECT student, item, score FROM items")}
 
-    inputs = engine.grading_inputs(rubric.load(root / "rubric.yaml"), vgg_weights.stand_in())
+    inputs = tl_inputs.build(rubric.load(root / "rubric.yaml"), vgg_weights.stand_in())
     return {"local": rows(local_out), "cluster": rows(cluster_out), "sent": sent, "recorded": recorded,
             "kills": killer.kills, "students": 7, "inputs": inputs}
 
@@ -212,11 +214,11 @@ def test_no_task_carries_the_held_out_labels(graded):
     labels = graded["inputs"].heldout_labels
 
     def walk(value):
-        if isinstance(value, engine.GradingInputs):
+        if isinstance(value, tl_inputs.GradingInputs):
             raise AssertionError("GradingInputs (with labels) sent to the cluster")
         if isinstance(value, np.ndarray):
             assert not (value.shape == labels.shape and np.array_equal(value, labels))
-        elif isinstance(value, engine.WorkerInputs):
+        elif isinstance(value, tl_inputs.WorkerInputs):
             assert not hasattr(value, "heldout_labels")
             for field in vars(value).values():
                 walk(field)

@@ -13,7 +13,9 @@ import shutil
 import pytest
 import yaml
 
-from grader import corpus, engine, rubric, vgg_weights
+from grader.exercises.transfer_learning import inputs as tl_inputs
+from grader import corpus, engine, rubric
+from grader.exercises.transfer_learning import vgg_weights
 from kit import DEFAULT_RUBRIC
 from grader.submission import prepare
 
@@ -27,7 +29,7 @@ _REPORTS: dict[str, engine.Report] = {}
 
 @pytest.fixture(scope="session")
 def shipped_inputs():
-    return engine.grading_inputs(SHIPPED, vgg_weights.stand_in())
+    return tl_inputs.build(SHIPPED, vgg_weights.stand_in())
 
 
 def lost(report) -> set[str]:

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from grader import engine, rubric, vgg_weights
+from grader.exercises.transfer_learning import inputs as tl_inputs
+from grader.exercise import load as load_exercise
+
+EXERCISE = load_exercise()
+from grader import engine, rubric
+from grader.exercises.transfer_learning import vgg_weights
 from kit import DEFAULT_RUBRIC, SOLUTION
 
 
@@ -22,7 +27,7 @@ def fast_rubric(time_limit: float | None = None) -> rubric.Rubric:
 
 @pytest.fixture(scope="module")
 def inputs():
-    return engine.grading_inputs(fast_rubric(), vgg_weights.stand_in())
+    return tl_inputs.build(fast_rubric(), vgg_weights.stand_in())
 
 
 def _hostile(tmp_path, old: str, new: str):
@@ -124,12 +129,12 @@ def test_files_past_the_readers_bounds_make_the_item_integrity(tmp_path, monkeyp
     [item] = [i for i in rubric.load(DEFAULT_RUBRIC).select(True) if i.check == "training"]
     outcomes = {item.id: engine.Observed({"log_dir": str(logs)}, 5.0)}
     flags: dict = {}
-    engine._finish([item], outcomes, tmp_path / "scratch", flags)
+    engine._finish([item], outcomes, tmp_path / "scratch", EXERCISE, flags)
     assert isinstance(outcomes[item.id], engine.Observed), outcomes  # within bounds: read
 
     monkeypatch.setattr(events, "MAX_FILES", 2)
     outcomes = {item.id: engine.Observed({"log_dir": str(logs)}, 5.0)}
-    engine._finish([item], outcomes, tmp_path / "scratch", flags)
+    engine._finish([item], outcomes, tmp_path / "scratch", EXERCISE, flags)
     failed = outcomes[item.id]
     assert isinstance(failed, engine.Failed) and failed.status == "integrity", failed
     assert "more than 2 event files" in failed.message
@@ -148,7 +153,7 @@ def test_each_item_has_its_own_probe_and_only_accuracy_items_get_held_out_images
     assert all(p.shape == (6, 32, 32, 3) and p.dtype == np.uint8 for p in probes.values())
     assert len({p.tobytes() for p in probes.values()}) == len(probes)
     assert np.array_equal(probes["preprocess"], inputs.probe_for("preprocess"))
-    other = engine.grading_inputs(rubric.parse({**yaml.safe_load(DEFAULT_RUBRIC.read_text()),
+    other = tl_inputs.build(rubric.parse({**yaml.safe_load(DEFAULT_RUBRIC.read_text()),
                                                 "heldout_seed": 12345}, "other seed"), inputs.weights)
     assert not np.array_equal(other.probe_for("preprocess"), probes["preprocess"])
     worker_side = inputs.for_worker()

@@ -11,7 +11,12 @@ import time
 import numpy as np
 import pytest
 
-from grader import channel, engine, rubric, vgg_weights
+from grader.exercises.transfer_learning import inputs as tl_inputs
+from grader.exercise import load as load_exercise
+
+EXERCISE = load_exercise()
+from grader import channel, engine, rubric
+from grader.exercises.transfer_learning import vgg_weights
 from kit import SOLUTION
 
 RUBRIC = rubric.parse({"schema_version": 1, "time_limit": 20, "items": [
@@ -114,7 +119,7 @@ for key in keys[:200]:
 
 @pytest.fixture(scope="module")
 def inputs():
-    return engine.grading_inputs(RUBRIC, vgg_weights.stand_in())
+    return tl_inputs.build(RUBRIC, vgg_weights.stand_in())
 
 
 def _grade(tmp_path, source: str, inputs, name="attack.py", rubric_=RUBRIC) -> engine.Report:
@@ -405,11 +410,11 @@ def test_no_path_outside_scratch_is_read_for_the_judge(tmp_path, inputs):
         {"id": "training", "title": "Training", "points": 10, "check": "training"}]}, "r").items[0]
     logits = np.zeros((256, 10), np.float32)
     forged = {"training": engine.Observed({"before": logits, "after": logits, "log_dir": "/"}, 1.0)}
-    engine._finish([item], forged, tmp_path)
-    [result] = engine.judge([item], forged, inputs)
+    engine._finish([item], forged, tmp_path, EXERCISE)
+    [result] = engine.judge([item], forged, inputs, EXERCISE)
     assert result.score == 0 and "outside the scratch folder" in result.message
     (tmp_path / "logs").mkdir()
     claimed = {"training": engine.Observed({"before": logits, "after": logits, "log_dir": str(tmp_path / "logs"),
                                             "scalar_tags": ["loss", "accuracy"]}, 1.0)}
-    engine._finish([item], claimed, tmp_path)
+    engine._finish([item], claimed, tmp_path, EXERCISE)
     assert claimed["training"].observation["scalar_tags"] == []

@@ -2,7 +2,7 @@
 here by hand rather than against the grader's own table."""
 from __future__ import annotations
 
-from grader import network, vgg_weights
+from grader.exercises.transfer_learning import network, vgg_weights
 
 
 def _vgg_by_hand():

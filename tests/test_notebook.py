@@ -173,7 +173,7 @@ def _student_folder(tmp_path: Path, name: str) -> Path:
     import numpy as np
 
     from conftest import cifar_batch_pickle
-    from grader import synthetic, vgg_weights
+    from grader.exercises.transfer_learning import synthetic, vgg_weights
 
     folder = tmp_path / name
     batches = folder / "cifar-10-batches-py"

@@ -19,7 +19,7 @@ def _base():
 def test_shipped_rubric_is_valid():
     loaded = rubric.load(DEFAULT_RUBRIC)
     assert loaded.max_points == 110
-    assert {i.check for i in loaded.items} == set(rubric.CHECK_PARAMS)
+    assert {i.check for i in loaded.items} == set(loaded.exercise.checks)
     assert all(i.visibility == "visible" for i in loaded.select(False))
 
 
@@ -76,7 +76,7 @@ def test_the_cifar10_rubric_declares_its_data_and_was_calibrated_on_it():
     official archive declared, bounds measured on CIFAR-10 and separated."""
     path = DEFAULT_RUBRIC.parent / "transfer_learning-cifar10.yaml"
     cifar, synthetic = rubric.load(path), rubric.load(DEFAULT_RUBRIC)
-    assert cifar.data == {"kind": "cifar10"} and synthetic.data == {"kind": "synthetic"}
+    assert cifar.sections["data"] == {"kind": "cifar10"} and synthetic.sections["data"] == {"kind": "synthetic"}
     assert [i.id for i in cifar.items] == [i.id for i in synthetic.items]
     data = yaml.safe_load(path.read_text())
     assert data["calibration"]["data"].startswith("CIFAR-10")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from grader.exercises.transfer_learning import inputs as tl_inputs
 from grader import sandbox as sandbox_mod
 from kit import ROOT, SOLUTION
 
@@ -271,7 +272,8 @@ def test_escape_attempts_are_flagged_for_review(escape):
 def test_without_namespaces_it_falls_back_with_a_notice_and_still_grades(monkeypatch, tmp_path):
     """Where bwrap cannot run, grading goes on under resource limits (as nobody when run
     as root), and the notice says what is not isolated."""
-    from grader import engine, rubric, vgg_weights
+    from grader import engine, rubric
+    from grader.exercises.transfer_learning import vgg_weights
     monkeypatch.setattr(sandbox_mod, "bwrap_path", lambda: None)
     fallback = sandbox_mod.choose()
     assert fallback.kind == "limits" and not fallback.confined
@@ -282,7 +284,7 @@ def test_without_namespaces_it_falls_back_with_a_notice_and_still_grades(monkeyp
     source.write_text(SOLUTION.read_text() + "\nimport os\nEUID = os.geteuid()\n"
                       "_pre = preprocess\ndef preprocess(images):\n"
                       "    assert EUID != 0, 'running as root'\n    return _pre(images)\n")
-    report = engine.grade_submission(source, quick, engine.grading_inputs(quick, vgg_weights.stand_in()),
+    report = engine.grade_submission(source, quick, tl_inputs.build(quick, vgg_weights.stand_in()),
                                      sandbox=fallback)
     assert report.score == report.max_score, report.to_dict()["items"]
 

@@ -1,7 +1,7 @@
 """The embedded default dataset."""
 import numpy as np
 
-from grader import synthetic
+from grader.exercises.transfer_learning import synthetic
 
 
 def test_deterministic_balanced_and_shaped_like_cifar10():

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from grader import vgg_weights
+from grader.exercises.transfer_learning import vgg_weights
 from grader.errors import WeightsError
 
 

@@ -17,10 +17,14 @@ retried, and the submission is flagged for a person to review. The whole grading
 submission ends within its startup limit plus the sum of its items' limits plus
 BUDGET_MARGIN seconds, whatever it does.
 
-The package by concern: `results` (what grading produces), `inputs` (what the grading
-process holds and what the worker may see, and the seeds), `process` (one sandboxed
-worker process), `protocol` (following a worker frame by frame); this module
-orchestrates them. Their public names are importable from here.
+The engine knows an exercise only through grader/exercise.py: its checks' registry, and
+grading inputs that say what the worker may hold (`for_worker`), what each item is given
+when it starts (`asked`) and what each judge sees (`judge_context`).
+
+The package by concern: `results` (what grading produces), `seeds` (the private seed
+and each item's), `process` (one sandboxed worker process), `protocol` (following a
+worker frame by frame); this module orchestrates them. Their public names are
+importable from here.
 """
 from __future__ import annotations
 
@@ -34,12 +38,10 @@ from pathlib import Path
 from typing import Callable
 
 from .. import channel, events, sandbox as sandbox_mod
-from ..checks import CHECKS, FINISH, SECOND_PART, SECOND_PARTS, JudgeContext, run_order
 from ..errors import SubmissionError
+from ..exercise import SECOND_PART, Exercise, GradingInputs, WorkerInputs
 from ..rubric import Item, Rubric
-from .inputs import (DEFAULT_HELDOUT_SEED, GRADING_TRAIN, HELDOUT, PROBE_STREAM, REAL_TRAIN,
-                     GradingInputs, WorkerInputs, draw_probe, grading_inputs, grading_seed,
-                     item_seed, private_seed, probe_key)
+from .seeds import DEFAULT_HELDOUT_SEED, grading_seed, item_seed, private_seed
 from .process import _Worker, _prepare_work_dir, _readable, worker_env
 from .protocol import GAP_LIMIT, MAX_NOTES, Phase, Stop, _run_worker
 from .results import (FLAG_KINDS, Collection, Failed, Flag, ItemResult, Observed, Outcome,
@@ -47,18 +49,18 @@ from .results import (FLAG_KINDS, Collection, Failed, Flag, ItemResult, Observed
 
 __all__ = ["BUDGET_MARGIN", "STARTUP_LIMIT", "collect", "collect_submission", "grade",
            "grade_submission", "judge", "report", "unreadable_report",
-           "DEFAULT_HELDOUT_SEED", "GRADING_TRAIN", "HELDOUT", "PROBE_STREAM", "REAL_TRAIN",
-           "GradingInputs", "WorkerInputs", "draw_probe", "grading_inputs", "grading_seed",
-           "item_seed", "private_seed", "probe_key", "worker_env", "GAP_LIMIT", "MAX_NOTES",
+           "DEFAULT_HELDOUT_SEED", "grading_seed", "item_seed", "private_seed", "worker_env",
+           "GAP_LIMIT", "MAX_NOTES",
            "Phase", "Stop", "FLAG_KINDS", "Collection", "Failed", "Flag", "ItemResult",
-           "Observed", "Outcome", "Report"]
+           "Observed", "Outcome", "Report", "Exercise", "GradingInputs", "WorkerInputs"]
 
 STARTUP_LIMIT = 120.0  # seconds to import TensorFlow and the submission
 BUDGET_MARGIN = 30.0  # seconds on top of the startup and item limits, for restarts and exits
 
 
 def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
-            inputs: WorkerInputs | GradingInputs | Callable[[], WorkerInputs], work_dir: Path, *,
+            inputs: WorkerInputs | GradingInputs | Callable[[], WorkerInputs], work_dir: Path,
+            exercise: Exercise, *,
             sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
             tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT,
             seed: int = DEFAULT_HELDOUT_SEED, item_seeds: dict[str, int] | None = None,
@@ -69,14 +71,15 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
     work_dir = Path(work_dir).resolve()
     scratch = _prepare_work_dir(work_dir, sandbox)
     try:
-        return _collect(module_file, submission_dir, items, inputs, work_dir, scratch, sandbox,
-                        threads, tail_bytes, startup_limit, seed, item_seeds, progress)
+        return _collect(module_file, submission_dir, items, inputs, work_dir, exercise, scratch,
+                        sandbox, threads, tail_bytes, startup_limit, seed, item_seeds, progress)
     finally:
         if sandbox.user and sandbox.scratch_mb:  # what the submission wrote goes with it
             sandbox_mod.release_scratch(scratch)
 
 
-def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch: Path,
+def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercise: Exercise,
+             scratch: Path,
              sandbox: sandbox_mod.Sandbox, threads, tail_bytes, startup_limit, seed, item_seeds,
              progress) -> Collection:
     # The worker sees its own copy of the module, so nothing else of its folder shows.
@@ -86,18 +89,19 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
     item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
     _readable(module_file.parent)
     env = worker_env(scratch, threads)
-    read_only = [module_file.parent, submission_dir]
+    # an exercise kept outside the kit is imported by the worker from where it is
+    read_only = [module_file.parent, submission_dir, *map(Path, exercise.search_path)]
     # The first worker imports TensorFlow while the inputs are made and written; so does
     # the one that will run the second parts, while the first one works.
     # What all of this submission's workers may send together (restarts included).
     budget = channel.Budget()
     first = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
     spare = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget) \
-        if any(i.check in SECOND_PARTS for i in items) else None
+        if any(i.check in exercise.checks.second_parts for i in items) else None
     try:
         if callable(inputs):
             inputs = inputs()
-        if isinstance(inputs, GradingInputs):
+        if hasattr(inputs, "for_worker"):
             inputs = inputs.for_worker()
         blob = inputs.to_bytes()
     except BaseException:
@@ -116,6 +120,7 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
         nonlocal tail
         job = {"module": str(module_file), "submission_dir": str(submission_dir),
                "scratch": str(scratch),
+               "exercise": {"name": exercise.name, "search_path": list(exercise.search_path)},
                "items": [{"id": i.id, "check": i.check, "params": i.params,
                           "seed": item_seeds[i.id]} for i in job_items]}
         worker = worker or _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
@@ -129,7 +134,7 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
         return stop
 
     try:
-        remaining, stop = run_order(items), Stop.CARRY_ON
+        remaining, stop = exercise.checks.run_order(items), Stop.CARRY_ON
         while remaining:
             stop = run(remaining, result.outcomes, budget_end, first, result.notes, progress)
             first = None
@@ -144,7 +149,7 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
         # the scratch folder, so nothing the first part held in memory can reach them.
         for item in items:
             first_part = result.outcomes.get(item.id)
-            if item.check not in SECOND_PARTS or not isinstance(first_part, Observed):
+            if item.check not in exercise.checks.second_parts or not isinstance(first_part, Observed):
                 continue
             if stop is Stop.VIOLATION:
                 result.outcomes[item.id] = Failed("integrity", "not graded: the protocol was broken "
@@ -170,19 +175,19 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, scratch
         if spare is not None:
             spare.kill()
     result.output = tail.decode("utf-8", "replace")
-    _finish(items, result.outcomes, scratch, flags)
+    _finish(items, result.outcomes, scratch, exercise, flags)
     result.flags = list(flags)
     return result
 
 
-def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path,
+def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path, exercise: Exercise,
             flags: dict | None = None) -> None:
     """The trusted steps some checks take after the worker, here where its scratch folder
     is (reading the event files it wrote, for instance): judging needs no files after it.
     Files past the readers' bounds make the item `integrity` (and raise a flag): recorded,
     never judged on a part of them, never able to exhaust this process."""
     for item in items:
-        outcome, finish = outcomes.get(item.id), FINISH.get(item.check)
+        outcome, finish = outcomes.get(item.id), exercise.checks.finish.get(item.check)
         if finish and isinstance(outcome, Observed):
             try:
                 outcome.observation = finish(outcome.observation, scratch)
@@ -198,16 +203,16 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path,
                                            f"({type(exc).__name__}: {exc})"[:500], outcome.seconds)
 
 
-def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs) -> list[ItemResult]:
+def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs,
+          exercise: Exercise) -> list[ItemResult]:
     results = []
     for item in items:
         outcome = outcomes.get(item.id, Failed("skipped", "not run"))
         if isinstance(outcome, Observed):
-            _, judge_fn = CHECKS[item.check]
-            ctx = JudgeContext(inputs.weights, inputs.train_labels, inputs.probe_for(item.id),
-                               inputs.heldout_labels, inputs.train_images, inputs.heldout_images)
+            judge_fn = exercise.checks[item.check].judge
             try:
-                fraction, message = judge_fn(outcome.observation, ctx, item.params)
+                fraction, message = judge_fn(outcome.observation, inputs.judge_context(item),
+                                             item.params)
             except Exception as exc:  # noqa: BLE001
                 # Observations (and files in scratch) came from the submission's process:
                 # whatever cannot be judged scores 0, and never stops the grading.
@@ -226,7 +231,7 @@ def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs
 def report(name: str, items: list[Item], found: Collection, inputs: GradingInputs,
            rubric: Rubric, seconds: float) -> Report:
     """Judge what was collected (here, where the held-out labels are) into a report."""
-    return Report(name, judge(items, found.outcomes, inputs), rubric=rubric.source,
+    return Report(name, judge(items, found.outcomes, inputs, rubric.exercise), rubric=rubric.source,
                   seconds=round(seconds, 2), output_tail=found.output[-2000:],
                   import_failed=found.import_failed, flags=found.flags, notes=found.notes,
                   graded_on=inputs.description)
@@ -243,7 +248,7 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
     start = time.monotonic()
     try:
         found = collect(Path(module_file), submission_dir, items, inputs.for_worker(), work_dir,
-                        sandbox=sandbox, threads=threads, startup_limit=startup_limit,
+                        rubric.exercise, sandbox=sandbox, threads=threads, startup_limit=startup_limit,
                         seed=grading_seed(rubric))
     finally:
         if own_dir:
@@ -252,7 +257,7 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
 
 
 def collect_submission(source: str | os.PathLike, items: list[Item],
-                       inputs: WorkerInputs | Callable[[], WorkerInputs], *,
+                       inputs: WorkerInputs | Callable[[], WorkerInputs], exercise: Exercise, *,
                        item_seeds: dict[str, int], own_folder: bool = False, strict: bool = False,
                        sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
                        startup_limit: float = STARTUP_LIMIT, label: str = "",
@@ -271,7 +276,7 @@ def collect_submission(source: str | os.PathLike, items: list[Item],
     try:
         os.chmod(work, 0o711)
         try:
-            module_file, folder = materialize(source, work / "in")
+            module_file, folder = materialize(source, work / "in", exercise)
         except SubmissionError as exc:
             if strict:
                 raise
@@ -279,7 +284,7 @@ def collect_submission(source: str | os.PathLike, items: list[Item],
         if own_folder and source.is_file():
             folder = source.resolve().parent
         _readable(work / "in")
-        return collect(module_file, folder, items, inputs, work / "run", sandbox=sandbox,
+        return collect(module_file, folder, items, inputs, work / "run", exercise, sandbox=sandbox,
                        threads=threads, startup_limit=startup_limit, item_seeds=item_seeds,
                        progress=progress)
     finally:
@@ -305,7 +310,8 @@ def grade_submission(source: str | os.PathLike, rubric: Rubric,
     def resolved() -> GradingInputs:
         return inputs.result() if isinstance(inputs, Future) else inputs
 
-    found = collect_submission(source, items, lambda: resolved().for_worker(), item_seeds=seeds,
+    found = collect_submission(source, items, lambda: resolved().for_worker(), rubric.exercise,
+                               item_seeds=seeds,
                                own_folder=own_folder, strict=strict, sandbox=sandbox,
                                threads=threads, startup_limit=startup_limit, label=name or "",
                                progress=progress)

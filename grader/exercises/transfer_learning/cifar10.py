@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import DataError
+from ...errors import DataError
 
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
 MD5 = "c58f30108f718f92721af3b95e74349a"
@@ -187,7 +187,7 @@ def download(cache: str | os.PathLike) -> Path:
 
 def download_path(cache: str | os.PathLike | None = None) -> Path:
     """The archive in the cache, downloaded first if it is not there yet."""
-    from .paths import cache_dir
+    from ...paths import cache_dir
 
     cached = Path(cache or cache_dir()) / ARCHIVE_NAME
     return cached if cached.is_file() else download(cache or cache_dir())

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import WeightsError
-from .fsutil import write_bytes_atomic
+from ...errors import WeightsError
+from ...fsutil import write_bytes_atomic
 
 # (block, convolutions, output channels) for all of VGG16's convolutional blocks.
 VGG16_BLOCKS = [(1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512)]

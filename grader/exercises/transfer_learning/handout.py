@@ -170,7 +170,7 @@ EXPERIMENTS = [
     """\
 import os
 import matplotlib.pyplot as plt
-from grader import synthetic, cifar10, vgg_weights
+from grader.exercises.transfer_learning import synthetic, cifar10, vgg_weights
 
 # Real data and weights: set CIFAR10_PATH and VGG16_WEIGHTS, e.g. to cifar-10-python.tar.gz
 # and vgg16-conv-weights.npz. Without them: the synthetic default and stand-in weights.

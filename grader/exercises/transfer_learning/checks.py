@@ -14,10 +14,10 @@ import inspect
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ...exercise import Calibration, Check, Registry, at_least_one, positive, rules
 from . import network
 
 IMAGENET_MEAN_RGB = np.array(network.IMAGENET_MEAN_RGB, np.float32)
@@ -45,7 +45,22 @@ class WorkerContext:
     scratch: Path
     submission_dir: Path
     runs: dict = field(default_factory=dict)
-    """observations one item leaves for another, within one worker process (see SHARES)"""
+    """observations one item leaves for another, within one worker process (Check.shares)"""
+
+    def given(self, arrays: dict) -> None:
+        """The running item's questions (inputs.WorkerInputs.asked)."""
+        self.probe = arrays["probe"]
+        self.heldout_images = arrays.get("heldout_images", self.train_images[:0])
+
+
+def worker_context(arrays: dict, scratch: Path, submission_dir: Path) -> WorkerContext:
+    """What the collect halves see, from inputs.WorkerInputs.to_bytes's arrays: the
+    weights and training data; each item's probe images (and held-out images, for the
+    items that are given them) come when it starts (`given`)."""
+    weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w_")}
+    nothing = arrays["train_images"][:0]
+    return WorkerContext(weights, arrays["train_images"], arrays["train_labels"], nothing, nothing,
+                         scratch, submission_dir)
 
 
 @dataclass
@@ -859,7 +874,7 @@ def finish_training(obs, scratch: Path):
     """Run by the engine outside the sandbox, on the machine that collected: the scalar
     tags of the event files the submission wrote, read defensively, inside scratch only.
     Whatever the worker itself said about tags is replaced."""
-    from .events import scalars
+    from ...events import scalars
 
     log_dir = Path(obs["log_dir"])
     if not log_dir.resolve().is_relative_to(Path(scratch).resolve()):
@@ -1178,10 +1193,6 @@ def judge_pipeline(obs, ctx, params):
     ])
 
 
-SECOND_PART = "+restore"
-"""the name under which the worker knows a check's second part (Check.second_part)"""
-
-
 def accuracy_of(observation, labels: np.ndarray, images: int) -> float | None:
     """The accuracy of an observation's logits on the first `images` labels (None: no
     logits of the right shape)."""
@@ -1190,25 +1201,6 @@ def accuracy_of(observation, labels: np.ndarray, images: int) -> float | None:
     if logits is None or np.shape(logits) != (len(labels), network.NUM_CLASSES):
         return None
     return float((np.asarray(logits).argmax(axis=1) == labels).mean())
-
-
-@dataclass(frozen=True)
-class Calibration:
-    """How `grader calibrate` sets a check's bounds from correct and low runs."""
-    kind: str
-    """"range": `lower` (no points at or below) and `upper` (full points from) set apart
-    from the low runs and the correct runs; "bar": one parameter, `bar`, set halfway"""
-    measure: Any
-    """measure(observation, inputs, params) -> the value the bounds are set on, or None"""
-    what: str
-    """what is measured, in a message"""
-    bar: str = ""
-    """with kind "bar": the parameter that holds it"""
-    applies: Any = None
-    """applies(params) -> whether an item is calibrated (None: always)"""
-
-    def calibrates(self, params: dict) -> bool:
-        return self.applies is None or bool(self.applies(params))
 
 
 def _describe_accuracy(params: dict) -> str | None:
@@ -1241,64 +1233,6 @@ TRAINING_CALIBRATION = Calibration(
     "training accuracy", bar="learned_accuracy")
 
 
-@dataclass(frozen=True)
-class Check:
-    """One check, declared once: its two halves and everything the rubric, the engine,
-    the notebook's checks and the corpus need to know about it."""
-    name: str
-    collect: Any
-    """collect(module, WorkerContext, params) -> observation: runs in the worker, beside
-    the submission; returns raw answers only"""
-    judge: Any
-    """judge(observation, JudgeContext, params) -> (fraction, message): runs in the grading
-    process and decides"""
-    params: dict = field(default_factory=dict)
-    """{param: (type, default, description)}: the rubric validates items against it"""
-    validate: Any = None
-    """validate(params) -> a problem in one line, or None (what one type cannot say)"""
-    task: str | None = None
-    """the exercise function it grades first of all (None: the module as a whole), so a
-    check from the notebook can run a task's items right after that task"""
-    uses: tuple[str, ...] | None = None
-    """the exercise functions it calls (None: it reads the whole module): a check that
-    calls none of the functions a change touches gives the same verdict as before it"""
-    shares: str | None = None
-    """the check whose run it can observe instead of training on its own, when both run in
-    one worker (its verdict must not depend on which run it observed); the engine runs it
-    right after that check (run_order)"""
-    finish: Any = None
-    """finish(observation, scratch) -> observation: a trusted step between collecting and
-    judging, run by the grading process where the worker's scratch folder is"""
-    second_part: Any = None
-    """the collect half of a second part, which the engine runs in a fresh worker process
-    after the first part succeeded; the judge sees both parts' observations merged"""
-    heldout: bool = False
-    """its collect half reads the held-out images (every item gets its own probe images
-    when it starts, engine.draw_probe; only these also get the held-out images)"""
-    calibration: Calibration | None = None
-    """how `grader calibrate` sets its bounds (None: it has none)"""
-    describe: Any = None
-    """describe(params) -> what the item measures, for the handout's table (None: its title)"""
-
-
-def _at_least_one(*keys):
-    """A rule: each of these counts is 1 or more."""
-    def rule(params):
-        bad = next((k for k in keys if params[k] < 1), None)
-        return None if bad is None else f"params.{bad} must be >= 1, found {params[bad]}"
-    return rule
-
-
-def _positive(key):
-    """A rule: this value is above 0."""
-    return lambda params: None if params[key] > 0 else f"params.{key} must be positive, found {params[key]}"
-
-
-def _rules(*rules):
-    """A Check's validate: the first problem any of `rules` finds."""
-    return lambda params: next((problem for rule in rules if (problem := rule(params))), None)
-
-
 def _accuracy_mode_and_bounds(params):
     if params["mode"] not in ("train", "checkpoint"):
         return f"params.mode must be 'train' or 'checkpoint', found {params['mode']!r}"
@@ -1314,25 +1248,25 @@ def _learned_accuracy_in_range(params):
     return None
 
 
-REGISTRY: dict[str, Check] = {c.name: c for c in [
+REGISTRY = Registry([
     Check("interface", collect_interface, judge_interface),
     Check("preprocess", collect_preprocess, judge_preprocess,
           {"tolerance": ((int, float), 1e-3, "absolute tolerance on output values")},
-          _positive("tolerance"), task="preprocess", uses=("preprocess",)),
+          positive("tolerance"), task="preprocess", uses=("preprocess",)),
     Check("layer_shapes", collect_layer_shapes, judge_layer_shapes,
           task="build_model", uses=("build_model",)),
     Check("weights", collect_weights, judge_weights, task="build_model", uses=("build_model",)),
     Check("frozen", collect_frozen, judge_frozen,
-          {"steps": (int, 3, "training steps taken before comparing weights")}, _at_least_one("steps"),
+          {"steps": (int, 3, "training steps taken before comparing weights")}, at_least_one("steps"),
           task="build_model", uses=("build_model", "train"), shares="training"),
     Check("features", collect_features, judge_features,
           {"tolerance": ((int, float), 1e-3, "relative tolerance on pool3 outputs")},
-          _positive("tolerance"), task="build_model", uses=("build_model",)),
+          positive("tolerance"), task="build_model", uses=("build_model",)),
     Check("training", collect_training, judge_training,
           {"steps": (int, 60, "training steps taken"),
            "learned_accuracy": ((int, float), 0.3, "accuracy on the item's training images "
                                 "from which the run counts as learned (set by `grader calibrate`)")},
-          _rules(_at_least_one("steps"), _learned_accuracy_in_range), task="train",
+          rules(at_least_one("steps"), _learned_accuracy_in_range), task="train",
           uses=("build_model", "train"), finish=finish_training,
           calibration=TRAINING_CALIBRATION, describe=_describe_training),
     Check("accuracy", collect_accuracy, judge_accuracy,
@@ -1342,36 +1276,13 @@ REGISTRY: dict[str, Check] = {c.name: c for c in [
            "checkpoint": (str, "checkpoints", "in checkpoint mode: folder beside the submission"),
            "lower": ((int, float), 0.2, "accuracy at or below which the item scores 0"),
            "upper": ((int, float), 0.8, "accuracy at or above which it scores full points")},
-          _rules(_at_least_one("steps", "images"), _accuracy_mode_and_bounds), task="train",
+          rules(at_least_one("steps", "images"), _accuracy_mode_and_bounds), task="train",
           uses=("build_model", "train", "make_dataset", "restore_checkpoint"), heldout=True,
           calibration=ACCURACY_CALIBRATION, describe=_describe_accuracy),
     Check("checkpoint", collect_checkpoint, judge_checkpoint, task="restore_checkpoint",
           uses=("build_model", "train", "restore_checkpoint"),
           second_part=collect_checkpoint_restore),
     Check("pipeline", collect_pipeline, judge_pipeline,
-          {"batch_size": (int, 16, "batch size asked of make_dataset")}, _at_least_one("batch_size"),
+          {"batch_size": (int, 16, "batch size asked of make_dataset")}, at_least_one("batch_size"),
           task="make_dataset", uses=("make_dataset",)),
-]}
-
-# Views of the registry for the engine and the worker.
-CHECKS = {name: (c.collect, c.judge) for name, c in REGISTRY.items()}
-FINISH = {name: c.finish for name, c in REGISTRY.items() if c.finish}
-SECOND_PARTS = {name: c.second_part for name, c in REGISTRY.items() if c.second_part}
-HELDOUT_CHECKS = frozenset(name for name, c in REGISTRY.items() if c.heldout)
-SHARES = {name: c.shares for name, c in REGISTRY.items() if c.shares}
-TASK_OF = {name: c.task for name, c in REGISTRY.items()}
-USES = {name: c.uses for name, c in REGISTRY.items()}
-
-
-def run_order(items: list) -> list:
-    """The items in the order a worker runs them: the rubric's, except that an item that
-    shares another's run comes right after it."""
-    checks = {item.check for item in items}
-    waiting = [i for i in items if SHARES.get(i.check) in checks]
-    ordered = [i for i in items if i not in waiting]
-    for item in waiting:
-        after = max(k for k, other in enumerate(ordered) if other.check == SHARES[item.check])
-        ordered.insert(after + 1, item)
-    return ordered
-
-
+])

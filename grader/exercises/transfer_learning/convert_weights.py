@@ -6,11 +6,11 @@ the course format, for RGB input (see vgg_weights.from_keras_vgg16).
 from __future__ import annotations
 
 from . import vgg_weights
-from .errors import WeightsError
+from ...errors import WeightsError
 
 
 def main(out: str = "vgg16-conv-weights.npz") -> None:
-    from .modules import import_tensorflow_quietly
+    from ...modules import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import keras

@@ -1,25 +1,25 @@
-"""The grading inputs, and the seeds they follow: what the grading process holds (the
-held-out labels among them) and what the collecting side may hold (WorkerInputs), the
-probe images each item gets when it starts, and the private seeds."""
+"""This exercise's grading inputs: what the grading process holds (the held-out labels
+among them), what the collecting side may hold (WorkerInputs), and the probe images each
+item gets when it starts, all following the rubric's private seed."""
 from __future__ import annotations
 
 import hashlib
 import io
-import secrets
 from dataclasses import dataclass
 
 import numpy as np
 
-from .. import synthetic
-from ..checks import HELDOUT_CHECKS, SECOND_PART
-from ..network import CONV_LAYERS
-from ..rubric import Item, Rubric
+from ...engine.seeds import grading_seed
+from ...exercise import SECOND_PART
+from ...rubric import Item, Rubric
+from . import data as data_mod, synthetic
+from .checks import REGISTRY, JudgeContext
+from .network import CONV_LAYERS
 
 GRADING_TRAIN = 2000
 REAL_TRAIN = 5000
 """training images of a real data set the items train on (its first ones)"""
 HELDOUT = 1000
-DEFAULT_HELDOUT_SEED = 4242
 PROBE_STREAM = 7
 """the private seed's stream the probe images are drawn from"""
 
@@ -63,6 +63,19 @@ class GradingInputs:
     def probe_for(self, item_id: str) -> np.ndarray:
         return draw_probe(self.probe_key, item_id, self.train_images)
 
+    def judge_context(self, item: Item) -> JudgeContext:
+        return JudgeContext(self.weights, self.train_labels, self.probe_for(item.id),
+                            self.heldout_labels, self.train_images, self.heldout_images)
+
+    def fingerprint(self) -> str:
+        """A digest of what grading reads (the weights' arrays, the training and held-out
+        images and labels), so a file replaced under the same name counts as a change."""
+        digest = hashlib.sha256(data_mod.sha256_of(self.weights).encode())
+        for array in (self.train_images, self.train_labels, self.heldout_images,
+                      self.heldout_labels):
+            digest.update(np.ascontiguousarray(array).tobytes())
+        return digest.hexdigest()
+
     def for_worker(self) -> WorkerInputs:
         """What the collecting side gets: everything but the held-out labels."""
         return WorkerInputs({k: self.weights[k] for k in WorkerInputs.weight_keys()},
@@ -93,25 +106,33 @@ class WorkerInputs:
     def asked(self, item: Item) -> bytes:
         """What the worker is given when `item` starts, as an uncompressed npz."""
         arrays = {"probe": draw_probe(self.probe_key, item.id, self.train_images)}
-        if item.check.removesuffix(SECOND_PART) in HELDOUT_CHECKS:
+        if item.check.removesuffix(SECOND_PART) in REGISTRY.heldout:
             arrays["heldout_images"] = self.heldout_images
         return _npz(arrays)
 
 
-def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
-                   description: str = "synthetic data") -> GradingInputs:
+def grading_inputs(rubric: Rubric, data: list[str] | None = None, weights: str | None = None,
+                   no_verify: bool = False) -> GradingInputs:
+    """The inputs for grading with `rubric` on the data and weights it declares, with the
+    command line's overrides (grader/exercises/transfer_learning/data.py)."""
+    conv_weights, dataset, description = data_mod.resolve(rubric, data, weights, no_verify)
+    return build(rubric, conv_weights, dataset, description)
+
+
+def build(rubric: Rubric, weights: dict, dataset=None,
+          description: str = "synthetic data") -> GradingInputs:
     """Build the grading data: a training subset, probe images and held-out images.
 
     With `dataset` (real CIFAR-10) the held-out images are drawn from its test split with
     the rubric's private `heldout_seed` and disguised (cifar10.heldout_split); otherwise
     they are synthetic images from that seed.
     """
-    seed = rubric.heldout_seed if rubric.heldout_seed is not None else DEFAULT_HELDOUT_SEED
+    seed = grading_seed(rubric)
     if dataset is None:
         train_images, train_labels = synthetic.generate(GRADING_TRAIN, seed=101)
         heldout_images, heldout_labels = synthetic.generate(HELDOUT, seed=seed)
     else:
-        from ..cifar10 import heldout_split
+        from .cifar10 import heldout_split
 
         train_images, train_labels = dataset.train_images[:REAL_TRAIN], dataset.train_labels[:REAL_TRAIN]
         heldout_images, heldout_labels = heldout_split(dataset, seed, HELDOUT)
@@ -120,20 +141,3 @@ def grading_inputs(rubric: Rubric, weights: dict, dataset=None,
     return GradingInputs(weights, train_images, train_labels.astype(np.int64),
                          probe_key(grading_seed(rubric)), heldout_images,
                          heldout_labels.astype(np.int64), description)
-
-
-def private_seed() -> int:
-    """A fresh held-out seed for a batch or a Gradescope package: 128 random bits, so that
-    no submission can recover it from the item seeds it sees (`item_seed`)."""
-    return secrets.randbits(128)
-
-
-def item_seed(seed: int, item_id: str) -> int:
-    """The random seed an item runs under: fixed by the grading seed and the item, so a
-    second grading of the same submission repeats every random choice. The worker sees
-    it; only a seed with enough bits (`private_seed`) keeps the held-out set secret."""
-    return int.from_bytes(hashlib.sha256(f"{seed}:{item_id}".encode()).digest()[:4], "big")
-
-
-def grading_seed(rubric: Rubric) -> int:
-    return DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None else rubric.heldout_seed

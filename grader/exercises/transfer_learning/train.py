@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import cifar10, synthetic, vgg_weights
-from .errors import KitError
+from ...errors import KitError
 
 DEFAULT_STEPS = 300
 """the global step `grader train` trains up to when not told"""
@@ -58,7 +58,7 @@ def main(data: str = "synthetic", data_path: str | None = None, weights: str | N
     if steps < 1 or batch_size < 1 or checkpoint_every < 1:
         raise KitError("--steps, --batch-size and --checkpoint-every must be positive integers.")
     if module is None:
-        from .paths import solution
+        from ...paths import solution
         try:
             module = solution()
         except KitError:
@@ -78,7 +78,7 @@ def main(data: str = "synthetic", data_path: str | None = None, weights: str | N
         print("notice: the stand-in weights only exercise the code path; pass --weights "
               "vgg16-conv-weights.npz for real transfer learning.")
 
-    from .modules import import_tensorflow_quietly, load_module
+    from ...modules import import_tensorflow_quietly, load_module
 
     import_tensorflow_quietly()
     import keras
