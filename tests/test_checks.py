@@ -148,10 +148,10 @@ def test_a_sharing_check_runs_right_after_the_check_it_shares():
 
     items = [Item(name, name, 1, name) for name in
              ("interface", "frozen", "features", "training", "accuracy")]
-    assert [i.id for i in checks.run_order(items)] == \
+    assert [i.id for i in checks.REGISTRY.run_order(items)] == \
         ["interface", "features", "training", "frozen", "accuracy"]
     alone = [i for i in items if i.id != "training"]
-    assert checks.run_order(alone) == alone  # nothing to share: the rubric's order
+    assert checks.REGISTRY.run_order(alone) == alone  # nothing to share: the rubric's order
 
 
 def test_outputs_traced_equal_eager_and_an_untraceable_model_is_called_eagerly():

@@ -27,9 +27,16 @@ def test_solution_lines_are_what_the_skeleton_lacks():
 
 def test_student_modules_leave_out_instructor_verbs():
     modules = set(wheel.student_modules())
-    assert {"cli", "check", "notebook", "worker", "engine", "checks", "sandbox"} <= modules
+    assert {"cli", "check", "notebook", "worker", "engine", "exercise", "sandbox"} <= modules
     assert not modules & {"generate", "calibrate", "corpus", "batch", "cluster", "gradebook",
-                          "gradescope", "handout"}
+                          "gradescope"}
+    from grader.exercise import load
+
+    carried = set(wheel.exercise_files(load()))
+    assert {"grader/exercises/transfer_learning/checks.py",
+            "grader/exercises/transfer_learning/definition.py",
+            "grader/exercises/transfer_learning/train.py"} <= carried
+    assert "grader/exercises/transfer_learning/handout.py" not in carried
 
 
 def test_the_closure_follows_subpackages_and_every_import_level(tmp_path):
@@ -63,10 +70,16 @@ def test_the_student_wheel_holds_every_module_its_modules_import(tmp_path):
     wheel resolves to a file in the wheel."""
     import zipfile
 
-    path = wheel.write_wheel(tmp_path, "probe", "probe", wheel.student_modules())
+    from grader.exercise import load
+
+    own = wheel.exercise_files(load())
+    modules = wheel.student_modules(entry=wheel.STUDENT_ENTRY + tuple(wheel.kit_imports(own)))
+    path = wheel.write_wheel(tmp_path, "probe", "probe", modules, more=own)
     with zipfile.ZipFile(path) as archive:
         held = {n for n in archive.namelist() if n.endswith(".py")}
-    for module in wheel.student_modules():
+    every = modules + [n.removeprefix("grader/").removesuffix(".py").replace("/", ".")
+                       .removesuffix(".__init__") for n in own]
+    for module in every:
         for imported in wheel._imports_of(module):
             file = wheel.module_file(imported).relative_to(wheel.PACKAGE).as_posix()
             assert f"grader/{file}" in held, (module, imported)
@@ -177,7 +190,7 @@ def test_nothing_of_the_solution_or_the_hidden_items_is_installed(installed):
     # The whole tree was read (TensorFlow's files included), and every hit, if any, lies
     # in a file another distribution installed.
     assert scanned > 1000 and len(others) > 1000
-    ours = site_packages / "grader" / "checks.py"
+    ours = site_packages / "grader" / "exercises" / "transfer_learning" / "checks.py"
     assert ours.is_file() and ours.resolve() not in others  # the checker's files do count
     assert lines & {s.strip() for s in (ROOT / "solutions" / "transfer_learning.py").read_text().splitlines()}
     assert not leaks, "\n".join(leaks[:20])
