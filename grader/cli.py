@@ -18,7 +18,10 @@ def _verb(module: str):
 
 def _available(module: str) -> bool:
     """Instructor verbs are absent from the student package (see grader/wheel.py)."""
-    return importlib.util.find_spec(f"{__package__}.{module}") is not None
+    try:
+        return importlib.util.find_spec(f"{__package__}.{module}") is not None
+    except ModuleNotFoundError:  # its package is absent too (another exercise's wheel)
+        return False
 
 
 def _train(args):

@@ -37,7 +37,7 @@ _DATE = (2020, 1, 1, 0, 0, 0)
 
 def module_file(module: str, package: Path = PACKAGE) -> Path:
     """The file of a package module named with dots below the package ("checks",
-    "exercises.logreg" for a subpackage's __init__, "engine.protocol")."""
+    "exercises.NAME" for a subpackage's __init__, "engine.protocol")."""
     path = package.joinpath(*module.split("."))
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
