@@ -1,8 +1,8 @@
 """`grader check SUBMISSION`: grade one submission locally and print a table.
 
-Runs the rubric's visible items (all items with --all) on the data and weights the
-rubric declares (grader/course_data.py): the embedded synthetic set and stand-in weights
-unless the course set real ones.
+Runs the rubric's visible items (all items with --all) on the inputs its exercise makes
+from what the rubric declares (for the kit's exercise, grader/exercises/transfer_learning/
+data.py: the embedded synthetic set and stand-in weights unless the course set real ones).
 """
 from __future__ import annotations
 

@@ -4,10 +4,11 @@
 
 The zip holds setup.sh (installs the kit's requirements into a virtual environment),
 run_autograder (grades /autograder/submission into /autograder/results/results.json with
-the same engine as `grader check` and `grader batch`), the kit's source, the rubric, the
-weights and, for a course graded on CIFAR-10, the archive: the packaged rubric names both
-with their checksums, so the package grades on exactly what it was built with and
-refuses a damaged copy.
+the same engine as `grader check` and `grader batch`), the kit's source, the rubric, its
+exercise's package and what that exercise grades with (Exercise.shipped: for the kit's
+own, the weights and, for a course graded on CIFAR-10, the archive). The packaged rubric
+names those files with their checksums, so the package grades on exactly what it was
+built with and refuses a damaged copy.
 """
 from __future__ import annotations
 

@@ -61,7 +61,8 @@ class Item:
 @dataclass
 class Rubric:
     items: list[Item]
-    title: str = "Transfer learning with a frozen VGG16"
+    title: str = ""
+    """shown above the results (parse: the rubric's, else its exercise's title)"""
     time_limit: float = 120.0
     heldout_seed: int | None = None
     source: str = "<rubric>"
@@ -73,6 +74,7 @@ class Rubric:
     def __post_init__(self):
         if self.exercise is None:
             self.exercise = exercise_mod.load()
+        self.title = self.title or self.exercise.title
 
     @property
     def max_points(self) -> float:

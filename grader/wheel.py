@@ -105,11 +105,18 @@ def _record_hash(data: bytes) -> str:
 
 def kit_imports(files: dict[str, bytes]) -> set[str]:
     """The kit's modules that package files (by their name in the wheel, grader/...)
-    import with relative imports reaching the package's top."""
+    import: with relative imports reaching the package's top, or as grader.X."""
     found = set()
     for name, data in files.items():
         depth = len(Path(name).parts) - 2  # folders below grader/
         for node in ast.walk(ast.parse(data)):
+            if isinstance(node, ast.Import):  # import grader.x
+                node = ast.ImportFrom(None, [a for a in node.names if a.name.startswith("grader.")], 0)
+                node.names = [ast.alias(a.name.removeprefix("grader.")) for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
+                    and node.module.split(".")[0] == "grader":  # from grader.x import y
+                node = ast.ImportFrom(node.module.removeprefix("grader").lstrip(".") or None,
+                                      node.names, depth + 1)
             if not isinstance(node, ast.ImportFrom) or node.level != depth + 1:
                 continue
             stem = node.module.split(".") if node.module else []

@@ -86,7 +86,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     """what the import of a notebook skipped: cell, line, statement and error"""
     graded_on: str = ""
-    """the weights and data the items ran on (grader/course_data.py)"""
+    """what the items ran on (the exercise's GradingInputs.description)"""
 
     @property
     def score(self) -> float:
