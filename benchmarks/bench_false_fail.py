@@ -36,7 +36,8 @@ def main() -> None:
     args = parser.parse_args()
     variant_seeds = args.variant_seeds or args.seeds
 
-    from grader import calibrate, corpus, rubric
+    from grader.verbs import calibrate, corpus
+    from grader import rubric
     from grader.exercises.transfer_learning import vgg_weights
     from grader.paths import default_rubric
     DEFAULT_RUBRIC = default_rubric()

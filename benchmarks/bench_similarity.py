@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from grader import similarity  # noqa: E402
+from grader.verbs import similarity  # noqa: E402
 from test_similarity import FIXED_CLASS  # noqa: E402  (the split the tests assert on)
 
 COPIES = ROOT / "tests" / "corpus" / "copies"

@@ -37,18 +37,18 @@ def _train(args):
 
 
 def _check(args):
-    check = _verb("check")
+    check = _verb("verbs.check")
     check.main(args.submission, args.rubric, args.json, args.all, args.weights, args.data,
                args.no_verify)
 
 
 def _generate(args):
-    generate = _verb("generate")
+    generate = _verb("verbs.generate")
     generate.main(check=args.check)
 
 
 def _calibrate(args):
-    calibrate = _verb("calibrate")
+    calibrate = _verb("verbs.calibrate")
     calibrate.main(args.rubric, args.corpus, tuple(args.seeds), args.weights,
                    data=args.data, no_verify=args.no_verify, margin=args.margin,
                    time_factor=args.time_factor, write=not args.dry_run, plot_path=args.plot,
@@ -56,7 +56,7 @@ def _calibrate(args):
 
 
 def _batch(args):
-    batch = _verb("batch")
+    batch = _verb("verbs.batch")
     batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
                rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
                scratch_mb=args.scratch_mb,
@@ -66,16 +66,16 @@ def _batch(args):
 
 
 def _similarity(args):
-    _verb("similarity").main(args.out, args.threshold, args.given, args.submissions, args.common)
+    _verb("verbs.similarity").main(args.out, args.threshold, args.given, args.submissions, args.common)
 
 
 def _flags(args):
-    flags = _verb("flags")
+    flags = _verb("verbs.flags")
     flags.main(args.out, args.student)
 
 
 def _gradescope(args):
-    gradescope = _verb("gradescope")
+    gradescope = _verb("verbs.gradescope")
     gradescope.build_package(args.out, rubric_path=args.rubric, weights=args.weights,
                              data=args.data, no_verify=args.no_verify)
 
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "solution of the course folder)")
         p.set_defaults(run=_train)
 
-    if _available("check"):
+    if _available("verbs.check"):
         p = verbs.add_parser("check", help="grade one submission (.py or .ipynb) and print a table")
         p.add_argument("submission")
         p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "
@@ -131,15 +131,15 @@ def build_parser() -> argparse.ArgumentParser:
         _data_options(p)
         p.set_defaults(run=_check)
 
-    if _available("generate"):
+    if _available("verbs.generate"):
         p = verbs.add_parser("generate", help="generate skeletons, notebooks and the student "
                              "bundle from the marked solution")
         p.add_argument("--check", action="store_true",
                        help="only report generated files that are out of date (exit 2 if any)")
         p.set_defaults(run=_generate)
 
-    if _available("calibrate"):
-        calibrate = _verb("calibrate")
+    if _available("verbs.calibrate"):
+        calibrate = _verb("verbs.calibrate")
         p = verbs.add_parser("calibrate", help="instructors: grade the corpus of correct solutions "
                              "and low variants, then write accuracy bounds and time limits into "
                              "the rubric")
@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--dry-run", action="store_true", help="print the table, leave the rubric")
         p.set_defaults(run=_calibrate)
 
-    if _available("batch"):
+    if _available("verbs.batch"):
         p = verbs.add_parser("batch", help="grade a folder of submissions (TAs): parallel, "
                              "sandboxed, resumable; CSV, feedback and Gradescope exports")
         p.add_argument("submissions", help="folder of .py, .ipynb, .zip files or per-student folders")
@@ -185,17 +185,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(run=_batch)
 
-    if _available("flags"):
+    if _available("verbs.flags"):
         p = verbs.add_parser("flags", help="list the integrity flags a batch raised, for review")
         p.add_argument("out", help="the --out folder of `grader batch`")
         p.add_argument("--student", help="only this student's flags")
         p.set_defaults(run=_flags)
 
-    if _available("similarity"):
+    if _available("verbs.similarity"):
         p = verbs.add_parser("similarity", help="compare a batch's submissions for copied code, "
                              "the given code removed (advisory: for a person to judge)")
         p.add_argument("out", help="the --out folder of `grader batch`")
-        p.add_argument("--threshold", type=float, default=_verb("similarity").THRESHOLD,
+        p.add_argument("--threshold", type=float, default=_verb("verbs.similarity").THRESHOLD,
                        help="report pairs whose score is at least this (default: %(default)s, "
                             "measured; see the README)")
         p.add_argument("--given", nargs="+", metavar="FILE",
@@ -203,12 +203,12 @@ def build_parser() -> argparse.ArgumentParser:
                             "blocks; default: the course's skeletons/)")
         p.add_argument("--submissions", metavar="FOLDER",
                        help="where the graded submissions are now, if they moved")
-        p.add_argument("--common", type=int, default=_verb("similarity").COMMON, metavar="N",
+        p.add_argument("--common", type=int, default=_verb("verbs.similarity").COMMON, metavar="N",
                        help="ignore code held by more than N submissions: the class's shared "
                             "idioms (default: %(default)s; raise it to see a larger group of copies)")
         p.set_defaults(run=_similarity)
 
-    if _available("gradescope"):
+    if _available("verbs.gradescope"):
         p = verbs.add_parser("gradescope-package", help="build a Gradescope autograder zip")
         p.add_argument("out", nargs="?", default="dist/gradescope-autograder.zip")
         p.add_argument("--rubric", help="rubric YAML (default: the course's rubric, or the one "

@@ -18,7 +18,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from . import check as check_mod, engine, exercise as exercise_mod, rubric as rubric_mod
+from .verbs import check as check_mod
+from . import engine, exercise as exercise_mod, rubric as rubric_mod
 from .errors import KitError
 from .modules import check_tensorflow
 from .paths import default_rubric

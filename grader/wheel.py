@@ -31,7 +31,7 @@ from .paths import PACKAGE, RUBRIC_NAME
 KIT_DISTRIBUTION = "vgg-transfer-kit"
 STUDENT_DISTRIBUTION = "vgg-transfer-check"
 # The modules a student runs; everything they import comes along (and the exercise's).
-STUDENT_ENTRY = ("__init__", "__main__", "cli", "check", "notebook", "worker", "sandbox", "exercises")
+STUDENT_ENTRY = ("__init__", "__main__", "cli", "verbs.check", "notebook", "worker", "sandbox", "exercises")
 _DATE = (2020, 1, 1, 0, 0, 0)
 
 

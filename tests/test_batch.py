@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader import batch, gradescope
+from grader.verbs import batch, gradescope
 from kit import ROOT, SOLUTION
 
 SMALL_RUBRIC = {"schema_version": 1, "time_limit": 20, "items": [
@@ -266,7 +266,7 @@ def test_students_notebooks_in_a_batch_full_marks_and_named_skips(tmp_path):
     that fails to load: the rest is graded and the feedback names the cell and the error."""
     import nbformat
 
-    from grader import corpus as corpus_mod
+    from grader.verbs import corpus as corpus_mod
     from kit import DEFAULT_RUBRIC
 
     subs = tmp_path / "subs"

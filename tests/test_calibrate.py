@@ -4,7 +4,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from grader import calibrate, rubric
+from grader.verbs import calibrate
+from grader import rubric
 from grader.errors import KitError
 from kit import DEFAULT_RUBRIC
 

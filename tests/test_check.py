@@ -7,7 +7,8 @@ import time
 
 import yaml
 
-from grader import check, cli
+from grader.verbs import check
+from grader import cli
 from kit import ROOT
 
 from test_engine import fast_rubric

@@ -21,7 +21,9 @@ import yaml
 distributed = pytest.importorskip("distributed")
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader import batch, engine, gradebook, rubric  # noqa: E402
+from grader.verbs import batch
+from grader import engine, rubric
+from grader.records import gradebook  # noqa: E402
 from grader.exercises.transfer_learning import vgg_weights  # noqa: E402
 from kit import ROOT  # noqa: E402
 

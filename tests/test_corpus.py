@@ -14,7 +14,8 @@ import pytest
 import yaml
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader import corpus, engine, rubric
+from grader.verbs import corpus
+from grader import engine, rubric
 from grader.exercises.transfer_learning import vgg_weights
 from kit import DEFAULT_RUBRIC
 from grader.submission import prepare

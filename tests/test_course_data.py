@@ -18,7 +18,8 @@ import pytest
 import yaml
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader import batch, calibrate, engine, gradescope, rubric
+from grader.verbs import batch, calibrate, gradescope
+from grader import engine, rubric
 from grader.exercises.transfer_learning import cifar10, data as course_data, synthetic, vgg_weights
 from grader.errors import DataError, KitError, RubricError, WeightsError
 from conftest import cifar_batch_pickle, write_cifar_archive

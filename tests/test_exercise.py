@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader import exercise as exercise_mod, gradescope, rubric as rubric_mod, wheel
+from grader import exercise as exercise_mod, rubric as rubric_mod, wheel
+from grader.verbs import gradescope
 from grader.errors import RubricError
 
 HERE = Path(__file__).resolve().parent

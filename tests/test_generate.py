@@ -7,7 +7,7 @@ import zipfile
 import nbformat
 import pytest
 
-from grader import generate
+from grader.verbs import generate
 from grader.errors import MarkerError
 from grader.modules import load_module
 from kit import ROOT, SOLUTION

@@ -7,7 +7,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader import corpus, notebook, rubric as rubric_mod
+from grader.verbs import corpus
+from grader import notebook, rubric as rubric_mod
 from grader.errors import KitError
 from grader.submission import TAG_CHECK, TAG_EXPERIMENT, notebook_to_source
 from kit import DEFAULT_RUBRIC, ROOT

@@ -12,9 +12,9 @@ import nbformat
 import pytest
 import yaml
 
-from grader import similarity
+from grader.verbs import similarity
 from grader.engine import ItemResult, Report
-from grader.gradebook import Gradebook
+from grader.records.gradebook import Gradebook
 from kit import ROOT
 
 CORPUS = ROOT / "tests" / "corpus"

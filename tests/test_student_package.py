@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from grader import generate, wheel
+from grader.verbs import generate
+from grader import wheel
 from kit import ROOT
 from test_generate import solution_lines
 
@@ -27,9 +28,9 @@ def test_solution_lines_are_what_the_skeleton_lacks():
 
 def test_student_modules_leave_out_instructor_verbs():
     modules = set(wheel.student_modules())
-    assert {"cli", "check", "notebook", "worker", "engine", "exercise", "sandbox"} <= modules
-    assert not modules & {"generate", "calibrate", "corpus", "batch", "cluster", "gradebook",
-                          "gradescope"}
+    assert {"cli", "verbs.check", "notebook", "worker", "engine", "exercise", "sandbox"} <= modules
+    assert not modules & {"verbs.generate", "verbs.calibrate", "verbs.corpus", "verbs.batch",
+                          "verbs.cluster", "records.gradebook", "verbs.gradescope"}
     from grader.exercise import load
 
     carried = set(wheel.exercise_files(load()))

@@ -56,9 +56,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import KitError, SubmissionError
-from .fsutil import atomic_path
-from .paths import MODULE_NAME
+from ..errors import KitError, SubmissionError
+from ..fsutil import atomic_path
+from ..paths import MODULE_NAME
 
 K = 12
 """shared runs shorter than this many tokens never count (copydetect's noise threshold)"""
@@ -428,7 +428,7 @@ def _raw_text(path: Path) -> tuple[str, str]:
 def read_code(student: str, path: Path) -> Code:
     """The code to compare for one submission, never skipped: what the grader keeps, else
     what can be recovered as text (and a note saying so). At most MAX_TEXT of it."""
-    from .submission import graded_code
+    from ..submission import graded_code
 
     path = Path(path)
     try:
@@ -457,7 +457,7 @@ def given_code(paths: list[Path] | None = None) -> list[str]:
     """The code every student is given: the skeleton module, the skeleton notebook's code
     cells, and the code blocks of its text (the handout). Default: the course's skeletons."""
     if paths is None:
-        from .paths import course_root
+        from ..paths import course_root
 
         folder = course_root() / "skeletons"
         paths = sorted(p for p in folder.glob("*") if p.suffix in (".py", ".ipynb"))
@@ -663,7 +663,7 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
         submissions: str | None = None, common: int = COMMON) -> Result:
     """Compare a batch's submissions, record the advisory entries in its gradebook and
     write `similarity.html` beside it."""
-    from .gradebook import Gradebook
+    from ..records.gradebook import Gradebook
 
     out = Path(out)
     if not (out / "gradebook.sqlite").is_file():

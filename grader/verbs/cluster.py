@@ -31,9 +31,9 @@ import time
 import warnings
 from pathlib import Path
 
-from . import engine, sandbox as sandbox_mod
-from .errors import KitError, SubmissionError
-from .submission import pack
+from .. import engine, sandbox as sandbox_mod
+from ..errors import KitError, SubmissionError
+from ..submission import pack
 
 
 def connect(scheduler: str):

@@ -20,10 +20,11 @@ import sys
 import zipfile
 from pathlib import Path
 
-from . import engine, exports, rubric as rubric_mod, wheel
-from .errors import KitError
-from .fsutil import atomic_path
-from .paths import PACKAGE, default_rubric
+from .. import engine, rubric as rubric_mod, wheel
+from ..records import exports
+from ..errors import KitError
+from ..fsutil import atomic_path
+from ..paths import PACKAGE, default_rubric
 
 SETUP_SH = """\
 #!/usr/bin/env bash
@@ -43,7 +44,7 @@ set -uo pipefail
 ROOT="${AUTOGRADER_ROOT:-/autograder}"
 PY="${AUTOGRADER_PYTHON:-$ROOT/venv/bin/python}"
 cd "$ROOT/source/kit"
-PYTHONPATH="$ROOT/source/kit" exec "$PY" -m grader.gradescope --root "$ROOT"
+PYTHONPATH="$ROOT/source/kit" exec "$PY" -m grader.verbs.gradescope --root "$ROOT"
 """
 
 
@@ -114,9 +115,9 @@ def _write_results(path: Path, results: dict) -> None:
 
 def run(root: Path) -> dict:
     """Grade root/submission into root/results/results.json (always written)."""
-    from .submission import discover
+    from ..submission import discover
 
-    kit = Path(__file__).resolve().parent.parent
+    kit = Path(__file__).resolve().parents[2]
     results_file = root / "results" / "results.json"
     try:
         rubric = rubric_mod.load(kit / "rubric.yaml")
@@ -140,7 +141,7 @@ def run(root: Path) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="grader.gradescope")
+    parser = argparse.ArgumentParser(prog="grader.verbs.gradescope")
     parser.add_argument("--root", default="/autograder")
     args = parser.parse_args(argv)
     results = run(Path(args.root))

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .engine import FLAG_KINDS
-from .errors import KitError
-from .gradebook import Gradebook
+from ..engine import FLAG_KINDS
+from ..errors import KitError
+from ..records.gradebook import Gradebook
 from .similarity import shown
 
 KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives (grader similarity); "

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import corpus as corpus_mod, engine, exercise as exercise_mod, rubric as rubric_mod
-from .exercises.transfer_learning import data as course_data, inputs as inputs_mod
-from .errors import KitError
-from .fsutil import atomic_path, write_text_atomic
-from .paths import default_rubric
-from .submission import prepare
+from . import corpus as corpus_mod
+from .. import engine, exercise as exercise_mod, rubric as rubric_mod
+from ..exercises.transfer_learning import data as course_data, inputs as inputs_mod
+from ..errors import KitError
+from ..fsutil import atomic_path, write_text_atomic
+from ..paths import default_rubric
+from ..submission import prepare
 
 MARGIN = 0.05
 """upper sits this far below the lowest accuracy of a correct run"""
@@ -269,7 +270,7 @@ def declared_data(found: course_data.Setting, rubric_path: Path) -> dict:
     MD5 (the cached one when no path was given)."""
     if found.kind == "synthetic":
         return {"kind": "synthetic"}
-    from .exercises.transfer_learning import cifar10
+    from ..exercises.transfer_learning import cifar10
 
     declared = {"kind": found.kind}
     archive = Path(found.path) if found.path else cifar10.download_path()
@@ -314,7 +315,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
                        (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "") +
                        ". Fix the check or the solution first.")
     bounds, limits = compute(rubric, runs, margin, time_factor)
-    from .modules import import_tensorflow_quietly
+    from ..modules import import_tensorflow_quietly
 
     import_tensorflow_quietly()
     import keras

@@ -12,10 +12,10 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from . import engine, rubric as rubric_mod
-from .fsutil import write_text_atomic
-from .modules import check_tensorflow
-from .paths import default_rubric
+from .. import engine, rubric as rubric_mod
+from ..fsutil import write_text_atomic
+from ..modules import check_tensorflow
+from ..paths import default_rubric
 
 STATUS_MARK = {"passed": "ok", "partial": "part", "failed": "FAIL", "error": "ERROR",
                "timeout": "TIMEOUT", "crashed": "CRASH", "integrity": "INTEGRITY",

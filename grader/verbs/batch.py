@@ -18,12 +18,13 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from . import __version__, engine, exports, rubric as rubric_mod, sandbox as sandbox_mod
-from .errors import KitError
-from .fsutil import atomic_path
-from .gradebook import Gradebook
-from .paths import default_rubric
-from .submission import content_hash, discover
+from .. import __version__, engine, rubric as rubric_mod, sandbox as sandbox_mod
+from ..records import exports
+from ..errors import KitError
+from ..fsutil import atomic_path
+from ..records.gradebook import Gradebook
+from ..paths import default_rubric
+from ..submission import content_hash, discover
 
 
 def status_of(report: engine.Report) -> tuple[str, str]:

@@ -9,7 +9,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from .engine import Report
+from ..engine import Report
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -1,0 +1,1 @@
+"""What grading leaves for people: the gradebook and its exports."""

@@ -1,0 +1,1 @@
+"""The verbs: one module per `grader` command (see grader/cli.py)."""
