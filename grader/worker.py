@@ -27,6 +27,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 from .exercise import PUBLIC_KIT
+from .job import Job
 from .submission import SKIPPED
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
@@ -112,7 +113,7 @@ def _read_bootstrap():
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     os.close(null)
-    return mac, int(boot["fd"]), boot["job"], inputs, asked
+    return mac, int(boot["fd"]), Job.from_dict(boot["job"]), inputs, asked
 
 
 _WRAPPERS = (os.sep + "ctypes" + os.sep, os.sep + "inspect.py", os.sep + "subprocess.py",
@@ -289,11 +290,11 @@ def main() -> None:
     from .exercise import load
     from .modules import load_module
 
-    exercise = load(job["exercise"]["name"], job["exercise"]["search_path"])
+    exercise = load(job.exercise, job.search_path)
     # Each item's own questions come when it starts (context.given).
-    ctx = exercise.worker_context(_arrays(blob), Path(job["scratch"]), Path(job["submission_dir"]))
+    scratch = Path(job.scratch)
+    ctx = exercise.worker_context(_arrays(blob), scratch, Path(job.submission_dir))
     del blob
-    scratch = Path(job["scratch"])
 
     # Keep our own references before the submission runs, in read-only mappings: patching
     # the grader's module attributes afterwards changes nothing here, and a changed
@@ -301,7 +302,7 @@ def main() -> None:
     collectors = MappingProxyType(exercise.checks.collectors())
     code_objects = MappingProxyType({name: fn.__code__ for name, fn in collectors.items()})
     set_seed = keras.utils.set_random_seed
-    module_file = job["module"]
+    module_file = job.module
     sys.addaudithook(Watch(send, module_file, scratch, exercise.public_names()))
     _hide_internals()
     try:
@@ -310,25 +311,25 @@ def main() -> None:
         send({"type": "import_error", "message": describe(exc, module_file)})
         return
     send({"type": "ready", "notes": skipped_notes(module)})
-    for item in job["items"]:
-        collect = collectors[item["check"]]
-        send({"type": "start", "item": item["id"]})
+    for item in job.items:
+        collect = collectors[item.check]
+        send({"type": "start", "item": item.id})
         ctx.given(_arrays(read_sized(asked)))
         if any(fn.__code__ is not code_objects[name] for name, fn in collectors.items()):
-            send({"type": "error", "item": item["id"], "tampered": True,
+            send({"type": "error", "item": item.id, "tampered": True,
                   "message": "the submission modified the grader's code; nothing is graded"})
             continue
         # Every random choice (initialisers, shuffling) repeats on a second grading.
-        set_seed(int(item.get("seed", 0)))
+        set_seed(item.seed)
         start = time.perf_counter()
         try:
-            observation = collect(module, ctx, item["params"])
+            observation = collect(module, ctx, item.params)
         except BaseException as exc:
-            send({"type": "error", "item": item["id"], "message": describe(exc, module_file),
+            send({"type": "error", "item": item.id, "message": describe(exc, module_file),
                   "not_implemented": isinstance(exc, NotImplementedError),
                   "seconds": time.perf_counter() - start})
             continue
-        send({"type": "result", "item": item["id"], "observation": observation,
+        send({"type": "result", "item": item.id, "observation": observation,
               "seconds": time.perf_counter() - start})
     send({"type": "done"})
 

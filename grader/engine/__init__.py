@@ -40,6 +40,7 @@ from typing import Callable
 from .. import channel, events, sandbox as sandbox_mod
 from ..errors import SubmissionError
 from ..exercise import SECOND_PART, Exercise, GradingInputs, WorkerInputs
+from ..job import Job, JobItem
 from ..rubric import Item, Rubric
 from .seeds import DEFAULT_HELDOUT_SEED, grading_seed, item_seed, private_seed
 from .process import _Worker, _prepare_work_dir, _readable, worker_env
@@ -118,11 +119,9 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
     def run(job_items: list[Item], outcomes: dict, until: float, worker=None, notes=None,
             on_start=None) -> Stop:
         nonlocal tail
-        job = {"module": str(module_file), "submission_dir": str(submission_dir),
-               "scratch": str(scratch),
-               "exercise": {"name": exercise.name, "search_path": list(exercise.search_path)},
-               "items": [{"id": i.id, "check": i.check, "params": i.params,
-                          "seed": item_seeds[i.id]} for i in job_items]}
+        job = Job(str(module_file), str(submission_dir), str(scratch), exercise.name,
+                  exercise.search_path,
+                  tuple(JobItem(i.id, i.check, i.params, item_seeds[i.id]) for i in job_items))
         worker = worker or _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
         worker.send_job(job, blob)
         stop = _run_worker(worker, job_items, outcomes, flags, startup_limit, until, inputs.asked,

@@ -53,12 +53,12 @@ class _Worker:
         self._output = threading.Thread(target=self._drain_output, daemon=True)
         self._output.start()
 
-    def send_job(self, job: dict, inputs: bytes) -> None:
+    def send_job(self, job, inputs: bytes) -> None:
         """The key, the channel's descriptor number, the job and the inputs, on stdin: no
         file of the job is in the worker's view. Each item's own inputs follow when it
         starts (`send_item`). A thread writes, in order: the worker reads only once
         TensorFlow is imported, and a submission playing the worker may never read."""
-        self._stdin.put(channel.bootstrap(self._key, self._chan_fd, job, inputs))
+        self._stdin.put(channel.bootstrap(self._key, self._chan_fd, job.to_dict(), inputs))
         del self._key
         threading.Thread(target=self._write_stdin, daemon=True).start()
 
