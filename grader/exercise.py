@@ -86,6 +86,9 @@ class Check:
     WorkerInputs.asked decides what that means)"""
     calibration: Calibration | None = None
     """how `grader calibrate` sets its bounds (None: it has none)"""
+    time_limit: float | None = None
+    """seconds an item of this check may take when the item sets none (None: the rubric's
+    time_limit)"""
     describe: Any = None
     """describe(params) -> what the item measures, for the handout's table (None: its title)"""
 
@@ -192,10 +195,10 @@ class Exercise:
     public_sections: Callable[[dict], None] | None = None
     """public_sections(data): removes in place what students' copy of a rubric must not
     hold of these sections (the instructor's paths)"""
-    shipped: Callable[..., dict] | None = None
-    """shipped(rubric, data, weights, no_verify) -> {name in the package: file}, and
-    rewrites nothing: the files a Gradescope package carries for grading, with the rubric
-    sections pointing at them (see grader/gradescope.py)"""
+    shipped: Callable[..., tuple] | None = None
+    """shipped(rubric, data, weights, no_verify) -> ({name in the package: bytes or a
+    file}, {rubric section: value}): the files a Gradescope package carries for grading
+    and the rubric sections that point at them (see grader/verbs/gradescope.py)"""
     public_modules: tuple[str, ...] = ()
     """modules of its package a student's own code may import, unflagged (data loaders for
     the handout's experiments); they must import nothing else of the kit but errors and

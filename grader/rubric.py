@@ -144,7 +144,8 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         if visibility not in VISIBILITIES:
             raise RubricError(f"{source}: {where}: 'visibility' must be one of "
                               f"{', '.join(VISIBILITIES)}, found {visibility!r}.")
-        limit = float(raw.get("time_limit", default_limit))
+        check = exercise.checks[raw["check"]]
+        limit = float(raw.get("time_limit", check.time_limit or default_limit))
         if limit <= 0:
             raise RubricError(f"{source}: {where}: 'time_limit' must be positive, found {limit}.")
         params = _params(exercise.checks[raw["check"]], raw.get("params") or {}, where, source)

@@ -40,6 +40,8 @@ def test_the_rubric_finds_the_exercise_and_validates_against_its_checks(tmp_path
     assert loaded.exercise.name == "logreg" and loaded.title == "Softmax regression in NumPy"
     assert set(loaded.exercise.checks) == {"interface", "standardize", "proba", "accuracy"}
     assert loaded.exercise.search_path == (str(HERE / "exercises"),)
+    # a check's own time default, under the item's and over the rubric's
+    assert [i.time_limit for i in loaded.items] == [60, 60, 60, 30]
     data = yaml.safe_load(RUBRIC.read_text())
     bad = tmp_path / "bad.yaml"
     cases = {

@@ -150,5 +150,5 @@ REGISTRY = Registry([
            "lower": ((int, float), 0.4, "accuracy at or below which the item scores 0"),
            "upper": ((int, float), 0.85, "accuracy from which it scores full points")},
           rules(at_least_one("steps"), positive("lr"), _bounds), task="fit",
-          uses=("fit",), heldout=True),
+          uses=("fit",), heldout=True, time_limit=30),
 ])
