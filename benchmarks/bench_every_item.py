@@ -49,7 +49,7 @@ CHECKPOINT_STEPS = ROUND_TRIP_STEPS + STRAIGHT_STEPS + (STRAIGHT_STEPS - ROUND_T
 
 
 def images_needed(item: rubric_mod.Item, items: list[rubric_mod.Item]) -> int:
-    """Images the item pushes through the frozen network (collect_* in grader/checks.py);
+    """Images the item pushes through the frozen network (collect_* in grader/exercises/transfer_learning/checks.py);
     an item that observes another's run (Check.shares) needs none of its own."""
     p = item.params
     if SHARES.get(item.check) in {i.check for i in items}:

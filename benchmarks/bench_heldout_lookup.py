@@ -1,7 +1,7 @@
 """How much of CIFAR-10's held-out labels a lookup in the public test set still recovers.
 
 The accuracy items grade on test images drawn with the private seed and disguised
-(grader/cifar10.py, `heldout_split`). This measures three lookups a submission carrying
+(grader/exercises/transfer_learning/cifar10.py, `heldout_split`). This measures three lookups a submission carrying
 the public test set could try, as the share of held-out images whose label it gets right:
 exact bytes, the nearest public image in raw pixels, and the nearest over the public
 images and their mirrors, each shifted by up to the disguise's shift.

@@ -86,7 +86,8 @@ def _convert_weights(args):
 
 
 def _data_options(p: argparse.ArgumentParser) -> None:
-    """--data, --no-verify and --weights: the course's data setting (grader/course_data.py)."""
+    """--data, --no-verify and --weights: overrides of what the rubric's exercise grades on
+    (for the kit's own, grader/exercises/transfer_learning/data.py)."""
     p.add_argument("--data", nargs="+", metavar="KIND [PATH]",
                    help="'synthetic' or 'cifar10 [PATH]' (archive or extracted folder; the cache, "
                         "downloaded once, when PATH is left out); default: the rubric's data")

@@ -57,7 +57,8 @@ class Check:
     name: str
     collect: Any
     """collect(module, context, params) -> observation: runs in the worker, beside the
-    submission; returns raw answers only"""
+    submission; returns raw answers only. A plain function (the worker notices a changed
+    __code__)"""
     judge: Any
     """judge(observation, judge context, params) -> (fraction, message): runs in the
     grading process and decides"""
@@ -150,7 +151,8 @@ class WorkerInputs(Protocol):
         """An uncompressed npz the worker reads after its job (`Exercise.worker_context`)."""
 
     def asked(self, item) -> bytes:
-        """An uncompressed npz the worker is given when `item` starts (`context.given`)."""
+        """An uncompressed npz the worker is given when `item` starts (`context.given`); a
+        check's second part is asked as its item with the check's name + SECOND_PART."""
 
 
 class GradingInputs(Protocol):
@@ -220,9 +222,12 @@ class Exercise:
         """The kit's modules a submission may import unflagged: the package, its errors and
         fsutil, and the exercise's public modules (also as `grader.NAME`, the spelling
         `from grader import synthetic` gives, see grader/__init__.py)."""
+        from . import _EARLIER
+
         return PUBLIC_KIT | {self.package, f"{__package__}.exercises"} | {
-            name for module in self.public_modules
-            for name in (f"{self.package}.{module}", f"{__package__}.{module}")}
+            f"{self.package}.{module}" for module in self.public_modules} | {
+            f"{__package__}.{module}" for module in self.public_modules
+            if _EARLIER.get(module) == f"exercises.{self.name}.{module}"}
 
 
 def _extend(search_path) -> None:

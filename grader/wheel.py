@@ -135,7 +135,7 @@ def exercise_files(exercise) -> dict[str, bytes]:
     for folder in exercise.search_path:
         if (Path(folder) / exercise.name / "__init__.py").is_file():
             own = Path(folder) / exercise.name
-    entry = ("__init__", "definition", *exercise.student_modules)
+    entry = ("__init__", "definition", *exercise.public_modules, *exercise.student_modules)
     names = [n for n in student_modules(own, entry) if module_file(n, own).is_relative_to(own)]
     return {f"grader/exercises/{exercise.name}/{module_file(n, own).relative_to(own).as_posix()}":
             module_file(n, own).read_bytes() for n in names}

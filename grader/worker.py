@@ -305,6 +305,10 @@ def main() -> None:
     module_file = job.module
     sys.addaudithook(Watch(send, module_file, scratch, exercise.public_names()))
     _hide_internals()
+    if job.search_path:  # the submission's own copy of grader.exercises finds the exercise too
+        import importlib
+
+        importlib.import_module("grader.exercises").__path__.extend(job.search_path)
     try:
         module = load_module(module_file, "submission")
     except BaseException as exc:  # SystemExit and KeyboardInterrupt at import included

@@ -168,7 +168,7 @@ for obj in gc.get_objects():
         loc["send"] = obj.send
     elif kind == "WorkerContext":
         loc["ctx"] = obj
-    elif isinstance(obj, dict) and {"items", "scratch", "module"} <= set(obj):
+    elif kind == "Job" and hasattr(obj, "items"):
         loc["job"] = obj
     elif isinstance(obj, dict) and callable(obj.get("features")) and callable(obj.get("interface")):
         loc["collectors"] = obj

@@ -21,7 +21,7 @@ import yaml
 distributed = pytest.importorskip("distributed")
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader.verbs import batch
+from grader.verbs import batch, cluster as cluster_mod
 from grader import engine, rubric
 from grader.records import gradebook  # noqa: E402
 from grader.exercises.transfer_learning import vgg_weights  # noqa: E402
@@ -218,6 +218,8 @@ def test_no_task_carries_the_held_out_labels(graded):
     def walk(value):
         if isinstance(value, tl_inputs.GradingInputs):
             raise AssertionError("GradingInputs (with labels) sent to the cluster")
+        if isinstance(value, cluster_mod.Shipped):  # the inputs travel pickled inside it
+            walk(value.open())
         if isinstance(value, np.ndarray):
             assert not (value.shape == labels.shape and np.array_equal(value, labels))
         elif isinstance(value, tl_inputs.WorkerInputs):

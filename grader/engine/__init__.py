@@ -2,7 +2,7 @@
 entry point all take (`grade_submission`).
 
 The submission runs in a sandboxed worker process (worker.py, sandbox.py) that only
-collects observations; this process judges them (checks.py). The worker talks over an
+collects observations; this process judges them (the exercise's checks). The worker talks over an
 authenticated channel (channel.py) and must follow the protocol
 
     ready, then for each item in order: start, result or error; then done
@@ -90,8 +90,10 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
     item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
     _readable(module_file.parent)
     env = worker_env(scratch, threads)
-    # an exercise kept outside the kit is imported by the worker from where it is
-    read_only = [module_file.parent, submission_dir, *map(Path, exercise.search_path)]
+    # an exercise kept outside the kit is imported by the worker from where it is: its
+    # package alone is shown, not the folder around it (solutions, submissions)
+    read_only = [module_file.parent, submission_dir,
+                 *[Path(p) / exercise.name for p in exercise.search_path]]
     # The first worker imports TensorFlow while the inputs are made and written; so does
     # the one that will run the second parts, while the first one works.
     # What all of this submission's workers may send together (restarts included).

@@ -12,6 +12,7 @@ gradebook and a summary is printed.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import socket
 import sys
@@ -105,6 +106,9 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
     try:
         if book.get_meta("heldout_seed") is None:
             book.set_meta("heldout_seed", str(rubric.heldout_seed))
+        # what `grader similarity` reads the submissions as
+        book.set_meta("exercise", json.dumps({"name": rubric.exercise.name,
+                                              "search_path": list(rubric.exercise.search_path)}))
         # the weights and data are part of what a grade was given under: changing either regrades
         rubric_hash = hashlib.sha256(rubric_file.read_bytes() + inputs.fingerprint().encode()
                                      ).hexdigest()[:16]

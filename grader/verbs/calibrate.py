@@ -288,6 +288,10 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         log=print) -> tuple[dict[str, Bounds], dict[str, float], list[Run]]:
     rubric_path = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_path)
+    if rubric.exercise.name != exercise_mod.DEFAULT:
+        raise KitError(f"{rubric_path}: grader calibrate measures the kit's own exercise "
+                       f"({exercise_mod.DEFAULT}) on its corpus, found a rubric for "
+                       f"{rubric.exercise.name}; set that rubric's bounds by hand.")
     corpus = Path(corpus or corpus_mod.default_corpus())
     found = course_data.setting(rubric, data, weights, no_verify)
     conv_weights, weights_source = course_data.load_weights(found)

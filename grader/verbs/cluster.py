@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import pickle
 import socket
 import sys
 import tempfile
@@ -73,8 +74,20 @@ def _sandbox(memory_mb: int, network: bool, user: str, scratch_mb: int) -> sandb
     return sandbox
 
 
-def collect_remote(name: str, payload: bytes, items, inputs: engine.WorkerInputs,
-                   exercise: engine.Exercise, item_seeds: dict, *, student: str, memory_mb: int, network: bool, user: str,
+class Shipped:
+    """The worker inputs on their way to a Dask machine. They are instances of the
+    exercise's own classes, which a machine can unpickle only once the exercise is loaded
+    (an exercise outside the kit extends grader.exercises' search path): the exercise
+    travels first, by name, and the inputs as bytes unpickled after it."""
+
+    def __init__(self, exercise: engine.Exercise, inputs: engine.WorkerInputs):
+        self.exercise, self.blob = exercise, pickle.dumps(inputs)
+
+    def open(self) -> engine.WorkerInputs:
+        return pickle.loads(self.blob)
+
+
+def collect_remote(name: str, payload: bytes, items, shipped: Shipped, item_seeds: dict, *, student: str, memory_mb: int, network: bool, user: str,
                    scratch_mb: int, startup_limit: float, threads: int | None) -> dict:
     """The Dask task: collect one submission on this worker's machine, sandboxed."""
     from distributed import get_worker
@@ -86,7 +99,7 @@ def collect_remote(name: str, payload: bytes, items, inputs: engine.WorkerInputs
         path = Path(tmp) / name
         path.write_bytes(payload)
         found = engine.collect_submission(
-            path, items, inputs, exercise, item_seeds=item_seeds,
+            path, items, shipped.open(), shipped.exercise, item_seeds=item_seeds,
             sandbox=_sandbox(memory_mb, network, user, scratch_mb),
             threads=threads, startup_limit=startup_limit, label=student)
     return {"collection": found, "host": socket.gethostname(), "worker": worker.address,
@@ -114,7 +127,7 @@ def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: in
     # it dies, the scheduler computes it again instead of cancelling the submissions.
     with warnings.catch_warnings():  # the inputs (about 16 MB) are meant to go in this once
         warnings.filterwarnings("ignore", message="Sending large graph")
-        shared = client.submit(_hold, inputs.for_worker(), pure=False,
+        shared = client.submit(_hold, Shipped(rubric.exercise, inputs.for_worker()), pure=False,
                                key=f"grading-inputs-{os.urandom(8).hex()}")
     # All submissions go to the scheduler at once, as one task group ("grade-..." keys) of
     # independent tasks: Dask queues such a group on the scheduler and hands a worker a
@@ -126,7 +139,7 @@ def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: in
     submitted: dict = {}  # future key -> (student, path, payload name and bytes, attempt)
 
     def submit(student, path, name, payload, attempt) -> None:
-        future = client.submit(collect_remote, name, payload, items, shared, rubric.exercise, seeds,
+        future = client.submit(collect_remote, name, payload, items, shared, seeds,
                                student=student, memory_mb=memory_mb, network=network, user=user,
                                scratch_mb=scratch_mb, startup_limit=startup_limit, threads=threads,
                                pure=False,

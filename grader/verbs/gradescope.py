@@ -56,6 +56,8 @@ def build_package(out: str | os.PathLike, rubric_path: str | None = None,
     rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)  # never ship an invalid rubric
     exercise = rubric.exercise
+    if exercise.check_options:
+        exercise.check_options(data, weights)
     # What the exercise grades with (its data, its weights), with the rubric's sections
     # pointing at the copies in the package.
     shipped, sections = exercise.shipped(rubric, data, weights, no_verify) if exercise.shipped \

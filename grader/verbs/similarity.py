@@ -401,7 +401,7 @@ MAX_TEXT = 1 << 20
 10 kB; reading costs about 3 s a MB)"""
 
 
-def _raw_text(path: Path) -> tuple[str, str]:
+def _raw_text(path: Path, module_name: str = MODULE_NAME) -> tuple[str, str]:
     """(text, name) of what a submission that could not be read holds: the file itself,
     or in a zip its module (read from the archive, nothing extracted)."""
     if path.suffix == ".zip":
@@ -411,8 +411,8 @@ def _raw_text(path: Path) -> tuple[str, str]:
             with zipfile.ZipFile(path) as archive:
                 names = [n for n in archive.namelist() if n.endswith((".py", ".ipynb"))
                          and "__MACOSX" not in n]
-                named = [n for n in names if Path(n).name in (f"{MODULE_NAME}.py",
-                                                              f"{MODULE_NAME}.ipynb")]
+                named = [n for n in names if Path(n).name in (f"{module_name}.py",
+                                                              f"{module_name}.ipynb")]
                 if not (named or len(names) == 1):
                     return "", ""
                 with archive.open((named or names)[0]) as member:
@@ -425,20 +425,21 @@ def _raw_text(path: Path) -> tuple[str, str]:
     return "", ""
 
 
-def read_code(student: str, path: Path) -> Code:
+def read_code(student: str, path: Path, exercise=None) -> Code:
     """The code to compare for one submission, never skipped: what the grader keeps, else
-    what can be recovered as text (and a note saying so). At most MAX_TEXT of it."""
+    what can be recovered as text (and a note saying so). At most MAX_TEXT of it.
+    `exercise`: the one the batch graded (default: the course folder's)."""
     from ..submission import graded_code
 
     path = Path(path)
     try:
         if path.is_file() and path.suffix == ".py" and path.stat().st_size > MAX_TEXT:
             raise SubmissionError(f"{path.name}: longer than {MAX_TEXT >> 20} MB.")
-        text, note = graded_code(path), ""
+        text, note = graded_code(path, exercise), ""
     except Exception as exc:  # noqa: BLE001 - a submission's file: any failure is its own
         why = str(exc) if isinstance(exc, SubmissionError) else \
             f"{path.name}: could not be read as a submission ({type(exc).__name__})."
-        raw, name = _raw_text(path)
+        raw, name = _raw_text(path, exercise.module_name if exercise else MODULE_NAME)
         if not raw:
             return Code(student, "", f"{why} Nothing in it could be read as code.")
         if name.endswith(".ipynb"):
@@ -673,10 +674,24 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
         raise KitError(f"--threshold: expected a share between 0 and 1, found {threshold}.")
     if common < 2:
         raise KitError(f"--common: expected at least 2 (a pair must count), found {common}.")
-    pieces = given_code([Path(p) for p in given] if given else None)
-    notices = []
+    from ..exercise import load
+
+    book = Gradebook(out / "gradebook.sqlite")
     try:
-        background = background_code()
+        graded = json.loads(book.get_meta("exercise") or "null")
+    finally:
+        book.close()
+    exercise = load(graded["name"], graded["search_path"]) if graded else load()
+    notices = []
+    if exercise.name == MODULE_NAME or given:
+        pieces = given_code([Path(p) for p in given] if given else None)
+    else:  # the course folder's skeletons are another exercise's
+        pieces = []
+        notices.append(f"the batch graded {exercise.name}, not the course folder's exercise: "
+                       "pass its skeletons with --given, or code every student was given counts "
+                       "as their own")
+    try:
+        background = background_code() if exercise.name == MODULE_NAME else []
     except KitError:
         background = []
     if len(background) < MIN_BACKGROUND:
@@ -693,7 +708,7 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
             if not path.exists():
                 raise KitError(f"{path}: the submission {row['student']!r} was graded from there "
                                "and is gone; pass --submissions FOLDER with the graded folder.")
-            codes.append(read_code(row["student"], path))
+            codes.append(read_code(row["student"], path, exercise))
         result = compare(codes, pieces, threshold, common_above=common, background=background)
         result.notices = notices
         book.set_similar([(p.a, p.b, p.score) for p in result.pairs])

@@ -46,8 +46,8 @@ Score (cd /tmp/attackwork && grader check /work/main/tests/attacks/protocol_forg
     accuracy 10/10 -> 110/110, no flags (measured 2026-12-01)
 Genuinely implemented: nothing (0 points).
 Let through by: grader/worker.py:main (key/signer, job and ctx reachable from the
-submission's frames) + grader/checks.py:explain_logits/_apply_head (bias-inflated
-tolerance) + grader/checks.py:judge_features (the grader's own numpy VGG is in the
+submission's frames) + grader/exercises/transfer_learning/checks.py:explain_logits/_apply_head (bias-inflated
+tolerance) + grader/exercises/transfer_learning/checks.py:judge_features (the grader's own numpy VGG is in the
 worker) + judge_pipeline/judge_frozen/judge_weights/judge_layer_shapes/judge_interface
 (public answers).
 """
@@ -237,7 +237,8 @@ def _play():
     asked = _asked_fd(loc)
     send({"type": "ready", "notes": []})
     pad = np.zeros(PAD_MB << 20, np.uint8) if PAD_MB else None
-    for item in job["items"]:
+    # the worker's job (grader/job.py), its items as plain dicts
+    for item in [dict(vars(i)) for i in job.items]:
         send({"type": "start", "item": item["id"]})
         given = _read_asked(asked)  # the item's own probe (and held-out) images
         ctx.probe = given["probe"]

@@ -106,7 +106,7 @@ class Setting:
 
     def describe_data(self) -> str:
         if self.kind == "synthetic":
-            return "synthetic (grader/synthetic.py)"
+            return "synthetic (grader/exercises/transfer_learning/synthetic.py)"
         return f"CIFAR-10 ({self.path or 'the cache'})"
 
 
