@@ -22,6 +22,7 @@ HERE = Path(__file__).resolve().parent
 COURSE = HERE / "exercises" / "logreg_course"
 RUBRIC = COURSE / "rubrics" / "logreg.yaml"
 KIT = HERE.parent / "grader"
+TOTALS = {"ada": 10, "bo": 1, "cy": 4, "dee": 10, "eve": 10}
 
 
 def _grader(*args, cwd=None, env=None) -> subprocess.CompletedProcess:
@@ -81,9 +82,40 @@ def test_grader_batch_grades_the_second_exercise(tmp_path):
                      "--no-progress")
     assert result.returncode == 0, result.stderr
     rows = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}
-    assert {s: float(r["total"]) for s, r in rows.items()} == {"ada": 10, "bo": 1, "cy": 4}
+    # dee imports the exercise's public data module; eve is a notebook whose demo cell
+    # calls the exercise's own functions (its contract decides what is kept)
+    assert {s: float(r["total"]) for s, r in rows.items()} == TOTALS
+    assert not any(r["flags"] for r in rows.values()), rows
     feedback = (out / "feedback" / "cy.md").read_text()
     assert "subtracts the mean but does not divide by std" in feedback
+    # the comparison reads the submissions as this exercise's, and says what it lacks
+    said = result.stdout + result.stderr
+    assert "ada and eve: 1.00" in said and "group: ada, dee, eve" in said
+    assert "the batch graded logreg, not the course folder's exercise" in said
+
+
+def test_a_batch_on_dask_loads_the_exercise_on_its_machines(tmp_path):
+    pytest.importorskip("distributed")
+    out = tmp_path / "out"
+    result = _grader("batch", str(COURSE / "submissions"), "--out", str(out), "--rubric", str(RUBRIC),
+                     "--no-progress", "--scheduler", "local:1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    assert {s: float(r["total"]) for s, r in rows.items()} == TOTALS
+
+
+def test_the_sandbox_shows_the_exercise_package_not_the_folder_around_it(tmp_path):
+    from grader import sandbox
+
+    if not sandbox.default().confined:
+        pytest.skip("no private filesystem view here (bubblewrap is not available)")
+    solution = COURSE / "solutions" / "logreg.py"
+    peek = tmp_path / "logreg.py"
+    peek.write_text(solution.read_text().replace(
+        "def standardize(x, mean, std):\n",
+        f"def standardize(x, mean, std):\n    assert not __import__('os').path.exists({str(solution)!r})\n"))
+    result = _grader("check", str(peek), "--rubric", str(RUBRIC))
+    assert "total: 7 / 7 points" in result.stdout, result.stdout + result.stderr
 
 
 def test_the_gradescope_package_carries_the_exercise(tmp_path):
@@ -116,7 +148,7 @@ def test_the_student_wheel_carries_the_exercise_and_grades_with_it(tmp_path):
     built = wheel.student_wheel(tmp_path / "dist", yaml.safe_dump(public), loaded.exercise)
     with zipfile.ZipFile(built) as archive:
         names = archive.namelist()
-    assert "grader/exercises/logreg/definition.py" in names
+    assert {"grader/exercises/logreg/definition.py", "grader/exercises/logreg/data.py"} <= set(names)
     assert not [n for n in names if "transfer_learning/" in n]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
