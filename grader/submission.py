@@ -233,7 +233,8 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
     from the others what the graded code needs (see the module's docstring). `plain`:
     the kept statements as written, without what makes them importable (the wrapping
     that skips a failing statement, the record of what was skipped)."""
-    contract, public = set(_the(exercise).contract), _the(exercise).public_names()
+    exercise = _the(exercise)
+    contract, public = set(exercise.contract), exercise.public_names()
     pieces: list[_Piece] = []
     unparsed: list[tuple[str, str]] = []  # (where, why) of untagged cells skipped unread
     future: list[str] = []

@@ -42,6 +42,13 @@ def module_file(module: str, package: Path = PACKAGE) -> Path:
     return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
 
 
+def _on_the_way(candidates: list[list[str]], package: Path = PACKAGE) -> set[str]:
+    """The package modules that imports of these dotted paths (as parts) name, and the
+    __init__ of each subpackage on their way."""
+    return {".".join(parts[:depth]) for parts in candidates for depth in range(1, len(parts) + 1)
+            if module_file(".".join(parts[:depth]), package).is_file()}
+
+
 def _imports_of(module: str, package: Path = PACKAGE) -> set[str]:
     """The package modules `module` imports with relative imports (any level, at any
     depth in the file), and the __init__ of each subpackage on their way."""
@@ -61,11 +68,7 @@ def _imports_of(module: str, package: Path = PACKAGE) -> set[str]:
         stem = base + (node.module.split(".") if node.module else [])
         candidates = [stem] if node.module else []
         candidates += [stem + [alias.name] for alias in node.names if alias.name != "*"]
-        for parts in candidates:
-            for depth in range(1, len(parts) + 1):  # the subpackages on the way
-                name = ".".join(parts[:depth])
-                if name and module_file(name, package).is_file():
-                    found.add(name)
+        found |= _on_the_way(candidates, package)
     return found
 
 
@@ -111,19 +114,18 @@ def kit_imports(files: dict[str, bytes]) -> set[str]:
         depth = len(Path(name).parts) - 2  # folders below grader/
         for node in ast.walk(ast.parse(data)):
             if isinstance(node, ast.Import):  # import grader.x
-                node = ast.ImportFrom(None, [a for a in node.names if a.name.startswith("grader.")], 0)
-                node.names = [ast.alias(a.name.removeprefix("grader.")) for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module \
-                    and node.module.split(".")[0] == "grader":  # from grader.x import y
-                node = ast.ImportFrom(node.module.removeprefix("grader").lstrip(".") or None,
-                                      node.names, depth + 1)
-            if not isinstance(node, ast.ImportFrom) or node.level != depth + 1:
+                found |= _on_the_way([a.name.split(".")[1:] for a in node.names
+                                      if a.name.startswith("grader.")])
+                continue
+            if not isinstance(node, ast.ImportFrom):
                 continue
             stem = node.module.split(".") if node.module else []
-            for parts in [stem] * bool(stem) + [stem + [a.name] for a in node.names if a.name != "*"]:
-                for upto in range(1, len(parts) + 1):
-                    if module_file(".".join(parts[:upto])).is_file():
-                        found.add(".".join(parts[:upto]))
+            if node.level == 0 and stem[:1] == ["grader"]:  # from grader.x import y
+                stem = stem[1:]
+            elif node.level != depth + 1:
+                continue
+            found |= _on_the_way(([stem] if stem else [])
+                                 + [stem + [a.name] for a in node.names if a.name != "*"])
     return found
 
 

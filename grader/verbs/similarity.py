@@ -679,31 +679,27 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
     book = Gradebook(out / "gradebook.sqlite")
     try:
         graded = json.loads(book.get_meta("exercise") or "null")
-    finally:
-        book.close()
-    exercise = load(graded["name"], graded["search_path"]) if graded else load()
-    notices = []
-    if exercise.name == MODULE_NAME or given:
-        pieces = given_code([Path(p) for p in given] if given else None)
-    else:  # the course folder's skeletons are another exercise's
-        pieces = []
-        notices.append(f"the batch graded {exercise.name}, not the course folder's exercise: "
-                       "pass its skeletons with --given, or code every student was given counts "
-                       "as their own")
-    try:
-        background = background_code() if exercise.name == MODULE_NAME else []
-    except KitError:
-        background = []
-    if len(background) < MIN_BACKGROUND:
-        notices.append(f"{len(background)} of the kit's own correct solutions were found here "
-                       f"(tests/corpus; measured with {MIN_BACKGROUND} or more), so the lines honest "
-                       "solutions share are recognised mostly within this class: honest pairs "
-                       "can score higher than the README's measurements")
-    book = Gradebook(out / "gradebook.sqlite")
-    try:
-        rows = book.submissions()
+        exercise = load(graded["name"], graded["search_path"]) if graded else load()
+        own = exercise.name == MODULE_NAME  # the course folder's skeletons and solutions are its
+        notices = []
+        if own or given:
+            pieces = given_code([Path(p) for p in given] if given else None)
+        else:
+            pieces = []
+            notices.append(f"the batch graded {exercise.name}, not the course folder's exercise: "
+                           "pass its skeletons with --given, or code every student was given "
+                           "counts as their own")
+        try:
+            background = background_code() if own else []
+        except KitError:
+            background = []
+        if len(background) < MIN_BACKGROUND:
+            notices.append(f"{len(background)} of the kit's own correct solutions were found here "
+                           f"(tests/corpus; measured with {MIN_BACKGROUND} or more), so the lines "
+                           "honest solutions share are recognised mostly within this class: honest "
+                           "pairs can score higher than the README's measurements")
         codes = []
-        for row in rows:
+        for row in book.submissions():
             path = Path(submissions) / Path(row["source"]).name if submissions else Path(row["source"])
             if not path.exists():
                 raise KitError(f"{path}: the submission {row['student']!r} was graded from there "
