@@ -74,6 +74,19 @@ def _flags(args):
     flags.main(args.out, args.student)
 
 
+def _review(args):
+    _verb("verbs.review").main(args.out, host=args.host, port=args.port, grader=args.grader,
+                               open_browser=not args.no_browser)
+
+
+def _report(args):
+    _verb("verbs.report").main(args.out, dest=args.to)
+
+
+def _export(args):
+    _verb("verbs.export").main(args.out, released=args.released)
+
+
 def _gradescope(args):
     gradescope = _verb("verbs.gradescope")
     gradescope.build_package(args.out, rubric_path=args.rubric, weights=args.weights,
@@ -191,6 +204,33 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("out", help="the --out folder of `grader batch`")
         p.add_argument("--student", help="only this student's flags")
         p.set_defaults(run=_flags)
+
+    if _available("verbs.review"):
+        p = verbs.add_parser("review", help="TAs: a local web page to go through a batch and "
+                             "grade the manual items")
+        p.add_argument("out", help="the --out folder of `grader batch`")
+        p.add_argument("--host", default="127.0.0.1",
+                       help="address to listen on (default: %(default)s, this machine only)")
+        p.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+        p.add_argument("--grader", default=os.environ.get("USER", ""),
+                       help="your name, saved with each grade (default: $USER)")
+        p.add_argument("--no-browser", action="store_true", help="print the URL, open no browser")
+        p.set_defaults(run=_review)
+
+    if _available("verbs.report"):
+        p = verbs.add_parser("report", help="instructors: a one-file HTML report of a batch, "
+                             "with its figures as PNG files")
+        p.add_argument("out", help="the --out folder of `grader batch`")
+        p.add_argument("--to", help="folder for report.html and the PNGs (default: OUT/report)")
+        p.set_defaults(run=_report)
+
+    if _available("verbs.export"):
+        p = verbs.add_parser("export", help="rebuild a batch's CSV, feedback, Gradescope and "
+                             "Moodle files from its gradebook (manual grades included)")
+        p.add_argument("out", help="the --out folder of `grader batch`")
+        p.add_argument("--released", action="store_true",
+                       help="feedback also shows after_due_date / after_published items")
+        p.set_defaults(run=_export)
 
     if _available("verbs.similarity"):
         p = verbs.add_parser("similarity", help="compare a batch's submissions for copied code, "

@@ -3,7 +3,9 @@
 A rubric file has `schema_version`, the exercise it grades (`exercise`, and for one kept
 outside the kit `exercise_path`), optional `time_limit` (default seconds per item) and
 `items`; each item declares its id, title, points, the check it runs with that check's
-parameters, a visibility (Gradescope's names) and optionally its own time limit. Each
+parameters, a visibility (Gradescope's names) and optionally its own time limit. An item
+with `check: manual` is graded by a person instead (grader review): it has a `prompt`
+students answer and optional rubric `lines` a TA ticks, each worth some points. Each
 check declares its parameters, their defaults and what one type cannot say about them
 once, in its exercise's registry (grader.exercise.Check); the rubric validates against
 it. An exercise may declare more top-level sections (Exercise.rubric_sections), which it
@@ -47,6 +49,57 @@ ITEM = {
     "visibility": (str, False, f"one of {', '.join(VISIBILITIES)} (default visible)"),
     "time_limit": ((int, float), False, "seconds this item may take (positive)"),
 }
+
+MANUAL = "manual"
+"""the `check` of an item a person grades"""
+
+MANUAL_ITEM = {
+    "id": ITEM["id"],
+    "title": ITEM["title"],
+    "points": ITEM["points"],
+    "check": (str, True, f"{MANUAL!r}: a person grades it (grader review)"),
+    "prompt": (str, True, "the question students answer, in Markdown"),
+    "lines": (list, False, "rubric lines a TA ticks, each {text, points}; points may be "
+                           "negative (a deduction)"),
+    "visibility": ITEM["visibility"],
+}
+MANUAL_LINE = {
+    "text": (str, True, "what the answer does, as the TA reads it"),
+    "points": ((int, float), True, "points the line adds (negative: takes away)"),
+}
+
+
+@dataclass(frozen=True)
+class Line:
+    text: str
+    points: float
+
+
+@dataclass
+class ManualItem:
+    """An item a person grades: the answer to `prompt`, scored from 0 to `points`."""
+    id: str
+    title: str
+    points: float
+    prompt: str
+    lines: tuple[Line, ...] = ()
+    visibility: str = "visible"
+
+    def score_of(self, ticked: list[int]) -> float:
+        """The score the ticked lines give, kept within 0..points."""
+        total = sum(self.lines[i].points for i in set(ticked) if 0 <= i < len(self.lines))
+        return round(min(max(total, 0.0), self.points), 4)
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "points": self.points, "prompt": self.prompt,
+                "lines": [{"text": l.text, "points": l.points} for l in self.lines],
+                "visibility": self.visibility}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ManualItem":
+        return cls(data["id"], data["title"], float(data["points"]), data["prompt"],
+                   tuple(Line(l["text"], float(l["points"])) for l in data.get("lines", [])),
+                   data.get("visibility", "visible"))
 @dataclass
 class Item:
     id: str
@@ -70,6 +123,8 @@ class Rubric:
     """what it grades (parse fills it in)"""
     sections: dict = field(default_factory=dict)
     """the exercise's own sections (Exercise.rubric_sections), as it parsed them"""
+    manual: list[ManualItem] = field(default_factory=list)
+    """the items a person grades (`check: manual`), in the rubric's order; never run"""
 
     def __post_init__(self):
         if self.exercise is None:
@@ -78,7 +133,13 @@ class Rubric:
 
     @property
     def max_points(self) -> float:
+        """What the autograded items are worth."""
         return sum(item.points for item in self.items)
+
+    @property
+    def total_points(self) -> float:
+        """Autograded and manual items together."""
+        return self.max_points + sum(item.points for item in self.manual)
 
     def select(self, include_hidden: bool) -> list[Item]:
         return [i for i in self.items if include_hidden or i.visibility == "visible"]
@@ -123,12 +184,13 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         raise RubricError(f"{source}: 'time_limit' must be positive, found {default_limit}.")
     if not data["items"]:
         raise RubricError(f"{source}: 'items' is empty; a rubric needs at least one item.")
-    items, seen = [], set()
+    items, manual, seen = [], [], set()
     for index, raw in enumerate(data["items"]):
         where = f"items[{index}]"
         if not isinstance(raw, dict):
             raise RubricError(f"{source}: {where}: expected a mapping, found {raw!r}.")
-        check_keys(raw, ITEM, where, source)
+        is_manual = raw.get("check") == MANUAL
+        check_keys(raw, MANUAL_ITEM if is_manual else ITEM, where, source)
         where = f"item {raw['id']!r}"
         if not raw["id"] or not all(c.isalnum() or c in "_-" for c in raw["id"]):
             raise RubricError(f"{source}: {where}: id may hold only letters, digits, _ and -.")
@@ -137,9 +199,13 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         seen.add(raw["id"])
         if raw["points"] < 0:
             raise RubricError(f"{source}: {where}: 'points' must be >= 0, found {raw['points']}.")
+        if is_manual:
+            manual.append(_manual(raw, where, source))
+            continue
         if raw["check"] not in exercise.checks:
             raise RubricError(f"{source}: {where}: unknown check {raw['check']!r}; expected one "
-                              f"of {', '.join(exercise.checks)} ({exercise.name}'s checks).")
+                              f"of {', '.join(exercise.checks)} ({exercise.name}'s checks) or "
+                              f"{MANUAL!r} (graded by a person).")
         visibility = raw.get("visibility", "visible")
         if visibility not in VISIBILITIES:
             raise RubricError(f"{source}: {where}: 'visibility' must be one of "
@@ -151,10 +217,36 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
         params = _params(exercise.checks[raw["check"]], raw.get("params") or {}, where, source)
         items.append(Item(raw["id"], raw["title"], float(raw["points"]), raw["check"], params,
                           visibility, limit))
+    if not items:
+        raise RubricError(f"{source}: every item is {MANUAL!r}; a rubric needs at least one "
+                          "autograded item.")
     sections = {key: parse_section(data.get(key), folder, source)
                 for key, parse_section in exercise.rubric_sections.items()}
     return Rubric(items, data.get("title", exercise.title), default_limit,
-                  data.get("heldout_seed"), source, exercise, sections)
+                  data.get("heldout_seed"), source, exercise, sections, manual)
+
+
+def _manual(raw: dict, where: str, source: str) -> ManualItem:
+    """A `check: manual` item, validated: a prompt, and lines a TA can tick."""
+    visibility = raw.get("visibility", "visible")
+    if visibility not in VISIBILITIES:
+        raise RubricError(f"{source}: {where}: 'visibility' must be one of "
+                          f"{', '.join(VISIBILITIES)}, found {visibility!r}.")
+    if not raw["prompt"].strip():
+        raise RubricError(f"{source}: {where}: 'prompt' is empty; write the question students answer.")
+    lines = []
+    for index, line in enumerate(raw.get("lines") or []):
+        at = f"{where}: lines[{index}]"
+        if not isinstance(line, dict):
+            raise RubricError(f"{source}: {at}: expected a mapping with text and points, "
+                              f"found {line!r}.")
+        check_keys(line, MANUAL_LINE, at, source)
+        if abs(line["points"]) > raw["points"]:
+            raise RubricError(f"{source}: {at}: 'points' {line['points']:g} is more than the "
+                              f"item's {raw['points']:g}.")
+        lines.append(Line(line["text"], float(line["points"])))
+    return ManualItem(raw["id"], raw["title"], float(raw["points"]), raw["prompt"], tuple(lines),
+                      visibility)
 
 
 def _exercise(data: dict, folder: Path, source: str) -> exercise_mod.Exercise:

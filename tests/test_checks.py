@@ -110,7 +110,7 @@ def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok, monkeyp
     obs = {"before": {"logits": np.zeros((256, 10), np.float32)}, "after": {"logits": learned},
            "log_dir": str(tmp_path)}
     obs = checks.finish_training(obs, tmp_path)  # what the engine does where the worker ran
-    score, message = checks.judge_training(obs, _Ctx(), {"steps": 3, "learned_accuracy": 0.5})
+    score, message, _ = checks.judge_training(obs, _Ctx(), {"steps": 3, "learned_accuracy": 0.5})
     assert (score == 1.0) == ok, message
 
 

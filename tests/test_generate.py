@@ -7,6 +7,7 @@ import zipfile
 import nbformat
 import pytest
 
+from grader import answers, rubric as rubric_mod
 from grader.verbs import generate
 from grader.errors import MarkerError
 from grader.modules import load_module
@@ -105,12 +106,43 @@ def test_solution_notebook_executes_top_to_bottom(generated, tmp_path, monkeypat
     from nbclient import NotebookClient
 
     monkeypatch.setenv("EXERCISE_STEPS", "6")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # inline: the plots are saved with it
     nb = nbformat.read(generated / "solutions" / "transfer_learning.ipynb", as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
     printed = "".join(o.get("text", "") for c in nb.cells for o in c.get("outputs", []))
     assert "restored step: 6" in printed and "test accuracy:" in printed
+    assert "after 6 steps, test accuracy: transfer" in printed  # the from-scratch experiment ran
+    # the comparison plot, saved with the notebook, is what the review page shows beside the answer
+    found = answers.from_notebook(_saved(nb, tmp_path), ["compare_scratch"])
+    assert found.items["compare_scratch"].images and not found.items["compare_scratch"].text
+
+
+def _saved(nb, folder):
+    path = folder / "executed.ipynb"
+    nbformat.write(nb, str(path))
+    return path
+
+
+def test_notebook_asks_each_manual_item_after_the_scratch_experiment(generated):
+    """Every visible manual item gets its question and a tagged answer cell, after the
+    experiment that trains the same network from scratch; a .py student gets answers.md."""
+    rubric = rubric_mod.load(ROOT / "rubrics" / "transfer_learning.yaml")
+    nb = nbformat.read(generated / "skeletons" / "transfer_learning.ipynb", as_version=4)
+    tags = [c.metadata.get("tags", []) for c in nb.cells]
+    scratch = next(i for i, c in enumerate(nb.cells) if "from_scratch(" in c.source)
+    for item in rubric.manual:
+        answer = tags.index([answers.tag(item.id)])
+        assert answer > scratch and nb.cells[answer].source == answers.PLACEHOLDER
+        assert item.prompt.strip()[:40] in nb.cells[answer - 1].source
+    plot = next(c for c in nb.cells[scratch:] if "scratch_history" in c.source and "plt." in c.source)
+    assert set(plot.metadata["tags"]) == {TAG_EXPERIMENT, answers.tag("compare_scratch")}
+    # untouched, the skeleton answers nothing
+    assert answers.from_notebook(generated / "skeletons" / "transfer_learning.ipynb",
+                                 ["compare_scratch"]).items["compare_scratch"].empty
+    text = (generated / "dist" / "student-bundle" / "answers.md").read_text()
+    assert "## compare_scratch" in text
+    assert answers.from_markdown(text, ["compare_scratch"]).items["compare_scratch"].empty
 
 
 def solution_lines() -> set[str]:
@@ -134,7 +166,7 @@ def test_bundle_contents_and_no_solution_leaks(generated):
     bundle = generated / "dist" / "student-bundle"
     wheel = "vgg_transfer_check-0.1.0-py3-none-any.whl"
     assert sorted(p.name for p in bundle.iterdir()) == [
-        "README.md", "rubric.yaml", "transfer_learning.ipynb", "transfer_learning.py", wheel]
+        "README.md", "answers.md", "rubric.yaml", "transfer_learning.ipynb", "transfer_learning.py", wheel]
     with zipfile.ZipFile(generated / "dist" / "student-bundle.zip") as archive:
         names = archive.namelist()
         texts = {n: archive.read(n).decode() for n in names if not n.endswith(".whl")}

@@ -59,7 +59,9 @@ def test_public_copy_drops_hidden_items_and_the_seed():
     data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
     public = rubric.public_copy(data)
     assert "heldout_seed" not in public
-    assert [i["id"] for i in public["items"]] == [i.id for i in rubric.parse(data).select(False)]
+    parsed = rubric.parse(data)
+    assert [i["id"] for i in public["items"]] == [i.id for i in parsed.select(False)] + [
+        m.id for m in parsed.manual if m.visibility == "visible"]
     rubric.parse(public)  # still a valid rubric
 
 
@@ -87,3 +89,43 @@ def test_the_cifar10_rubric_declares_its_data_and_was_calibrated_on_it():
         if item.check == "training":
             measured = data["calibration"]["measured"][item.id]
             assert measured["highest_low"] < item.params["learned_accuracy"] <= measured["lowest_correct"]
+
+
+def _with_manual(**changes) -> dict:
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    item = next(i for i in data["items"] if i["check"] == "manual")
+    item.update(changes)
+    return data
+
+
+def test_manual_items_are_parsed_apart_and_never_run():
+    parsed = rubric.parse(yaml.safe_load(DEFAULT_RUBRIC.read_text()))
+    [manual] = parsed.manual
+    assert manual.id == "compare_scratch" and manual.id not in [i.id for i in parsed.items]
+    assert parsed.total_points == parsed.max_points + manual.points
+    assert [line.points for line in manual.lines] == [4, 2, 4, -3]
+    # ticked lines give the score, kept within 0..points; unknown indexes count nothing
+    assert manual.score_of([0, 1, 2]) == 10 and manual.score_of([0, 3]) == 1
+    assert manual.score_of([3]) == 0 and manual.score_of([0, 0, 9]) == 4
+    assert rubric.ManualItem.from_dict(manual.to_dict()) == manual
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"prompt": "  "}, r"'prompt' is empty"),
+    ({"params": {"steps": 3}}, r"unknown key 'params'"),
+    ({"lines": [{"text": "good", "points": 11}]}, r"lines\[0\]: 'points' 11 is more than the item's 10"),
+    ({"lines": [{"text": "good"}]}, r"lines\[0\]: missing key 'points'"),
+    ({"lines": ["good"]}, r"lines\[0\]: expected a mapping with text and points"),
+    ({"visibility": "later"}, r"'visibility' must be one of"),
+])
+def test_manual_item_errors_name_the_item_and_what_is_expected(changes, message):
+    data = _with_manual(**changes)
+    with pytest.raises(RubricError, match=r"^r.yaml: item(s\[11\]| 'compare_scratch'): .*" + message):
+        rubric.parse(data, "r.yaml")
+
+
+def test_a_rubric_of_manual_items_only_is_refused():
+    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
+    data["items"] = [i for i in data["items"] if i["check"] == "manual"]
+    with pytest.raises(RubricError, match="at least one autograded item"):
+        rubric.parse(data, "r.yaml")

@@ -211,9 +211,12 @@ def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs
         outcome = outcomes.get(item.id, Failed("skipped", "not run"))
         if isinstance(outcome, Observed):
             judge_fn = exercise.checks[item.check].judge
+            details: dict = {}
             try:
-                fraction, message = judge_fn(outcome.observation, inputs.judge_context(item),
-                                             item.params)
+                # (fraction, message), or with a third element: what was measured, for people
+                fraction, message, *more = judge_fn(outcome.observation, inputs.judge_context(item),
+                                                    item.params)
+                details = dict(more[0]) if more and more[0] else {}
             except Exception as exc:  # noqa: BLE001
                 # Observations (and files in scratch) came from the submission's process:
                 # whatever cannot be judged scores 0, and never stops the grading.
@@ -222,7 +225,7 @@ def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs
             status = "passed" if fraction == 1.0 else "partial" if fraction > 0 else "failed"
             results.append(ItemResult(item.id, item.title, round(item.points * fraction, 4),
                                       item.points, status, message, round(outcome.seconds, 2),
-                                      item.visibility))
+                                      item.visibility, details))
         else:
             results.append(ItemResult(item.id, item.title, 0.0, item.points, outcome.status,
                                       outcome.message, round(outcome.seconds, 2), item.visibility))

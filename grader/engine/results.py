@@ -68,6 +68,8 @@ class ItemResult:
     message: str
     seconds: float
     visibility: str = "visible"
+    details: dict = field(default_factory=dict)
+    """what the judge measured, for people (grader review and report): JSON values only"""
 
 
 @dataclass

@@ -1,10 +1,15 @@
-"""What batch grading hands out: a CSV of all students, per-student feedback, and
-Gradescope results.json files. All are rebuilt from the gradebook."""
+"""What batch grading hands out: a CSV of all students, per-student feedback, Gradescope
+results.json files and a CSV a Moodle gradebook imports. All are rebuilt from the
+gradebook, manual grades included (write_all), after a batch and after each grade saved
+in `grader review`."""
 from __future__ import annotations
 
 import csv
 import io
 import json
+from pathlib import Path
+
+from ..fsutil import atomic_path
 
 RELEASED_ALWAYS = {"visible"}
 
@@ -15,24 +20,47 @@ def shown(visibility: str, released: bool) -> bool:
     return visibility in RELEASED_ALWAYS or (released and visibility in ("after_due_date", "after_published"))
 
 
-def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda s: []) -> str:
-    """One row per student; `flags` lists the kinds of integrity flags raised, for review."""
+def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda s: [],
+               manual_items: list[dict] = (), manual_of=lambda s: {}, status_of=lambda s: {}) -> str:
+    """One row per student; `flags` lists the kinds of integrity flags raised, for review.
+    With manual items: a column each (empty until graded), `manual` (how many are still to
+    grade or need review), and `total`/`max` counting them."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student", *item_ids, "total", "max", "status", "flags"])
+    manual_ids = [m["id"] for m in manual_items]
+    manual_max = sum(m["points"] for m in manual_items)
+    writer.writerow(["student", *item_ids, *manual_ids, "total", "max", "status",
+                     *(["manual"] if manual_ids else []), "flags"])
     for row in rows:
-        scores = {i["item"]: i["score"] for i in items_of(row["student"])}
-        kinds = sorted({f["kind"] for f in flags_of(row["student"])})
-        writer.writerow([row["student"], *[f"{scores.get(i, 0):g}" for i in item_ids],
-                         f"{row['score']:g}", f"{row['max_score']:g}", row["status"],
-                         " ".join(kinds)])
+        student = row["student"]
+        scores = {i["item"]: i["score"] for i in items_of(student)}
+        kinds = sorted({f["kind"] for f in flags_of(student)})
+        given = manual_of(student) if manual_ids else {}
+        open_ = [s for s in status_of(student).values() if s != "graded"] if manual_ids else []
+        writer.writerow([student, *[f"{scores.get(i, 0):g}" for i in item_ids],
+                         *[f"{given[m]:g}" if m in given else "" for m in manual_ids],
+                         f"{row['score'] + sum(given.values()):g}",
+                         f"{row['max_score'] + manual_max:g}", row["status"],
+                         *([manual_summary(open_)] if manual_ids else []), " ".join(kinds)])
     return buffer.getvalue()
 
 
-def feedback_markdown(row: dict, items: list[dict], released: bool) -> str:
+def manual_summary(open_statuses: list[str]) -> str:
+    """'graded', or what is left: '1 to grade, 1 needs review'."""
+    if not open_statuses:
+        return "graded"
+    return ", ".join(f"{open_statuses.count(s)} {s}" for s in ("to grade", "needs review")
+                     if s in open_statuses)
+
+
+def feedback_markdown(row: dict, items: list[dict], released: bool,
+                      manual: list[dict] = ()) -> str:
+    """A student's feedback. `manual`: the manual items with the grade given, each
+    {id, title, points, visibility, score, comment} (score None: not graded yet)."""
     visible = [i for i in items if shown(i["visibility"], released)]
-    score = sum(i["score"] for i in visible)
-    top = sum(i["max_score"] for i in visible)
+    graded_manual = [m for m in manual if shown(m["visibility"], released) and m["score"] is not None]
+    score = sum(i["score"] for i in visible) + sum(m["score"] for m in graded_manual)
+    top = sum(i["max_score"] for i in visible) + sum(m["points"] for m in graded_manual)
     lines = [f"# Feedback for {row['student']}", ""]
     if row["message"]:
         lines += [f"**{row['message']}**", ""]
@@ -41,33 +69,104 @@ def feedback_markdown(row: dict, items: list[dict], released: bool) -> str:
     for i in visible:
         message = i["message"].replace("|", "\\|").replace("\n", " ")
         lines.append(f"| {i['title']} | {i['score']:g} / {i['max_score']:g} | {i['status']} | {message} |")
+    for m in graded_manual:
+        lines += ["", f"## {m['title']} ({m['score']:g} / {m['points']:g}, graded by a person)"]
+        if m["comment"].strip():
+            lines += ["", m["comment"].strip()]
     notes = [n for n in (row.get("notes") or "").splitlines() if n]
     if notes:
         lines += ["", "Skipped when your notebook was imported (the rest was graded):", ""]
         lines += [f"- {n}" for n in notes]
-    hidden = len(items) - len(visible)
+    hidden = len(items) - len(visible) + sum(1 for m in manual if not shown(m["visibility"], released))
     if hidden:
         lines += ["", f"{hidden} more item(s) will be shown when the grades are released."]
+    pending = [m for m in manual if shown(m["visibility"], released) and m["score"] is None]
+    if pending:
+        lines += ["", f"Not graded yet by a person: {', '.join(m['title'] for m in pending)}."]
     return "\n".join(lines) + "\n"
 
 
-def gradescope_results(row: dict, items: list[dict]) -> dict:
-    """Gradescope's results.json: every item as a test with its own visibility."""
+def gradescope_results(row: dict, items: list[dict], manual: list[dict] = ()) -> dict:
+    """Gradescope's results.json: every item as a test with its own visibility, a manual
+    item too once a person graded it (its comment as the test's output)."""
     status = {"passed": "passed"}
     output = row["message"] or f"graded with grader {row['grader_version']}"
     notes = [n for n in (row.get("notes") or "").splitlines() if n]
     if notes:
         output += "\nSkipped when your notebook was imported:\n" + "\n".join(notes)
+    graded = [m for m in manual if m["score"] is not None]
     return {
-        "score": row["score"],
+        "score": round(row["score"] + sum(m["score"] for m in graded), 4),
         "execution_time": round(row["seconds"]),
         "output": output,
         "tests": [{"name": i["title"], "number": i["item"], "score": i["score"],
                    "max_score": i["max_score"], "status": status.get(i["status"], "failed"),
                    "output": f"{i['status']}: {i['message']}", "visibility": i["visibility"]}
-                  for i in items],
+                  for i in items] + [
+                  {"name": m["title"], "number": m["id"], "score": m["score"],
+                   "max_score": m["points"],
+                   "status": "passed" if m["score"] >= m["points"] else "failed",
+                   "output": f"graded by a person: {m['comment'].strip() or 'no comment'}",
+                   "visibility": m["visibility"]} for m in graded],
     }
 
 
-def results_json(row: dict, items: list[dict]) -> str:
-    return json.dumps(gradescope_results(row, items), indent=2)
+def results_json(row: dict, items: list[dict], manual: list[dict] = ()) -> str:
+    return json.dumps(gradescope_results(row, items, manual), indent=2)
+
+
+MOODLE_FILE = "moodle.csv"
+
+
+def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
+    """Moodle's grade import (Grades > Import > CSV file): a `username` column to map to the
+    user field, the grade, and a feedback column. Students are named as the batch names them
+    (their submission's file or folder): name submissions by Moodle username."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["username", title, "feedback"])
+    for row in rows:
+        writer.writerow([row["student"], f"{total_of(row):g}", feedback_of(row)])
+    return buffer.getvalue()
+
+
+def manual_of(book, student: str) -> list[dict]:
+    """The rubric's manual items with what `student` was given (score None: not yet)."""
+    given = {m["item"]: m for m in book.manual(student)}
+    return [{**m, "score": given[m["id"]]["score"] if m["id"] in given else None,
+             "comment": given[m["id"]]["comment"] if m["id"] in given else ""}
+            for m in book.manual_items()]
+
+
+def write_all(book, out: Path, released: bool | None = None) -> None:
+    """Rebuild grades.csv, feedback/, gradescope/ and moodle.csv in `out` from `book`, each
+    replaced atomically. `released`: as the batch last said (kept in the gradebook)."""
+    out = Path(out)
+    if released is None:
+        released = book.get_meta("released") == "1"
+    rows = book.submissions()
+    items = json.loads(book.get_meta("rubric_items") or "[]")
+    item_ids = [i["id"] for i in items] or ([i["item"] for i in book.items(rows[0]["student"])]
+                                           if rows else [])
+    manual_items = book.manual_items()
+    manual = {row["student"]: manual_of(book, row["student"]) for row in rows}
+    with atomic_path(out / "grades.csv") as tmp:
+        tmp.write_text(grades_csv(rows, book.items, item_ids, book.flags, manual_items,
+                                  book.manual_scores, book.manual_status), encoding="utf-8")
+    for folder, render, name in (
+            ("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
+            ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json")):
+        with atomic_path(out / folder) as tmp:
+            tmp.mkdir()
+            for row in rows:
+                target = tmp / name.format(row["student"])
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_text(render(row, book.items(row["student"])), encoding="utf-8")
+    title = book.get_meta("title") or "Exercise"
+    comments = {s: " | ".join(f"{m['title']}: {m['comment'].strip()}" for m in ms
+                              if m["score"] is not None and m["comment"].strip())
+                for s, ms in manual.items()}
+    with atomic_path(out / MOODLE_FILE) as tmp:
+        tmp.write_text(moodle_csv(rows, title,
+                                  lambda r: r["score"] + sum(m["score"] or 0 for m in manual[r["student"]]),
+                                  lambda r: comments[r["student"]]), encoding="utf-8")

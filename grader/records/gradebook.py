@@ -2,14 +2,30 @@
 
 Each submission is written in one transaction, so killing the batch at any moment
 (even kill -9) keeps everything graded before it and nothing half-recorded.
+
+Items a person grades (`check: manual`) have two tables: `answers`, what the submission
+answered (rewritten with each grading), and `manual`, the TA's score, ticked rubric lines
+and comment (never touched by grading). A manual score remembers the digest of the answer
+it was given for: when a regrading finds another answer, the item "needs review". Each
+save of a manual score is one transaction that names the version it was loaded at, so two
+TAs on one gradebook never overwrite each other silently (Conflict).
 """
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 
+from ..answers import Answers
 from ..engine import Report
+
+TO_GRADE, GRADED, NEEDS_REVIEW = "to grade", "graded", "needs review"
+MANUAL_STATUSES = (TO_GRADE, NEEDS_REVIEW, GRADED)
+
+
+class Conflict(Exception):
+    """A manual score was saved over a version other than the one it was loaded at."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -26,7 +42,8 @@ CREATE TABLE IF NOT EXISTS submissions (
     message TEXT NOT NULL,
     graded_at REAL NOT NULL,
     host TEXT NOT NULL DEFAULT '',   -- the machine (and Dask worker) that ran its submission code
-    notes TEXT NOT NULL DEFAULT ''   -- what a notebook's import skipped, one line each
+    notes TEXT NOT NULL DEFAULT '',  -- what a notebook's import skipped, one line each
+    answers_problem TEXT NOT NULL DEFAULT ''  -- why the answers could not be read
 );
 CREATE TABLE IF NOT EXISTS items (
     student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
@@ -39,6 +56,27 @@ CREATE TABLE IF NOT EXISTS items (
     message TEXT NOT NULL,
     seconds REAL NOT NULL,
     visibility TEXT NOT NULL,
+    details TEXT NOT NULL DEFAULT '{}',  -- JSON the judge measured (an accuracy, the curves)
+    PRIMARY KEY (student, item)
+);
+CREATE TABLE IF NOT EXISTS answers (  -- what a submission answered to the manual items
+    student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
+    item TEXT NOT NULL,
+    text TEXT NOT NULL,
+    images TEXT NOT NULL,            -- JSON [{mime, data (base64)}]
+    digest TEXT NOT NULL,
+    PRIMARY KEY (student, item)
+);
+CREATE TABLE IF NOT EXISTS manual (   -- a person's grade of a manual item; grading keeps it
+    student TEXT NOT NULL,
+    item TEXT NOT NULL,
+    score REAL NOT NULL,
+    ticked TEXT NOT NULL,            -- JSON list of the rubric lines' indexes
+    comment TEXT NOT NULL,
+    digest TEXT NOT NULL,            -- the answer's digest when it was graded
+    grader TEXT NOT NULL,
+    saved_at REAL NOT NULL,
+    version INTEGER NOT NULL,
     PRIMARY KEY (student, item)
 );
 CREATE TABLE IF NOT EXISTS similar (  -- advisory: pairs `grader similarity` reported
@@ -63,9 +101,11 @@ class Gradebook:
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(submissions)")}
-        for column in ("host", "notes"):  # a gradebook from before these were recorded
+        for column in ("host", "notes", "answers_problem"):  # from before these were recorded
             if column not in columns:
                 self.db.execute(f"ALTER TABLE submissions ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
+        if "details" not in {row[1] for row in self.db.execute("PRAGMA table_info(items)")}:
+            self.db.execute("ALTER TABLE items ADD COLUMN details TEXT NOT NULL DEFAULT '{}'")
 
     def close(self) -> None:
         self.db.close()
@@ -84,24 +124,33 @@ class Gradebook:
         return row is not None
 
     def record(self, student: str, source: str, content_hash: str, rubric_hash: str,
-               report: Report, status: str, message: str = "", host: str = "") -> None:
+               report: Report, status: str, message: str = "", host: str = "",
+               answers: Answers | None = None) -> None:
+        """One submission's grading, its answers included, in one transaction; the manual
+        scores a person gave are kept."""
+        answers = answers or Answers()
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM items WHERE student = ?", (student,))
             self.db.execute("DELETE FROM flags WHERE student = ?", (student,))
+            self.db.execute("DELETE FROM answers WHERE student = ?", (student,))
             # compared on code that may have changed: until the next comparison, no claim
             self.db.execute("DELETE FROM similar WHERE student = ? OR other = ?", (student, student))
             self.db.execute(
                 "INSERT OR REPLACE INTO submissions (student, source, content_hash, grader_version, "
-                "rubric_hash, status, score, max_score, seconds, message, graded_at, host, notes) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "rubric_hash, status, score, max_score, seconds, message, graded_at, host, notes, "
+                "answers_problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (student, source, content_hash, report.grader_version, rubric_hash, status,
                  report.score, report.max_score, report.seconds, message, time.time(), host,
-                 "\n".join(report.notes)))
+                 "\n".join(report.notes), answers.problem))
             self.db.executemany(
-                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(student, i, r.id, r.title, r.score, r.max_score, r.status, r.message, r.seconds,
-                  r.visibility) for i, r in enumerate(report.items)])
+                  r.visibility, json.dumps(r.details or {})) for i, r in enumerate(report.items)])
+            self.db.executemany(
+                "INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
+                [(student, item, a.text, json.dumps(a.images), a.digest)
+                 for item, a in answers.items.items() if not a.empty])
             self.db.executemany("INSERT INTO flags VALUES (?, ?, ?)",
                                 [(student, f.kind, f.detail) for f in report.flags])
 
@@ -110,10 +159,87 @@ class Gradebook:
         names = [c[0] for c in cursor.description]
         return [dict(zip(names, row)) for row in cursor.fetchall()]
 
+    def submission(self, student: str) -> dict | None:
+        cursor = self.db.execute("SELECT * FROM submissions WHERE student = ?", (student,))
+        names = [c[0] for c in cursor.description]
+        row = cursor.fetchone()
+        return dict(zip(names, row)) if row else None
+
     def items(self, student: str) -> list[dict]:
+        """The autograded items' results, `details` decoded."""
         cursor = self.db.execute("SELECT * FROM items WHERE student = ? ORDER BY position", (student,))
         names = [c[0] for c in cursor.description]
-        return [dict(zip(names, row)) for row in cursor.fetchall()]
+        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+        for row in rows:
+            row["details"] = json.loads(row.get("details") or "{}")
+        return rows
+
+    # ------------------------------------------------------------ manual items
+
+    def set_manual_items(self, items: list[dict]) -> None:
+        """The rubric's manual items (rubric.ManualItem.to_dict), for review and exports."""
+        self.set_meta("manual_items", json.dumps(items))
+
+    def manual_items(self) -> list[dict]:
+        return json.loads(self.get_meta("manual_items") or "[]")
+
+    def answers(self, student: str) -> dict[str, dict]:
+        """{item: {text, images, digest}} of what the student answered (no row: no answer)."""
+        cursor = self.db.execute("SELECT item, text, images, digest FROM answers WHERE student = ?",
+                                 (student,))
+        return {item: {"text": text, "images": json.loads(images), "digest": digest}
+                for item, text, images, digest in cursor.fetchall()}
+
+    def manual(self, student: str | None = None) -> list[dict]:
+        """The manual grades given, of one student or of all: score, ticked, comment,
+        digest, grader, saved_at, version."""
+        query, args = "SELECT * FROM manual", ()
+        if student is not None:
+            query, args = query + " WHERE student = ?", (student,)
+        cursor = self.db.execute(query + " ORDER BY student, item", args)
+        names = [c[0] for c in cursor.description]
+        rows = [dict(zip(names, row)) for row in cursor.fetchall()]
+        for row in rows:
+            row["ticked"] = json.loads(row["ticked"])
+        return rows
+
+    def manual_status(self, student: str) -> dict[str, str]:
+        """{item: to grade | graded | needs review} for every manual item of the rubric.
+        A grade given for an answer that changed since needs review."""
+        answered = {item: a["digest"] for item, a in self.answers(student).items()}
+        given = {m["item"]: m["digest"] for m in self.manual(student)}
+        status = {}
+        for item in (m["id"] for m in self.manual_items()):
+            if item not in given:
+                status[item] = TO_GRADE
+            else:
+                status[item] = GRADED if given[item] == answered.get(item, "") else NEEDS_REVIEW
+        return status
+
+    def save_manual(self, student: str, item: str, score: float, ticked: list[int], comment: str,
+                    digest: str, grader: str, version: int) -> int:
+        """Record a TA's grade, loaded at `version` (0: none was given yet), for the answer
+        whose digest the TA saw; the new version. Conflict when someone saved in between."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            row = self.db.execute("SELECT version, grader, saved_at FROM manual WHERE student = ? "
+                                  "AND item = ?", (student, item)).fetchone()
+            current = row[0] if row else 0
+            if current != version:
+                when = time.strftime("%H:%M:%S", time.localtime(row[2])) if row else "?"
+                raise Conflict(f"{student}, {item}: {row[1] if row and row[1] else 'someone'} saved "
+                               f"a grade at {when} after you opened it (version {current}, yours "
+                               f"{version}); reload to see it, then grade again.")
+            if self.db.execute("SELECT 1 FROM submissions WHERE student = ?", (student,)).fetchone() is None:
+                raise KeyError(student)
+            self.db.execute("INSERT OR REPLACE INTO manual VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            (student, item, float(score), json.dumps(sorted(set(ticked))), comment,
+                             digest, grader, time.time(), current + 1))
+        return current + 1
+
+    def manual_scores(self, student: str) -> dict[str, float]:
+        """{item: score} of the grades given (whatever their status)."""
+        return {m["item"]: m["score"] for m in self.manual(student)}
 
     def flags(self, student: str | None = None) -> list[dict]:
         """Integrity flags, of one student or of all, in the order they were raised."""
@@ -139,3 +265,19 @@ class Gradebook:
             query, args = query + " WHERE student = ?", (student,)
         cursor = self.db.execute(query + " ORDER BY student, score DESC, other", args)
         return [dict(zip(("student", "other", "score"), row)) for row in cursor.fetchall()]
+
+
+def open_existing(out: Path) -> Gradebook:
+    """The gradebook of a batch's --out folder, or KitError in one line when there is none
+    (a folder that is not a batch's is never given a new, empty gradebook)."""
+    from ..errors import KitError
+
+    path = Path(out) / "gradebook.sqlite"
+    if not path.is_file():
+        raise KitError(f"{out}: expected the output folder of `grader batch` (with "
+                       "gradebook.sqlite); found none. Pass the folder given to --out.")
+    try:
+        return Gradebook(path)
+    except sqlite3.DatabaseError as exc:
+        raise KitError(f"{path}: expected a gradebook (SQLite), could not open it ({exc}). "
+                       "Run `grader batch` again into a new --out folder.") from None

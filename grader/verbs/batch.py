@@ -19,10 +19,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
-from .. import __version__, engine, rubric as rubric_mod, sandbox as sandbox_mod
+from .. import __version__, answers as answers_mod, engine, rubric as rubric_mod, sandbox as sandbox_mod
 from ..records import exports
 from ..errors import KitError
-from ..fsutil import atomic_path
 from ..records.gradebook import Gradebook
 from ..paths import default_rubric
 from ..submission import content_hash, discover
@@ -53,20 +52,6 @@ def _local_results(todo, rubric, inputs, sandbox: sandbox_mod.Sandbox, startup_l
             except Exception as exc:  # the grader's own failure on one submission
                 yield student, engine.unreadable_report(
                     student, rubric, True, f"internal grader error ({type(exc).__name__}: {exc})"), host
-
-
-def _write_exports(book: Gradebook, out: Path, item_ids: list[str], released: bool) -> None:
-    rows = book.submissions()
-    with atomic_path(out / "grades.csv") as tmp:
-        tmp.write_text(exports.grades_csv(rows, book.items, item_ids, book.flags), encoding="utf-8")
-    for folder, render, name in (("feedback", lambda r, i: exports.feedback_markdown(r, i, released), "{}.md"),
-                                 ("gradescope", exports.results_json, "{}/results.json")):
-        with atomic_path(out / folder) as tmp:
-            tmp.mkdir()
-            for row in rows:
-                target = tmp / name.format(row["student"])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(render(row, book.items(row["student"])), encoding="utf-8")
 
 
 def main(submissions: str, out: str, workers: int | None = None, regrade: bool = False,
@@ -109,6 +94,14 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         # what `grader similarity` reads the submissions as
         book.set_meta("exercise", json.dumps({"name": rubric.exercise.name,
                                               "search_path": list(rubric.exercise.search_path)}))
+        # what review, report and the exports read of the rubric
+        book.set_meta("title", rubric.title)
+        book.set_meta("released", "1" if released else "0")
+        book.set_meta("rubric_items", json.dumps([
+            {"id": i.id, "title": i.title, "points": i.points, "check": i.check,
+             "visibility": i.visibility, "params": i.params} for i in rubric.items], default=str))
+        book.set_manual_items([m.to_dict() for m in rubric.manual])
+        manual_ids = [m.id for m in rubric.manual]
         # the weights and data are part of what a grade was given under: changing either regrades
         rubric_hash = hashlib.sha256(rubric_file.read_bytes() + inputs.fingerprint().encode()
                                      ).hexdigest()[:16]
@@ -146,8 +139,10 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                 finished = _local_results(todo, rubric, inputs, sandbox, startup_limit, workers)
             for student, report, host in finished:
                 status, message = status_of(report)
+                # read here, without running anything (grader.answers)
+                answered = answers_mod.extract(paths[student], manual_ids, rubric.exercise)
                 book.record(student, str(paths[student]), hashes[student], rubric_hash, report,
-                            status, message, host=host)
+                            status, message, host=host, answers=answered)
                 if client is not None:
                     bar.write(f"{student}: {status}, {report.score:g}/{report.max_score:g}, on {host}",
                               file=sys.stderr)
@@ -158,7 +153,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             if cluster is not None:
                 cluster.close()
         bar.close()
-        _write_exports(book, out, [i.id for i in items], released)
+        exports.write_all(book, out, released)
         summary = summarize(book, [i.id for i in items])
     finally:
         book.close()

@@ -10,8 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..engine import FLAG_KINDS
-from ..errors import KitError
-from ..records.gradebook import Gradebook
+from ..records.gradebook import open_existing
 from .similarity import shown
 
 KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives (grader similarity); "
@@ -19,11 +18,7 @@ KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives (g
 
 
 def main(out: str, student: str | None = None) -> list[dict]:
-    path = Path(out) / "gradebook.sqlite"
-    if not path.is_file():
-        raise KitError(f"{out}: expected the output folder of `grader batch` (with "
-                       "gradebook.sqlite); found none. Pass the folder given to --out.")
-    book = Gradebook(path)
+    book = open_existing(Path(out))
     try:
         flags = book.flags(student)
         flags += [{"student": s["student"], "kind": "similar",

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from .. import rubric as rubric_mod
+from .. import answers, rubric as rubric_mod
 from ..errors import KitError, MarkerError
 from .. import wheel
 from ..paths import MODULE_NAME, RUBRIC_NAME, SOLUTION_REL, course_root
@@ -160,6 +160,18 @@ def notebook(module_source: str, title_note: str, public_items: list):
     cells.append(new_markdown_cell(handout.EXPERIMENTS_MD, metadata={"tags": [TAG_HANDOUT]}))
     cells.extend(new_code_cell(code.rstrip("\n"), metadata={"tags": [TAG_EXPERIMENT]})
                  for code in handout.EXPERIMENTS)
+    manual = [item for item in public_items if item["check"] == rubric_mod.MANUAL]
+    cells.append(new_markdown_cell(handout.SCRATCH_MD + ("\n" + handout.SCRATCH_QUESTION_MD
+                                                         if manual else ""),
+                                   metadata={"tags": [TAG_HANDOUT]}))
+    evidence = [answers.tag(i["id"]) for i in manual if i["id"] == handout.EVIDENCE]
+    *runs, plot = handout.SCRATCH
+    cells.extend(new_code_cell(code.rstrip("\n"), metadata={"tags": [TAG_EXPERIMENT]}) for code in runs)
+    cells.append(new_code_cell(plot.rstrip("\n"), metadata={"tags": [TAG_EXPERIMENT, *evidence]}))
+    for item in manual:  # a question, then the cell its answer goes in
+        cells.append(new_markdown_cell(handout.question_md(item), metadata={"tags": [TAG_HANDOUT]}))
+        cells.append(new_markdown_cell(answers.PLACEHOLDER,
+                                       metadata={"tags": [answers.tag(item["id"])]}))
     cells.append(new_markdown_cell(handout.CHECK_ALL_MD, metadata={"tags": [TAG_HANDOUT]}))
     cells.append(new_code_cell("check_all()", metadata=check_tag))
     for index, cell in enumerate(cells):
@@ -215,6 +227,9 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
     bundle.mkdir(parents=True)
     shutil.copy(out / "skeletons" / f"{MODULE_NAME}.py", bundle)
     shutil.copy(out / "skeletons" / f"{MODULE_NAME}.ipynb", bundle)
+    manual = [i for i in public["items"] if i["check"] == rubric_mod.MANUAL]
+    if manual:
+        (bundle / answers.ANSWERS_FILE).write_text(handout.answers_file(manual), encoding="utf-8")
     public_text = ("# Public rubric: items graded after the due date are not listed.\n"
                    + yaml.safe_dump(public, sort_keys=False))
     (bundle / "rubric.yaml").write_text(public_text, encoding="utf-8")

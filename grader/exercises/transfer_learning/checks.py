@@ -879,8 +879,29 @@ def finish_training(obs, scratch: Path):
     log_dir = Path(obs["log_dir"])
     if not log_dir.resolve().is_relative_to(Path(scratch).resolve()):
         raise ValueError(f"log_dir {str(log_dir)[:100]} is outside the scratch folder")
-    obs["scalar_tags"] = sorted(scalars(log_dir))
+    found = scalars(log_dir)
+    obs["scalar_tags"] = sorted(found)
+    obs["curves"] = training_curves(found)
     return obs
+
+
+CURVE_POINTS = 200
+"""points a training curve keeps for people to look at (grader review and report)"""
+
+
+def training_curves(found: dict[str, list[tuple[int, float]]]) -> dict:
+    """{"loss": [[step, value]], "accuracy": [...]} from the scalars a run logged: the
+    first accepted tag of each kind, in step order, thinned to CURVE_POINTS points."""
+    curves = {}
+    for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS)):
+        tags = sorted(t for t in found if str(t).rsplit("/", 1)[-1].lower() in accepted)
+        if not tags:
+            continue
+        points = sorted((int(step), float(value)) for step, value in found[tags[0]]
+                        if np.isfinite(value))
+        stride = max(1, -(-len(points) // CURVE_POINTS))
+        curves[kind] = [[step, round(value, 6)] for step, value in points[::stride]]
+    return curves
 
 
 LEARNING_RATES_PARAGRAPH = "'Mind the scale of what fc sees' in the handout's section 4"
@@ -946,12 +967,15 @@ def judge_training(obs, ctx, params):
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
     found = ", ".join(sorted(leaves)[:6]) or "none"
-    return _fraction_and_messages([
+    details = {"curves": obs.get("curves", {}),
+               "train_accuracy": [training_accuracy(obs["before"]["logits"], labels),
+                                  training_accuracy(obs["after"]["logits"], labels)]}
+    return *_fraction_and_messages([
         (0.5, learned, diagnosis),
         (0.5, not missing, f"no TensorBoard scalar for the training {' or '.join(missing)} under "
                            f"log_dir (scalars found: {found}). Hint: tf.summary.scalar('loss', ...) "
                            "and ('accuracy', ...) inside a file writer's as_default()"),
-    ])
+    ]), details
 
 
 # ---------------------------------------------------------------- 8 accuracy
@@ -1004,7 +1028,8 @@ def judge_accuracy(obs, ctx, params):
             message += "; that is about chance"
         if params["mode"] == "train":
             message += " (the training item's message names the likely cause)"
-    return fraction, message
+    return fraction, message, {"accuracy": accuracy, "lower": lower, "upper": upper,
+                               "images": len(logits)}
 
 
 # ---------------------------------------------------------------- 9 checkpoint round-trip

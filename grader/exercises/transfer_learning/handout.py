@@ -143,6 +143,10 @@ def grading_section(public_items: list) -> str:
              "layer from zeros, so your choice of initialiser does not change a grade.", "",
              "| item | points | what is measured | time limit |", "|---|---|---|---|"]
     for item in public_items:
+        if item["check"] == "manual":
+            lines.append(f"| {item['id']} | {item['points']:g} | graded by a person: your answer "
+                         "in section 6 (see there) | - |")
+            continue
         params = item.get("params") or {}
         describe = REGISTRY[item["check"]].describe
         what = (describe(params) if describe else None) or item["title"]
@@ -162,9 +166,96 @@ EXPERIMENTS_MD = """\
 
 These cells are not graded and the grader does not run them. They train your model on the
 offline synthetic default (or on CIFAR-10 and the real weights, if you point them there),
-plot the curves, and show that a second run resumes from the checkpoint. Compare the
-accuracy you get with the network you trained from scratch in the previous exercise.
+plot the curves, and show that a second run resumes from the checkpoint.
 """
+
+SCRATCH_MD = """\
+## 6. Transfer against training from scratch
+
+How much did the ImageNet filters buy? The cells below build the same network again, then
+give every layer new random weights and make every layer trainable: the network trained
+from scratch, as in the previous exercise. It trains for the same number of steps on the
+same data, beside your transfer model, and both runs are plotted together. Every layer now
+has gradients, so each step costs a few times what a transfer step costs.
+"""
+
+SCRATCH_QUESTION_MD = """\
+Answer the question below from what you measured here (on CIFAR-10 if you can: the
+synthetic default separates its classes too easily to tell much). The plot is saved with
+the notebook and shown to the person who grades your answer.
+"""
+
+EVIDENCE = "compare_scratch"
+"""the manual item the comparison plot is evidence for: its answer shows the plot's image"""
+
+SCRATCH = [
+    """\
+import keras
+
+
+def from_scratch(model, seed=0):
+    \"\"\"Every layer trainable, every weight drawn anew: kernels Glorot-uniform (Keras'
+    default for Conv2D and Dense), biases zero.\"\"\"
+    layers, todo = [], list(model.layers)
+    while todo:  # nested models and layers too
+        layer = todo.pop(0)
+        layers.append(layer)
+        todo.extend(getattr(layer, "layers", []))
+    for layer in layers:
+        layer.trainable = True
+    for number, variable in enumerate(model.weights):
+        initializer = (keras.initializers.GlorotUniform(seed=seed + number) if len(variable.shape) > 1
+                       else keras.initializers.Zeros())
+        variable.assign(initializer(variable.shape, dtype=variable.dtype))
+    return model
+
+
+scratch = from_scratch(build_model(conv_weights))
+print("trainable weights:", sum(int(v.shape.num_elements()) for v in scratch.trainable_variables))
+scratch_history = train(scratch, make_dataset(train_x, train_y),
+                        make_dataset(val_x, val_y, shuffle=False, repeat=False), steps=STEPS,
+                        checkpoint_dir="runs/scratch/checkpoints", checkpoint_every=max(STEPS // 3, 1),
+                        log_dir="runs/scratch/logs")
+scratch_accuracy = (scratch.predict(data.test_images, verbose=0).argmax(1) == data.test_labels).mean()
+print(f"after {STEPS} steps, test accuracy: transfer {test_accuracy:.3f}, from scratch {scratch_accuracy:.3f}")
+""",
+    """\
+fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.5))
+for run, label in ((history, "transfer"), (scratch_history, "from scratch")):
+    ax_loss.plot(run["step"], run["loss"], label=f"{label}, train")
+    ax_acc.plot(run["step"], run["accuracy"], label=f"{label}, train")
+    if run["val_step"]:
+        ax_acc.plot(run["val_step"], run["val_accuracy"], "o--", label=f"{label}, validation")
+for ax, name in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+    ax.set_xlabel("step"); ax.set_ylabel(name); ax.legend(fontsize="small")
+fig.suptitle(f"{STEPS} steps: transfer {test_accuracy:.3f}, from scratch {scratch_accuracy:.3f} test accuracy")
+plt.show()
+""",
+]
+
+
+def question_md(item: dict) -> str:
+    """The handout cell above a manual item's answer: its prompt, points and where to write."""
+    return (f"### Question: {item['title']} ({item['points']:g} points)\n\n{item['prompt'].strip()}\n\n"
+            "Write your answer in the cell below (double-click it), in words and numbers. A "
+            "person grades it; the grader does not run anything for it.")
+
+
+def answers_file(manual_items: list) -> str:
+    """answers.md for students who work in the .py module: a section per manual item."""
+    from ...answers import PLACEHOLDER
+
+    parts = ["# Answers to the written questions", "",
+             "Write each answer under its heading, in place of the line in italics (keep the "
+             "`## ...` lines as they are), and submit this file beside transfer_learning.py, in "
+             "one folder or zip. The notebook's section 6 runs the experiment the questions ask "
+             "about. Only what is under a heading is read.", ""]
+    for item in manual_items:
+        prompt = "\n".join(f"> {line}" if line else ">" for line in item["prompt"].strip().splitlines())
+        parts += [f"> **{item['id']}: {item['title']}** ({item['points']:g} points)", ">", prompt, ""]
+    for item in manual_items:
+        parts += [f"## {item['id']}", "", PLACEHOLDER, ""]
+    return "\n".join(parts)
 
 EXPERIMENTS = [
     """\
@@ -216,10 +307,16 @@ Files:
 - `transfer_learning.ipynb`: the handout and your work, in a notebook;
 - `transfer_learning.py`: the same functions as a plain module, if you prefer an editor;
 - `rubric.yaml`: what is graded and how many points each item is worth;
+- `answers.md`: where your written answers go if you work in the `.py` module;
 - `{wheel}`: the checker, the same one that grades your submission.
 
 Work in one of the two files (the grader takes either), filling in every
 `# YOUR CODE HERE`. Keep function names and signatures unchanged.
+
+The written question at the end (section 6 of the notebook) is graded by a person. In the
+notebook, answer it in the cell below the question. If you work in the `.py` module, write
+your answer in `answers.md` (in this folder) and submit it beside `transfer_learning.py`,
+both in one folder or zip.
 
 ## Installing the checker
 

@@ -1,0 +1,24 @@
+"""`grader export OUT`: rebuild a batch's hand-outs from its gradebook, grading nothing.
+
+grades.csv, feedback/, gradescope/*/results.json and moodle.csv are written after every
+batch and after each grade saved in `grader review`; this writes them again, for instance
+with --released once the due date has passed.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..records import exports
+from ..records.gradebook import open_existing
+
+
+def main(out: str, released: bool = False) -> None:
+    book = open_existing(Path(out))
+    try:
+        book.set_meta("released", "1" if released else "0")
+        exports.write_all(book, Path(out), released)
+        rows = book.submissions()
+    finally:
+        book.close()
+    print(f"wrote grades.csv, feedback/, gradescope/ and {exports.MOODLE_FILE} for {len(rows)} "
+          f"submission(s) in {out}")
