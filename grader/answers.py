@@ -159,8 +159,10 @@ def _from_file(path: Path, item_ids: list[str]) -> Answers:
     return from_markdown(text, item_ids)
 
 
-def extract(path: Path, item_ids: list[str], exercise=None) -> Answers:
-    """The answers a submission (a .py, a notebook, a zip or a folder) holds for `item_ids`."""
+def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = False) -> Answers:
+    """The answers a submission (a .py, a notebook, a zip or a folder) holds for `item_ids`.
+    `own_folder`: the .py is in the student's own folder (grader check), where answers.md
+    beside it is theirs too; in a batch's folder only NAME.answers.md is."""
     from .errors import SubmissionError
     from .submission import _find_module, _safe_unzip
 
@@ -170,9 +172,10 @@ def extract(path: Path, item_ids: list[str], exercise=None) -> Answers:
     if path.is_file() and path.suffix == ".ipynb":
         return from_notebook(path, item_ids)
     if path.is_file() and path.suffix == ".py":
-        beside = path.with_name(f"{path.stem}.answers.md")
-        if beside.is_file() and not beside.is_symlink():
-            return _from_file(beside, item_ids)
+        for beside in [path.with_name(f"{path.stem}.answers.md")] + (
+                [path.with_name(ANSWERS_FILE)] if own_folder else []):
+            if beside.is_file() and not beside.is_symlink():
+                return _from_file(beside, item_ids)
         return Answers({i: Answer() for i in item_ids})
     with tempfile.TemporaryDirectory(prefix="grader-answers-") as tmp:
         folder = path

@@ -376,7 +376,7 @@ KINDS = (".py", ".ipynb", ".zip")
 
 def discover(folder: Path) -> list[tuple[str, Path]]:
     """[(student id, path)] for every submission in `folder`: .py, .ipynb, .zip files and
-    per-student folders. The id is the name without its extension; when two entries share
+    per-student folders (a lone NAME.py's written answers are NAME.answers.md beside it). The id is the name without its extension; when two entries share
     one, both keep their full file names as ids."""
     entries = [p for p in sorted(Path(folder).iterdir())
                if not p.name.startswith(".") and (p.is_dir() or p.suffix in KINDS)]
@@ -389,6 +389,9 @@ def content_hash(path: Path) -> str:
 
     digest = hashlib.sha256()
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    beside = path.with_name(f"{path.stem}.answers.md")  # a lone module's written answers
+    if path.is_file() and path.suffix == ".py" and beside.is_file():
+        files.append(beside)
     for file in files:
         digest.update(str(file.relative_to(path.parent if path.is_file() else path)).encode())
         digest.update(b"\0")

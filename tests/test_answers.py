@@ -103,6 +103,9 @@ def test_a_py_submission_answers_in_answers_md_beside_it(tmp_path):
     lone = tmp_path / "cy.py"
     lone.write_text("x = 1\n")
     assert answers.extract(lone, IDS).items["compare"].empty
+    (tmp_path / "answers.md").write_text(ANSWERS_MD)  # in a batch's folder: nobody's
+    assert answers.extract(lone, IDS).items["compare"].empty
+    assert answers.extract(lone, IDS, own_folder=True).items["compare"].text.startswith("Transfer")
     (tmp_path / "cy.answers.md").write_text(ANSWERS_MD)
     assert answers.extract(lone, IDS).items["compare"].text.startswith("Transfer wins")
 

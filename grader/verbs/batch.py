@@ -193,6 +193,12 @@ def summarize(book: Gradebook, item_ids: list[str]) -> dict:
     print(f"graded {counts['graded']}, failed {counts['failed']}, timed out {counts['timed_out']}; "
           f"mean score {mean:.1f} / {rows[0]['max_score'] if rows else 0:g}")
     print("items not at full marks: " + ", ".join(f"{k} {v:.0%}" for k, v in failures.items()))
+    if book.manual_items():
+        statuses = [s for r in rows for s in book.manual_status(r["student"]).values()]
+        open_ = [s for s in statuses if s != "graded"]
+        print(f"manual items: {len(statuses) - len(open_)} of {len(statuses)} graded"
+              f"{' (' + exports.manual_summary(open_) + ')' if open_ else ''}; grade them in "
+              "`grader review OUT`")
     flagged = sorted({f["student"] for f in book.flags()})
     if flagged:
         print(f"flagged for review: {len(flagged)} submission(s) ({', '.join(flagged[:10])}"

@@ -7,6 +7,7 @@ data.py: the embedded synthetic set and stand-in weights unless the course set r
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import sys
 import threading
 import time
@@ -38,6 +39,29 @@ def format_table(report: engine.Report) -> str:
     for flag in report.flags:
         lines.append(f"flagged ({flag.kind}): {flag.detail}")
     return "\n".join(lines)
+
+
+def manual_lines(rubric: rubric_mod.Rubric, submission: Path) -> list[str]:
+    """A line per item a person grades: whether the submission holds an answer for it, as
+    the batch will read it (grader.answers), so a misplaced answer is found before the due date."""
+    from .. import answers
+
+    visible = [m for m in rubric.manual if m.visibility == "visible"]
+    if not visible:
+        return []
+    found = answers.extract(submission, [m.id for m in visible], rubric.exercise, own_folder=True)
+    lines = [f"note: {found.problem}"] if found.problem else []
+    for item in visible:
+        answer = found.items[item.id]
+        if answer.empty:
+            where = (f"a Markdown cell tagged {answers.tag(item.id)}" if submission.suffix == ".ipynb"
+                     else f"{answers.ANSWERS_FILE} beside the module, under '## {item.id}'")
+            said = f"no answer found: write it in {where}"
+        else:
+            said = (f"answer found ({len(answer.text.split())} words"
+                    f"{f', {len(answer.images)} image(s)' if answer.images else ''})")
+        lines.append(f"{item.id} ({item.points:g} points, graded by a person): {said}")
+    return lines
 
 
 class Ticker:
@@ -104,6 +128,8 @@ def main(submission: str, rubric_path: str | None = None, json_out: str | None =
                                              own_folder=True, strict=True, progress=ticker)
     print(f"graded {submission} with {rubric.source} ({inputs.result().description})", file=sys.stderr)
     print(format_table(report))
+    for line in manual_lines(rubric, Path(submission)):
+        print(line)
     if json_out:
         write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2))
     return report
