@@ -144,7 +144,7 @@ def test_the_student_wheel_carries_the_exercise_and_grades_with_it(tmp_path):
     public rubric and holds nothing of the kit's own exercise."""
     loaded = rubric_mod.load(RUBRIC)
     public = rubric_mod.public_copy(yaml.safe_load(RUBRIC.read_text()), loaded.exercise)
-    assert [i["id"] for i in public["items"]] == ["interface", "standardize", "proba"]
+    assert [i["id"] for i in public["items"]] == ["interface", "standardize", "proba", "reflect"]
     built = wheel.student_wheel(tmp_path / "dist", yaml.safe_dump(public), loaded.exercise)
     with zipfile.ZipFile(built) as archive:
         names = archive.namelist()
