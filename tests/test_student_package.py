@@ -130,8 +130,11 @@ def test_installed_checker_grades_a_solved_notebook_and_the_skeleton(installed, 
     done = _check(installed, work / "transfer_learning.ipynb", work)
     assert done.returncode == 0, done.stderr
     visible = sum(i["points"] for i in installed["rubric"]["items"]
-                  if i.get("visibility", "visible") == "visible")
+                  if i.get("visibility", "visible") == "visible" and i["check"] != "manual")
     assert f"total: {visible:g} / {visible:g} points" in done.stdout, done.stdout
+    # the written question is a person's to grade: the check says whether an answer is there
+    assert ("compare_scratch (10 points, graded by a person): no answer found: write it in a "
+            "Markdown cell tagged answer:compare_scratch") in done.stdout
     assert "rubrics/transfer_learning.yaml" in done.stderr and "site-packages" in done.stderr
     assert "oneDNN" not in done.stdout + done.stderr  # no start-up noise on the screen
     shutil.copy(installed["bundle"] / "transfer_learning.ipynb", tmp_path / "skeleton.ipynb")
@@ -244,7 +247,7 @@ def test_checker_installs_beside_the_students_own_tensorflow(tmp_path):
     assert run.returncode == 0, run.stderr[-2000:]
     assert f"tf {before['tensorflow']}" in run.stdout
     rubric = yaml.safe_load((bundle / "rubric.yaml").read_text())
-    visible = sum(i["points"] for i in rubric["items"])
+    visible = sum(i["points"] for i in rubric["items"] if i["check"] != "manual")
     assert f"total: {visible:g} / {visible:g} points" in run.stdout, run.stdout[-3000:]
     assert "notice: the checker is tested with" not in run.stdout  # 2.20 is a tested version
 
