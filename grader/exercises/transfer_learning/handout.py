@@ -236,7 +236,7 @@ plt.show()
 
 def question_md(item: dict) -> str:
     """The handout cell above a manual item's answer: its prompt, points and where to write."""
-    return (f"### Question: {item['title']} ({item['points']:g} points)\n\n{item['prompt'].strip()}\n\n"
+    return (f"### {item['title']} ({item['points']:g} points)\n\n{item['prompt'].strip()}\n\n"
             "Write your answer in the cell below (double-click it), in words and numbers. A "
             "person grades it; the grader does not run anything for it.")
 
