@@ -8,10 +8,14 @@ folder or zip), or `NAME.answers.md` beside a lone `NAME.py`, one section per it
 `## ITEM` (a file without such headings answers the only manual item, if there is one).
 
 Everything is read in the grading process from files a student wrote, so it is bounded:
-files past MAX_FILE_BYTES are refused, text past MAX_TEXT is cut, at most MAX_IMAGES images
-of at most MAX_IMAGE_BYTES each are kept, and an image must decode as base64 and start
-like a PNG or JPEG file. The text is kept as written: whoever shows it (grader review)
-renders it as untrusted data.
+files past MAX_FILE_BYTES are refused, and so is a notebook whose JSON holds more than
+MAX_JSON_VALUES values (a file of small values takes gigabytes once parsed); text past
+MAX_TEXT is cut, at most MAX_IMAGES images of at most MAX_IMAGE_BYTES each are kept, and an
+image must decode as base64 and start like a PNG or JPEG file. A notebook is read as plain
+JSON (nbformat's reader and validator take minutes and gigabytes on such files) and every
+part of it is checked for its type: a file of any shape gives answers or a problem, never an
+error that would stop the batch. The text is kept as written: whoever shows it (grader
+review) renders it as untrusted data.
 """
 from __future__ import annotations
 
@@ -29,10 +33,14 @@ PLACEHOLDER = "*Your answer here: replace this line.*"
 """what the generated answer cell holds until the student writes; counts as no answer"""
 ANSWERS_FILE = "answers.md"
 MAX_FILE_BYTES = 50 << 20
+MAX_JSON_VALUES = 2_000_000
+"""values a notebook's JSON may hold (counted as _too_many_values does): 150 MB parsed at most"""
 MAX_TEXT = 20_000
 MAX_IMAGES = 6
 MAX_IMAGE_BYTES = 2 << 20
 IMAGE_TYPES = {"image/png": b"\x89PNG\r\n\x1a\n", "image/jpeg": b"\xff\xd8\xff"}
+JSON_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[{,]', re.DOTALL)
+"""a JSON string, or a character that starts a value outside one"""
 
 
 def tag(item_id: str) -> str:
@@ -67,11 +75,12 @@ class Answers:
 def _image(mime: str, data) -> dict | None:
     if mime not in IMAGE_TYPES:
         return None
-    text = "".join(data) if isinstance(data, list) else data
-    if not isinstance(text, str) or len(text) > MAX_IMAGE_BYTES * 4 // 3 + 16:
+    if isinstance(data, list) and all(isinstance(part, str) for part in data):
+        data = "".join(data)
+    if not isinstance(data, str) or len(data) > MAX_IMAGE_BYTES * 4 // 3 + 16:
         return None
     try:
-        raw = base64.b64decode(re.sub(r"\s+", "", text), validate=True)
+        raw = base64.b64decode(re.sub(r"\s+", "", data), validate=True)
     except (binascii.Error, ValueError):
         return None
     if not raw.startswith(IMAGE_TYPES[mime]):
@@ -83,43 +92,77 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + "\n\n[answer cut here: longer than the grader keeps]"
 
 
-def _add(answer: Answer, image: dict | None) -> None:
-    if image is not None and len(answer.images) < MAX_IMAGES:
-        answer.images.append(image)
+def _add(answer: Answer, mime, data) -> None:
+    if len(answer.images) < MAX_IMAGES:
+        image = _image(mime, data)
+        if image is not None:
+            answer.images.append(image)
+
+
+def _too_many_values(raw: bytes) -> bool:
+    """Whether the JSON text `raw` holds more than MAX_JSON_VALUES values. Each value is a
+    string, opens a list or an object, or follows a comma: counting those characters is
+    quick and enough unless it comes too high; then the strings are recognised (the commas
+    in a text are no values), with the count stopped as soon as it is over."""
+    quick = raw.count(b",") + raw.count(b"[") + raw.count(b"{") + raw.count(b'"') // 2
+    if quick < MAX_JSON_VALUES:
+        return False
+    for count, _ in enumerate(JSON_TOKEN.finditer(raw), 1):
+        if count > MAX_JSON_VALUES:
+            return True
+    return False
+
+
+def _dict(value) -> dict:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value) -> list:
+    return value if isinstance(value, list) else []
+
+
+def _source(value) -> str:
+    """A cell's source: a string, or a list of strings (nbformat's lines)."""
+    if isinstance(value, list) and all(isinstance(line, str) for line in value):
+        return "".join(value)
+    return value if isinstance(value, str) else ""
 
 
 def from_notebook(path: Path, item_ids: list[str]) -> Answers:
-    import nbformat
-
     found = Answers({i: Answer() for i in item_ids})
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return Answers(found.items, f"{path.name}: larger than {MAX_FILE_BYTES >> 20} MB; "
                                         "its answers were not read")
-        notebook = nbformat.read(str(path), as_version=4)
-    except Exception as exc:  # noqa: BLE001 - JSON, schema and encoding errors alike
+        raw = path.read_bytes()
+        if _too_many_values(raw):
+            return Answers(found.items, f"{path.name}: holds more than {MAX_JSON_VALUES:,} JSON "
+                                        "values; its answers were not read")
+        notebook = json.loads(raw.decode("utf-8"))
+    except Exception as exc:  # noqa: BLE001 - OS, encoding, JSON and recursion errors alike
         return Answers(found.items, f"{path.name}: could not be read as a notebook "
                                     f"({type(exc).__name__}); its answers are unknown")
-    for cell in notebook.cells:
-        tags = cell.get("metadata", {}).get("tags", [])
-        if not isinstance(tags, list):
-            continue
-        for name in tags:
-            item = str(name)[len(TAG_PREFIX):] if str(name).startswith(TAG_PREFIX) else None
+    if not isinstance(notebook, dict) or notebook.get("nbformat") != 4:
+        return Answers(found.items, f"{path.name}: could not be read as a notebook (expected "
+                                    "nbformat 4, as Jupyter saves); its answers are unknown")
+    for cell in _list(notebook.get("cells")):
+        cell = _dict(cell)
+        for name in _list(_dict(cell.get("metadata")).get("tags")):
+            item = name[len(TAG_PREFIX):] if isinstance(name, str) and name.startswith(TAG_PREFIX) else None
             if item not in found.items:
                 continue
             answer = found.items[item]
-            if cell.cell_type == "markdown":
-                text = cell.source if isinstance(cell.source, str) else ""
-                if text.strip() and text.strip() != PLACEHOLDER:
+            if cell.get("cell_type") == "markdown":
+                text = _source(cell.get("source"))
+                if text.strip() not in ("", PLACEHOLDER) and len(answer.text) <= MAX_TEXT:  # longer: cut
                     answer.text = _cut((answer.text + "\n\n" + text).strip())
-                for attachment in (cell.get("attachments") or {}).values():
-                    for mime, data in (attachment or {}).items():
-                        _add(answer, _image(mime, data))
-            elif cell.cell_type == "code":
-                for output in cell.get("outputs", []):
-                    for mime, data in (output.get("data") or {}).items():
-                        _add(answer, _image(mime, data))
+                for attachment in _dict(cell.get("attachments")).values():
+                    for mime, data in _dict(attachment).items():
+                        _add(answer, mime, data)
+            elif cell.get("cell_type") == "code":
+                for output in _list(cell.get("outputs")):
+                    for mime, data in _dict(_dict(output).get("data")).items():
+                        _add(answer, mime, data)
     return found
 
 
@@ -186,6 +229,10 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
             module = _find_module(folder, path.name, exercise)
         except SubmissionError as exc:
             return Answers({i: Answer() for i in item_ids}, str(exc))
+        except Exception as exc:  # noqa: BLE001 - an encrypted or corrupt member, and the like
+            return Answers({i: Answer() for i in item_ids},
+                           f"{path.name}: could not be unpacked ({type(exc).__name__}); its "
+                           "answers are unknown")
         if module.suffix == ".ipynb":
             return from_notebook(module, item_ids)
         found = _answers_file(folder, module)

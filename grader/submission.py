@@ -371,6 +371,7 @@ def prepare(path: str | Path, dest_dir: Path, exercise: exercise_mod.Exercise | 
 # ---------------------------------------------------------------- batch submissions
 
 MAX_UNPACKED = 50 << 20  # a zip may unpack to at most this many bytes
+MAX_MEMBERS = 10_000     # and hold at most this many files and folders
 KINDS = (".py", ".ipynb", ".zip")
 
 
@@ -409,6 +410,9 @@ def _safe_unzip(archive: Path, dest: Path) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
+            if len(members) > MAX_MEMBERS:
+                raise SubmissionError(f"{archive.name}: holds {len(members)} files and folders, more "
+                                      f"than the {MAX_MEMBERS} allowed; submit the work alone.")
             total = sum(m.file_size for m in members)
             if total > MAX_UNPACKED:
                 raise SubmissionError(f"{archive.name}: unpacks to {total >> 20} MB, more than the "

@@ -77,8 +77,9 @@ MESSAGES = {
 }
 
 
-def build(out: Path, unreadable: bool = True, grade_some: bool = True) -> Path:
-    """Write the class's gradebook and exports in `out`; returns `out`."""
+def build(out: Path, unreadable: bool = True, grade_some: bool = True, copies: int = 1) -> Path:
+    """Write the class's gradebook and exports in `out`; returns `out`. `copies` > 1: each
+    student that many times (ada-001, ada-002, ...), for a class of a realistic size."""
     rubric = rubric_mod.load(default_rubric())
     out.mkdir(parents=True, exist_ok=True)
     book = Gradebook(out / "gradebook.sqlite")
@@ -90,7 +91,9 @@ def build(out: Path, unreadable: bool = True, grade_some: bool = True) -> Path:
          "visibility": i.visibility, "params": i.params} for i in rubric.items]))
     book.set_manual_items([m.to_dict() for m in rubric.manual])
     picture = _png()
-    for student, (fractions, accuracy, answer, flags, seconds) in STUDENTS.items():
+    students = STUDENTS if copies == 1 else {f"{name}-{k:03d}": value for k in range(1, copies + 1)
+                                             for name, value in STUDENTS.items()}
+    for student, (fractions, accuracy, answer, flags, seconds) in students.items():
         results = []
         for item in rubric.items:
             fraction = fractions.get(item.id, 1.0)
@@ -111,7 +114,8 @@ def build(out: Path, unreadable: bool = True, grade_some: bool = True) -> Path:
         report = Report(student, results, seconds=seconds, flags=flags)
         answered = Answers({m.id: Answer() for m in rubric.manual})
         if answer is not None:
-            answered.items["compare_scratch"] = Answer(answer, [picture] if student != "bo" else [])
+            answered.items["compare_scratch"] = Answer(answer, [picture] if not student.startswith("bo")
+                                                       else [])
         book.record(student, f"submissions/{student}.ipynb", f"hash-{student}", "rubric", report,
                     "graded", answers=answered)
     if unreadable:
@@ -125,8 +129,9 @@ def build(out: Path, unreadable: bool = True, grade_some: bool = True) -> Path:
                                     "gus.ipynb: could not be read as a notebook (NotJSONError); "
                                     "its answers are unknown"))
     if grade_some:
-        digest = book.answers("ada")["compare_scratch"]["digest"]
-        book.save_manual("ada", "compare_scratch", 10.0, [0, 1, 2], "Clear, with numbers.",
+        first = "ada" if copies == 1 else "ada-001"
+        digest = book.answers(first)["compare_scratch"]["digest"]
+        book.save_manual(first, "compare_scratch", 10.0, [0, 1, 2], "Clear, with numbers.",
                          digest, "ta-one", 0)
     exports.write_all(book, out)
     book.close()

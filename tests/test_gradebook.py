@@ -104,3 +104,19 @@ def test_a_folder_without_a_gradebook_is_one_line(tmp_path):
     (tmp_path / "gradebook.sqlite").write_text("not a database, but text long enough to look " * 20)
     with pytest.raises(KitError, match=r"expected a gradebook \(SQLite\)"):
         open_existing(tmp_path)
+
+
+def test_a_save_rewrites_the_csvs_and_that_students_files_only(tmp_path):
+    out = class_fixture.build(tmp_path / "out")
+    book = Gradebook(out / "gradebook.sqlite")
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and "bo" not in p.parts
+              and p.name not in ("bo.md", "grades.csv", exports.MOODLE_FILE, "gradebook.sqlite",
+                                 "gradebook.sqlite-wal", "gradebook.sqlite-shm", ".exports.lock")}
+    digest = book.answers("bo")["compare_scratch"]["digest"]
+    book.save_manual("bo", "compare_scratch", 4, [], "Numbers, no reasons.", digest, "ta", 0)
+    exports.write_all(book, out, only="bo")
+    assert "Numbers, no reasons." in (out / "feedback" / "bo.md").read_text()
+    results = json.loads((out / "gradescope" / "bo" / "results.json").read_text())
+    assert [t["score"] for t in results["tests"] if t["number"] == "compare_scratch"] == [4]
+    assert {r["student"]: r["compare_scratch"] for r in csv.DictReader((out / "grades.csv").open())}["bo"] == "4"
+    assert {p: p.stat().st_mtime_ns for p in before} == before  # nobody else's files touched

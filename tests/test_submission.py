@@ -202,3 +202,19 @@ def test_statements_on_one_line_each_get_their_own_text(tmp_path):
         "%time SCALE = 2",
         "def preprocess(images):\n    return images * N * len(A + B) * SCALE"))
     assert namespace["N"] == 2 and namespace["preprocess"](1) == 16
+
+
+def test_a_zip_of_too_many_files_is_refused_in_one_line(tmp_path):
+    import zipfile
+
+    import pytest
+
+    from grader import submission
+    from grader.errors import SubmissionError
+
+    archive = tmp_path / "many.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(submission.MAX_MEMBERS + 1):
+            zf.writestr(f"f{i}", "")
+    with pytest.raises(SubmissionError, match=r"many.zip: holds 10001 files and folders, more than the 10000"):
+        submission.materialize(archive, tmp_path / "dest")

@@ -4,12 +4,13 @@ gradebook, manual grades included (write_all), after a batch and after each grad
 in `grader review`."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
 from pathlib import Path
 
-from ..fsutil import atomic_path
+from ..fsutil import atomic_path, write_text_atomic
 
 RELEASED_ALWAYS = {"visible"}
 
@@ -138,10 +139,29 @@ def manual_of(book, student: str) -> list[dict]:
             for m in book.manual_items()]
 
 
-def write_all(book, out: Path, released: bool | None = None) -> None:
+def write_all(book, out: Path, released: bool | None = None, only: str | None = None) -> None:
     """Rebuild grades.csv, feedback/, gradescope/ and moodle.csv in `out` from `book`, each
-    replaced atomically. `released`: as the batch last said (kept in the gradebook)."""
+    replaced atomically. `released`: as the batch last said (kept in the gradebook).
+    `only`: one student's grade changed (a save in grader review): the two CSVs and that
+    student's own files are rewritten, each atomically, and nobody else's."""
     out = Path(out)
+    with _exclusive(out):  # two review servers (or a batch) on one folder: one writer at a time
+        _write_all(book, out, released, only)
+
+
+@contextlib.contextmanager
+def _exclusive(out: Path):
+    import fcntl
+
+    with open(out / ".exports.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write_all(book, out: Path, released: bool | None, only: str | None) -> None:
     if released is None:
         released = book.get_meta("released") == "1"
     rows = book.submissions()
@@ -153,9 +173,16 @@ def write_all(book, out: Path, released: bool | None = None) -> None:
     with atomic_path(out / "grades.csv") as tmp:
         tmp.write_text(grades_csv(rows, book.items, item_ids, book.flags, manual_items,
                                   book.manual_scores, book.manual_status), encoding="utf-8")
-    for folder, render, name in (
-            ("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
-            ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json")):
+    renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
+               ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json"))
+    for folder, render, name in renders:
+        if only is not None and (out / folder).is_dir():
+            for row in rows:
+                if row["student"] == only:
+                    target = out / folder / name.format(only)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    write_text_atomic(target, render(row, book.items(only)))
+            continue
         with atomic_path(out / folder) as tmp:
             tmp.mkdir()
             for row in rows:

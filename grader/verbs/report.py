@@ -510,7 +510,7 @@ median {{ "%.1f"|format(n.median_total) }}, out of {{ "%g"|format(n.max_total) }
 <img src="{{ images.scores }}" alt="histogram of the total scores">
 {% if n.failed %}<h3>Not graded in full</h3>
 <table><tr><th>submission</th><th>status</th><th>message</th></tr>
-{% for f in n.failed %}<tr><td>{{ f.student }}</td><td>{{ f.status }}</td>
+{% for f in n.failed %}<tr><td>{{ f.student|shown }}</td><td>{{ f.status }}</td>
 <td class="msg">{{ f.message }}</td></tr>{% endfor %}</table>{% endif %}
 
 <h2 id="items">Items</h2>
@@ -551,7 +551,7 @@ given so far.</p>
 {% if n.seconds['values'] %}<p>Mean {{ "%.1f"|format(n.seconds.mean) }} s, median
 {{ "%.1f"|format(n.seconds.median) }} s, longest {{ "%.1f"|format(n.seconds.max) }} s, total
 {{ "%.1f"|format(n.seconds.total / 60) }} min. Slowest:
-{% for s in n.seconds.slowest %}{{ s.student }} ({{ "%.1f"|format(s.seconds) }} s){% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
+{% for s in n.seconds.slowest %}{{ s.student|shown }} ({{ "%.1f"|format(s.seconds) }} s){% if not loop.last %}, {% endif %}{% endfor %}.</p>{% endif %}
 
 <h2 id="flags">Integrity flags</h2>
 <p class="note">Advice for a person to review (grader flags OUT): a flag never changes a score by itself.</p>
@@ -560,9 +560,9 @@ given so far.</p>
 {% for kind, f in n.flags.items() %}<tr><td>{{ kind }}</td><td>{{ f.description }}</td>
 <td class="num">{{ f.submissions }}</td><td class="num">{{ f.flags }}{% if kind == "similar" %} pair(s){% endif %}</td></tr>{% endfor %}</table>
 {% if n.flag_list %}<table><tr><th>submission</th><th>kind</th><th>detail</th></tr>
-{% for f in n.flag_list %}<tr><td>{{ f.student }}</td><td>{{ f.kind }}</td><td class="msg">{{ f.detail }}</td></tr>{% endfor %}</table>{% endif %}
+{% for f in n.flag_list %}<tr><td>{{ f.student|shown }}</td><td>{{ f.kind }}</td><td class="msg">{{ f.detail }}</td></tr>{% endfor %}</table>{% endif %}
 {% if n.similar %}<table><tr><th>submission</th><th>submission</th><th>similarity</th></tr>
-{% for p in n.similar %}<tr><td>{{ p.a }}</td><td>{{ p.b }}</td><td class="num">{{ "%.2f"|format(p.score) }}</td></tr>{% endfor %}</table>{% endif %}
+{% for p in n.similar %}<tr><td>{{ p.a|shown }}</td><td>{{ p.b|shown }}</td><td class="num">{{ "%.2f"|format(p.score) }}</td></tr>{% endfor %}</table>{% endif %}
 {% else %}<p>No flags.</p>{% endif %}
 
 <h2 id="manual">Manual grading</h2>
@@ -579,10 +579,12 @@ given so far.</p>
 
 
 def render(numbers: dict, images: dict[str, str]) -> str:
-    """The page: every value from the gradebook escaped (autoescape), images as data: URIs."""
+    """The page: every value from the gradebook escaped (autoescape), students' names as
+    printable text (similarity.shown), images as data: URIs."""
     import jinja2
 
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    environment.filters["shown"] = shown  # a name as one printable line: no bidi override, no line break
     return environment.from_string(PAGE).render(n=numbers, images=images, top=TOP_PER_ITEM)
 
 

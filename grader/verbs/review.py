@@ -30,13 +30,19 @@ Security. Students' answers, names, feedback and flags are untrusted data. Markd
 rendered by markdown-it-py with raw HTML off (a student's tags show as text) and cleaned
 by nh3 (a short list of tags, links to http, https and mailto only); answer images are
 put in <img src="data:..."> by the template, never by the student's Markdown; every other
-text is escaped by Jinja. Every response carries a strict Content-Security-Policy (no
+text is escaped by Jinja, and names (file names, so anything) are shown as one printable
+line (similarity.shown: a right-to-left override or a zero-width space is spelled out, not
+obeyed). An answer, however long its text or tall its images, stays in a box of bounded
+height above its grading form. Every response carries a strict Content-Security-Policy (no
 inline script or style, nothing from another origin: the page works offline). The server
-listens on 127.0.0.1 by default and every request, static files included, needs the
-random token printed with the URL: given once as ?token=, it becomes an HttpOnly,
-SameSite=Strict cookie. Only POSTs change anything, each with a CSRF token of its own
-(and refused when the browser says it comes from another origin). It is served by
-waitress, several threads, one SQLite connection per request.
+listens on 127.0.0.1 by default and answers only requests whose Host names it (127.0.0.1,
+localhost, [::1], the --host given and the address it printed; on every interface, also
+any IP address and this machine's name; any port, for SSH tunnels): a page of another site
+whose name was pointed at 127.0.0.1 (DNS rebinding) gets 403. Every request, static
+files included, needs the random token printed with the URL: given once as ?token=, it
+becomes an HttpOnly, SameSite=Strict cookie. Only POSTs change anything, each with a CSRF
+token of its own (and refused when the browser says it comes from another origin). It is
+served by waitress, several threads, one SQLite connection per request.
 """
 from __future__ import annotations
 
@@ -62,6 +68,7 @@ from ..errors import KitError
 from ..records import exports
 from ..records.gradebook import GRADED, NEEDS_REVIEW, TO_GRADE, Conflict, open_existing
 from ..rubric import ManualItem
+from .similarity import shown
 
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates" / "review"
@@ -77,6 +84,7 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "Cross-Origin-Opener-Policy": "same-origin",
     "Cross-Origin-Resource-Policy": "same-origin",
+    "X-DNS-Prefetch-Control": "off",  # a link in an answer must not tell its author it was read
 }
 COOKIE_PREFIX = "grader_review_"
 """+ a digest of the token: two reviews on one machine (cookies ignore ports) keep theirs"""
@@ -155,6 +163,15 @@ def _g(value: float) -> str:
     return f"{value:.3g}"
 
 
+def _span(low: float, high: float, pad: float) -> tuple[float, float]:
+    """low..high widened by `pad` each way when it is a single value (by more when the value
+    is so large that adding `pad` would change nothing: a step of 2**60, a loss of 1e17)."""
+    if high == low:
+        pad = max(pad, abs(low) * 1e-3)
+        low, high = low - pad, high + pad
+    return low, high
+
+
 def curve_svg(raw, label: str, width: int = 420, height: int = 200) -> Markup | None:
     """A line chart of one curve (loss, accuracy) as inline SVG, None without a point."""
     points = curve_points(raw)
@@ -162,12 +179,9 @@ def curve_svg(raw, label: str, width: int = 420, height: int = 200) -> Markup | 
         return None
     left, right, top, bottom = 52, 14, 26, 34
     xs, ys = [p[0] for p in points], [p[1] for p in points]
-    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
-    if x1 == x0:
-        x0, x1 = x0 - 1, x1 + 1
-    if y1 == y0:
-        y0, y1 = y0 - 0.5, y1 + 0.5
-    if not (math.isfinite(x1 - x0) and math.isfinite(y1 - y0)):
+    x0, x1 = _span(min(xs), max(xs), 1.0)
+    y0, y1 = _span(min(ys), max(ys), 0.5)
+    if not all(math.isfinite(d) and d > 0 for d in (x1 - x0, y1 - y0)):
         return None
     plot_w, plot_h = width - left - right, height - top - bottom
 
@@ -347,6 +361,26 @@ def _same(given, secret: str) -> bool:
     return isinstance(given, str) and hmac.compare_digest(given.encode(), secret.encode())
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+HOST = re.compile(r"(\[[0-9A-Fa-f:.]+\]|[^:\[\]]+)(?::[0-9]{1,5})?")
+"""a Host header: a name or an address (IPv6 in brackets), and a port"""
+
+
+def host_allowed(header: str, names, any_address: bool = False) -> bool:
+    """Whether a request's Host `header` names this review: one of `names` (lower case, an
+    IPv6 address in brackets) or, with `any_address` (listening on every interface), any IP
+    address. Any port (an SSH tunnel may forward another one). What this refuses is the name
+    of another site made to point here (DNS rebinding): its pages would be same-origin."""
+    match = HOST.fullmatch(header)
+    name = match[1] if match else ""
+    if name.lower() in names:
+        return True
+    try:
+        return any_address and bool(ipaddress.ip_address(name.strip("[]")))
+    except ValueError:
+        return False
+
+
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -414,11 +448,13 @@ def create_app(out: Path, token: str, grader: str = ""):
     app.jinja_env.undefined = jinja2.StrictUndefined
     app.jinja_env.filters["g"] = lambda v: f"{v:g}" if isinstance(v, (int, float)) else v
     app.jinja_env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+    app.jinja_env.filters["shown"] = shown  # names and texts with a student's file name in them
     csrf = secrets.token_urlsafe(24)
     ref_key = secrets.token_bytes(32)
     cookie = COOKIE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:12]
     save_lock = threading.Lock()  # one save and exports rewrite at a time in this server
-    app.config.update(REVIEW_OUT=out, REVIEW_CSRF=csrf, REVIEW_COOKIE=cookie)
+    app.config.update(REVIEW_OUT=out, REVIEW_CSRF=csrf, REVIEW_COOKIE=cookie,
+                      REVIEW_HOSTS=set(LOOPBACK_NAMES), REVIEW_ANY_ADDRESS=False)  # serve() adds
 
     def ref(student: str) -> str:
         """An opaque name of a submission for forms and URLs (anonymous grading)."""
@@ -439,6 +475,11 @@ def create_app(out: Path, token: str, grader: str = ""):
 
     @app.before_request
     def guard():
+        host = request.headers.get("Host", "")
+        if not host_allowed(host, app.config["REVIEW_HOSTS"], app.config["REVIEW_ANY_ADDRESS"]):
+            return refused(f"expected a request to this review's own address "
+                           f"({', '.join(sorted(app.config['REVIEW_HOSTS']))}); found Host "
+                           f"{host[:100]!r}. Open the URL `grader review` printed.")
         given = request.args.get("token")
         if given is not None and request.method in ("GET", "HEAD"):
             if not _same(given, token):
@@ -676,7 +717,7 @@ def create_app(out: Path, token: str, grader: str = ""):
                     book.save_manual(student, item["id"], grade["score"], grade["ticked"],
                                      grade["comment"], grade["digest"], grader, grade["version"])
                     try:
-                        exports.write_all(book, out)
+                        exports.write_all(book, out, only=student)
                     except OSError:
                         exported = False
             except Conflict as exc:
@@ -729,9 +770,15 @@ def serve(app, host: str = "127.0.0.1", port: int = 0, threads: int = 4):
                            threads=threads, ident="grader-review")
     bound_host, bound_port = ((server.effective_host, server.effective_port)
                               if hasattr(server, "effective_port") else server.effective_listen[0])
-    if bound_host in ("0.0.0.0", "::"):
+    names, any_address = set(LOOPBACK_NAMES), bound_host in ("0.0.0.0", "::")
+    if ":" not in host:  # a name given to --host, as the TA may type it
+        names.add(host.lower())
+    if any_address:
         bound_host = socket.gethostname()
+        names |= {socket.gethostname().lower(), socket.getfqdn().lower()}
     shown_host = f"[{bound_host}]" if ":" in bound_host else bound_host
+    if hasattr(app, "config"):  # the Host headers it answers to (create_app's guard)
+        app.config.update(REVIEW_HOSTS=names | {shown_host.lower()}, REVIEW_ANY_ADDRESS=any_address)
     return server, f"http://{shown_host}:{bound_port}/"
 
 
