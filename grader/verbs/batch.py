@@ -139,8 +139,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                 finished = _local_results(todo, rubric, inputs, sandbox, startup_limit, workers)
             for student, report, host in finished:
                 status, message = status_of(report)
-                # read here, without running anything (grader.answers)
-                answered = answers_mod.extract(paths[student], manual_ids, rubric.exercise)
+                answered = _answers(paths[student], manual_ids, rubric.exercise)
                 book.record(student, str(paths[student]), hashes[student], rubric_hash, report,
                             status, message, host=host, answers=answered)
                 if client is not None:
@@ -159,6 +158,18 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         book.close()
     summary["similar"] = _similarity(out)
     return summary
+
+
+def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers:
+    """The submission's written answers, read here without running anything
+    (grader.answers); whatever goes wrong is the submission's recorded problem, never the
+    batch's end: its grades are recorded either way."""
+    try:
+        return answers_mod.extract(path, manual_ids, exercise)
+    except Exception as exc:  # noqa: BLE001 - the files are the student's
+        return answers_mod.Answers({i: answers_mod.Answer() for i in manual_ids},
+                                   f"{path.name}: its answers could not be read "
+                                   f"({type(exc).__name__})")
 
 
 def _similarity(out: Path) -> int | None:
