@@ -35,6 +35,17 @@ def test_solution_notebook_gets_full_marks_with_json(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["score"] == report["max_score"] == 100, printed
     assert "total: 100 / 100 points" in printed and "pipeline" in printed
+    # what the judges measured, for the review page and the report: the run's own curves
+    # (read from its event files by the grading process) and the accuracy with its bounds
+    details = {i["id"]: i["details"] for i in report["items"]}
+    curves = details["training"]["curves"]
+    assert set(curves) == {"loss", "accuracy"} and len(curves["loss"]) >= 10
+    assert [step for step, _ in curves["loss"]] == sorted(step for step, _ in curves["loss"])
+    before, after = details["training"]["train_accuracy"]
+    assert after > before
+    quick = details["accuracy_quick"]
+    assert quick["lower"] < quick["upper"] <= quick["accuracy"] and quick["images"] > 0
+    assert details["preprocess"] == {}
 
 
 def test_skeleton_scores_zero_on_every_item_without_crashing(tmp_path, capsys):
