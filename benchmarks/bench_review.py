@@ -33,6 +33,7 @@ from grader import answers, submission  # noqa: E402
 from grader.records import exports  # noqa: E402
 from grader.records.gradebook import Gradebook  # noqa: E402
 from grader.verbs import report, review  # noqa: E402
+from review_kit import hidden_fields  # noqa: E402
 
 
 def _median(fn, rounds: int) -> float:
@@ -103,17 +104,6 @@ def main() -> None:
     print(f"| every export rewritten (`grader export`; what each save did at first) | "
           f"{written * 1000:.0f} ms: {written / one:.1f}x one student's |")
     print(f"| grader report | {reported:.1f} s |")
-
-
-def hidden_fields(page: str) -> dict:
-    """The hidden fields of the page's first grading form (csrf, item, version, digest...)."""
-    import html
-    import re
-
-    form = page[page.index('<form class="grade"'):]
-    form = form[:form.index("</form>")]
-    return {name: html.unescape(value) for name, value in
-            re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', form)}
 
 
 if __name__ == "__main__":

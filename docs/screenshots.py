@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-import threading
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -19,6 +18,7 @@ sys.path.insert(0, str(HERE.parent / "tests"))
 
 import class_fixture  # noqa: E402
 from grader.verbs import report, review  # noqa: E402
+from review_kit import chromium, served  # noqa: E402
 
 TOKEN = "screenshot-token"
 PAGES = {  # file: (path, height of the window)
@@ -30,31 +30,17 @@ FIGURES = ("scores", "items", "feedback", "accuracy", "manual")
 
 
 def main() -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     with tempfile.TemporaryDirectory() as tmp:
         out = class_fixture.build(Path(tmp) / "out")
-        server, base = review.serve(review.create_app(out, TOKEN, grader="ta"))
-        thread = threading.Thread(target=server.run, daemon=True)
-        thread.start()
-        options = webdriver.ChromeOptions()
-        for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                         "--hide-scrollbars", "--force-device-scale-factor=1"):
-            options.add_argument(argument)
-        options.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
-        driver = webdriver.Chrome(options=options,
-                                  service=Service(shutil.which("chromedriver") or "/usr/bin/chromedriver"))
-        try:
+        app = review.create_app(out, TOKEN, grader="ta")
+        with served(app) as base, chromium(1200, 800, "--hide-scrollbars",
+                                           "--force-device-scale-factor=1") as driver:
             driver.get(f"{base}?token={TOKEN}")
             for name, (path, height) in PAGES.items():
                 driver.set_window_size(1200, height)
                 driver.get(base.rstrip("/") + path)
                 driver.save_screenshot(str(HERE / name))
                 print(f"wrote docs/{name}")
-        finally:
-            driver.quit()
-            review.shutdown(server, thread)
         report.main(str(out), dest=str(Path(tmp) / "report"))
         for figure in FIGURES:
             shutil.copyfile(Path(tmp) / "report" / f"{figure}.png", HERE / f"report-{figure}.png")

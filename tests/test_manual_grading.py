@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -26,17 +25,12 @@ import yaml
 from grader import answers
 from grader.records.gradebook import Gradebook
 from kit import DEFAULT_RUBRIC, ROOT
+from review_kit import chromium, ctrl, keys, needs_browser, wait
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                                reason="needs chromium and chromedriver (Debian packages "
-                                       "chromium and chromium-driver)")
-webdriver = pytest.importorskip("selenium.webdriver")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
+pytestmark = needs_browser
+pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 ITEM = "compare_scratch"
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n" + bytes(64)).decode()
@@ -118,28 +112,13 @@ def review(batch):
 
 @pytest.fixture(scope="module")
 def browser():
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--disable-gpu"):
-        options.add_argument(argument)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
-
-
-def _wait(driver, condition, seconds: float = 15):
-    return WebDriverWait(driver, seconds).until(lambda d: condition(d))
+    with chromium() as driver:
+        yield driver
 
 
 def _shown(driver) -> str:
     """The student whose answer the page shows (the heading's first line)."""
     return driver.find_element(By.TAG_NAME, "h1").text.strip().splitlines()[0]
-
-
-def _keys(driver, *sequence) -> None:
-    ActionChains(driver).send_keys(*sequence).perform()
 
 
 def test_a_ta_grades_every_answer_with_the_keyboard(batch, review, browser):
@@ -155,15 +134,15 @@ def test_a_ta_grades_every_answer_with_the_keyboard(batch, review, browser):
             assert "no answer" in page.lower()
         else:
             assert {"ada": ADA, "cy": CY, "dee": DEE}[student] in page
-        _keys(browser, "s")
+        keys(browser, "s")
         assert browser.switch_to.active_element.get_attribute("name") == "score"
-        _keys(browser, SCORES[student])
-        ActionChains(browser).key_down(Keys.CONTROL).send_keys(Keys.ENTER).key_up(Keys.CONTROL).perform()
-        _wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".notice"))
+        keys(browser, SCORES[student])
+        ctrl(browser, Keys.ENTER)
+        wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".notice"))
         graded.append(student)
         if len(graded) < len(SCORES):
-            _keys(browser, "j")
-            _wait(browser, lambda d: _shown(d) not in graded)
+            keys(browser, "j")
+            wait(browser, lambda d: _shown(d) not in graded)
     assert sorted(graded) == sorted(SCORES)
     if os.environ.get("GRADER_SCREENSHOTS"):
         browser.save_screenshot(os.environ["GRADER_SCREENSHOTS"])

@@ -6,7 +6,6 @@ fixture (no grading), plus one request through a real waitress server."""
 from __future__ import annotations
 
 import csv
-import html
 import re
 import shutil
 import sqlite3
@@ -21,6 +20,7 @@ import class_fixture
 from grader.errors import KitError
 from grader.records.gradebook import GRADED, NEEDS_REVIEW, Gradebook
 from grader.verbs import review
+from review_kit import hidden_fields, logged_in
 
 TOKEN = "test-token-0123456789abcdef"
 ITEM = "compare_scratch"
@@ -46,17 +46,7 @@ def app(out):
 @pytest.fixture
 def client(app):
     """A client that presented the token once (so it holds the cookie)."""
-    client = app.test_client()
-    assert client.get(f"/?token={TOKEN}").status_code == 302
-    return client
-
-
-def hidden_fields(page: str) -> dict[str, str]:
-    """The hidden fields of the page's first grading form."""
-    form = page[page.index('<form class="grade"'):]
-    form = form[:form.index("</form>")]
-    return {html.unescape(k): html.unescape(v) for k, v in
-            re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', form)}
+    return logged_in(app, TOKEN)
 
 
 def grade_form(client, url: str, **values) -> dict:

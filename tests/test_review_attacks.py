@@ -14,7 +14,6 @@ import http.client
 import io
 import json
 import re
-import shutil
 import struct
 import threading
 import zipfile
@@ -29,6 +28,7 @@ from grader.answers import Answer, Answers
 from grader.engine import Flag, ItemResult, Report
 from grader.records.gradebook import Gradebook
 from grader.verbs import report, review
+from review_kit import chromium, hidden_fields, logged_in, needs_browser, served
 
 TOKEN = "attack-token-0123456789abcdef"
 ITEM = "compare_scratch"
@@ -79,14 +79,7 @@ def app(out):
 
 @pytest.fixture
 def client(app):
-    client = app.test_client()
-    assert client.get(f"/?token={TOKEN}").status_code == 302
-    return client
-
-
-def hidden_fields(page: str) -> dict[str, str]:
-    form = page[page.index('<form class="grade"'):]
-    return dict(re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', form[:form.index("</form>")]))
+    return logged_in(app, TOKEN)
 
 
 def text_of(page: str) -> str:
@@ -265,34 +258,16 @@ def test_an_encrypted_or_corrupt_zip_gives_a_problem(tmp_path):
 
 # --- the layout: an answer never pushes the form out of reach ---------------------------------
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-browser_needed = pytest.mark.skipif(CHROMIUM is None or CHROMEDRIVER is None,
-                                    reason="needs chromium and chromedriver on PATH")
-
-
 @pytest.fixture(scope="module")
 def browser(out):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.service import Service
-
-    server, url = review.serve(review.create_app(out, TOKEN, grader="ta-attacks"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--disable-gpu"):
-        options.add_argument(argument)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(20)
-    driver.get(f"{url}?token={TOKEN}")
-    driver.base = url
-    yield driver
-    driver.quit()
-    review.shutdown(server, thread)
+    pytest.importorskip("selenium.webdriver")
+    with served(review.create_app(out, TOKEN, grader="ta-attacks")) as url, chromium() as driver:
+        driver.get(f"{url}?token={TOKEN}")
+        driver.base = url
+        yield driver
 
 
-@browser_needed
+@needs_browser
 @pytest.mark.parametrize("student", ["tall", "long"])
 def test_a_tall_answer_leaves_the_form_within_a_screen(browser, student):
     from selenium.webdriver.common.by import By

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import re
-import shutil
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,20 +15,13 @@ import pytest
 import class_fixture
 from grader.records.gradebook import Gradebook
 from grader.verbs import review
+from review_kit import chromium, ctrl, keys, needs_browser, served, wait
 
-CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or CHROMEDRIVER is None,
-    reason="browser tests need chromium and chromedriver on PATH (Debian packages chromium "
-           "and chromium-driver)")
-
-webdriver = pytest.importorskip("selenium.webdriver", reason="browser tests need selenium (pip install .[test])")
+pytestmark = needs_browser
+pytest.importorskip("selenium.webdriver", reason="browser tests need selenium (pip install .[test])")
 from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
-from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 TOKEN = "browser-token-0123456789abcdef"
 ITEM = "compare_scratch"
@@ -45,37 +36,15 @@ def out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def url(out):
     """The base URL of the review, served by waitress in a thread for the module."""
-    server, base = review.serve(review.create_app(out, TOKEN, grader="ta-browser"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    yield base
-    review.shutdown(server, thread)
+    with served(review.create_app(out, TOKEN, grader="ta-browser")) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")
 def browser(url):
-    options = webdriver.ChromeOptions()
-    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--disable-gpu"):
-        options.add_argument(argument)
-    options.binary_location = CHROMIUM
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    driver.set_page_load_timeout(20)
-    driver.get(f"{url}?token={TOKEN}")  # the token once: the cookie afterwards
-    yield driver
-    driver.quit()
-
-
-def wait(driver, condition, seconds: float = 10):
-    return WebDriverWait(driver, seconds).until(lambda d: condition(d))
-
-
-def keys(driver, *sequence) -> None:
-    ActionChains(driver).send_keys(*sequence).perform()
-
-
-def ctrl(driver, key) -> None:
-    ActionChains(driver).key_down(Keys.CONTROL).send_keys(key).key_up(Keys.CONTROL).perform()
+    with chromium() as driver:
+        driver.get(f"{url}?token={TOKEN}")  # the token once: the cookie afterwards
+        yield driver
 
 
 def grade_of(out: Path, student: str) -> dict | None:
