@@ -372,18 +372,25 @@ def _feedback(numbers: dict):
     top = numbers["top_messages"]
     if not top:
         return _nothing(title, "No feedback: every item of every graded submission at full marks.")
-    figure = _figure(11, 1.3 + 0.62 * len(top))
+    return _count_bars(title, [f"{g['item']}: {g['message']}" for g in top],
+                       [g["count"] for g in top], [f" {g['count']}" for g in top],
+                       "submissions (numbers in a message shown as #)", COLORS["bars"],
+                       width=11, row=0.62, chars=70, room=1.12, fontsize=8.5)
+
+
+def _count_bars(title: str, labels: list[str], counts: list[int], notes: list[str], xlabel: str,
+                color: str, width: float, row: float, chars: int, room: float, fontsize=None):
+    """A horizontal bar per label, largest first as given, each with its note at its end."""
+    figure = _figure(width, 1.3 + row * len(labels))
     ax = figure.subplots()
-    counts = [g["count"] for g in top]
-    ax.barh(range(len(top)), counts, color=COLORS["bars"], height=0.6)
-    for n, count in enumerate(counts):
-        ax.text(count, n, f" {count}", va="center", fontsize=9)
-    ax.set_yticks(range(len(top)), [_text(f"{g['item']}: {g['message']}", 70) for g in top],
-                  fontsize=8.5)
-    ax.set_ylim(len(top) - 0.5, -0.5)
-    ax.set_xlim(0, max(counts) * 1.12)
+    ax.barh(range(len(labels)), counts, color=color, height=0.6)
+    for n, note in enumerate(notes):
+        ax.text(counts[n], n, note, va="center", fontsize=9)
+    ax.set_yticks(range(len(labels)), [_text(label, chars) for label in labels], fontsize=fontsize)
+    ax.set_ylim(len(labels) - 0.5, -0.5)
+    ax.set_xlim(0, max(counts) * room)
     _integers(ax.xaxis)
-    ax.set_xlabel("submissions (numbers in a message shown as #)")
+    ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=13)
     return figure
 
@@ -442,22 +449,12 @@ def _flag_figure(numbers: dict):
     flags = numbers["flags"]
     if not flags:
         return _nothing(title, "No flags.")
-    figure = _figure(8, 1.4 + 0.5 * len(flags))
-    ax = figure.subplots()
     kinds = list(flags)
     counts = [flags[k]["submissions"] for k in kinds]
-    ax.barh(range(len(kinds)), counts, color=COLORS["flags"], height=0.6)
-    for n, kind in enumerate(kinds):
-        what = "pair(s)" if kind == "similar" else "flag(s)"
-        ax.text(counts[n], n, f" {counts[n]} submission(s), {flags[kind]['flags']} {what}",
-                va="center", fontsize=9)
-    ax.set_yticks(range(len(kinds)), [_text(k, 30) for k in kinds])
-    ax.set_ylim(len(kinds) - 0.5, -0.5)
-    ax.set_xlim(0, max(counts) * 1.6)
-    _integers(ax.xaxis)
-    ax.set_xlabel("submissions flagged")
-    ax.set_title(title, fontsize=13)
-    return figure
+    notes = [f" {flags[k]['submissions']} submission(s), {flags[k]['flags']} "
+             f"{'pair(s)' if k == 'similar' else 'flag(s)'}" for k in kinds]
+    return _count_bars(title, kinds, counts, notes, "submissions flagged", COLORS["flags"],
+                       width=8, row=0.5, chars=30, room=1.6)
 
 
 def _manual_figure(numbers: dict):
