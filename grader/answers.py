@@ -71,6 +71,11 @@ class Answers:
     problem: str = ""
     """why the answers could not be read ("" when they were)"""
 
+    @classmethod
+    def none(cls, item_ids: list[str], problem: str = "") -> "Answers":
+        """No answer to any of `item_ids` (and why, when they could not be read)."""
+        return cls({i: Answer() for i in item_ids}, problem)
+
 
 def _image(mime: str, data) -> dict | None:
     if mime not in IMAGE_TYPES:
@@ -129,7 +134,7 @@ def _source(value) -> str:
 
 
 def from_notebook(path: Path, item_ids: list[str]) -> Answers:
-    found = Answers({i: Answer() for i in item_ids})
+    found = Answers.none(item_ids)
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
             return Answers(found.items, f"{path.name}: larger than {MAX_FILE_BYTES >> 20} MB; "
@@ -168,7 +173,7 @@ def from_notebook(path: Path, item_ids: list[str]) -> Answers:
 
 def from_markdown(text: str, item_ids: list[str]) -> Answers:
     """Sections headed `## ITEM` of an answers file; one manual item takes a file without them."""
-    found = Answers({i: Answer() for i in item_ids})
+    found = Answers.none(item_ids)
     heads = [(m.start(), m.end(), m.group(1)) for m in
              re.finditer(r"^##[ \t]+([A-Za-z0-9_-]+)[ \t]*$", text, flags=re.MULTILINE)
              if m.group(1) in found.items]
@@ -193,12 +198,12 @@ def _answers_file(folder: Path, module: Path) -> Path | None:
 def _from_file(path: Path, item_ids: list[str]) -> Answers:
     try:
         if path.stat().st_size > MAX_FILE_BYTES:
-            return Answers({i: Answer() for i in item_ids},
-                           f"{path.name}: larger than {MAX_FILE_BYTES >> 20} MB; not read")
+            return Answers.none(item_ids,
+                                f"{path.name}: larger than {MAX_FILE_BYTES >> 20} MB; not read")
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        return Answers({i: Answer() for i in item_ids},
-                       f"{path.name}: could not be read as UTF-8 text ({type(exc).__name__})")
+        return Answers.none(item_ids,
+                            f"{path.name}: could not be read as UTF-8 text ({type(exc).__name__})")
     return from_markdown(text, item_ids)
 
 
@@ -219,7 +224,7 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
                 [path.with_name(ANSWERS_FILE)] if own_folder else []):
             if beside.is_file() and not beside.is_symlink():
                 return _from_file(beside, item_ids)
-        return Answers({i: Answer() for i in item_ids})
+        return Answers.none(item_ids)
     with tempfile.TemporaryDirectory(prefix="grader-answers-") as tmp:
         folder = path
         try:
@@ -228,13 +233,13 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
                 _safe_unzip(path, folder)
             module = _find_module(folder, path.name, exercise)
         except SubmissionError as exc:
-            return Answers({i: Answer() for i in item_ids}, str(exc))
+            return Answers.none(item_ids, str(exc))
         except Exception as exc:  # noqa: BLE001 - an encrypted or corrupt member, and the like
-            return Answers({i: Answer() for i in item_ids},
-                           f"{path.name}: could not be unpacked ({type(exc).__name__}); its "
+            return Answers.none(item_ids,
+                                f"{path.name}: could not be unpacked ({type(exc).__name__}); its "
                            "answers are unknown")
         if module.suffix == ".ipynb":
             return from_notebook(module, item_ids)
         found = _answers_file(folder, module)
-        return _from_file(found, item_ids) if found else Answers({i: Answer() for i in item_ids})
+        return _from_file(found, item_ids) if found else Answers.none(item_ids)
 

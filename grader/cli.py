@@ -110,6 +110,17 @@ def _data_options(p: argparse.ArgumentParser) -> None:
                    "$GRADER_WEIGHTS, else stand-in weights")
 
 
+def _release_options(p: argparse.ArgumentParser) -> None:
+    """--released / --unreleased: kept in the gradebook, so a later batch or export that
+    says neither keeps what was said last (default at first: not released)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--released", dest="released", action="store_const", const=True, default=None,
+                       help="the grades are released: feedback and exports also show "
+                            "after_due_date / after_published items")
+    group.add_argument("--unreleased", dest="released", action="store_const", const=False,
+                       help="take the release back")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="grader", description=__doc__)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -194,8 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
                        "submissions as (default: nobody; ignored when not run as root)")
         p.add_argument("--allow-network", action="store_true", help="do not cut the network")
-        p.add_argument("--released", action="store_true",
-                       help="feedback also shows after_due_date / after_published items")
+        _release_options(p)
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(run=_batch)
 
@@ -228,8 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
         p = verbs.add_parser("export", help="rebuild a batch's CSV, feedback, Gradescope and "
                              "Moodle files from its gradebook (manual grades included)")
         p.add_argument("out", help="the --out folder of `grader batch`")
-        p.add_argument("--released", action="store_true",
-                       help="feedback also shows after_due_date / after_published items")
+        _release_options(p)
         p.set_defaults(run=_export)
 
     if _available("verbs.similarity"):

@@ -232,6 +232,10 @@ def _manual(raw: dict, where: str, source: str) -> ManualItem:
     if visibility not in VISIBILITIES:
         raise RubricError(f"{source}: {where}: 'visibility' must be one of "
                           f"{', '.join(VISIBILITIES)}, found {visibility!r}.")
+    if visibility == "hidden":
+        raise RubricError(f"{source}: {where}: a manual item is asked of students, so it cannot "
+                          "be 'hidden'; to show its grade only later, make it after_due_date or "
+                          "after_published.")
     if not raw["prompt"].strip():
         raise RubricError(f"{source}: {where}: 'prompt' is empty; write the question students answer.")
     lines = []
@@ -292,12 +296,15 @@ def load(path: str | Path) -> Rubric:
 
 
 def public_copy(data: dict, exercise: exercise_mod.Exercise | None = None) -> dict:
-    """The rubric students may see: every item that is not visible dropped, with its
+    """The rubric students may see: every autograded item that is not visible dropped, with its
     parameters (thresholds, step budgets) and the `heldout_seed` that hides its data; what
     its exercise's sections hold for the instructor only (Exercise.public_sections).
     `exercise`: the rubric's, when it is kept outside the kit."""
     public = copy.deepcopy(data)
-    public["items"] = [i for i in public["items"] if i.get("visibility", "visible") == "visible"]
+    # manual items stay whatever their visibility: students answer them (it says when the
+    # grade is shown)
+    public["items"] = [i for i in public["items"] if i.get("visibility", "visible") == "visible"
+                       or i.get("check") == MANUAL]
     public.pop("heldout_seed", None)
     public.pop("exercise_path", None)  # the instructor's folder means nothing elsewhere
     exercise = exercise or exercise_mod.load(data.get("exercise", exercise_mod.DEFAULT))

@@ -35,6 +35,12 @@ def test_regrading_keeps_manual_scores_and_a_changed_answer_needs_review(tmp_pat
     _regrade(book, "ada", text + " Edited after grading.", images)
     assert book.manual_status("ada") == {"compare_scratch": "needs review"}
     assert book.manual_scores("ada") == {"compare_scratch": 10.0}
+    items = book.manual_items()  # the item now worth less than the grade given
+    book.set_manual_items([{**items[0], "points": 5}])
+    assert book.manual_status("eve") == {"compare_scratch": "to grade"}
+    _regrade(book, "ada", text, images)
+    assert book.manual_status("ada") == {"compare_scratch": "needs review"}
+    book.set_manual_items(items)
     # cy answered nothing: no answers row, and the item is still to grade
     assert book.answers("cy") == {} and book.manual_status("cy") == {"compare_scratch": "to grade"}
 
@@ -71,7 +77,25 @@ def test_exports_carry_the_manual_scores_and_comments(tmp_path):
     assert "compare_scratch" not in [t["number"] for t in bo["tests"]]  # not graded: not a test yet
     moodle = list(csv.reader((out / exports.MOODLE_FILE).open()))
     assert moodle[0][0] == "username" and moodle[0][2] == "feedback"
-    assert moodle[1][:2] == ["ada", "120"] and "Clear, with numbers." in moodle[1][2]
+    # what students may see now: before the release, not the hidden accuracy item's 10
+    assert moodle[1][:2] == ["ada", "110"] and "Clear, with numbers." in moodle[1][2]
+    book = Gradebook(out / "gradebook.sqlite")
+    exports.write_all(book, out, released=True)
+    assert list(csv.reader((out / exports.MOODLE_FILE).open()))[1][:2] == ["ada", "120"]
+    assert "will be shown when the grades are released" not in (out / "feedback" / "ada.md").read_text()
+
+
+def test_a_grade_for_an_item_no_longer_in_the_rubric_is_kept_and_counted_nowhere(tmp_path):
+    out = class_fixture.build(tmp_path / "out")
+    book = Gradebook(out / "gradebook.sqlite")
+    items = book.manual_items()
+    items[0]["id"] = "compare_renamed"
+    book.set_manual_items(items)
+    assert book.manual("ada") == [] and book.manual_status("ada") == {"compare_renamed": "to grade"}
+    assert [(g["student"], g["item"], g["score"]) for g in book.leftover()] == [("ada", "compare_scratch", 10.0)]
+    exports.write_all(book, out)
+    ada = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}["ada"]
+    assert ada["compare_renamed"] == "" and float(ada["total"]) == 110  # the 10 counted nowhere
 
 
 def test_a_gradebook_from_before_manual_items_opens_and_migrates(tmp_path):

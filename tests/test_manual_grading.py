@@ -80,7 +80,7 @@ def batch(tmp_path_factory):
     result = _grader("batch", str(submissions), "--out", str(out), "--rubric", str(rubric),
                      "--no-progress")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "manual items: 0 of 4 graded (4 to grade); grade them in `grader review OUT`" in result.stdout
+    assert f"manual items: 0 of 4 graded (4 to grade); grade them in `grader review {out}`" in result.stdout
     return out
 
 
@@ -177,3 +177,27 @@ def test_the_grades_are_in_the_gradebook_the_exports_and_the_report(batch, revie
     assert "<script" not in html and html.count('src="data:image/png;base64,') >= 7
     exported = _grader("export", str(batch), "--released")
     assert exported.returncode == 0 and "for 4 submission(s)" in exported.stdout
+
+
+def test_editing_the_written_questions_regrades_nothing(batch, review, browser):
+    """A prompt reworded and a question added mid-grading: no submission is graded again
+    (the batch hash leaves manual items out), the grades given stand, and the new question
+    is to grade, its answers read again."""
+    rubric = batch.parent / "rubric.yaml"
+    data = yaml.safe_load(rubric.read_text())
+    manual = next(i for i in data["items"] if i["id"] == ITEM)
+    manual["prompt"] += "\nSay also which one you would pick for a new task.\n"
+    data["items"].append({**manual, "id": "second", "title": "A second question"})
+    rubric.write_text(yaml.safe_dump(data))
+    result = _grader("batch", str(batch.parent / "submissions"), "--out", str(batch), "--rubric",
+                     str(rubric), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 submissions, 4 already graded, 0 to grade" in result.stderr
+    book = Gradebook(batch / "gradebook.sqlite")
+    try:
+        assert {s["student"]: book.manual_status(s["student"]) for s in book.submissions()} == {
+            s: {ITEM: "graded", "second": "to grade"} for s in SCORES}
+        # read again for the current items: nobody answered the new one yet
+        assert set(book.answers("cy")) == set(book.answers("ada")) == {ITEM}
+    finally:
+        book.close()

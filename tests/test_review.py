@@ -228,10 +228,20 @@ def test_scores_outside_zero_to_points_are_refused(client, out, score):
                                     {"comment": "c" * (review.MAX_COMMENT + 1)}])
 def test_other_bad_fields_are_refused(client, out, fields):
     before = snapshot(out)
-    assert client.post("/save", data={**grade_form(client, "/s/bo", score=""), **fields}).status_code == 400
+    assert client.post("/save", data={**grade_form(client, "/s/bo", score="5"), **fields}).status_code == 400
     assert snapshot(out) == before
     assert client.post("/save", data={**grade_form(client, "/s/bo"), "ref": "nobody"}).status_code == 404
     assert client.post("/save", data={**grade_form(client, "/s/bo"), "item": "other"}).status_code == 404
+
+
+def test_a_form_with_neither_a_score_nor_a_line_saves_nothing(client, out):
+    """A save key pressed by reflex must not record a 0 as "graded"."""
+    before = snapshot(out)
+    refused = client.post("/save", data=grade_form(client, "/s/bo", score=""))
+    assert refused.status_code == 400 and snapshot(out) == before
+    assert "expected a score or a ticked rubric line" in refused.get_data(as_text=True)
+    ticked = client.post("/save", data={**grade_form(client, "/s/bo", score=""), "line": "3"})
+    assert ticked.status_code in (302, 303)  # a deduction alone: 0, but a grade given
 
 
 # --- untrusted data shown as data ----------------------------------------------------------
@@ -379,7 +389,7 @@ def test_list_filters_sorts_and_follows_them(client):
 def test_needs_review_after_the_answer_changed(client, out):
     book = Gradebook(out / "gradebook.sqlite")
     book.db.execute("UPDATE answers SET text = 'rewritten', digest = 'changed' WHERE student = 'ada'")
-    statuses = review.manual_statuses(book, [ITEM])
+    statuses = book.manual_statuses()
     assert all(statuses[n] == book.manual_status(n) for n in NAMES)  # the bulk rule is the same
     assert statuses["ada"] == {ITEM: NEEDS_REVIEW}
     book.close()

@@ -153,3 +153,11 @@ def test_a_conflicting_save_is_shown_and_not_applied(browser, url, out):
     assert (grade["score"], grade["comment"], grade["grader"]) == (3.0, "from the other TA", "ta-other")
     # the form now shows the grade saved in between
     assert browser.find_element(By.CSS_SELECTOR, "form.grade input.score").get_attribute("value") == "3"
+
+
+def test_a_save_key_with_nothing_entered_saves_nothing(browser, url, out):
+    browser.get(f"{url}s/cy")
+    ctrl(browser, Keys.ENTER)
+    hint = wait(browser, lambda d: d.find_element(By.ID, "key-hint").is_displayed()
+                and d.find_element(By.ID, "key-hint"))
+    assert "Nothing to save" in hint.text and grade_of(out, "cy") is None

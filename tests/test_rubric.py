@@ -117,6 +117,7 @@ def test_manual_items_are_parsed_apart_and_never_run():
     ({"lines": [{"text": "good"}]}, r"lines\[0\]: missing key 'points'"),
     ({"lines": ["good"]}, r"lines\[0\]: expected a mapping with text and points"),
     ({"visibility": "later"}, r"'visibility' must be one of"),
+    ({"visibility": "hidden"}, r"a manual item is asked of students, so it cannot be 'hidden'"),
 ])
 def test_manual_item_errors_name_the_item_and_what_is_expected(changes, message):
     data = _with_manual(**changes)
@@ -129,3 +130,10 @@ def test_a_rubric_of_manual_items_only_is_refused():
     data["items"] = [i for i in data["items"] if i["check"] == "manual"]
     with pytest.raises(RubricError, match="at least one autograded item"):
         rubric.parse(data, "r.yaml")
+
+
+def test_a_manual_item_graded_later_is_still_asked_of_students():
+    data = _with_manual(visibility="after_due_date")
+    public = rubric.public_copy(data)
+    assert "compare_scratch" in [i["id"] for i in public["items"]]
+    assert rubric.parse(public).manual[0].visibility == "after_due_date"

@@ -78,9 +78,11 @@ def feedback_markdown(row: dict, items: list[dict], released: bool,
     if notes:
         lines += ["", "Skipped when your notebook was imported (the rest was graded):", ""]
         lines += [f"- {n}" for n in notes]
-    hidden = len(items) - len(visible) + sum(1 for m in manual if not shown(m["visibility"], released))
-    if hidden:
-        lines += ["", f"{hidden} more item(s) will be shown when the grades are released."]
+    later = (0 if released else
+             sum(1 for i in items if i["visibility"] in ("after_due_date", "after_published"))
+             + sum(1 for m in manual if m["visibility"] in ("after_due_date", "after_published")))
+    if later:
+        lines += ["", f"{later} more item(s) will be shown when the grades are released."]
     pending = [m for m in manual if shown(m["visibility"], released) and m["score"] is None]
     if pending:
         lines += ["", f"Not graded yet by a person: {', '.join(m['title'] for m in pending)}."]
@@ -122,7 +124,8 @@ MOODLE_FILE = "moodle.csv"
 def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
     """Moodle's grade import (Grades > Import > CSV file): a `username` column to map to the
     user field, the grade, and a feedback column. Students are named as the batch names them
-    (their submission's file or folder): name submissions by Moodle username."""
+    (their submission's file or folder): name submissions by Moodle username. The grade is
+    what students may see now (the feedback's "Score shown"): import it once released."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["username", title, "feedback"])
@@ -190,10 +193,16 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> None
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_text(render(row, book.items(row["student"])), encoding="utf-8")
     title = book.get_meta("title") or "Exercise"
-    comments = {s: " | ".join(f"{m['title']}: {m['comment'].strip()}" for m in ms
-                              if m["score"] is not None and m["comment"].strip())
-                for s, ms in manual.items()}
+    now = {s: [m for m in ms if m["score"] is not None and shown(m["visibility"], released)]
+           for s, ms in manual.items()}
+    comments = {s: " | ".join(f"{m['title']}: {m['comment'].strip()}" for m in ms if m["comment"].strip())
+                for s, ms in now.items()}
+
+    def total(row: dict) -> float:
+        autograded = sum(i["score"] for i in book.items(row["student"])
+                         if shown(i["visibility"], released))
+        return round(autograded + sum(m["score"] for m in now[row["student"]]), 4)
+
     with atomic_path(out / MOODLE_FILE) as tmp:
-        tmp.write_text(moodle_csv(rows, title,
-                                  lambda r: r["score"] + sum(m["score"] or 0 for m in manual[r["student"]]),
-                                  lambda r: comments[r["student"]]), encoding="utf-8")
+        tmp.write_text(moodle_csv(rows, title, total, lambda r: comments[r["student"]]),
+                       encoding="utf-8")

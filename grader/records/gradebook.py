@@ -191,8 +191,18 @@ class Gradebook:
                 for item, text, images, digest in cursor.fetchall()}
 
     def manual(self, student: str | None = None) -> list[dict]:
-        """The manual grades given, of one student or of all: score, ticked, comment,
-        digest, grader, saved_at, version."""
+        """The manual grades given, of one student or of all, for the rubric's current
+        manual items (a grade for an item since renamed or removed is `leftover`): score,
+        ticked, comment, digest, grader, saved_at, version."""
+        current = {m["id"] for m in self.manual_items()}
+        return [g for g in self._grades(student) if g["item"] in current]
+
+    def leftover(self) -> list[dict]:
+        """Grades given for manual items the rubric no longer has: kept, counted nowhere."""
+        current = {m["id"] for m in self.manual_items()}
+        return [g for g in self._grades(None) if g["item"] not in current]
+
+    def _grades(self, student: str | None) -> list[dict]:
         query, args = "SELECT * FROM manual", ()
         if student is not None:
             query, args = query + " WHERE student = ?", (student,)
@@ -204,17 +214,44 @@ class Gradebook:
         return rows
 
     def manual_status(self, student: str) -> dict[str, str]:
-        """{item: to grade | graded | needs review} for every manual item of the rubric.
-        A grade given for an answer that changed since needs review."""
-        answered = {item: a["digest"] for item, a in self.answers(student).items()}
-        given = {m["item"]: m["digest"] for m in self.manual(student)}
-        status = {}
-        for item in (m["id"] for m in self.manual_items()):
-            if item not in given:
-                status[item] = TO_GRADE
-            else:
-                status[item] = GRADED if given[item] == answered.get(item, "") else NEEDS_REVIEW
-        return status
+        """{item: to grade | graded | needs review} for every manual item of the rubric."""
+        return self.manual_statuses(student).get(student, {})
+
+    def manual_statuses(self, student: str | None = None) -> dict[str, dict[str, str]]:
+        """{student: {item: status}} for every submission (or one): no grade, "to grade"; a
+        grade given for the answer as it is now, "graded"; a grade given for an answer that
+        changed since, or above what the item is now worth, "needs review". Reads digests
+        only, never the answers' images."""
+        where, args = (" WHERE student = ?", (student,)) if student is not None else ("", ())
+        answered = {(s, i): d for s, i, d in
+                    self.db.execute("SELECT student, item, digest FROM answers" + where, args)}
+        given = {(s, i): (d, score) for s, i, d, score in
+                 self.db.execute("SELECT student, item, digest, score FROM manual" + where, args)}
+        points = {m["id"]: m["points"] for m in self.manual_items()}
+
+        def status(name: str, item: str) -> str:
+            if (name, item) not in given:
+                return TO_GRADE
+            digest, score = given[name, item]
+            # the answer changed since, or the item is now worth less than the grade
+            same = digest == answered.get((name, item), "") and score <= points[item]
+            return GRADED if same else NEEDS_REVIEW
+
+        return {name: {item: status(name, item) for item in points}
+                for (name,) in self.db.execute("SELECT student FROM submissions" + where, args)}
+
+    def set_answers(self, student: str, answers: Answers) -> None:
+        """Replace a submission's answers (read again without grading it again: its code is
+        unchanged, the rubric's manual items may not be)."""
+        with self.db:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM answers WHERE student = ?", (student,))
+            self.db.execute("UPDATE submissions SET answers_problem = ? WHERE student = ?",
+                            (answers.problem, student))
+            self.db.executemany(
+                "INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
+                [(student, item, a.text, json.dumps(a.images), a.digest)
+                 for item, a in answers.items.items() if not a.empty])
 
     def save_manual(self, student: str, item: str, score: float, ticked: list[int], comment: str,
                     digest: str, grader: str, version: int) -> int:

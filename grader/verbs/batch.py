@@ -58,7 +58,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
          rubric_path: str | None = None, weights: str | None = None,
          memory_mb: int = sandbox_mod.BATCH_MEMORY_MB,
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
-         released: bool = False, progress: bool = True, scheduler: str | None = None,
+         released: bool | None = None, progress: bool = True, scheduler: str | None = None,
          data: list[str] | None = None, no_verify: bool = False,
          scratch_mb: int = sandbox_mod.SCRATCH_MB) -> dict:
     folder = Path(submissions)
@@ -96,15 +96,19 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                                               "search_path": list(rubric.exercise.search_path)}))
         # what review, report and the exports read of the rubric
         book.set_meta("title", rubric.title)
-        book.set_meta("released", "1" if released else "0")
+        if released is not None:  # else as the last batch or export said
+            book.set_meta("released", "1" if released else "0")
+        released = book.get_meta("released") == "1"
         book.set_meta("rubric_items", json.dumps([
             {"id": i.id, "title": i.title, "points": i.points, "check": i.check,
              "visibility": i.visibility, "params": i.params} for i in rubric.items], default=str))
         book.set_manual_items([m.to_dict() for m in rubric.manual])
         manual_ids = [m.id for m in rubric.manual]
         # the weights and data are part of what a grade was given under: changing either regrades
-        rubric_hash = hashlib.sha256(rubric_file.read_bytes() + inputs.fingerprint().encode()
-                                     ).hexdigest()[:16]
+        # (the manual items are not: a prompt or a rubric line edited mid-grading must not
+        # retrain the class, see autograded_text)
+        rubric_hash = hashlib.sha256(autograded_text(rubric_file).encode()
+                                     + inputs.fingerprint().encode()).hexdigest()[:16]
         items = rubric.select(include_hidden=True)
         client = cluster = None
         if scheduler:
@@ -123,6 +127,11 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         paths = dict(entries)
         todo = [(s, p) for s, p in entries
                 if regrade or not book.is_current(s, hashes[s], __version__, rubric_hash)]
+        if manual_ids:  # unchanged submissions: their answers, read for the current items
+            graded = {s for s, _ in todo}
+            for student, path in entries:
+                if student not in graded:
+                    book.set_answers(student, _answers(path, manual_ids, rubric.exercise))
         print(f"{len(entries)} submissions, {len(entries) - len(todo)} already graded, "
               f"{len(todo)} to grade {where}; grading on {grading_on}", file=sys.stderr)
         from tqdm import tqdm
@@ -153,7 +162,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                 cluster.close()
         bar.close()
         exports.write_all(book, out, released)
-        summary = summarize(book, [i.id for i in items])
+        summary = summarize(book, [i.id for i in items], out)
     finally:
         book.close()
     summary["similar"] = _similarity(out)
@@ -167,9 +176,8 @@ def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers
     try:
         return answers_mod.extract(path, manual_ids, exercise)
     except Exception as exc:  # noqa: BLE001 - the files are the student's
-        return answers_mod.Answers({i: answers_mod.Answer() for i in manual_ids},
-                                   f"{path.name}: its answers could not be read "
-                                   f"({type(exc).__name__})")
+        return answers_mod.Answers.none(manual_ids, f"{path.name}: its answers could not be read "
+                                                    f"({type(exc).__name__})")
 
 
 def _similarity(out: Path) -> int | None:
@@ -192,7 +200,17 @@ def _similarity(out: Path) -> int | None:
     return len(result.pairs)
 
 
-def summarize(book: Gradebook, item_ids: list[str]) -> dict:
+def autograded_text(rubric_file: Path) -> str:
+    """The rubric as the autograded items see it: its YAML without the manual items (which
+    no worker runs), so that editing those regrades nothing."""
+    import yaml
+
+    data = yaml.safe_load(rubric_file.read_text(encoding="utf-8"))
+    data["items"] = [i for i in data["items"] if i.get("check") != rubric_mod.MANUAL]
+    return yaml.safe_dump(data, sort_keys=True)
+
+
+def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> dict:
     rows = book.submissions()
     counts = {status: sum(r["status"] == status for r in rows) for status in ("graded", "failed", "timed_out")}
     mean = sum(r["score"] for r in rows) / len(rows) if rows else 0.0
@@ -209,7 +227,13 @@ def summarize(book: Gradebook, item_ids: list[str]) -> dict:
         open_ = [s for s in statuses if s != "graded"]
         print(f"manual items: {len(statuses) - len(open_)} of {len(statuses)} graded"
               f"{' (' + exports.manual_summary(open_) + ')' if open_ else ''}; grade them in "
-              "`grader review OUT`")
+              f"`grader review {out}`")
+    leftover = book.leftover()
+    if leftover:
+        items = sorted({g["item"] for g in leftover})
+        print(f"notice: {len(leftover)} manual grade(s) for {', '.join(items)}, no longer in the "
+              "rubric, are kept in the gradebook and counted nowhere; put the item back to count "
+              "them")
     flagged = sorted({f["student"] for f in book.flags()})
     if flagged:
         print(f"flagged for review: {len(flagged)} submission(s) ({', '.join(flagged[:10])}"

@@ -46,7 +46,7 @@ def manual_lines(rubric: rubric_mod.Rubric, submission: Path) -> list[str]:
     the batch will read it (grader.answers), so a misplaced answer is found before the due date."""
     from .. import answers
 
-    visible = [m for m in rubric.manual if m.visibility == "visible"]
+    visible = rubric.manual  # asked of students whenever their grade is shown
     if not visible:
         return []
     found = answers.extract(submission, [m.id for m in visible], rubric.exercise, own_folder=True)
@@ -54,8 +54,10 @@ def manual_lines(rubric: rubric_mod.Rubric, submission: Path) -> list[str]:
     for item in visible:
         answer = found.items[item.id]
         if answer.empty:
-            where = (f"a Markdown cell tagged {answers.tag(item.id)}" if submission.suffix == ".ipynb"
-                     else f"{answers.ANSWERS_FILE} beside the module, under '## {item.id}'")
+            cell = f"a Markdown cell tagged {answers.tag(item.id)}"
+            beside = f"{answers.ANSWERS_FILE} beside the module, under '## {item.id}'"
+            where = (cell if submission.suffix == ".ipynb" else beside if submission.suffix == ".py"
+                     else f"{cell} of the notebook, or {beside}")
             said = f"no answer found: write it in {where}"
         else:
             said = (f"answer found ({len(answer.text.split())} words"

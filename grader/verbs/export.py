@@ -2,7 +2,8 @@
 
 grades.csv, feedback/, gradescope/*/results.json and moodle.csv are written after every
 batch and after each grade saved in `grader review`; this writes them again, for instance
-with --released once the due date has passed.
+with --released once the due date has passed (kept in the gradebook: later batches, exports
+and saves keep showing what was released, until --unreleased).
 """
 from __future__ import annotations
 
@@ -12,13 +13,15 @@ from ..records import exports
 from ..records.gradebook import open_existing
 
 
-def main(out: str, released: bool = False) -> None:
+def main(out: str, released: bool | None = None) -> None:
     book = open_existing(Path(out))
     try:
-        book.set_meta("released", "1" if released else "0")
+        if released is not None:
+            book.set_meta("released", "1" if released else "0")
+        released = book.get_meta("released") == "1"
         exports.write_all(book, Path(out), released)
         rows = book.submissions()
     finally:
         book.close()
     print(f"wrote grades.csv, feedback/, gradescope/ and {exports.MOODLE_FILE} for {len(rows)} "
-          f"submission(s) in {out}")
+          f"submission(s) in {out}, {'released' if released else 'not released'}")

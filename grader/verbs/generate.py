@@ -235,8 +235,10 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
     (bundle / "rubric.yaml").write_text(public_text, encoding="utf-8")
     built = wheel.student_wheel(bundle, public_text)
     (bundle / "README.md").write_text(handout.STUDENT_README.format(
-        wheel=built.name, tested=" or ".join(TENSORFLOW_TESTED)),
-                                      encoding="utf-8")
+        wheel=built.name, tested=" or ".join(TENSORFLOW_TESTED),
+        written=handout.WRITTEN if manual else "",
+        answers_line=(f"- `{answers.ANSWERS_FILE}`: where your written answers go if you work in "
+                      "the `.py` module;\n") if manual else ""), encoding="utf-8")
     _zip_folder(bundle, out / "dist" / "student-bundle.zip")
 
 

@@ -21,7 +21,8 @@ Grading. A form carries the rubric lines as checkboxes, a score, a comment, and 
 version and answer digest the page was loaded with. The score saved is the score field
 when it holds a number (ticking lines fills it in with their sum kept within 0..points,
 rubric.ManualItem.score_of, so a score typed after ticking wins), else the ticked lines'
-score. The server checks everything again: a score outside 0..points, or a line that
+score; a form with neither is refused, never saved as 0. The save keys save the form
+holding the focus, else the one changed, else nothing. The server checks everything again: a score outside 0..points, or a line that
 does not exist, is refused (400); a grade someone saved since the page was loaded is
 never overwritten (gradebook.Conflict, 409). After each save grades.csv, feedback/,
 gradescope/ and moodle.csv are rewritten (records.exports.write_all).
@@ -272,26 +273,11 @@ def list_state(values) -> dict[str, str]:
     return state
 
 
-def manual_statuses(book, manual_ids: list[str]) -> dict[str, dict[str, str]]:
-    """Gradebook.manual_status of every student at once, with the same rule (no grade: to
-    grade; a grade given for the answer's current digest: graded; else needs review) but
-    without reading the answers' images."""
-    answered = {(s, i): d for s, i, d in book.db.execute("SELECT student, item, digest FROM answers")}
-    given = {(s, i): d for s, i, d in book.db.execute("SELECT student, item, digest FROM manual")}
-    statuses = {}
-    for (student,) in book.db.execute("SELECT student FROM submissions"):
-        statuses[student] = {
-            item: TO_GRADE if (student, item) not in given
-            else GRADED if given[student, item] == answered.get((student, item), "") else NEEDS_REVIEW
-            for item in manual_ids}
-    return statuses
-
-
 def class_rows(book) -> list[dict]:
     """One row per submission, by name: scores, manual statuses, flags, similar ones."""
     manual_items = book.manual_items()
     ids = [m["id"] for m in manual_items]
-    statuses = manual_statuses(book, ids)
+    statuses = book.manual_statuses()
     flags, similar, given = {}, {}, {}
     for flag in book.flags():
         flags.setdefault(flag["student"], set()).add(flag["kind"])
@@ -424,8 +410,11 @@ def parse_grade(form, item: dict) -> dict:
             raise Invalid(f"expected a score from 0 to {manual.points:g} for {item['title']}; "
                           f"found {text[:30]!r}. Type a number in that range.")
         score = round(score, 4)
-    else:
+    elif ticked:
         score = manual.score_of(ticked)
+    else:
+        raise Invalid(f"expected a score or a ticked rubric line for {item['title']}; found "
+                      "neither. Type a score (0 counts) or tick a line.")
     comment = form.get("comment", "").replace("\r\n", "\n")
     if len(comment) > MAX_COMMENT:
         raise Invalid(f"expected a comment of at most {MAX_COMMENT} characters; found "

@@ -300,6 +300,14 @@ print(f"test accuracy: {test_accuracy:.3f}")
 """,
 ]
 
+WRITTEN = """
+The written question at the end (section 6 of the notebook) is graded by a person. In the
+notebook, answer it in the cell below the question. If you work in the `.py` module, write
+your answer in `answers.md` (in this folder) and submit it beside `transfer_learning.py`,
+both in one folder or zip.
+"""
+"""STUDENT_README's paragraph on the written questions, when the rubric has any"""
+
 STUDENT_README = """\
 # Exercise: transfer learning with a frozen VGG16
 
@@ -307,17 +315,11 @@ Files:
 - `transfer_learning.ipynb`: the handout and your work, in a notebook;
 - `transfer_learning.py`: the same functions as a plain module, if you prefer an editor;
 - `rubric.yaml`: what is graded and how many points each item is worth;
-- `answers.md`: where your written answers go if you work in the `.py` module;
-- `{wheel}`: the checker, the same one that grades your submission.
+{answers_line}- `{wheel}`: the checker, the same one that grades your submission.
 
 Work in one of the two files (the grader takes either), filling in every
 `# YOUR CODE HERE`. Keep function names and signatures unchanged.
-
-The written question at the end (section 6 of the notebook) is graded by a person. In the
-notebook, answer it in the cell below the question. If you work in the `.py` module, write
-your answer in `answers.md` (in this folder) and submit it beside `transfer_learning.py`,
-both in one folder or zip.
-
+{written}
 ## Installing the checker
 
 From this folder, with Python 3.10 or newer, in a new environment (TensorFlow, CPU-only

@@ -96,13 +96,13 @@
   document.addEventListener("keydown", function (e) {
     var dialog = document.getElementById("shortcuts");
     if ((e.ctrlKey || e.metaKey) && (e.key === "Enter" || e.key === "s" || e.key === "S")) {
+      // the form being edited: the one holding the focus, else the one changed; outside
+      // every form and with nothing changed, a save key saves nothing (no reflex 0)
       var active = document.activeElement;
-      var form = (active && active.closest && active.closest("form.grade")) ||
-                 document.querySelector("form.grade");
-      if (form) {
-        e.preventDefault();
-        save(form);
-      }
+      var form = (active && active.closest && active.closest("form.grade")) || dirty;
+      e.preventDefault();
+      if (form) save(form);
+      else if (document.querySelector("form.grade")) hint("Nothing to save: press s to enter a score first.");
       return;
     }
     if (e.ctrlKey || e.metaKey || e.altKey || isTyping(e.target)) return;
