@@ -134,12 +134,13 @@ def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
     return buffer.getvalue()
 
 
-def manual_of(book, student: str) -> list[dict]:
-    """The rubric's manual items with what `student` was given (score None: not yet)."""
-    given = {m["item"]: m for m in book.manual(student)}
+def with_grades(manual_items: list[dict], grades: list[dict]) -> list[dict]:
+    """The rubric's manual items, each with what one student's `grades` gave it: score
+    (None: not graded yet) and comment."""
+    given = {g["item"]: g for g in grades}
     return [{**m, "score": given[m["id"]]["score"] if m["id"] in given else None,
              "comment": given[m["id"]]["comment"] if m["id"] in given else ""}
-            for m in book.manual_items()]
+            for m in manual_items]
 
 
 def write_all(book, out: Path, released: bool | None = None, only: str | None = None) -> None:
@@ -168,14 +169,20 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> None
     if released is None:
         released = book.get_meta("released") == "1"
     rows = book.submissions()
+    results = {row["student"]: book.items(row["student"]) for row in rows}  # read once
     items = json.loads(book.get_meta("rubric_items") or "[]")
-    item_ids = [i["id"] for i in items] or ([i["item"] for i in book.items(rows[0]["student"])]
+    item_ids = [i["id"] for i in items] or ([i["item"] for i in results[rows[0]["student"]]]
                                            if rows else [])
     manual_items = book.manual_items()
-    manual = {row["student"]: manual_of(book, row["student"]) for row in rows}
+    grades: dict[str, list[dict]] = {}
+    for grade in book.manual():
+        grades.setdefault(grade["student"], []).append(grade)
+    manual = {row["student"]: with_grades(manual_items, grades.get(row["student"], [])) for row in rows}
+    statuses = book.manual_statuses()
     with atomic_path(out / "grades.csv") as tmp:
-        tmp.write_text(grades_csv(rows, book.items, item_ids, book.flags, manual_items,
-                                  book.manual_scores, book.manual_status), encoding="utf-8")
+        tmp.write_text(grades_csv(rows, results.__getitem__, item_ids, book.flags, manual_items,
+                                  lambda s: {m["id"]: m["score"] for m in manual[s] if m["score"] is not None},
+                                  lambda s: statuses.get(s, {})), encoding="utf-8")
     renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
                ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json"))
     for folder, render, name in renders:
@@ -184,14 +191,14 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> None
                 if row["student"] == only:
                     target = out / folder / name.format(only)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    write_text_atomic(target, render(row, book.items(only)))
+                    write_text_atomic(target, render(row, results[only]))
             continue
         with atomic_path(out / folder) as tmp:
             tmp.mkdir()
             for row in rows:
                 target = tmp / name.format(row["student"])
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(render(row, book.items(row["student"])), encoding="utf-8")
+                target.write_text(render(row, results[row["student"]]), encoding="utf-8")
     title = book.get_meta("title") or "Exercise"
     now = {s: [m for m in ms if m["score"] is not None and shown(m["visibility"], released)]
            for s, ms in manual.items()}
@@ -199,7 +206,7 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> None
                 for s, ms in now.items()}
 
     def total(row: dict) -> float:
-        autograded = sum(i["score"] for i in book.items(row["student"])
+        autograded = sum(i["score"] for i in results[row["student"]]
                          if shown(i["visibility"], released))
         return round(autograded + sum(m["score"] for m in now[row["student"]]), 4)
 
