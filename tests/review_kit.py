@@ -86,3 +86,26 @@ def ctrl(driver, key) -> None:
     from selenium.webdriver.common.keys import Keys
 
     ActionChains(driver).key_down(Keys.CONTROL).send_keys(key).key_up(Keys.CONTROL).perform()
+
+
+ITEM = "compare_scratch"
+"""the class fixture's written question"""
+
+
+def grade_of(out, student: str, item: str = ITEM) -> dict | None:
+    """The grade `student` was given for `item` in the batch folder `out`, or None."""
+    from grader.records.gradebook import Gradebook
+
+    book = Gradebook(out / "gradebook.sqlite")
+    try:
+        return next((m for m in book.manual(student) if m["item"] == item), None)
+    finally:
+        book.close()
+
+
+def csv_score(out, student: str, item: str = ITEM) -> str:
+    """`student`'s cell of `item` in the folder's grades.csv ("" when not graded)."""
+    import csv
+
+    with open(out / "grades.csv", newline="") as f:
+        return next(row for row in csv.DictReader(f) if row["student"] == student)[item]

@@ -5,7 +5,6 @@ and the figures drawn from untrusted details. Flask's test client against the cl
 fixture (no grading), plus one request through a real waitress server."""
 from __future__ import annotations
 
-import csv
 import re
 import shutil
 import sqlite3
@@ -20,7 +19,7 @@ import class_fixture
 from grader.errors import KitError
 from grader.records.gradebook import GRADED, NEEDS_REVIEW, Gradebook
 from grader.verbs import review
-from review_kit import hidden_fields, logged_in
+from review_kit import csv_score, grade_of, hidden_fields, logged_in
 
 TOKEN = "test-token-0123456789abcdef"
 ITEM = "compare_scratch"
@@ -53,19 +52,6 @@ def grade_form(client, url: str, **values) -> dict:
     """The grading form of the page at `url`, as loaded, with `values` filled in."""
     page = client.get(url).get_data(as_text=True)
     return {**hidden_fields(page), **values}
-
-
-def manual_of(out: Path, student: str) -> dict | None:
-    book = Gradebook(out / "gradebook.sqlite")
-    try:
-        return next((m for m in book.manual(student) if m["item"] == ITEM), None)
-    finally:
-        book.close()
-
-
-def csv_score(out: Path, student: str) -> str:
-    with open(out / "grades.csv", newline="") as f:
-        return next(row for row in csv.DictReader(f) if row["student"] == student)[ITEM]
 
 
 def snapshot(out: Path) -> tuple:
@@ -164,11 +150,11 @@ def test_gets_change_nothing(client, out):
 
 
 def test_a_saved_grade_lands_in_the_gradebook_and_grades_csv(client, out):
-    assert manual_of(out, "bo") is None and csv_score(out, "bo") == ""
+    assert grade_of(out, "bo") is None and csv_score(out, "bo") == ""
     form = grade_form(client, "/s/bo", score="", comment="Numbers, <b>no</b> curves.")
     saved = client.post("/save", data={**form, "line": ["0", "2"]})
     assert saved.status_code == 302 and saved.headers["Location"].startswith("/s/bo?saved=")
-    grade = manual_of(out, "bo")
+    grade = grade_of(out, "bo")
     assert (grade["score"], grade["ticked"], grade["grader"], grade["version"]) == (8.0, [0, 2], "ta-two", 1)
     assert grade["comment"] == "Numbers, <b>no</b> curves."
     assert csv_score(out, "bo") == "8"
@@ -182,7 +168,7 @@ def test_a_saved_grade_lands_in_the_gradebook_and_grades_csv(client, out):
 def test_a_typed_score_wins_over_the_ticked_lines(client, out):
     form = grade_form(client, "/s/eve", score="7.5", comment="")
     client.post("/save", data={**form, "line": ["0", "1", "2"]})
-    grade = manual_of(out, "eve")
+    grade = grade_of(out, "eve")
     assert (grade["score"], grade["ticked"]) == (7.5, [0, 1, 2])
     assert csv_score(out, "eve") == "7.5"
     page = client.get(f"/s/eve?saved={ITEM}&who={form['ref']}").get_data(as_text=True)
@@ -190,7 +176,7 @@ def test_a_typed_score_wins_over_the_ticked_lines(client, out):
     # with the score empty the lines decide, clamped to 0..points: -3 alone gives 0
     form = grade_form(client, "/s/eve", score="")
     client.post("/save", data={**form, "line": ["3"]})
-    assert manual_of(out, "eve")["score"] == 0.0
+    assert grade_of(out, "eve")["score"] == 0.0
 
 
 def test_conflicting_saves_keep_the_first(client, out):
@@ -204,13 +190,13 @@ def test_conflicting_saves_keep_the_first(client, out):
     assert "Not saved" in page and "ta-two saved a grade" in page and "reload" in page
     assert "comment: &#39;second&#39;" in page  # what the TA typed, so it is not lost
     assert 'name="version" value="1"' in page  # the form now holds the grade saved since
-    grade = manual_of(out, "fay")
+    grade = grade_of(out, "fay")
     assert (grade["score"], grade["comment"], grade["version"]) == (6.0, "first", 1)
     assert csv_score(out, "fay") == "6"
     # ada was graded (version 1) by ta-one: a form that says version 0 is refused too
     stale = {**grade_form(client, "/s/ada", score="1"), "version": "0"}
     assert client.post("/save", data=stale).status_code == 409
-    assert manual_of(out, "ada")["score"] == 10.0
+    assert grade_of(out, "ada")["score"] == 10.0
 
 
 @pytest.mark.parametrize("score", ["11", "-1", "abc", "nan", "inf", "1e999", "10.0001"])

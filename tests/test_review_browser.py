@@ -6,7 +6,6 @@ wrong token refused and a conflicting save shown, not applied. One browser for t
 module; each test uses its own students."""
 from __future__ import annotations
 
-import csv
 import re
 from pathlib import Path
 
@@ -15,7 +14,7 @@ import pytest
 import class_fixture
 from grader.records.gradebook import Gradebook
 from grader.verbs import review
-from review_kit import chromium, ctrl, keys, needs_browser, served, wait
+from review_kit import csv_score, grade_of, chromium, ctrl, keys, needs_browser, served, wait
 
 pytestmark = needs_browser
 pytest.importorskip("selenium.webdriver", reason="browser tests need selenium (pip install .[test])")
@@ -45,19 +44,6 @@ def browser(url):
     with chromium() as driver:
         driver.get(f"{url}?token={TOKEN}")  # the token once: the cookie afterwards
         yield driver
-
-
-def grade_of(out: Path, student: str) -> dict | None:
-    book = Gradebook(out / "gradebook.sqlite")
-    try:
-        return next((m for m in book.manual(student) if m["item"] == ITEM), None)
-    finally:
-        book.close()
-
-
-def csv_score(out: Path, student: str) -> str:
-    with open(out / "grades.csv", newline="") as f:
-        return next(row for row in csv.DictReader(f) if row["student"] == student)[ITEM]
 
 
 def test_list_then_save_with_the_keyboard(browser, url, out):

@@ -186,14 +186,13 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> None
     renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
                ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json"))
     for folder, render, name in renders:
-        if only is not None and (out / folder).is_dir():
-            for row in rows:
-                if row["student"] == only:
-                    target = out / folder / name.format(only)
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    write_text_atomic(target, render(row, results[only]))
+        if only is not None and (out / folder).is_dir():  # one student's file, in place
+            for row in (r for r in rows if r["student"] == only):
+                target = out / folder / name.format(only)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                write_text_atomic(target, render(row, results[only]))
             continue
-        with atomic_path(out / folder) as tmp:
+        with atomic_path(out / folder) as tmp:  # the whole folder, replaced at once
             tmp.mkdir()
             for row in rows:
                 target = tmp / name.format(row["student"])

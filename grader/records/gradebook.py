@@ -147,12 +147,16 @@ class Gradebook:
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [(student, i, r.id, r.title, r.score, r.max_score, r.status, r.message, r.seconds,
                   r.visibility, json.dumps(r.details or {})) for i, r in enumerate(report.items)])
-            self.db.executemany(
-                "INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
-                [(student, item, a.text, json.dumps(a.images), a.digest)
-                 for item, a in answers.items.items() if not a.empty])
+            self._put_answers(student, answers)
             self.db.executemany("INSERT INTO flags VALUES (?, ?, ?)",
                                 [(student, f.kind, f.detail) for f in report.flags])
+
+    def _put_answers(self, student: str, answers: Answers) -> None:
+        """Insert a submission's answers (inside the caller's transaction); no row: no answer."""
+        self.db.executemany(
+            "INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
+            [(student, item, a.text, json.dumps(a.images), a.digest)
+             for item, a in answers.items.items() if not a.empty])
 
     def submissions(self) -> list[dict]:
         cursor = self.db.execute("SELECT * FROM submissions ORDER BY student")
@@ -248,10 +252,7 @@ class Gradebook:
             self.db.execute("DELETE FROM answers WHERE student = ?", (student,))
             self.db.execute("UPDATE submissions SET answers_problem = ? WHERE student = ?",
                             (answers.problem, student))
-            self.db.executemany(
-                "INSERT INTO answers VALUES (?, ?, ?, ?, ?)",
-                [(student, item, a.text, json.dumps(a.images), a.digest)
-                 for item, a in answers.items.items() if not a.empty])
+            self._put_answers(student, answers)
 
     def save_manual(self, student: str, item: str, score: float, ticked: list[int], comment: str,
                     digest: str, grader: str, version: int) -> int:
