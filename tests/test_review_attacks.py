@@ -4,21 +4,32 @@ any shape (it must never stop the batch, nor take gigabytes), a student's name o
 characters (a right-to-left override that reverses the score in "Saved ...: 7 / 10"),
 training logs of any numbers (one huge step broke the submission's page), an answer whose
 text or image is tall enough to push the grading form out of sight, and a page of another
-site whose name points at 127.0.0.1 (DNS rebinding: only the review's own Host is served).
+site whose name points at 127.0.0.1 (DNS rebinding: only the review's own Host is served),
+and a local user reading the browser's command line (the token goes in a private file).
 Flask's test client on the class fixture with hostile students added; one waitress server
 and one headless Chromium for the layout."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import html
 import http.client
 import io
 import json
+import os
 import re
+import stat
 import struct
+import sys
+import tempfile
 import threading
+import urllib.request
+import webbrowser
 import zipfile
 import zlib
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 import pytest
 
@@ -138,6 +149,160 @@ def test_the_served_review_answers_its_own_address_only(app):
         assert get("localhost:8000") == 302  # an SSH tunnel may forward another port
     finally:
         review.shutdown(server, thread)
+
+
+# --- the token never in a command line (every local user reads those) -----------------------
+
+@contextlib.contextmanager
+def _main_running(out, monkeypatch, browser=None):
+    """`review.main` serving `out` in a thread, webbrowser.open replaced by a recorder (then
+    `browser`, if given); yields the arguments it was opened with, once it was; stops the
+    server afterwards."""
+    made, opened = {}, []
+    real_serve = review.serve
+
+    def serve(app, host, port):
+        made["server"], url = real_serve(app, host, port)
+        return made["server"], url
+
+    def open_(url):
+        opened.append(url)
+        if browser:
+            browser(url)
+
+    monkeypatch.setattr(review, "serve", serve)
+    monkeypatch.setattr(review.webbrowser, "open", open_)
+    thread = threading.Thread(target=review.main, args=(str(out),), daemon=True)
+    thread.start()
+    for _ in range(200):
+        if opened:
+            break
+        thread.join(0.05)
+    try:
+        yield opened
+    finally:
+        review.shutdown(made["server"], thread)
+    assert not thread.is_alive()
+
+
+def _printed_link(printed: str) -> tuple[str, str]:
+    """The base URL and the token `grader review` printed."""
+    match = re.search(r"(http://127\.0\.0\.1:\d+/)\?token=([\w-]{32})\s", printed)
+    assert match, printed
+    return match.group(1), match.group(2)
+
+
+def _path(file_url: str) -> Path:
+    assert file_url.startswith("file:///"), file_url
+    return Path(url2pathname(urlparse(file_url).path))
+
+
+def _redirect_of(page: str) -> set[str]:
+    """Where the page sends the browser: its meta refresh, its script and its link."""
+    meta = re.search(r'<meta http-equiv="refresh" content="0;url=([^"]*)">', page)
+    script = re.search(r"<script>window\.location\.replace\((.*)\);</script>", page)
+    link = re.search(r'<a href="([^"]*)">', page)
+    assert meta and script and link, page
+    return {html.unescape(meta.group(1)), json.loads(script.group(1)), html.unescape(link.group(1))}
+
+
+def test_the_browser_is_opened_on_a_private_page_not_on_the_token(out, monkeypatch, capsys):
+    with _main_running(out, monkeypatch) as opened:
+        base, token = _printed_link(capsys.readouterr().out)
+        [argument] = opened
+        page = _path(argument)
+        assert token not in argument and page.is_file()
+        file, folder = page.stat(), page.parent.stat()
+        assert stat.S_IMODE(file.st_mode) == 0o600 and stat.S_IMODE(folder.st_mode) == 0o700
+        assert file.st_uid == folder.st_uid == os.getuid()
+        assert page.parent != Path(tempfile.gettempdir())  # a folder of its own
+        assert [p.name for p in page.parent.iterdir()] == [page.name]
+        assert _redirect_of(page.read_text(encoding="utf-8")) == {f"{base}?token={token}"}
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(f"{base}?token={token}", timeout=10) as response:  # where it sends
+            assert response.status == 200 and response.url == base
+    assert not page.exists() and not page.parent.exists()
+    assert "grader review stopped." in capsys.readouterr().out
+
+
+def test_the_browser_process_reads_the_token_from_the_page_never_from_its_argv(
+        out, monkeypatch, tmp_path, capsys):
+    """A browser process really started, as webbrowser starts one (BROWSER=... or a generic
+    one): it records its command line as /proc/PID/cmdline shows it to everyone, and what
+    it reads from the file it was given."""
+    record = tmp_path / "browser.json"
+    recorder = ("import json, os, sys, urllib.parse, urllib.request\n"
+                "path = urllib.request.url2pathname(urllib.parse.urlparse(sys.argv[-1]).path)\n"
+                "cmdline = open('/proc/self/cmdline', 'rb').read().decode() "
+                "if os.path.exists('/proc/self/cmdline') else ' '.join(sys.argv)\n"
+                f"json.dump({{'cmdline': cmdline, 'page': open(path).read()}}, open({str(record)!r}, 'w'))\n")
+    browser = webbrowser.GenericBrowser([sys.executable, "-c", recorder, "%s"])
+    with _main_running(out, monkeypatch, browser.open) as opened:
+        base, token = _printed_link(capsys.readouterr().out)
+        for _ in range(200):
+            if record.exists() and record.stat().st_size:
+                break
+            threading.Event().wait(0.05)
+        seen = json.loads(record.read_text())
+    assert opened[0] in seen["cmdline"] and token not in seen["cmdline"]
+    assert _redirect_of(seen["page"]) == {f"{base}?token={token}"}
+    assert not _path(opened[0]).exists()
+
+
+def test_the_page_is_removed_when_ctrl_c_stops_the_review(out, monkeypatch, capsys):
+    seen = {}
+
+    class Server:
+        def run(self):
+            page = _path(seen["opened"])
+            seen["while serving"] = page.is_file(), page.parent.is_dir()
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(review, "serve", lambda app, host, port: (Server(), "http://127.0.0.1:1/"))
+    monkeypatch.setattr(review, "shutdown", lambda server: seen.setdefault("shut", True))
+    monkeypatch.setattr(review.webbrowser, "open", lambda url: seen.setdefault("opened", url))
+    review.main(str(out))
+    page = _path(seen["opened"])
+    assert seen["while serving"] == (True, True) and seen["shut"]
+    assert not page.exists() and not page.parent.exists()
+    assert "grader review stopped." in capsys.readouterr().out
+
+
+def test_the_page_escapes_the_url_it_sends_to(monkeypatch):
+    opened = []
+    monkeypatch.setattr(review.webbrowser, "open", opened.append)
+    link = 'http://127.0.0.1:1/?token=a"><script>alert(1)</script>&x=\'</script>'
+    with review.browser_page(link) as page:
+        text = page.read_text(encoding="utf-8")
+        assert opened == [page.as_uri()] and "<script>alert" not in text
+        assert text.count("</script>") == 1  # its own
+        assert _redirect_of(text) == {link}
+    assert not page.exists()
+
+
+def test_a_page_that_cannot_be_written_leaves_the_printed_url(out, monkeypatch, capsys):
+    def full(**kw):
+        raise OSError(28, "No space left on device")
+
+    served = []
+    monkeypatch.setattr(review.tempfile, "mkdtemp", full)
+    monkeypatch.setattr(review.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    monkeypatch.setattr(review, "serve", lambda app, host, port: (
+        type("S", (), {"run": lambda s: served.append(True)})(), "http://127.0.0.1:1/"))
+    monkeypatch.setattr(review, "shutdown", lambda server: None)
+    review.main(str(out))
+    printed = capsys.readouterr()
+    assert served == [True] and "http://127.0.0.1:1/?token=" in printed.out
+    assert "could not write the page that opens the browser" in printed.err
+    assert "No space left on device" in printed.err and "open the URL above" in printed.err
+
+
+def test_no_browser_no_page(out, monkeypatch):
+    monkeypatch.setattr(review.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    monkeypatch.setattr(review.tempfile, "mkdtemp", lambda **kw: pytest.fail("wrote a page"))
+    monkeypatch.setattr(review, "serve", lambda app, host, port: (type("S", (), {"run": lambda s: None})(), "http://x/"))
+    monkeypatch.setattr(review, "shutdown", lambda server: None)
+    review.main(str(out), open_browser=False)
 
 
 # --- names of any characters ----------------------------------------------------------------

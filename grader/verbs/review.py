@@ -41,7 +41,10 @@ localhost, [::1], the --host given and the address it printed; on every interfac
 any IP address and this machine's name; any port, for SSH tunnels): a page of another site
 whose name was pointed at 127.0.0.1 (DNS rebinding) gets 403. Every request, static
 files included, needs the random token printed with the URL: given once as ?token=, it
-becomes an HttpOnly, SameSite=Strict cookie. Only POSTs change anything, each with a CSRF
+becomes an HttpOnly, SameSite=Strict cookie. The token is never put in a command line
+(every local user can read those): as Jupyter does, the browser is opened on a page only
+the TA can read (mode 0600, in a new 0700 folder, deleted when the review stops) that
+sends it on to the URL (browser_page). Only POSTs change anything, each with a CSRF
 token of its own (and refused when the browser says it comes from another origin). It is
 served by waitress, several threads, one SQLite connection per request.
 """
@@ -51,11 +54,15 @@ import contextlib
 import hashlib
 import hmac
 import ipaddress
+import json
 import math
+import os
 import re
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 import threading
 import time
 import webbrowser
@@ -789,6 +796,55 @@ def shutdown(server, thread: threading.Thread | None = None) -> None:
     server.task_dispatcher.shutdown()
 
 
+REDIRECT_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta http-equiv="refresh" content="0;url={url}">
+<meta name="referrer" content="no-referrer">
+<title>grader review</title>
+<script>window.location.replace({url_js});</script>
+</head>
+<body>
+<p>Opening the review. If nothing happens, <a href="{url}">follow this link</a>.</p>
+</body>
+</html>
+"""
+"""the page `browser_page` writes: it sends the browser on to the review's URL"""
+
+
+@contextlib.contextmanager
+def browser_page(link: str):
+    """A page that sends the browser on to `link` (the URL with its token), opened in the
+    browser, removed with its folder on exit; yields its path (None when it could not be
+    written). As Jupyter does: the browser is started on file://... of a file only its
+    owner can read (0600, in a fresh 0700 folder), never on the URL itself, which would
+    put the token in the browser's command line, readable by every local user
+    (/proc/PID/cmdline)."""
+    folder = page = None
+    try:
+        folder = Path(tempfile.mkdtemp(prefix="grader-review-"))  # 0700, owned by the TA
+        page = folder / "open.html"
+        fd = os.open(page, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(REDIRECT_PAGE.format(url=escape(link),
+                                         url_js=json.dumps(link).replace("<", "\\u003c")))
+    except OSError as exc:
+        print(f"grader review: could not write the page that opens the browser ({exc}); "
+              "open the URL above.", file=sys.stderr)
+        page = None
+    try:
+        if page is not None:
+            try:
+                webbrowser.open(page.as_uri())
+            except Exception:  # no browser here: the printed URL is enough
+                pass
+        yield page
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def main(out: str, host: str = "127.0.0.1", port: int = 0, grader: str = "",
          open_browser: bool = True) -> None:
     token = secrets.token_urlsafe(24)
@@ -805,14 +861,13 @@ def main(out: str, host: str = "127.0.0.1", port: int = 0, grader: str = "",
                        f"({exc.strerror or exc}). Leave --port out for a free one, or pick "
                        "another.") from None
     link = f"{url}?token={token}"
+    # The token is printed: the terminal is the TA's own (Jupyter prints it too), and it is
+    # how to open the review without a browser here or from elsewhere through a tunnel. It
+    # is never put in a command line: the browser gets a private file (browser_page).
     print(f"grader review of {out}: {link}  (Ctrl-C stops it)", flush=True)
-    if open_browser:
-        try:
-            webbrowser.open(link)
-        except Exception:  # no browser here: the printed URL is enough
-            pass
     try:
-        server.run()
+        with browser_page(link) if open_browser else contextlib.nullcontext():
+            server.run()
     except KeyboardInterrupt:
         pass
     finally:
