@@ -11,13 +11,17 @@ finds on disk) fails authentication, and a replayed or reordered one fails too,
 because the sequence number is part of what is signed.
 
 Only JSON and numpy arrays (loaded with allow_pickle=False) cross the channel, so
-nothing written there can run code in the grading process.
+nothing written there can run code in the grading process. Each array of a frame is
+named once in its header (a header naming one array as forty layers' kernels would make
+the judges work forty times on the bytes of one), and a frame holds at most MAX_ELEMENTS
+values in all (an array of an empty dtype holds any number of them in no bytes).
 """
 from __future__ import annotations
 
 import hmac
 import io
 import json
+import math
 import os
 import struct
 import threading
@@ -30,6 +34,8 @@ TAG_BYTES = 32
 MAX_HEADER = 1 << 20
 MAX_PAYLOAD = 512 << 20
 MAX_ARRAYS = 10_000
+MAX_ELEMENTS = 1 << 26
+"""values the arrays of one frame may hold in all (an honest frame holds under 10 million)"""
 MAX_FRAMES = 1_000
 """frames one submission's workers may send in all (an honest one sends under 50)"""
 MAX_STREAM = 1 << 30
@@ -67,13 +73,23 @@ def _split(value, arrays: dict, path: str):
     return value
 
 
-def _join(value, arrays):
+def _join(value, arrays, used: set | None = None):
+    """The message with its arrays put back. The worker's _split names every array once, so
+    an array named twice (aliased into many places, to multiply the work of judging it) is
+    a protocol error (ValueError: the frame is malformed)."""
+    used = set() if used is None else used
     if isinstance(value, dict):
         if set(value) == {"__array__"}:
-            return arrays[value["__array__"]]
-        return {k: _join(v, arrays) for k, v in value.items()}
+            name = value["__array__"]
+            if not isinstance(name, str):
+                raise ValueError("an array reference that is not a name")
+            if name in used:
+                raise ValueError(f"array {name[:60]!r} referenced more than once")
+            used.add(name)
+            return arrays[name]
+        return {k: _join(v, arrays, used) for k, v in value.items()}
     if isinstance(value, list):
-        return [_join(v, arrays) for v in value]
+        return [_join(v, arrays, used) for v in value]
     return value
 
 
@@ -177,8 +193,8 @@ class Reader:
             message = json.loads(body[:header_len])
             arrays = _arrays(body[header_len:]) if payload_len else {}
             message = _join(message, arrays)
-        except (ValueError, KeyError, OSError, zipfile.BadZipFile) as exc:
-            raise ChannelError("malformed", f"malformed frame ({exc})") from None
+        except (ValueError, KeyError, OSError, zipfile.BadZipFile, RecursionError) as exc:
+            raise ChannelError("malformed", f"malformed frame ({str(exc)[:200]})") from None
         if not isinstance(message, dict):
             raise ChannelError("malformed", "a frame that is not an object")
         return message
@@ -188,8 +204,9 @@ def _arrays(payload: bytes) -> dict[str, np.ndarray]:
     """The arrays of a frame's payload, an uncompressed npz (as np.savez writes it). Sizes
     are checked before anything is unpacked or allocated: a compressed member, or an array
     header claiming more data than its member holds, is malformed, so a signed frame can
-    never make the grading process hold more than the frame's own bytes."""
-    arrays = {}
+    never make the grading process hold more than the frame's own bytes; nor more than
+    MAX_ELEMENTS values, which an empty dtype would otherwise allow in no bytes."""
+    arrays, elements = {}, 0
     with zipfile.ZipFile(io.BytesIO(payload)) as archive:
         members = archive.infolist()
         if len(members) > MAX_ARRAYS:
@@ -204,8 +221,12 @@ def _arrays(payload: bytes) -> dict[str, np.ndarray]:
                 if read_header is None:
                     raise ValueError(f"npy format {version}")
                 shape, _, dtype = read_header(handle)
-                if dtype.hasobject or int(np.prod(shape, dtype=np.int64)) * dtype.itemsize > member.file_size:
+                count = math.prod(shape)  # exact: no int64 product wrapping round
+                if dtype.hasobject or count * dtype.itemsize > member.file_size:
                     raise ValueError(f"array {member.filename[:60]!r} claims more than it holds")
+                elements += count
+                if elements > MAX_ELEMENTS:
+                    raise ValueError(f"more than {MAX_ELEMENTS} values in one frame's arrays")
             with archive.open(member) as handle:
                 arrays[member.filename.removesuffix(".npy")] = np.lib.format.read_array(
                     handle, allow_pickle=False)

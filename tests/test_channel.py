@@ -119,3 +119,51 @@ def test_the_bounds_are_shared_by_all_the_workers_of_one_submission():
     assert not budget.take(4_000)  # a third worker's first frame: past the bytes
     budget = channel.Budget(frames=2, size=10_000)
     assert budget.take(1) and budget.take(1) and not budget.take(1)
+
+
+def _npz(**arrays) -> bytes:
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    return buffer.getvalue()
+
+
+def test_an_array_named_twice_in_a_header_is_a_protocol_error():
+    """A header naming one 4096x4096 array as the kernel of 40 layers would make the judges
+    work 40 times on it: every array is named once, or the frame is malformed."""
+    header = ('{"type": "result", "observation": {"head": ['
+              + ", ".join(['[{"__array__": "a.k"}, {"__array__": "a.b"}, "relu"]'] * 40)
+              + "]}}").encode()
+    payload = _npz(**{"a.k": np.zeros((64, 64), np.float32), "a.b": np.zeros(64, np.float32)})
+    with pytest.raises(channel.ChannelError, match="referenced more than once") as caught:
+        _round_trip(body=(channel._PREFIX.pack(len(header), len(payload)), header + payload))
+    assert caught.value.kind == "malformed"
+
+
+def test_one_array_sent_in_two_places_travels_as_two_arrays():
+    """The worker's own side names each place an array is sent from: never refused."""
+    kernel = np.arange(6, dtype=np.float32).reshape(2, 3)
+    got = _round_trip({"type": "result", "observation": {"a": kernel, "b": [kernel, kernel]}})
+    a, (b, c) = got["observation"]["a"], got["observation"]["b"]
+    assert a.tolist() == b.tolist() == c.tolist() == kernel.tolist()
+    assert not np.shares_memory(a, b) and not np.shares_memory(b, c)
+
+
+def test_the_values_of_a_frame_are_bounded_even_in_no_bytes():
+    """An array of an empty dtype holds a trillion values in no bytes: past MAX_ELEMENTS
+    values a frame is malformed, before anything is allocated."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        with archive.open("a.x.npy", "w") as member:
+            np.lib.format.write_array_header_1_0(member, {"descr": "|V0", "fortran_order": False,
+                                                          "shape": (10 ** 12,)})
+    with pytest.raises(channel.ChannelError, match="values in one frame") as caught:
+        _round_trip(body=_frame(buffer.getvalue()))
+    assert caught.value.kind == "malformed"
+
+
+@pytest.mark.parametrize("reference", ['["a.x"]', "7"])
+def test_an_array_reference_that_is_not_a_name_is_malformed(reference):
+    header = ('{"type": "result", "observation": {"__array__": ' + reference + "}}").encode()
+    payload = _npz(**{"a.x": np.zeros(3)})
+    with pytest.raises(channel.ChannelError, match="not a name"):
+        _round_trip(body=(channel._PREFIX.pack(len(header), len(payload)), header + payload))
