@@ -50,7 +50,9 @@ def _pipeline_obs(batches_per_epoch, stream=None, ordered=None):
     everything = list(range(50))
     return {"spec": [["uint8", [None, 32, 32, 3]], ["int64", [None]]],
             "epochs": batches_per_epoch, "pairs": [[[0, 1], [0, 1]]],
-            "stream": stream if stream is not None else sum(batches_per_epoch, []) * 3,
+            # by default the first epoch three times over: labels, as collect_pipeline sends them
+            "stream": stream if stream is not None else
+            [label for batch in batches_per_epoch[0] for label in batch] * 3,
             "ordered": ordered if ordered is not None else everything * 2,
             "infinite": True, "kinds": ["_PrefetchDataset"]}
 
@@ -313,3 +315,197 @@ def test_frozen_is_compared_in_the_grading_process():
     assert score == pytest.approx(0.6) and "training changed conv2_1" in message
     score, _ = checks.judge_frozen(dict(obs, after=convs), None, {})
     assert score == pytest.approx(1.0)
+
+
+# ---------------------------------------------------------------- what a crafted observation costs
+# The worker is the submission's: every observation may be crafted. Each judge checks the
+# sizes and shapes of what it reads before any work that grows with them; what no collect
+# half sends scores 0 with the reason.
+
+MALFORMED = "the observations were malformed: "
+
+
+@pytest.fixture
+def sorting_sizes(monkeypatch):
+    """The sizes of everything the checks sort (builtin sorted, np.sort) while the test runs."""
+    sizes = []
+    real_sorted, real_sort = sorted, np.sort
+
+    def counted_sorted(values, *args, **kwargs):
+        values = list(values)
+        sizes.append(len(values))
+        return real_sorted(values, *args, **kwargs)
+
+    def counted_sort(values, *args, **kwargs):
+        sizes.append(np.size(values))
+        return real_sort(values, *args, **kwargs)
+
+    monkeypatch.setattr(checks, "sorted", counted_sorted, raising=False)
+    monkeypatch.setattr(np, "sort", counted_sort)
+    return sizes
+
+
+def test_a_dataset_of_many_one_label_batches_is_refused_on_its_counts():
+    """205,000 one-label batches cost the old judge's sum(first, []) 48 s: the count of an
+    epoch's labels is checked first, and the item scores 0."""
+    many = [[k % 50] for k in range(20_000)]
+    score, message = checks.judge_pipeline(_pipeline_obs([many, many]), None, {"batch_size": 16})
+    assert score == 0 and message.startswith(MALFORMED), message
+    assert "the first epoch holds 20000 entries, more than 1000" in message
+
+
+def test_the_pipeline_judge_flattens_batches_in_linear_time(monkeypatch):
+    """No sum(batches, []): the labels are chained, whatever their number."""
+    import builtins
+
+    def no_list_sums(values, start=0):
+        assert not isinstance(start, list), "sum() of lists: quadratic in their number"
+        return builtins.sum(values, start)
+
+    monkeypatch.setattr(checks, "sum", no_list_sums, raising=False)
+    rng = np.random.default_rng(0)
+    first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
+    stream = [label for batch in first + second + _shuffled_epoch(rng) for label in batch]
+    score, message = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
+                                           {"batch_size": 16})
+    assert score == pytest.approx(1.0), message
+    assert checks._flat([[1], [2, 3], []]) == [1, 2, 3]
+
+
+def _features_obs(seed=0):
+    """What collect_features sends for a model of the table with fc the grader's probe values."""
+    from types import SimpleNamespace
+
+    weights, probe = _small_weights(seed), _images(6)
+    ctx = SimpleNamespace(probe=probe, weights=weights)
+    expected = checks.reference_features(probe, weights)
+    kernel, bias = checks.probe_fc_arrays([[4096, 10], [10]])
+    obs = {"chain": dict(expected), "fc_shapes": [[4096, 10], [10]],
+           "logits": (expected["pool3"].reshape(6, -1) @ kernel + bias).astype(np.float32),
+           "flatten_order": np.arange(4096, dtype=np.float64)}
+    return obs, ctx
+
+
+def test_a_flatten_order_is_checked_on_its_size_before_it_is_sorted(sorting_sizes):
+    """A flatten answering the index probe with 60 M indices cost the old judge 4.7 GB in
+    sorted(order.tolist()): an order that is not pool3's 4096 values is refused on its size,
+    and only the logits' part of the item is lost."""
+    obs, ctx = _features_obs()
+    score, message = checks.judge_features(obs, ctx, {"tolerance": 1e-3})
+    assert score == pytest.approx(1.0), message
+    assert max(sorting_sizes) <= 4096
+    sorting_sizes.clear()
+    for order in (np.tile(np.arange(4096, dtype=np.float64), 5),
+                  np.broadcast_to(np.float64(0), (60_000_000,))):  # 60 M values in no memory
+        score, message = checks.judge_features(dict(obs, flatten_order=order), ctx, {"tolerance": 1e-3})
+        assert not sorting_sizes, sorting_sizes  # nothing of it sorted
+        assert score == pytest.approx(0.6) and "does not reorder pool3's 4096 values" in message
+
+
+def test_fc_shapes_are_checked_before_the_grader_makes_probe_values_of_them(monkeypatch):
+    """The grader draws its own fc values of the shapes the worker reports: shapes other
+    than a kernel [4096, k] and a bias [k], k bounded, are never drawn."""
+    obs, ctx = _features_obs()
+    drawn = []
+    real = checks.probe_fc_arrays
+    monkeypatch.setattr(checks, "probe_fc_arrays", lambda shapes: drawn.append(shapes) or real(shapes))
+    for shapes in ([[4096, 5000], [5000]], [[1 << 20, 1 << 20], [1 << 20]], [[4096, 10]] * 3):
+        score, message = checks.judge_features(dict(obs, fc_shapes=shapes), ctx, {"tolerance": 1e-3})
+        assert drawn == []
+        assert score == pytest.approx(0.6) and "not fc applied to the flattened pool3" in message
+    score, message = checks.judge_features(dict(obs, fc_shapes=[[1]] * 17), ctx, {"tolerance": 1e-3})
+    assert score == 0 and "fc's variables holds 17 entries, more than 16" in message
+
+
+def _honest_witness(n=6):
+    """A set of logits logit_witness could send, for `n` images (_images(n))."""
+    weights, images = _small_weights(), _images(n)
+    inputs = images.astype(np.float32) - 120.0
+    convs = {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in checks.CONV_LAYERS}
+    kernel = np.random.default_rng(3).normal(0, 1e-2, (4096, 10)).astype(np.float32)
+    features = checks.vgg_front(inputs, convs)
+    logits = features["pool3"].reshape(n, -1) @ kernel
+    return {"logits": logits, "inputs": inputs, "convs": convs,
+            "head": [[kernel, np.zeros(10, np.float32), "linear"]], "flatten_order": None}, images
+
+
+def test_a_witness_flatten_order_is_checked_on_its_size_before_it_is_sorted(sorting_sizes):
+    witness, images = _honest_witness()
+    rows = np.arange(6)
+    for order in (np.tile(np.arange(4096, dtype=np.float64), 5),
+                  np.broadcast_to(np.float64(0), (60_000_000,))):
+        assert checks.explain_logits(dict(witness, flatten_order=order), images, rows) is None
+        assert not sorting_sizes, sorting_sizes
+
+
+def _ctx(n=6, heldout=None):
+    from types import SimpleNamespace
+
+    images = _images(n)
+    return SimpleNamespace(probe=images, heldout_images=images if heldout is None else heldout,
+                           heldout_labels=np.arange(n) % 10, train_images=_Ctx.train_images,
+                           train_labels=_Ctx.train_labels, weights=_small_weights())
+
+
+def _crafted():
+    """(judge, observation, params, what the message names): observations no collect half
+    sends, each of a size, shape or type that the old judges worked on or failed on."""
+    witness, _ = _honest_witness()
+    kernel, bias = witness["head"][0][:2]
+    hidden = [np.zeros((4096, 4096), np.float32), np.zeros(4096, np.float32), "relu"]
+    narrow = [[np.zeros((4096, 8), np.float32), np.zeros(8, np.float32), "relu"]] \
+        + [[np.zeros((8, 8), np.float32), np.zeros(8, np.float32), "relu"]] * 39 \
+        + [[np.zeros((8, 10), np.float32), np.zeros(10, np.float32), "linear"]]
+    accuracy = {"mode": "train", "steps": 1, "images": 6, "lower": 0.2, "upper": 0.8}
+    names = [f"p{k}" for k in range(5000)]
+    return [
+        ("interface", {"functions": {"preprocess": names}, "unfinished": []}, {},
+         "preprocess's parameters holds 5000 entries"),
+        ("preprocess", {"output": np.full((6, 32, 32, 3), "x"), "dtype": "float32"}, {"tolerance": 1e-3},
+         "preprocess's output is not an array of numbers"),
+        ("layer_shapes", {"shapes": {"conv1_1": list(range(5000))}, "params": {}, "output": [2, 10]}, {},
+         "conv1_1's output shape holds 5000 entries"),
+        ("weights", {"arrays": {"conv1_1_W": np.full((3, 3, 3, 64), "w")}}, {},
+         "conv1_1_W is not an array of numbers"),
+        ("frozen", {"trainable": [["v", [1], False]] * 5000, "before": {}, "after": {},
+                    "fc_before": [], "fc_after": [], "steps": 3}, {},
+         "the trainable variables holds 5000 entries"),
+        ("training", {"before": {"logits": np.zeros((10 ** 4, 10), np.float32)},
+                      "after": {"logits": np.zeros((256, 10), np.float32)}, "scalar_tags": []},
+         {"steps": 3, "learned_accuracy": 0.5}, "the logits before training have shape [10000, 10]"),
+        ("accuracy", dict(witness, head=narrow), accuracy,
+         "the head (the dense layers up to fc) holds 41 entries, more than 16"),
+        ("accuracy", dict(witness, head=[hidden] * 4 + [[kernel, bias, "linear"]]), accuracy,
+         f"values (at most {checks.MAX_HEAD_VALUES} are recomputed)"),
+        ("checkpoint", {"trained": dict(witness, logits=np.zeros((6, 10 ** 5), np.float32)),
+                        "restored": witness, "straight": witness, "resumed": witness, "kept": 1,
+                        "restored_step": 4, "straight_pulled": 6, "resume_pulled": 2,
+                        "resume_final_step": 6}, {}, "100000 logits per image"),
+        ("accuracy", {"missing": "m" * 100_000}, accuracy, "expected a checkpoint folder 'mmm"),
+        ("checkpoint", {"trained": {"logits": "x"}, "restored": witness, "straight": witness,
+                        "resumed": witness, "kept": 1, "restored_step": 4, "straight_pulled": 6,
+                        "resume_pulled": 2, "resume_final_step": 6, "empty_step": 0}, {},
+         "the logits is not an array of numbers"),
+        ("checkpoint", {"trained": witness, "restored": witness, "straight": witness,
+                        "resumed": witness, "kept": "1" * 100_000, "restored_step": 4,
+                        "straight_pulled": 6, "resume_pulled": 2, "resume_final_step": 6}, {},
+         "kept is not an integer"),
+        ("pipeline", {**_pipeline_obs([[[1]], [[1]]]), "kinds": ["_PrefetchDataset"] * 10_000},
+         {"batch_size": 16}, "the dataset kinds holds 10000 entries"),
+    ]
+
+
+@pytest.mark.parametrize("check, obs, params, says", _crafted(),
+                         ids=[f"{c[0]}-{k}" for k, c in enumerate(_crafted())])
+def test_a_crafted_observation_scores_zero_with_the_reason(check, obs, params, says):
+    judge = getattr(checks, f"judge_{check}")
+    score, message, *_ = judge(obs, _ctx(), params)
+    assert score == 0, message
+    assert says in message and len(message) < 600, message[:600]
+    if check != "accuracy" or "missing" not in obs:
+        assert message.startswith(MALFORMED), message[:600]
+
+
+def test_an_observation_that_is_not_a_mapping_scores_zero():
+    score, message = checks.judge_pipeline([1, 2, 3], None, {"batch_size": 16})
+    assert score == 0 and message == MALFORMED + "the observation is not a mapping"

@@ -163,3 +163,48 @@ def test_each_item_has_its_own_probe_and_only_accuracy_items_get_held_out_images
         with np.load(io.BytesIO(worker_side.asked(item))) as given:
             assert np.array_equal(given["probe"], probes[item.id])
             assert ("heldout_images" in given.files) == (item.check == "accuracy"), item.id
+
+
+def test_judging_past_its_limit_scores_the_item_zero_and_the_rest_is_judged(monkeypatch):
+    """Judges run in the grading process: one that takes longer than JUDGE_LIMIT scores its
+    item 0 with status timeout (as an item whose collecting ran too long), and the items
+    after it are judged as usual."""
+    import threading
+    from types import SimpleNamespace
+
+    release = threading.Event()
+
+    def stuck(obs, ctx, params):
+        release.wait(60)  # released by the test: the thread itself cannot be stopped
+        return 1.0, "judged at last"
+
+    exercise = SimpleNamespace(checks={
+        "stuck": SimpleNamespace(judge=stuck),
+        "quick": SimpleNamespace(judge=lambda obs, ctx, params: (0.5, "judged"))})
+    inputs = SimpleNamespace(judge_context=lambda item: None)
+    items = [rubric.Item("a", "A", 2, "stuck"), rubric.Item("b", "B", 4, "quick")]
+    outcomes = {i.id: engine.Observed({}, 1.5) for i in items}
+    monkeypatch.setattr(engine, "JUDGE_LIMIT", 0.2)
+    try:
+        first, second = engine.judge(items, outcomes, inputs, exercise)
+    finally:
+        release.set()
+    assert (first.status, first.score, first.seconds) == ("timeout", 0.0, 1.5)
+    assert first.message.startswith("judging took longer than 0.2 s"), first.message
+    assert (second.status, second.score, second.message) == ("partial", 2.0, "judged")
+
+
+def test_a_crafted_observation_is_judged_within_bounds_through_the_engine():
+    """A pipeline observation of 205,000 one-label batches (48 s of the old judge's time)
+    scores its item 0, with the reason, and nothing else."""
+    from types import SimpleNamespace
+
+    [item] = [i for i in rubric.load(DEFAULT_RUBRIC).select(True) if i.check == "pipeline"]
+    many = [[k % 50] for k in range(205_000)]
+    obs = {"spec": [["uint8", [None, 32, 32, 3]], ["int64", [None]]], "epochs": [many, many],
+           "pairs": [], "stream": [], "ordered": [], "infinite": True, "kinds": []}
+    [result] = engine.judge([item], {item.id: engine.Observed(obs, 2.0)},
+                            SimpleNamespace(judge_context=lambda item: None), EXERCISE)
+    assert (result.status, result.score) == ("failed", 0.0)
+    assert result.message == ("the observations were malformed: the first epoch holds 205000 "
+                              "entries, more than 1000"), result.message

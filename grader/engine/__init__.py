@@ -15,7 +15,8 @@ stall or an exit between items, `done` with items left) is a protocol violation:
 item running and those not yet graded score 0 with status `integrity`, are never
 retried, and the submission is flagged for a person to review. The whole grading of a
 submission ends within its startup limit plus the sum of its items' limits plus
-BUDGET_MARGIN seconds, whatever it does.
+BUDGET_MARGIN seconds, whatever it does. Judging has its own limit: JUDGE_LIMIT seconds
+per item, past which the item scores 0 with status `timeout`.
 
 The engine knows an exercise only through grader/exercise.py: its checks' registry, and
 grading inputs that say what the worker may hold (`for_worker`), what each item is given
@@ -31,6 +32,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 import time
 from concurrent.futures import Future
 from dataclasses import replace
@@ -48,7 +50,7 @@ from .protocol import GAP_LIMIT, MAX_NOTES, Phase, Stop, _run_worker
 from .results import (FLAG_KINDS, Collection, Failed, Flag, ItemResult, Observed, Outcome,
                       Report)
 
-__all__ = ["BUDGET_MARGIN", "STARTUP_LIMIT", "collect", "collect_submission", "grade",
+__all__ = ["BUDGET_MARGIN", "JUDGE_LIMIT", "STARTUP_LIMIT", "collect", "collect_submission", "grade",
            "grade_submission", "judge", "report", "unreadable_report",
            "DEFAULT_HELDOUT_SEED", "grading_seed", "item_seed", "private_seed", "worker_env",
            "GAP_LIMIT", "MAX_NOTES",
@@ -57,6 +59,8 @@ __all__ = ["BUDGET_MARGIN", "STARTUP_LIMIT", "collect", "collect_submission", "g
 
 STARTUP_LIMIT = 120.0  # seconds to import TensorFlow and the submission
 BUDGET_MARGIN = 30.0  # seconds on top of the startup and item limits, for restarts and exits
+JUDGE_LIMIT = 60.0
+"""seconds judging one item may take in this process (an honest item's judge takes under 2 s)"""
 
 
 def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
@@ -204,8 +208,41 @@ def _finish(items: list[Item], outcomes: dict[str, Outcome], scratch: Path, exer
                                            f"({type(exc).__name__}: {exc})"[:500], outcome.seconds)
 
 
+class _JudgingTooLong(Exception):
+    pass
+
+
+def _within(limit: float, function: Callable, *args):
+    """function(*args), run in a thread of its own; _JudgingTooLong once `limit` seconds
+    have passed without its answer. A thread cannot be killed: a judge past the limit runs
+    on in the background (a daemon thread, so it never keeps the process from exiting),
+    taking its share of this process's time until it ends. That is why the checks bound
+    the work of every judge by the sizes of what it reads (checks.py: a crafted observation
+    is refused before it costs anything); this limit keeps grading going whatever slips
+    past them."""
+    answer: dict = {}
+
+    def run():
+        try:
+            answer["value"] = function(*args)
+        except BaseException as exc:  # noqa: BLE001 - raised again in the grading thread
+            answer["error"] = exc
+
+    thread = threading.Thread(target=run, name="judge", daemon=True)
+    thread.start()
+    thread.join(limit)
+    if thread.is_alive():
+        raise _JudgingTooLong
+    if "error" in answer:
+        raise answer["error"]
+    return answer["value"]
+
+
 def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs,
-          exercise: Exercise) -> list[ItemResult]:
+          exercise: Exercise, limit: float | None = None) -> list[ItemResult]:
+    """Each observed item's judge, JUDGE_LIMIT (`limit`) seconds at most each: past that
+    the item scores 0 with status `timeout`, as an item whose collecting ran too long."""
+    limit = JUDGE_LIMIT if limit is None else limit
     results = []
     for item in items:
         outcome = outcomes.get(item.id, Failed("skipped", "not run"))
@@ -214,9 +251,15 @@ def judge(items: list[Item], outcomes: dict[str, Outcome], inputs: GradingInputs
             details: dict = {}
             try:
                 # (fraction, message), or with a third element: what was measured, for people
-                fraction, message, *more = judge_fn(outcome.observation, inputs.judge_context(item),
-                                                    item.params)
+                fraction, message, *more = _within(limit, judge_fn, outcome.observation,
+                                                   inputs.judge_context(item), item.params)
                 details = dict(more[0]) if more and more[0] else {}
+            except _JudgingTooLong:
+                results.append(ItemResult(
+                    item.id, item.title, 0.0, item.points, "timeout",
+                    f"judging took longer than {limit:g} s: the observations cost more to judge "
+                    "than any honest run's", round(outcome.seconds, 2), item.visibility))
+                continue
             except Exception as exc:  # noqa: BLE001
                 # Observations (and files in scratch) came from the submission's process:
                 # whatever cannot be judged scores 0, and never stops the grading.

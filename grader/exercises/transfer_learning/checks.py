@@ -10,7 +10,11 @@ Labels of held-out images exist only on the judging side.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
+import itertools
+import math
+import threading
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -282,6 +286,108 @@ def _max_rel_diff(found: np.ndarray, expected: np.ndarray) -> float:
     return float(np.max(np.abs(found - expected)) / max(1.0, float(np.max(np.abs(expected)))))
 
 
+# ---------------------------------------------------------------- bounds on what judges read
+# Every observation comes from the worker's process, which is the submission's, so any of
+# it may be crafted. Each judge checks the types, dimensions and sizes of what it reads
+# before any work that grows with them: what an observation can cost the grading process
+# is bounded here, not only by the channel's bounds on a frame. What no run of a collect
+# half sends is Malformed, and the item scores 0 with the reason (`_judged`).
+
+MAX_OUTPUTS = 4096
+"""logits per image a judge reads at most (the table's fc has 10; a wrong head, a few hundred)"""
+MAX_HEAD_LAYERS = 16
+"""dense layers from flatten to fc, fc included, that a set of logits may report"""
+MAX_HEAD_VALUES = 1 << 26
+"""values of the head's kernels and biases together (a hidden layer of 4096 units has 16.8 M)"""
+MAX_ENTRIES = 1_000
+"""entries of a list of names, shapes or variables (an honest model has a few dozen)"""
+MAX_VARIABLES = 16
+"""variables of one layer"""
+MAX_TEXT = 200
+"""characters of the worker's own text (an error, a dtype's name) a message quotes"""
+
+
+class Malformed(ValueError):
+    """An observation no run of the collect half sends: the item scores 0 with this reason."""
+
+
+def _require(ok, reason: str) -> None:
+    if not ok:
+        raise Malformed(reason)
+
+
+def _judged(judge):
+    """The judge, scoring 0 with the reason an observation that is not a mapping, or that
+    its checks find Malformed: as every item whose observations cannot be judged."""
+    @functools.wraps(judge)
+    def checked(obs, ctx, params):
+        try:
+            _require(isinstance(obs, dict), "the observation is not a mapping")
+            return judge(obs, ctx, params)
+        except Malformed as exc:
+            return 0.0, f"the observations were malformed: {exc}"
+    return checked
+
+
+def _text(value, what: str) -> str:
+    """The worker's text, cut to MAX_TEXT characters for a message."""
+    _require(isinstance(value, str), f"{what} is not text")
+    return value if len(value) <= MAX_TEXT else value[:MAX_TEXT] + "..."
+
+
+def _integer(value, what: str) -> int:
+    _require(isinstance(value, int) and not isinstance(value, bool) and -2 ** 63 <= value < 2 ** 63,
+             f"{what} is not an integer")
+    return value
+
+
+def _entries(value, what: str, most: int = MAX_ENTRIES) -> list:
+    _require(isinstance(value, list), f"{what} is not a list")
+    _require(len(value) <= most, f"{what} holds {len(value)} entries, more than {most}")
+    return value
+
+
+def _mapping(value, what: str) -> dict:
+    _require(isinstance(value, dict), f"{what} is not a mapping")
+    return value
+
+
+def _shape(value, what: str, unknown: bool = True) -> list:
+    """A shape as a list of at most 8 sizes (None for an unknown one, when `unknown`)."""
+    _entries(value, what, 8)
+    _require(all((isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2 ** 40)
+                 or (unknown and d is None) for d in value), f"{what} is not a shape")
+    return value
+
+
+def _numbers(value, what: str, ndim: int | None = None) -> np.ndarray:
+    """An array of numbers (bool, integer or floating point), of `ndim` dimensions if given."""
+    _require(isinstance(value, np.ndarray) and value.dtype.kind in "biuf",
+             f"{what} is not an array of numbers")
+    _require(ndim is None or value.ndim == ndim,
+             f"{what} has {value.ndim} dimensions, expected {ndim}")
+    return value
+
+
+def _array_list(value, what: str, most: int = MAX_VARIABLES) -> list:
+    """A list of at most `most` arrays of numbers (a layer's variables)."""
+    for array in _entries(value, what, most):
+        _numbers(array, f"a variable of {what}")
+    return value
+
+
+def _permutation(order, n: int) -> np.ndarray | None:
+    """A flatten layer's answer to the index probe as indices, when it is a permutation of
+    range(n); else None. Its size is checked before anything that grows with it, so a
+    flatten answering with 60 million indices costs nothing."""
+    if not isinstance(order, np.ndarray) or order.dtype.kind not in "biuf" or order.shape != (n,):
+        return None
+    indices = order.astype(np.int64)
+    if not np.array_equal(indices, order) or not np.array_equal(np.sort(indices), np.arange(n)):
+        return None
+    return indices
+
+
 # ---------------------------------------------------------------- logits the grading side explains
 # The worker's process is the submission's: whatever it reports about itself can be forged.
 # So logits earn points only when the grading process can recompute them from what the
@@ -397,6 +503,7 @@ the logits arrived: logits forged on a fraction f of the images pass with odds (
 EXPLAIN_TOLERANCE = 1e-3
 """Allowed difference, relative to the sum of the magnitudes of the terms of each output"""
 _front_cache: dict = {}
+_front_lock = threading.Lock()
 
 
 def _cached_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
@@ -407,11 +514,16 @@ def _cached_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
         for array in convs[name]:
             digest.update(np.ascontiguousarray(array).tobytes())
     key = digest.hexdigest()
-    if key not in _front_cache:
-        if len(_front_cache) >= 4:
-            _front_cache.pop(next(iter(_front_cache)))
-        _front_cache[key] = vgg_front(inputs, convs)
-    return _front_cache[key]
+    found = _front_cache.get(key)
+    if found is None:
+        found = vgg_front(inputs, convs)
+        # A judge past the engine's time limit may still run in its thread: the cache is
+        # changed only under the lock.
+        with _front_lock:
+            while len(_front_cache) >= 4:
+                _front_cache.pop(next(iter(_front_cache)))
+            _front_cache[key] = found
+    return found
 
 
 def _colour_transform(images: np.ndarray, inputs: np.ndarray) -> np.ndarray | None:
@@ -468,15 +580,47 @@ def random_rows(n: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(EXPLAINED_ROWS, n), replace=False))
 
 
+def _witness_parts(witness: dict) -> tuple:
+    """(inputs, convs, head) of a set of logits, each checked against what logit_witness
+    sends (Malformed otherwise): the head is at most MAX_HEAD_LAYERS layers and
+    MAX_HEAD_VALUES values, so recomputing it is bounded whatever the worker reports."""
+    inputs, convs, head = witness.get("inputs"), witness.get("convs"), witness.get("head")
+    if inputs is not None:
+        _numbers(inputs, "the preprocess layer's output")
+    convs = _mapping({} if convs is None else convs, "the convolutions")
+    for name in CONV_LAYERS:
+        if name in convs:
+            _array_list(convs[name], name)
+    head = _entries([] if head is None else head, "the head (the dense layers up to fc)",
+                    MAX_HEAD_LAYERS)
+    values = 0
+    for layer in head:
+        _require(isinstance(layer, list) and len(layer) == 3,
+                 "a layer of the head is not [kernel, bias, activation]")
+        kernel, bias = _numbers(layer[0], "a kernel of the head"), _numbers(layer[1], "a bias of the head")
+        _require(isinstance(layer[2], str) and len(layer[2]) <= MAX_TEXT, "an activation that is no name")
+        values += kernel.size + bias.size
+    _require(values <= MAX_HEAD_VALUES,
+             f"a head of {values} values (at most {MAX_HEAD_VALUES} are recomputed)")
+    order = witness.get("flatten_order")
+    if order is not None:
+        _numbers(order, "the flatten layer's order", ndim=1)
+    return inputs, convs, head
+
+
 def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
     """None when the witness's logits on `images` are what its own inputs, conv weights and
     head compute (recomputed here on `rows`, by default drawn by random_rows); otherwise
     what does not add up."""
-    logits = np.asarray(witness["logits"], np.float64)
-    inputs, convs, head = witness.get("inputs"), witness.get("convs") or {}, witness.get("head") or []
+    _require(isinstance(witness, dict), "a set of logits is not a mapping")
     n = len(images)
+    logits = _numbers(witness.get("logits"), "the logits")
     if logits.ndim != 2 or len(logits) != n:
-        return f"expected logits for {n} images, found shape {list(logits.shape)}"
+        return f"expected logits for {n} images, found shape {list(logits.shape)[:8]}"
+    _require(0 < logits.shape[1] <= MAX_OUTPUTS,
+             f"{logits.shape[1]} logits per image (at most {MAX_OUTPUTS} are read)")
+    logits = logits.astype(np.float64)
+    inputs, convs, head = _witness_parts(witness)
     if inputs is None or np.shape(inputs) != images.shape:
         return ("the model's preprocess layer (or preprocess()) gave no output of the images' "
                 "shape on them")
@@ -502,11 +646,10 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
         orders = [np.arange(feature.shape[1])]
         shape = features[name].shape[1:]
         orders.append(np.arange(feature.shape[1]).reshape(shape).transpose(2, 0, 1).reshape(-1))
-        order = witness.get("flatten_order")
-        if name == "pool3" and order is not None:
-            order = np.asarray(order).astype(np.int64).reshape(-1)
-            if np.array_equal(np.sort(order), orders[0]):
-                orders.insert(0, order)
+        order = _permutation(witness.get("flatten_order"), feature.shape[1]) \
+            if name == "pool3" else None
+        if order is not None:
+            orders.insert(0, order)
         for order in orders:
             try:
                 want, bound = _apply_head(feature[:, order], head)
@@ -565,17 +708,24 @@ def collect_interface(module, ctx, params):
     return {"functions": found, "unfinished": unfinished}
 
 
+@_judged
 def judge_interface(obs, ctx, params):
+    functions = _mapping(obs["functions"], "the functions")
+    for name in SIGNATURES:
+        if functions.get(name) is not None:
+            _require(all(isinstance(p, str) for p in _entries(functions[name], f"{name}'s parameters")),
+                     f"{name}'s parameters are not names")
+    unfinished = _entries(obs.get("unfinished", []), "the unfinished functions", len(SIGNATURES))
     problems = []
     for name, wanted in SIGNATURES.items():
-        got = obs["functions"].get(name)
+        got = functions.get(name)
         if got is None:
             problems.append(f"{name} is missing or not a function")
         elif "*" not in got and not any(p.startswith("**") for p in got):
             lacking = [p for p in wanted if p not in got]
             if lacking:
                 problems.append(f"{name} lacks parameter(s) {', '.join(lacking)}")
-            elif name in obs.get("unfinished", []):
+            elif name in unfinished:
                 problems.append(f"{name} still raises NotImplementedError")
     if not problems:
         return 1.0, "all five functions are defined with the expected parameters"
@@ -607,16 +757,18 @@ _PREPROCESS_MISTAKES = [
 ]
 
 
+@_judged
 def judge_preprocess(obs, ctx, params):
     x = ctx.probe.astype(np.float64)
     expected = x - IMAGENET_MEAN_RGB
-    out = obs["output"]
+    out = _numbers(obs["output"], "preprocess's output")
+    dtype = _text(obs["dtype"], "the output's dtype")
     if out.shape != expected.shape:
-        return 0.0, (f"expected output shape {list(expected.shape)}, found {list(out.shape)}. "
+        return 0.0, (f"expected output shape {list(expected.shape)}, found {list(out.shape)[:8]}. "
                      "Hint: preprocessing works pixel by pixel and keeps the shape.")
     if np.allclose(out, expected, atol=params["tolerance"]):
-        if obs["dtype"] != "float32":
-            return 0.5, f"values are right but the dtype is {obs['dtype']}, expected float32"
+        if dtype != "float32":
+            return 0.5, f"values are right but the dtype is {dtype}, expected float32"
         return 1.0, "matches x*255 - ImageNet mean (RGB) on probe images"
     for message, mistake in _PREPROCESS_MISTAKES:
         if np.allclose(out, mistake(x), atol=max(params["tolerance"], 1e-2)):
@@ -644,23 +796,40 @@ def collect_layer_shapes(module, ctx, params):
     return {"shapes": shapes, "params": params_found, "output": output}
 
 
+def _shape_or_error(value, what: str):
+    """An output shape as collect_layer_shapes reports it: None (no such layer), the error
+    calling it raised (cut for a message), or a shape."""
+    if value is None:
+        return None
+    return _text(value, what) if isinstance(value, str) else _shape(value, what)
+
+
+@_judged
 def judge_layer_shapes(obs, ctx, params):
     expected_params = {layer.name: [list(p) for p in layer.params]
                        for layer in network.LAYERS if layer.params}
+    shapes = _mapping(obs["shapes"], "the layers' output shapes")
+    shapes = {name: _shape_or_error(shapes.get(name), f"{name}'s output shape") for name in LAYER_ORDER}
+    found_params = _mapping(obs["params"], "the layers' variables")
+    for name in expected_params:
+        if found_params.get(name) is not None:
+            for shape in _entries(found_params[name], f"{name}'s variables", MAX_VARIABLES):
+                _shape(shape, f"a variable shape of {name}")
+    output = _shape_or_error(obs["output"], "the model's output shape")
     problems = []
     for name in LAYER_ORDER:
-        got = obs["shapes"].get(name)
+        got = shapes[name]
         if got is None:
             problems.append(f"no layer named {name}")
         elif isinstance(got, str):
             problems.append(f"calling {name} on the previous layer's output failed ({got})")
         elif tuple(got) != LAYER_SHAPES[name]:
             problems.append(f"{name} outputs {got}, expected {list(LAYER_SHAPES[name])}")
-        elif name in expected_params and obs["params"].get(name) != expected_params[name]:
-            problems.append(f"{name} holds variables of shapes {obs['params'].get(name)}, "
+        elif name in expected_params and found_params.get(name) != expected_params[name]:
+            problems.append(f"{name} holds variables of shapes {found_params.get(name)}, "
                             f"expected kernel and bias {expected_params[name]}")
-    if obs["output"] != [2, network.NUM_CLASSES]:
-        problems.append(f"the model maps 2 images to {obs['output']}, expected logits "
+    if output != [2, network.NUM_CLASSES]:
+        problems.append(f"the model maps 2 images to {output}, expected logits "
                         f"[2, {network.NUM_CLASSES}]")
     if not problems:
         return 1.0, "all 13 layers have the expected shapes"
@@ -679,10 +848,14 @@ def collect_weights(module, ctx, params):
     return {"arrays": arrays}
 
 
+@_judged
 def judge_weights(obs, ctx, params):
+    arrays = _mapping(obs["arrays"], "the conv weights")
     wrong = []
     for key in network.WEIGHT_KEYS:
-        got = obs["arrays"].get(key)
+        got = arrays.get(key)
+        if got is not None:
+            _numbers(got, key)
         want = ctx.weights[key]
         if got is None or got.shape != want.shape or not np.array_equal(got, want):
             wrong.append(key)
@@ -739,11 +912,31 @@ def collect_frozen(module, ctx, params):
     return _frozen_observation(model, *before, params["steps"])
 
 
+def _trainable_entry(entry) -> tuple[str, list, bool]:
+    _require(isinstance(entry, list) and len(entry) == 3 and isinstance(entry[2], bool),
+             "a trainable variable is not [path, shape, is fc]")
+    return _text(entry[0], "a variable's path"), _shape(entry[1], "a variable's shape", False), entry[2]
+
+
+def _layer_variables(found, what: str) -> dict:
+    """{conv layer: its variables} as _conv_weights reports them, checked."""
+    found = _mapping(found, what)
+    for name in CONV_LAYERS:
+        if name in found:
+            _array_list(found[name], f"{name}'s variables {what}")
+    return found
+
+
+@_judged
 def judge_frozen(obs, ctx, params):
-    trainable = obs["trainable"]
-    count = sum(int(np.prod(shape)) for _, shape, _ in trainable)
+    trainable = [_trainable_entry(e) for e in _entries(obs["trainable"], "the trainable variables")]
+    count = sum(math.prod(shape) for _, shape, _ in trainable)
     only_fc = count == FC_PARAMS and len(trainable) == 2 and all(is_fc for _, _, is_fc in trainable)
-    before, after = obs["before"], obs["after"]
+    before = _layer_variables(obs["before"], "before training")
+    after = _layer_variables(obs["after"], "after training")
+    _array_list(obs["fc_before"], "fc before training")
+    _array_list(obs["fc_after"], "fc after training")
+    steps = _integer(obs["steps"], "the number of steps")
     missing = [name for name in CONV_LAYERS if name not in before]
     changed = [name for name in CONV_LAYERS
                if name in before and not _same_arrays(before[name], after.get(name))]
@@ -758,7 +951,7 @@ def judge_frozen(obs, ctx, params):
          f"no kernel and bias found in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: "
          "frozen convolutions must be there to stay frozen" if missing else
          f"training changed {', '.join(changed)}: the convolutions must be frozen"),
-        (0.2, fc_changed, f"{obs['steps']} training steps did not change fc: nothing was learned"),
+        (0.2, fc_changed, f"{steps} training steps did not change fc: nothing was learned"),
     ])
 
 
@@ -794,16 +987,27 @@ def reference_features(images: np.ndarray, weights: dict) -> dict[str, np.ndarra
                      {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in CONV_LAYERS})
 
 
+@_judged
 def judge_features(obs, ctx, params):
+    chain = _mapping(obs["chain"], "the layers' outputs")
+    for name in FEATURE_LAYERS:
+        if isinstance(chain.get(name), np.ndarray):
+            _numbers(chain[name], f"layer {name}'s output")
+        elif chain.get(name) is not None:
+            _text(chain[name], f"layer {name}'s error")
+    fc_shapes = [_shape(shape, "a shape of fc's variables", False)
+                 for shape in _entries(obs["fc_shapes"], "fc's variables", MAX_VARIABLES)]
+    logits = _numbers(obs["logits"], "the model's logits")
+    order = _numbers(obs["flatten_order"], "the flatten layer's order", ndim=1)
     expected = reference_features(ctx.probe, ctx.weights)
     tol = params["tolerance"]
     problems = []
     chained_ok = True
     for name in FEATURE_LAYERS:
-        got, want = obs["chain"].get(name), expected[name]
+        got, want = chain.get(name), expected[name]
         if got is None or isinstance(got, str) or got.shape != want.shape:
-            how = "is missing" if got is None else got if isinstance(got, str) else \
-                f"outputs shape {list(got.shape[1:])}, expected {list(want.shape[1:])}"
+            how = "is missing" if got is None else _text(got, "") if isinstance(got, str) else \
+                f"outputs shape {list(got.shape[1:])[:8]}, expected {list(want.shape[1:])}"
             problems.append(f"layer {name} {how}")
             chained_ok = False
             break
@@ -814,18 +1018,23 @@ def judge_features(obs, ctx, params):
             chained_ok = False
             break
     pool3 = expected["pool3"].reshape(len(ctx.probe), -1)
-    order = obs["flatten_order"].astype(np.int64)
-    fc_arrays = probe_fc_arrays(obs["fc_shapes"])
+    width = pool3.shape[1]
+    # Where the flatten puts pool3's values must be a permutation of them, its size checked
+    # before anything that grows with it; fc a kernel [width, k] and a bias [k], checked
+    # before the grader makes its own probe values of those shapes.
+    order = _permutation(order, width)
+    outputs = fc_shapes[0][1] if len(fc_shapes) == 2 and len(fc_shapes[0]) == 2 else 0
+    fc_fits = fc_shapes == [[width, outputs], [outputs]] and 0 < outputs <= MAX_OUTPUTS
     logits_ok = False
-    if len(fc_arrays) == 2 and sorted(order.tolist()) == list(range(pool3.shape[1])) \
-            and fc_arrays[0].shape[0] == pool3.shape[1]:
-        kernel, bias = fc_arrays if fc_arrays[0].ndim == 2 else fc_arrays[::-1]
+    if order is not None and fc_fits:
+        kernel, bias = probe_fc_arrays(fc_shapes)
         want = pool3[:, order] @ kernel + bias
-        got = obs["logits"]
-        logits_ok = got.shape == want.shape and _max_rel_diff(got, want) <= tol
+        logits_ok = logits.shape == want.shape and _max_rel_diff(logits, want) <= tol
     if not logits_ok:
         problems.append("the model's own output is not fc applied to the flattened pool3 "
-                        "features. Hint: the model must be exactly the chain of the named layers; "
+                        "features" + ("" if order is not None else
+                                      f" (its flatten layer does not reorder pool3's {width} values)")
+                        + ". Hint: the model must be exactly the chain of the named layers; "
                         "check that call() uses every layer once, in order")
     if chained_ok and logits_ok:
         return 1.0, "pool3 and the model's logits match the grader's own computation"
@@ -953,9 +1162,18 @@ def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray
                    "loaded into the convolutions?)")
 
 
+@_judged
 def judge_training(obs, ctx, params):
     labels = ctx.train_labels[:TRAINING_IMAGES]
     images = ctx.train_images[:TRAINING_IMAGES]
+    for run in ("before", "after"):
+        logits = _numbers(_mapping(obs[run], f"what was read {run} training").get("logits"),
+                          f"the logits {run} training", ndim=2)
+        _require(len(logits) == len(labels) and 0 < logits.shape[1] <= MAX_OUTPUTS,
+                 f"the logits {run} training have shape {list(logits.shape)}, expected "
+                 f"[{len(labels)}, at most {MAX_OUTPUTS}]")
+    tags = _entries(obs["scalar_tags"], "the scalar tags")
+    _require(all(isinstance(tag, str) for tag in tags), "a scalar tag is not text")
     rows = random_rows(len(images))  # the same for both: one front end when fc alone trained
     unexplained = explain_logits(obs["before"], images, rows) or explain_logits(obs["after"], images, rows)
     if unexplained:
@@ -963,11 +1181,11 @@ def judge_training(obs, ctx, params):
     else:
         learned, diagnosis = learning_diagnosis(obs["before"]["logits"], obs["after"]["logits"],
                                                 labels, params["steps"], params["learned_accuracy"])
-    leaves = {str(tag).rsplit("/", 1)[-1].lower() for tag in obs["scalar_tags"]}
+    leaves = {tag.rsplit("/", 1)[-1].lower()[:MAX_TEXT] for tag in tags}
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
     found = ", ".join(sorted(leaves)[:6]) or "none"
-    details = {"curves": obs.get("curves", {}),
+    details = {"curves": _mapping(obs.get("curves", {}), "the curves"),
                "train_accuracy": [training_accuracy(obs["before"]["logits"], labels),
                                   training_accuracy(obs["after"]["logits"], labels)]}
     return *_fraction_and_messages([
@@ -1000,13 +1218,15 @@ def collect_accuracy(module, ctx, params):
     return logit_witness(model, module, ctx.heldout_images[:params["images"]])
 
 
+@_judged
 def judge_accuracy(obs, ctx, params):
     if "missing" in obs:
-        return 0.0, f"expected a checkpoint folder {obs['missing']!r} beside the submission"
-    logits = obs["logits"]
+        missing = _text(obs["missing"], "the checkpoint folder")
+        return 0.0, f"expected a checkpoint folder {missing!r} beside the submission"
+    logits = _numbers(obs["logits"], "the logits")
     labels = ctx.heldout_labels[:params["images"]]
     if logits.shape != (len(labels), network.NUM_CLASSES):
-        return 0.0, f"expected logits [{len(labels)}, {network.NUM_CLASSES}], found {list(logits.shape)}"
+        return 0.0, f"expected logits [{len(labels)}, {network.NUM_CLASSES}], found {list(logits.shape)[:8]}"
     unexplained = explain_logits(obs, ctx.heldout_images[:params["images"]])
     if unexplained:
         return 0.0, f"no accuracy counts: {unexplained}"
@@ -1100,8 +1320,15 @@ def collect_checkpoint_restore(module, ctx, params):
     return obs
 
 
+@_judged
 def judge_checkpoint(obs, ctx, params):
     runs = ("trained", "restored", "straight", "resumed")
+    for key in ("kept", "restored_step", "straight_pulled", "resume_pulled", "resume_final_step"):
+        _integer(obs[key], key.replace("_", " "))
+    if "empty_step" in obs:
+        _integer(obs["empty_step"], "the step restored from an empty folder")
+    empty_error = _text(obs["empty_error"], "restoring from an empty folder") \
+        if "empty_error" in obs else None
     rows = np.arange(len(ctx.probe))
     for run in runs:
         unexplained = explain_logits(obs[run], ctx.probe, rows)
@@ -1134,7 +1361,7 @@ def judge_checkpoint(obs, ctx, params):
                               f"{STRAIGHT_STEPS} straight steps from the same start: save and "
                               "restore the optimizer (its state) with the model"),
         (0.1, empty_ok, "restore_checkpoint on an empty folder should return 0, "
-                        + (f"it raised {obs['empty_error']}" if "empty_error" in obs
+                        + (f"it raised {empty_error}" if empty_error is not None
                            else f"it returned {obs.get('empty_step')}")),
     ])
 
@@ -1150,6 +1377,12 @@ def _dataset_kinds(ds) -> list[str]:
     return kinds
 
 
+def _flat(batches: list[list]) -> list:
+    """The batches' labels in one list, in linear time (sum(batches, []) copies the list
+    so far at every batch: quadratic in their number)."""
+    return list(itertools.chain.from_iterable(batches))
+
+
 def _labels_of(batches) -> list[list[int]]:
     return [np.asarray(labels).reshape(-1).tolist() for _, labels in batches]
 
@@ -1157,7 +1390,7 @@ def _labels_of(batches) -> list[list[int]]:
 def collect_pipeline(module, ctx, params):
     import tensorflow as tf
 
-    size, batch = 50, params["batch_size"]
+    size, batch = PIPELINE_EXAMPLES, params["batch_size"]
     images = np.zeros((size, *network.IMAGE_SHAPE), np.uint8)
     images[:, 0, 0, 0] = np.arange(size)  # each image carries its index too
     labels = np.arange(size, dtype=np.int64)
@@ -1168,19 +1401,64 @@ def collect_pipeline(module, ctx, params):
     pairs = [[np.asarray(x)[:, 0, 0, 0].reshape(-1).tolist(), np.asarray(l).reshape(-1).tolist()]
              for x, l in once.take(1)]
     endless = module.make_dataset(images, labels, batch_size=batch, shuffle=True, repeat=True, seed=4)
-    stream = sum(_labels_of(endless.take(4 * size // batch + 4)), [])[:3 * size]
+    stream = _flat(_labels_of(endless.take(4 * size // batch + 4)))[:3 * size]
     forever = module.make_dataset(images, labels, batch_size=batch, shuffle=False, repeat=True)
     cardinality = int(forever.cardinality())
-    ordered = sum(_labels_of(forever.take(2 * size // batch + 2)), [])[:2 * size]
+    ordered = _flat(_labels_of(forever.take(2 * size // batch + 2)))[:2 * size]
     return {"spec": [[str(s.dtype.name), s.shape.as_list()] for s in spec],
             "epochs": epochs, "pairs": pairs, "stream": stream, "ordered": ordered,
             "infinite": cardinality == int(tf.data.INFINITE_CARDINALITY),
             "kinds": _dataset_kinds(forever) + _dataset_kinds(once) + _dataset_kinds(endless)}
 
 
+PIPELINE_EXAMPLES = 50
+"""examples of the pipeline item's dataset (collect_pipeline)"""
+MAX_PIPELINE_LABELS = 20 * PIPELINE_EXAMPLES
+"""labels one epoch (or one batch) may hold for the judge to read them: twenty epochs' worth"""
+
+
+def _labels(value, what: str, most: int = MAX_PIPELINE_LABELS) -> list:
+    _require(all(isinstance(v, int) or (isinstance(v, float) and math.isfinite(v))
+                 for v in _entries(value, what, most)), f"{what} are not all numbers")
+    return value
+
+
+def _pipeline_observation(obs) -> list:
+    """Checks what judge_pipeline reads, counts before contents (the first two epochs hold
+    at most MAX_PIPELINE_LABELS labels each, whatever their batches); the element spec,
+    its names cut for a message."""
+    spec = _entries(obs["spec"], "the element spec")
+    _require(len(spec) == 2 and all(isinstance(s, list) and len(s) == 2 for s in spec),
+             "the element spec is not [[images' dtype, shape], [labels' dtype, shape]]")
+    spec = [[_text(dtype, "a dtype in the element spec"), _shape(shape, "a shape in the element spec")]
+            for dtype, shape in spec]
+    epochs = _entries(obs["epochs"], "the epochs", 2)
+    _require(len(epochs) == 2, "not two epochs")
+    for k, epoch in enumerate(epochs):
+        what = ("the first", "the second")[k] + " epoch"
+        _entries(epoch, what, MAX_PIPELINE_LABELS)
+        held = 0
+        for one in epoch:
+            held += len(_labels(one, f"the labels of a batch of {what}"))
+            _require(held <= MAX_PIPELINE_LABELS,
+                     f"{what} holds more than {MAX_PIPELINE_LABELS} labels")
+    for pair in _entries(obs["pairs"], "the first batch's images and labels", 1):
+        _require(isinstance(pair, list) and len(pair) == 2, "the first batch is not [images, labels]")
+        _labels(pair[0], "the first batch's image indices")
+        _labels(pair[1], "the first batch's labels")
+    _labels(obs["stream"], "the repeated stream's labels", 3 * PIPELINE_EXAMPLES)
+    _labels(obs["ordered"], "the unshuffled stream's labels", 2 * PIPELINE_EXAMPLES)
+    _require(isinstance(obs["infinite"], bool), "whether the dataset is infinite is not a boolean")
+    for kind in _entries(obs["kinds"], "the dataset kinds", 150):
+        _text(kind, "a dataset kind")
+    return spec
+
+
+@_judged
 def judge_pipeline(obs, ctx, params):
-    batch, size = params["batch_size"], 50
-    (image_dtype, image_shape), (label_dtype, label_shape) = obs["spec"]
+    batch, size = params["batch_size"], PIPELINE_EXAMPLES
+    spec = _pipeline_observation(obs)
+    (image_dtype, image_shape), (label_dtype, label_shape) = spec
     pairs_ok = len(obs["pairs"]) == 1 and [int(v) for v in obs["pairs"][0][0]] == \
         [int(v) for v in obs["pairs"][0][1]]
     spec_ok = (image_dtype == "uint8" and image_shape[1:] == list(network.IMAGE_SHAPE)
@@ -1188,7 +1466,7 @@ def judge_pipeline(obs, ctx, params):
     first, second = obs["epochs"]
     sizes = [len(b) for b in first]
     batches_ok = bool(sizes) and all(s == batch for s in sizes[:-1]) and 0 < sizes[-1] <= batch
-    flat1, flat2 = sum(first, []), sum(second, [])
+    flat1, flat2 = _flat(first), _flat(second)
     everything = list(range(size))
     covered = sorted(flat1) == everything and sorted(flat2) == everything
     # Shuffling examples changes which examples share a batch; shuffling batches does not.
@@ -1200,9 +1478,9 @@ def judge_pipeline(obs, ctx, params):
         sorted(stream[k * size:(k + 1) * size]) == everything for k in range(3)) \
         and stream[:size] != stream[size:2 * size]
     repeats = obs["infinite"] and obs["ordered"] == everything * 2
-    prefetched = any("Prefetch" in kind for kind in obs["kinds"])
+    prefetched = any("Prefetch" in kind[:MAX_TEXT] for kind in obs["kinds"])
     return _fraction_and_messages([
-        (0.15, spec_ok and pairs_ok, f"element spec {obs['spec']}: expected (uint8 [B, 32, "
+        (0.15, spec_ok and pairs_ok, f"element spec {spec}: expected (uint8 [B, 32, "
                                             "32, 3], int [B]) with images and labels kept together"),
         (0.1, batches_ok, f"batch sizes {sizes[:6]}: expected {batch} (the last may be smaller)"),
         (0.15, covered, "one epoch must hold every example exactly once"),
