@@ -251,3 +251,124 @@ def test_verb_errors_are_one_line(tmp_path):
                          capture_output=True, text=True, cwd=ROOT)
     assert run.returncode != 0 and "--submissions" in run.stderr and "Traceback" not in run.stderr
     assert not (out / "similarity.html").exists()
+
+
+# --- issue 31: a long line, a submission that cannot be read, names as data ------------------
+
+def test_byte_columns_of_a_megabyte_line_are_mapped_by_one_table():
+    """ast gives columns in UTF-8 bytes; each line's table from bytes to characters is
+    built once, so a 1 MB line of many statements is mapped in linear time (it was encoded
+    again for every statement on it: 300 kB took minutes)."""
+    import random
+
+    line = ("é" + "a" * 3 + "€" + "\U0001F600") * ((1 << 20) // 6)
+    data = line.encode()
+    table = similarity._byte_starts(line)
+    assert len(table) == len(line) + 1 and table[-1] == len(data)
+    random.seed(31)
+    columns = [0, len(data), len(data) + 5, *random.sample(range(len(data)), 100)]
+    for col in columns:
+        assert similarity._char_index(table, col) == len(data[:col].decode("utf-8", "replace"))
+    assert similarity._byte_starts("x = 1") == 5 and similarity._char_index(5, 9) == 5
+
+
+def test_a_long_line_of_statements_builds_its_column_table_once(monkeypatch):
+    built = []
+    real = similarity._byte_starts
+    monkeypatch.setattr(similarity, "_byte_starts", lambda line: built.append(len(line)) or real(line))
+    line = '"é"; ' * 2000 + 'import os; x = "ü"'
+    found = similarity._names("y = 1\n" + line + "\n", [])
+    assert built == [len(line)]  # one table for the one line with dropped statements
+    text = "y = 1\n" + line + "\n"
+    dropped = [text[a:b] for a, b in sorted(found.dropped)]
+    assert dropped == ['"é"'] * 2000 + ["import os"]
+
+
+def _bad_name_zip(path: Path, source: str) -> Path:
+    """A zip whose member names say UTF-8 (flag bit 11) and one of which is not."""
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("work/transfer_learning.py", source)
+        archive.writestr("notes_caf\u00e9.py", "x = 1\n")
+    path.write_bytes(path.read_bytes().replace("caf\u00e9".encode(), b"caf\xff\xfe"))
+    with pytest.raises(UnicodeDecodeError):
+        zipfile.ZipFile(path)
+    return path
+
+
+def test_a_zip_with_a_member_name_that_is_not_utf8_is_one_note(tmp_path):
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    source = (CORPUS / "correct" / "subclassed_fit.py").read_text()
+    (subs / "ann.py").write_text(source)
+    (subs / "bob.py").write_text(source.replace("images", "imgs"))
+    _bad_name_zip(subs / "zed.zip", source)
+    out = tmp_path / "out"
+    _book(out, {p.stem: p for p in sorted(subs.iterdir())})
+    result = similarity.run(out)  # the class is still compared
+    assert [(p.a, p.b) for p in result.pairs] == [("ann", "bob")]
+    assert result.too_little == ["zed"]
+    note = {c.student: c.note for c in result.codes}["zed"]
+    assert "zed.zip" in note and "UnicodeDecodeError" in note
+    text = similarity.summary(result, out)
+    assert sum("zed" in line for line in text.splitlines()) == 2  # not compared; why
+    assert "zed.zip" in (out / "similarity.html").read_text()
+
+
+def test_any_failure_reading_or_normalising_one_submission_is_its_own(given, monkeypatch, tmp_path):
+    import grader.submission
+
+    source = (CORPUS / "correct" / "functional_adamw.py").read_text()
+
+    def refuse(path, exercise=None):
+        raise RecursionError("deep")
+
+    def no_memory(path, module_name=None):
+        raise MemoryError
+
+    monkeypatch.setattr(grader.submission, "graded_code", refuse)
+    monkeypatch.setattr(similarity, "_raw_text", no_memory)
+    unread = similarity.read_code("unread", tmp_path / "any.py")
+    assert unread.text == "" and "any.py" in unread.note and "MemoryError" in unread.note
+
+    real = similarity.tokens
+
+    def tokens(text, names=frozenset()):
+        if "POISON" in text:
+            raise RecursionError("deep")
+        return real(text, names)
+
+    monkeypatch.setattr(similarity, "tokens", tokens)
+    codes = [similarity.Code("a", source), similarity.Code("b", source),
+             similarity.Code("poison", source + "\nPOISON = 1\n"), unread]
+    result = similarity.compare(codes, given)
+    assert [(p.a, p.b) for p in result.pairs] == [("a", "b")]
+    assert set(result.too_little) == {"poison", "unread"}
+    assert "RecursionError" in codes[2].note
+
+
+def test_names_and_messages_are_shown_as_one_printable_line(given, tmp_path):
+    """A right-to-left override makes '\\u202enna' read as 'ann': on the page and in the
+    terminal it is spelled out, in names, notes, groups, the title and the code views."""
+    from grader import names
+
+    assert similarity.shown is names.shown
+    source = (CORPUS / "correct" / "functional_adamw.py").read_text()
+    codes = [similarity.Code("ann", source), similarity.Code("\u202enna", source),
+             similarity.Code("\u202ebob", source + "\nx = '\u202e'  # \u2066\n"),
+             similarity.Code("empty\u200b", "", "sub\u202emitted.py: could not be read.")]
+    result = similarity.compare(codes, given)
+    result.notices = ["the batch graded \u202eyppa"]
+    assert result.groups and result.pairs
+    page = similarity.render(result, "class \u202e1")
+    terminal = similarity.summary(result, tmp_path / "out\u202e")
+    for shown in (page, terminal):
+        assert not any(c in shown for c in "\u202e\u2066\u200b"), shown[:200]
+        assert "\\u202enna" in shown and "empty\\u200b" in shown and "sub\\u202emitted" in shown
+        assert "\\u202eyppa" in shown
+    assert "class \\u202e1" in page and "out\\u202e" in terminal
+    assert "x = &#39;\\u202e&#39;  # \\u2066\n" in page  # the code view: its lines kept
+    with pytest.raises(similarity.KitError) as error:
+        similarity.run(tmp_path / "no\u202ebook")
+    assert "\u202e" not in str(error.value)

@@ -58,6 +58,7 @@ from pathlib import Path
 
 from ..errors import KitError, SubmissionError
 from ..fsutil import atomic_path
+from ..names import shown
 from ..paths import MODULE_NAME
 
 K = 12
@@ -188,6 +189,33 @@ def _parse(text: str, note: list[str]) -> list[tuple[ast.AST, int]]:
     return trees
 
 
+def _byte_starts(line: str):
+    """Where each character of `line` starts in its UTF-8 bytes (and where the line ends),
+    for turning ast's byte columns into character columns; when the line is ASCII (a byte is
+    a character), its length. Built once per line, in time linear in its length: converting
+    each column by encoding the line again made a long line with many statements on it
+    (`"é"; "é"; ...`, 300 kB) take minutes."""
+    import numpy as np
+
+    if line.isascii():
+        return len(line)
+    points = np.frombuffer(line.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    widths = 1 + (points >= 0x80).astype(np.int64) + (points >= 0x800) + (points >= 0x10000)
+    starts = np.zeros(len(points) + 1, dtype=np.int64)
+    np.cumsum(widths, out=starts[1:])
+    return starts
+
+
+def _char_index(byte_starts, col: int) -> int:
+    """The character at UTF-8 byte `col` of a line (`_byte_starts`); a column inside a
+    character counts as that character's end, one past the line as its end."""
+    if isinstance(byte_starts, int):
+        return max(0, min(col, byte_starts))
+    import numpy as np
+
+    return max(0, min(int(np.searchsorted(byte_starts, col, side="left")), len(byte_starts) - 1))
+
+
 def _names(text: str, note: list[str]) -> Names:
     import builtins
 
@@ -197,9 +225,12 @@ def _names(text: str, note: list[str]) -> Names:
     for line, brk in zip(lines, _LINE_BREAK.findall(text) + [""]):
         starts.append(starts[-1] + len(line) + len(brk))
 
+    columns: dict[int, object] = {}  # row -> its byte-to-character table, built once
+
     def offset(row: int, col: int) -> int:  # ast columns count UTF-8 bytes
-        line = lines[row - 1] if 0 < row <= len(lines) else ""
-        return starts[min(row, len(starts)) - 1] + len(line.encode()[:col].decode("utf-8", "replace"))
+        if row not in columns:
+            columns[row] = _byte_starts(lines[row - 1] if 0 < row <= len(lines) else "")
+        return starts[min(row, len(starts)) - 1] + _char_index(columns[row], col)
 
     loads: set[str] = set()
     for tree, shift in _parse(text, note):
@@ -417,21 +448,34 @@ def _raw_text(path: Path, module_name: str = MODULE_NAME) -> tuple[str, str]:
                     return "", ""
                 with archive.open((named or names)[0]) as member:
                     return member.read(MAX_TEXT).decode("utf-8", "replace"), (named or names)[0]
-        except (zipfile.BadZipFile, OSError, EOFError, NotImplementedError, RuntimeError):
+        except Exception:  # noqa: BLE001 - a member name that is not UTF-8, a bad header, ...
             return "", ""
-    if path.is_file():
-        with open(path, "rb") as handle:
-            return handle.read(MAX_TEXT).decode("utf-8", "replace"), path.name
+    try:
+        if path.is_file():
+            with open(path, "rb") as handle:
+                return handle.read(MAX_TEXT).decode("utf-8", "replace"), path.name
+    except OSError:
+        pass
     return "", ""
 
 
 def read_code(student: str, path: Path, exercise=None) -> Code:
     """The code to compare for one submission, never skipped: what the grader keeps, else
     what can be recovered as text (and a note saying so). At most MAX_TEXT of it.
-    `exercise`: the one the batch graded (default: the course folder's)."""
+    `exercise`: the one the batch graded (default: the course folder's). Never raises: a
+    submission nothing can be read from (a zip whose member names are not UTF-8, say) is
+    empty code with a note saying why, so it is listed as not compared and the rest of the
+    class still is."""
+    try:
+        return _read_code(student, Path(path), exercise)
+    except Exception as exc:  # noqa: BLE001 - one submission's failure is its own
+        name = Path(path).name if isinstance(path, (str, Path)) else repr(path)
+        return Code(student, "", f"{name}: could not be read ({type(exc).__name__}); not compared.")
+
+
+def _read_code(student: str, path: Path, exercise=None) -> Code:
     from ..submission import graded_code
 
-    path = Path(path)
     try:
         if path.is_file() and path.suffix == ".py" and path.stat().st_size > MAX_TEXT:
             raise SubmissionError(f"{path.name}: longer than {MAX_TEXT >> 20} MB.")
@@ -522,9 +566,14 @@ def compare(codes: list[Code], given: list[str], threshold: float = THRESHOLD,
             held[value] = held.get(value, 0) + 1
     idioms = {h for h, n in held.items() if n >= idiom_at}
     for code in codes:
-        toks, note = tokens(code.text, names)
-        code.note = code.note or note
-        code.fingerprint = fingerprint(toks, boilerplate)
+        try:
+            toks, note = tokens(code.text, names)
+            code.note = code.note or note
+            code.fingerprint = fingerprint(toks, boilerplate)
+        except Exception as exc:  # noqa: BLE001 - one submission's code, not the class's
+            code.note = (code.note + " " if code.note else "") + \
+                f"Its code could not be compared ({type(exc).__name__}); not compared."
+            code.fingerprint = fingerprint([], boilerplate)
     by_hash: dict[int, list[int]] = {}
     for index, code in enumerate(codes):
         for value in code.fingerprint.hashes:
@@ -612,7 +661,7 @@ ignored; regions in yellow are shared.</p>
 {% for notice in notices %}<p class="note">Notice: {{ notice }}.</p>{% endfor %}
 {% if too_little %}<p>Not compared, with too little code of their own (empty, the given code
 only, or only lines honest solutions share): {{ too_little|join(", ") }}.</p>{% endif %}
-{% if notes %}<h2>Read as text</h2><ul>{% for code in notes %}
+{% if notes %}<h2>Read as text, or not at all</h2><ul>{% for code in notes %}
 <li class="note">{{ code.student }}: {{ code.note }}</li>{% endfor %}</ul>{% endif %}
 {% if groups %}<h2>Groups</h2><ul>{% for group in groups %}
 <li>{{ group|join(", ") }}</li>{% endfor %}</ul>{% endif %}
@@ -623,37 +672,63 @@ only, or only lines honest solutions share): {{ too_little|join(", ") }}.</p>{% 
 <td>{{ pair.b }}</td><td>{{ "%.2f"|format(pair.shares[1]) }}</td></tr>{% endfor %}</table>
 {% for pair in pairs %}<section class="pair" id="pair-{{ loop.index }}">
 <h3>{{ pair.a }} and {{ pair.b }}: {{ "%.2f"|format(pair.score) }}</h3>
-<div class="side"><div><b>{{ pair.a }}</b><pre>{{ shown[loop.index0][0] }}</pre></div>
-<div><b>{{ pair.b }}</b><pre>{{ shown[loop.index0][1] }}</pre></div></div></section>
+<div class="side"><div><b>{{ pair.a }}</b><pre>{{ views[loop.index0][0] }}</pre></div>
+<div><b>{{ pair.b }}</b><pre>{{ views[loop.index0][1] }}</pre></div></div></section>
 {% endfor %}{% else %}<p>No pair reaches the threshold.</p>{% endif %}
 </body></html>
 """
 
 
+def _code_shown(text: str) -> str:
+    """Code as it is to be read: its line breaks and tabs kept, every other character that is
+    not printable (a right-to-left override that reorders what is seen, a zero-width space,
+    an escape) spelled out as `names.shown` does."""
+    if text.translate(_LAYOUT).isprintable():
+        return text
+    return "".join(c if c in "\n\r\t" or c.isprintable() else shown(c) for c in text)
+
+
+_LAYOUT = dict.fromkeys(map(ord, "\n\r\t"))
+
+
 def _highlighted(text: str, spans: list[tuple[int, int]]):
-    """`text` as HTML, the shared regions in <mark>: every character of it escaped."""
+    """`text` as HTML, the shared regions in <mark>: every character of it escaped, and
+    every unprintable one but line breaks and tabs spelled out (`_code_shown`)."""
     from markupsafe import Markup, escape
 
     out, at = [], 0
     for start, end in sorted(spans):
         start, end = max(start, at), max(end, at)
-        out.append(escape(text[at:start]))
-        out.append(Markup("<mark>") + escape(text[start:end]) + Markup("</mark>"))
+        out.append(escape(_code_shown(text[at:start])))
+        out.append(Markup("<mark>") + escape(_code_shown(text[start:end])) + Markup("</mark>"))
         at = end
-    out.append(escape(text[at:]))
+    out.append(escape(_code_shown(text[at:])))
     return Markup("").join(out)
+
+
+def _page_value(value):
+    """What the page shows of a `{{ value }}`: the code views as built (`_highlighted`),
+    any other text (a student's name, a note, a group, a path, a notice) as one printable
+    line (`names.shown`): a right-to-left override in a name cannot make it read as
+    another student's."""
+    from markupsafe import Markup
+
+    if isinstance(value, Markup) or not isinstance(value, str):
+        return value
+    return shown(value)
 
 
 def render(result: Result, title: str) -> str:
     import jinja2
 
-    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
+                                     finalize=_page_value)
     texts = {c.student: c.text for c in result.codes}
-    shown = [(_highlighted(texts[p.a], p.slices[0]), _highlighted(texts[p.b], p.slices[1]))
+    views = [(_highlighted(texts[p.a], p.slices[0]), _highlighted(texts[p.b], p.slices[1]))
              for p in result.pairs]
     return environment.from_string(PAGE).render(
         title=title, codes=result.codes, compared=result.compared, seconds=result.seconds,
-        threshold=result.threshold, pairs=result.pairs, groups=result.groups, shown=shown,
+        threshold=result.threshold, pairs=result.pairs, groups=result.groups, views=views,
         too_little=result.too_little, notes=[c for c in result.codes if c.note],
         notices=result.notices)
 
@@ -668,7 +743,7 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
 
     out = Path(out)
     if not (out / "gradebook.sqlite").is_file():
-        raise KitError(f"{out}: expected the output folder of `grader batch` (with "
+        raise KitError(f"{shown(out)}: expected the output folder of `grader batch` (with "
                        "gradebook.sqlite); found none. Pass the folder given to --out.")
     if not 0 < threshold <= 1:
         raise KitError(f"--threshold: expected a share between 0 and 1, found {threshold}.")
@@ -701,9 +776,14 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
         codes = []
         for row in book.submissions():
             path = Path(submissions) / Path(row["source"]).name if submissions else Path(row["source"])
-            if not path.exists():
-                raise KitError(f"{path}: the submission {row['student']!r} was graded from there "
-                               "and is gone; pass --submissions FOLDER with the graded folder.")
+            try:
+                gone = not path.exists()
+            except (OSError, ValueError):  # a name too long, a null byte: read_code says so
+                gone = False
+            if gone:
+                raise KitError(f"{shown(path)}: the submission {shown(repr(row['student']))} was "
+                               "graded from there and is gone; pass --submissions FOLDER with the "
+                               "graded folder.")
             codes.append(read_code(row["student"], path, exercise))
         result = compare(codes, pieces, threshold, common_above=common, background=background)
         result.notices = notices
@@ -715,16 +795,10 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
     return result
 
 
-def shown(name: str) -> str:
-    """A name or message from a submission as one printable line (a file name can hold a
-    line break that would forge a line of output)."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(name))
-
-
 def summary(result: Result, out: Path) -> str:
     lines = [f"similarity: {len(result.pairs)} pair(s) at {result.threshold:.2f} or more, "
              f"{len(result.groups)} group(s), among {len(result.codes)} submissions "
-             f"({result.compared} pairs in {result.seconds:.1f} s); {out / 'similarity.html'}"]
+             f"({result.compared} pairs in {result.seconds:.1f} s); {shown(out / 'similarity.html')}"]
     lines += [f"  {shown(p.label())}" for p in result.pairs[:10]]
     if len(result.pairs) > 10:
         lines.append(f"  ... and {len(result.pairs) - 10} more in the page")
@@ -733,7 +807,7 @@ def summary(result: Result, out: Path) -> str:
         lines.append("  not compared (too little code of their own): "
                      + shown(", ".join(result.too_little)))
     lines += [f"  {shown(c.student)}: {shown(c.note)}" for c in result.codes if c.note]
-    lines += [f"  notice: {n}" for n in result.notices]
+    lines += [f"  notice: {shown(n)}" for n in result.notices]
     return "\n".join(lines)
 
 
