@@ -31,15 +31,18 @@ from __future__ import annotations
 import ast
 import functools
 import io
+import json
+import os
 import re
 import shutil
+import stat as stat_mod
 import symtable
 import tokenize
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import SubmissionError
-from . import exercise as exercise_mod
+from . import exercise as exercise_mod, names
 
 
 def _the(exercise: exercise_mod.Exercise | None) -> exercise_mod.Exercise:
@@ -227,6 +230,58 @@ def _tolerant(piece: _Piece) -> str:
             f"    {SKIPPED}.append(({piece.where!r}, {first!r}, __grader_error))")
 
 
+_UNPARSABLE = (SyntaxError, RecursionError, MemoryError, ValueError)
+"""what parsing or analysing a cell may raise: a cell that raises one is skipped (a graded
+cell is kept whole, and its error is reported at import)"""
+
+
+class _Lines:
+    """A cell's lines, split once, each encoded once when first used: the source text of a
+    statement as ast.get_source_segment gives it, without splitting the whole cell again for
+    each statement (which made a line of many statements quadratic)."""
+
+    def __init__(self, lines: list[str]):
+        self.lines, self.encoded = lines, {}
+
+    def _bytes(self, row: int) -> bytes:
+        if row not in self.encoded:
+            self.encoded[row] = self.lines[row].encode("utf-8")
+        return self.encoded[row]
+
+    def segment(self, node: ast.AST) -> str:
+        first, last = node.lineno - 1, node.end_lineno - 1
+        if first == last:
+            return self._bytes(first)[node.col_offset:node.end_col_offset].decode("utf-8")
+        return "\n".join([self._bytes(first)[node.col_offset:].decode("utf-8"),
+                          *self.lines[first + 1:last],
+                          self._bytes(last)[:node.end_col_offset].decode("utf-8")])
+
+
+def _closure(pieces: list[_Piece]) -> list[bool]:
+    """Which pieces are kept: the roots, then every piece (not a demo) that binds or
+    configures a name a kept piece reads, to a fixed point. A work list over the names, so
+    the time is linear in the names read and bound (a notebook of long assignment chains
+    is no slower per line than a short one)."""
+    binders: dict[str, list[int]] = {}
+    for i, piece in enumerate(pieces):
+        if not piece.demo:
+            for name in piece.binds | piece.configures:
+                binders.setdefault(name, []).append(i)
+    kept = [p.root for p in pieces]
+    needed: set[str] = set()
+    todo = [name for p, k in zip(pieces, kept) if k for name in p.needs]
+    while todo:
+        name = todo.pop()
+        if name in needed:
+            continue
+        needed.add(name)
+        for i in binders.pop(name, ()):
+            if not kept[i]:
+                kept[i] = True
+                todo.extend(pieces[i].needs - needed)
+    return kept
+
+
 def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
                      exercise: exercise_mod.Exercise | None = None) -> str:
     """The module made of notebook code cells [(code, graded)]: graded cells whole, and
@@ -242,7 +297,7 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
         if graded:
             try:
                 tree = _parse(code)
-            except SyntaxError:  # kept whole, so its error is reported where it is
+            except _UNPARSABLE:  # kept whole, so its error is reported where it is
                 pieces.append(_Piece(code, f"code cell {number}", True, root=True))
                 continue
             lines = code.splitlines()
@@ -254,7 +309,7 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
             piece = _Piece("\n".join(lines) + "\n", f"code cell {number}", True, root=True)
             try:
                 _analyse(piece, None)
-            except SyntaxError:  # top-level await: kept whole, its error reported at import
+            except _UNPARSABLE:  # top-level await: kept whole, its error reported at import
                 pass
             pieces.append(piece)
             continue
@@ -266,7 +321,11 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
         except SyntaxError as exc:
             unparsed.append((f"code cell {number}, line {exc.lineno or 1}", exc.msg))
             continue
+        except _UNPARSABLE as exc:  # nested too deep to parse, or too large
+            unparsed.append((f"code cell {number}", f"could not be parsed ({type(exc).__name__})"))
+            continue
         lines = python.splitlines()
+        shared = _Lines(lines)
         for index, node in enumerate(tree.body):
             if _private_grader_import(node, public):
                 continue
@@ -277,12 +336,12 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
             shares_a_line = any(other is not node and other.lineno <= node.end_lineno
                                 and other.end_lineno >= start for other in tree.body[max(index - 1, 0):index + 2])
             # statements separated by ';' each get their own text, the others whole lines
-            text = (ast.get_source_segment(python, node) if shares_a_line
+            text = (shared.segment(node) if shares_a_line
                     else "\n".join(lines[start - 1:node.end_lineno]))
             piece = _Piece(text + "\n", f"code cell {number}, line {start}", False)
             try:
                 _analyse(piece, node)
-            except SyntaxError:  # top-level await and the like: demo code, never needed
+            except _UNPARSABLE:  # top-level await and the like: demo code, never needed
                 continue
             # The functions the grader calls, however they are bound (def, assignment,
             # inside if/with/try); never a statement that calls them: that is a demo.
@@ -299,15 +358,8 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
         piece.binds |= piece.mutates
         for name in piece.called:
             piece.binds |= writes.get(name, set())
-    kept = [p.root for p in pieces]
+    kept = _closure(pieces)
     needed = set().union(*(p.needs for p, k in zip(pieces, kept) if k))
-    changed = True
-    while changed:  # a statement is kept when it binds a name kept code reads as a global
-        changed = False
-        for i, piece in enumerate(pieces):
-            if not kept[i] and not piece.demo and (piece.binds & needed or piece.configures & needed):
-                kept[i] = changed = True
-                needed |= piece.needs
     bound = set().union(*(p.binds for p, k in zip(pieces, kept) if k))
     demos = [(p.where, p.text.strip().splitlines()[0][:120]) for p, k in zip(pieces, kept)
              if not k and p.demo and (p.binds & needed) - bound]
@@ -320,27 +372,75 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
     return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
 
 
+def read_notebook_cells(path: Path) -> list[dict]:
+    """The cells of the notebook at `path` as plain dicts, read with bounds before anything
+    large is built: the file's size (MAX_NOTEBOOK_BYTES), then its JSON values counted
+    before parsing (answers.MAX_JSON_VALUES), then parsed as plain JSON. nbformat's
+    validation is not used for nbformat 4 (it takes gigabytes on a small file of many empty
+    lists); an older notebook is upgraded by nbformat once it has passed the same bounds."""
+    from . import answers
+
+    label = names.shown(names.student_id(path.name))
+    size = path.stat().st_size
+    if size > MAX_NOTEBOOK_BYTES:
+        raise SubmissionError(f"{label}: is {_mb(size)}, more than the {_mb(MAX_NOTEBOOK_BYTES)} "
+                              "allowed for a notebook; clear its outputs and save it again.")
+    raw = path.read_bytes()
+    if answers._too_many_values(raw):
+        raise SubmissionError(f"{label}: holds more than {answers.MAX_JSON_VALUES:,} JSON values, "
+                              "more than a notebook needs; clear its outputs and save it again.")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise SubmissionError(f"{label}: expected a UTF-8 notebook file, found other bytes. "
+                              "Save the notebook again from Jupyter.") from None
+    except (ValueError, RecursionError) as exc:
+        raise SubmissionError(f"{label}: expected a Jupyter notebook (JSON, nbformat 4), could not "
+                              f"read it ({type(exc).__name__}). Save it again from Jupyter.") from None
+    if not isinstance(data, dict) or not isinstance(data.get("cells", []), list):
+        raise SubmissionError(f"{label}: expected a Jupyter notebook (a JSON object with cells), "
+                              "found other JSON. Save it again from Jupyter.")
+    if data.get("nbformat") != 4:
+        import nbformat
+
+        try:
+            data = nbformat.reads(raw.decode("utf-8"), as_version=4)
+        except Exception as exc:  # nbformat raises several JSON and schema errors
+            raise SubmissionError(f"{label}: expected a Jupyter notebook (JSON, nbformat 4), could "
+                                  f"not read it ({type(exc).__name__}). Save it again from "
+                                  "Jupyter.") from None
+    return [cell for cell in data.get("cells", []) if isinstance(cell, dict)]
+
+
+def _cell_source(cell: dict) -> str:
+    source = cell.get("source", "")
+    if isinstance(source, list):
+        return "".join(line for line in source if isinstance(line, str))
+    return source if isinstance(source, str) else ""
+
+
+def _cell_tags(cell: dict) -> set[str]:
+    metadata = cell.get("metadata")
+    tags = metadata.get("tags", []) if isinstance(metadata, dict) else []
+    return {t for t in tags if isinstance(t, str)} if isinstance(tags, list) else set()
+
+
 def notebook_to_source(path: Path, plain: bool = False,
                        exercise: exercise_mod.Exercise | None = None) -> str:
     """The module the grader makes of a notebook (`plain`: see definitions_only)."""
-    import nbformat
-
-    try:
-        notebook = nbformat.read(str(path), as_version=4)
-    except UnicodeDecodeError:
-        raise SubmissionError(f"{path.name}: expected a UTF-8 notebook file, found other bytes. "
-                              "Save the notebook again from Jupyter.") from None
-    except Exception as exc:  # nbformat raises several JSON and schema errors
-        raise SubmissionError(f"{path.name}: expected a Jupyter notebook (JSON, nbformat 4), could not "
-                              f"read it ({type(exc).__name__}). Save it again from Jupyter.") from None
     cells = []
-    for cell in notebook.cells:
-        if cell.cell_type != "code":
+    for cell in read_notebook_cells(Path(path)):
+        if cell.get("cell_type") != "code":
             continue
-        tags = set(cell.get("metadata", {}).get("tags", []))
+        tags = _cell_tags(cell)
         # Dropped cells keep their number, so "code cell N" is what the student counts.
-        cells.append(("" if tags & {TAG_EXPERIMENT, TAG_CHECK} else cell.source + "\n",
+        cells.append(("" if tags & {TAG_EXPERIMENT, TAG_CHECK} else _cell_source(cell) + "\n",
                       TAG_GRADED in tags))
+    code = sum(len(c) for c, _ in cells)
+    if code > MAX_MODULE_BYTES:
+        raise SubmissionError(f"{names.shown(names.student_id(Path(path).name))}: holds "
+                              f"{_mb(code)} of code, more than the {_mb(MAX_MODULE_BYTES)} allowed; "
+                              "keep data out of code cells.")
     return definitions_only(cells, plain, exercise)
 
 
@@ -372,32 +472,146 @@ def prepare(path: str | Path, dest_dir: Path, exercise: exercise_mod.Exercise | 
 
 MAX_UNPACKED = 50 << 20  # a zip may unpack to at most this many bytes
 MAX_MEMBERS = 10_000     # and hold at most this many files and folders
+MAX_ZIP_BYTES = MAX_UNPACKED       # a zip file itself
+MAX_FOLDER_BYTES = MAX_UNPACKED    # a student's folder, all its files together
+MAX_NOTEBOOK_BYTES = 50 << 20      # a notebook (images in outputs make them large)
+MAX_MODULE_BYTES = 1 << 20         # a .py module, and the code of a notebook
 KINDS = (".py", ".ipynb", ".zip")
+_LIMITS = {".py": MAX_MODULE_BYTES, ".ipynb": MAX_NOTEBOOK_BYTES, ".zip": MAX_ZIP_BYTES}
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One entry of a class folder: the student's id (from the name's bytes, printable,
+    unique in the folder: see `entries`), its path, and a problem that keeps it from being
+    graded ("" when it can be graded)."""
+    student: str
+    path: Path
+    problem: str = ""
+
+
+def _mb(size: int) -> str:
+    return f"{size / (1 << 20):.1f} MB"
+
+
+def _refusal(path: Path) -> str:
+    """Why the entry at `path` cannot be graded, read from metadata only (lstat; nothing is
+    opened and no link is followed); "" when it can."""
+    label = names.shown(names.student_id(path.name))
+    info = path.lstat()
+    if stat_mod.S_ISLNK(info.st_mode):
+        return (f"{label}: is a symbolic link; the grader follows no links. Put the "
+                "submission itself in the folder.")
+    if stat_mod.S_ISREG(info.st_mode):
+        limit = _LIMITS[path.suffix]
+        if info.st_size > limit:
+            return (f"{label}: is {_mb(info.st_size)}, more than the {_mb(limit)} allowed for a "
+                    f"{path.suffix} submission; submit the work without data or outputs.")
+        return ""
+    total, count = 0, 0
+    for root, folders, files in os.walk(path, followlinks=False, onerror=_raise):
+        for name in folders + files:
+            inner = Path(root) / name
+            where = names.shown(names.student_id(str(inner.relative_to(path))))
+            mode = inner.lstat()
+            count += 1
+            if stat_mod.S_ISLNK(mode.st_mode):
+                return (f"{label}: holds the symbolic link {where}; the grader follows no "
+                        "links. Replace it with the file itself.")
+            if not (stat_mod.S_ISREG(mode.st_mode) or stat_mod.S_ISDIR(mode.st_mode)):
+                return (f"{label}: holds {where}, which is not a regular file (a pipe or a "
+                        "device); remove it.")
+            total += mode.st_size if stat_mod.S_ISREG(mode.st_mode) else 0
+        if total > MAX_FOLDER_BYTES:
+            return (f"{label}: holds more than the {_mb(MAX_FOLDER_BYTES)} allowed for a "
+                    "submission's folder; submit the work without data, weights or outputs.")
+        if count > MAX_MEMBERS:
+            return (f"{label}: holds more than the {MAX_MEMBERS} files and folders allowed; "
+                    "submit the work alone.")
+    return ""
+
+
+def _raise(error: OSError) -> None:
+    raise error
+
+
+def entries(folder: Path) -> list[Entry]:
+    """Every submission in `folder`: .py, .ipynb and .zip files and per-student folders (a
+    lone NAME.py's written answers are NAME.answers.md beside it); names starting with a dot
+    are left out. Nothing is followed or opened: a symbolic link, a folder holding one (or
+    a pipe or a device), and anything over its size bound is an entry with a problem.
+
+    The id is the name without its extension, as text (names.student_id: a byte that is
+    not UTF-8 becomes \\xNN) made printable (names.shown). When several entries would share
+    an id they keep their full names; when even those clash (a name spelled \\xNN beside
+    the byte itself), the later ones in byte order get "~2", "~3": deterministic, so an id
+    is the same in every run, and never shared."""
+    found = []
+    for path in sorted(Path(folder).iterdir(), key=lambda p: os.fsencode(p.name)):
+        if path.name.startswith("."):
+            continue
+        info = path.lstat()
+        if not (stat_mod.S_ISLNK(info.st_mode) or stat_mod.S_ISDIR(info.st_mode)
+                or (stat_mod.S_ISREG(info.st_mode) and path.suffix in KINDS)):
+            continue  # a roster, a README, a pipe: not a submission
+        try:
+            problem = _refusal(path)
+        except OSError as exc:
+            problem = (f"{names.shown(names.student_id(path.name))}: could not be read "
+                       f"({exc.strerror or type(exc).__name__}).")
+        full = names.shown(names.student_id(path.name))
+        stem = full if (stat_mod.S_ISDIR(info.st_mode) or stat_mod.S_ISLNK(info.st_mode)
+                        and not path.suffix) else names.shown(names.student_id(path.stem))
+        found.append([stem, full, path, problem])
+    ids = [stem for stem, *_ in found]
+    while True:  # ids shared by several entries: those entries take their full names
+        shared = {i for i in ids if ids.count(i) > 1}
+        changed = [n for n, i in enumerate(ids) if i in shared and i != found[n][1]]
+        if not changed:
+            break
+        for n in changed:
+            ids[n] = found[n][1]
+    seen: dict[str, int] = {}
+    result = []
+    for i, (_, _, path, problem) in zip(ids, found):
+        seen[i] = seen.get(i, 0) + 1
+        result.append(Entry(i if seen[i] == 1 else f"{i}~{seen[i]}", path, problem))
+    return result
 
 
 def discover(folder: Path) -> list[tuple[str, Path]]:
-    """[(student id, path)] for every submission in `folder`: .py, .ipynb, .zip files and
-    per-student folders (a lone NAME.py's written answers are NAME.answers.md beside it). The id is the name without its extension; when two entries share
-    one, both keep their full file names as ids."""
-    entries = [p for p in sorted(Path(folder).iterdir())
-               if not p.name.startswith(".") and (p.is_dir() or p.suffix in KINDS)]
-    stems = [p.stem if p.is_file() else p.name for p in entries]
-    return [((stem if stems.count(stem) == 1 else p.name), p) for stem, p in zip(stems, entries)]
+    """[(student id, path)] of the entries of `folder` that can be graded (see `entries`)."""
+    return [(e.student, e.path) for e in entries(folder) if not e.problem]
 
 
 def content_hash(path: Path) -> str:
+    """A digest of a submission's files: names (as bytes) and contents, read in chunks; no
+    link is followed (entries() refuses folders holding one before this runs)."""
     import hashlib
 
     digest = hashlib.sha256()
-    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
-    beside = path.with_name(f"{path.stem}.answers.md")  # a lone module's written answers
-    if path.is_file() and path.suffix == ".py" and beside.is_file():
-        files.append(beside)
+    path = Path(path)
+    if path.is_symlink():
+        files = []
+    elif path.is_file():
+        files = [path]
+        beside = path.with_name(f"{path.stem}.answers.md")  # a lone module's written answers
+        if path.suffix == ".py" and beside.is_file() and not beside.is_symlink():
+            files.append(beside)
+    else:
+        files = sorted((Path(root) / name for root, _, names_ in os.walk(path, followlinks=False)
+                        for name in names_), key=lambda p: os.fsencode(str(p)))
+    base = path.parent if path.is_file() else path
     for file in files:
-        digest.update(str(file.relative_to(path.parent if path.is_file() else path)).encode())
+        digest.update(os.fsencode(str(file.relative_to(base))))
         digest.update(b"\0")
         try:
-            digest.update(file.read_bytes())
+            if file.is_symlink() or not file.is_file():
+                digest.update(b"<not a regular file>")
+                continue
+            with open(file, "rb") as handle:
+                for chunk in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(chunk)
         except OSError:
             digest.update(b"<unreadable>")
     return digest.hexdigest()

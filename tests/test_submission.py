@@ -1,10 +1,15 @@
 """Turning notebooks into the module the grader imports."""
 from __future__ import annotations
 
+import json
+import os
+
 import nbformat
+import pytest
 import numpy as np
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from grader.errors import SubmissionError
 from grader.submission import definitions_only, notebook_to_source
 
 
@@ -218,3 +223,88 @@ def test_a_zip_of_too_many_files_is_refused_in_one_line(tmp_path):
             zf.writestr(f"f{i}", "")
     with pytest.raises(SubmissionError, match=r"many.zip: holds 10001 files and folders, more than the 10000"):
         submission.materialize(archive, tmp_path / "dest")
+
+
+# ---------------------------------------------------------------- a class folder's names, links and sizes
+
+def test_ids_come_from_the_names_bytes_unique_stable_and_printable(tmp_path):
+    from grader.submission import entries
+
+    for name in [b"lee.py", b"lee.ipynb", b"lee.py.zip", b"caf\xe9.py", b"caf\\xe9.py",
+                 b"a\xe2\x80\xaeb.py", b"x\x1b[2K.py", b"solo.py", b"notes.txt"]:
+        (tmp_path / os.fsdecode(name)).write_bytes(b"")
+    first = [(e.student, e.path.name) for e in entries(tmp_path)]
+    assert [e.student for e in entries(tmp_path)] == [s for s, _ in first]  # stable
+    ids = [s for s, _ in first]
+    assert len(ids) == len(set(ids)) == 8  # notes.txt is no submission
+    assert {"lee.py", "lee.ipynb", "lee.py.zip", "solo", "a\\u202eb", "x\\x1b[2K"} <= set(ids)
+    assert {"caf\\xe9.py", "caf\\xe9.py~2"} <= set(ids)  # the byte and its spelling: never one id
+    assert all(s.isprintable() for s in ids)
+
+
+def test_links_pipes_and_sizes_are_refused_from_metadata_alone(tmp_path):
+    from grader.submission import MAX_MODULE_BYTES, entries
+
+    (tmp_path / "link.py").symlink_to("/etc/shadow")
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "dir" / "transfer_learning.py").symlink_to("/etc/passwd")
+    (tmp_path / "pipe").mkdir()
+    os.mkfifo(tmp_path / "pipe" / "p")
+    (tmp_path / "big").mkdir()
+    with open(tmp_path / "big" / "data", "wb") as handle:
+        handle.truncate(3 << 30)
+    with open(tmp_path / "long.py", "wb") as handle:
+        handle.truncate(MAX_MODULE_BYTES + 1)
+    (tmp_path / "fine.py").write_text("x = 1\n")
+    problems = {e.student: e.problem for e in entries(tmp_path)}
+    assert problems["fine"] == ""
+    assert "symbolic link" in problems["link"] and "symbolic link" in problems["dir"]
+    assert "not a regular file" in problems["pipe"]
+    assert "MB allowed" in problems["big"] and "MB allowed" in problems["long"]
+
+
+def test_a_long_chain_of_assignments_is_kept_whole(tmp_path):
+    """The closure over names is a work list: 20,000 assignments, each reading the next,
+    are all kept (the old fixed point took one pass per line here)."""
+    from grader.submission import definitions_only
+
+    n = 20_000
+    code = "\n".join(f"x{i} = x{i + 1} + 1" for i in range(n)) + f"\nx{n} = 0\n"
+    code += "def preprocess(images):\n    return images * x0\n"
+    module = definitions_only([(code, False)], plain=True)
+    kept = [line for line in module.splitlines() if line.strip()]
+    assert len(kept) == n + 3 and kept[-3] == f"x{n} = 0", kept[-4:]
+
+
+def test_a_cell_too_deep_to_parse_is_skipped_and_the_rest_kept(tmp_path):
+    from grader.submission import SKIPPED, definitions_only
+
+    deep = "y = a" + ".a" * 200_000
+    module = definitions_only([(deep, False), ("def preprocess(images):\n    return images\n", True)])
+    assert "def preprocess" in module and ".a.a.a" not in module
+    assert "could not be parsed (RecursionError)" in module or "too many" in module, module[:500]
+    namespace = {}
+    exec(compile(module, "<m>", "exec"), namespace)
+    assert namespace[SKIPPED] and namespace[SKIPPED][0][0] == "code cell 1"
+
+
+def test_notebooks_are_bounded_before_they_are_parsed(tmp_path):
+    """Millions of values, or a notebook whose code is over the module's bound, end in one
+    line; an attachment of many empty lists is read without nbformat's validator."""
+    from grader.submission import MAX_MODULE_BYTES, notebook_to_source
+
+    values = tmp_path / "values.ipynb"
+    values.write_text('{"cells": [], "nbformat": 4, "x": [' + "0," * 2_100_000 + "0]}")
+    with pytest.raises(SubmissionError, match="JSON values"):
+        notebook_to_source(values)
+    code = tmp_path / "code.ipynb"
+    code.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "code", "metadata": {}, "source": "#" * (MAX_MODULE_BYTES + 1), "outputs": []}]}))
+    with pytest.raises(SubmissionError, match="of code"):
+        notebook_to_source(code)
+    lists = tmp_path / "lists.ipynb"
+    lists.write_text(json.dumps({"nbformat": 4, "nbformat_minor": 5, "metadata": {}, "cells": [
+        {"cell_type": "markdown", "metadata": {}, "source": "", "attachments": {"a.png": {"image/png": [[]] * 600_000}}},
+        {"cell_type": "code", "metadata": {"tags": ["graded"]}, "source": "def preprocess(x):\n    return x\n",
+         "outputs": [], "execution_count": None}]}))
+    assert "def preprocess" in notebook_to_source(lists)
