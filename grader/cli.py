@@ -57,12 +57,15 @@ def _calibrate(args):
 
 def _batch(args):
     batch = _verb("verbs.batch")
-    batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
+    summary = batch.main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
                rubric_path=args.rubric, weights=args.weights, memory_mb=args.memory_mb,
                scratch_mb=args.scratch_mb,
                user=args.user, network=args.allow_network, released=args.released,
                progress=not args.no_progress, scheduler=args.scheduler, data=args.data,
                no_verify=args.no_verify)
+    # every student has a recorded grade; a file that could not be written for one is an
+    # error the TA must see (said above in one line each), the others' files are written
+    return 1 if summary["export_problems"] else 0
 
 
 def _similarity(args):
@@ -84,7 +87,7 @@ def _report(args):
 
 
 def _export(args):
-    _verb("verbs.export").main(args.out, released=args.released)
+    return _verb("verbs.export").main(args.out, released=args.released)
 
 
 def _gradescope(args):
@@ -278,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        status = args.run(args)
     except KitError as exc:
         if args.debug:
             raise
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: checkpoints saved so far are kept; run the same command to resume.",
               file=sys.stderr)
         return 130
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
 """Batch grading: a hostile corpus, resumability, exports and the Gradescope package."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
+import resource
 import json
 import os
 import signal
@@ -92,8 +94,12 @@ def corpus(tmp_path_factory):
     _zip(subs / "zip_link.zip", {"transfer_learning.py": REFERENCE.encode()}, {"labels": "/etc/passwd"})
     (subs / "honest_dir").mkdir()
     (subs / "honest_dir" / "transfer_learning.py").write_text(REFERENCE)
-    summary = batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(root)),
-                         memory_mb=3072, startup_limit=60, progress=False)
+    _hostile_class(subs)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+        summary = batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(root)),
+                             memory_mb=3072, startup_limit=60, progress=False)
     listener.close()
     db = sqlite3.connect(out / "gradebook.sqlite")
     rows = {r[0]: r for r in db.execute("SELECT student, status, score, message FROM submissions")}
@@ -101,12 +107,79 @@ def corpus(tmp_path_factory):
     for student, item, status, message, score in db.execute(
             "SELECT student, item, status, message, score FROM items"):
         items[(student, item)] = (status, message, score)
-    return {"root": root, "subs": subs, "out": out, "summary": summary, "rows": rows, "items": items}
+    return {"root": root, "subs": subs, "out": out, "summary": summary, "rows": rows, "items": items,
+            "peak_kb": (peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss),
+            "printed": printed.getvalue()}
+
+
+# ---------------------------------------------------------------- a hostile class: names, links, sizes
+
+ESCAPES = "\x1b[2K\x1b[1A\u202ekcarf"  # erase the line, go up, then a right-to-left override
+LONG = "l" * 254                      # a legal folder name: its feedback file name would not be
+DEEP = "x = a" + ".a" * 200_000       # nested too deep for Python's parser: a RecursionError
+# Every id the batch gives the hostile class, and what each must come to: (status, score)
+HOSTILE = {
+    "caf\\xe9": ("graded", 7),          # a Latin-1 folder name, and a Latin-1 file in it
+    LONG: ("graded", 7),
+    "lee.py": ("graded", 7),            # three entries whose stems clash
+    "lee.ipynb": ("graded", 7),
+    "lee.py.zip": ("failed", 0),
+    "hostile_nb": ("graded", 7),        # an attachment of 600,000 empty lists and a deep cell
+    '=HYPERLINK("http:\\x","y")': ("failed", 0),
+    "@SUM(1+1)": ("failed", 0),
+    "-2+3": ("failed", 0),
+    ESCAPES.encode("unicode_escape").decode(): ("graded", 7),  # flagged, spelled out
+    "to_solutions": ("failed", 0),      # links at the top, followed by nothing
+    "to_shadow": ("failed", 0),
+    "to_honest": ("failed", 0),
+    "link_inside": ("failed", 0),       # a link inside a student's folder
+    "fifo_inside": ("failed", 0),
+    "huge_file": ("failed", 0),         # a 3 GB (sparse) file beside the module
+    "huge_module": ("failed", 0),       # a module over its bound
+}
+
+
+CLASS = 20 + len(HOSTILE)
+
+
+def _hostile_class(subs: Path) -> None:
+    """The entries of HOSTILE, made in `subs` beside the honest and hostile submissions."""
+    latin1 = subs / os.fsdecode(b"caf\xe9")
+    latin1.mkdir()
+    (latin1 / "transfer_learning.py").write_text(REFERENCE)
+    (latin1 / os.fsdecode(b"r\xe9sum\xe9.txt")).write_bytes(b"notes")
+    (subs / LONG).mkdir()
+    (subs / LONG / "transfer_learning.py").write_text(REFERENCE)
+    (subs / "lee.py").write_text(REFERENCE)
+    (subs / "lee.ipynb").write_bytes((ROOT / "solutions" / "transfer_learning.ipynb").read_bytes())
+    _zip(subs / "lee.py.zip", {"notes.txt": b"the module is missing"})
+    notebook = json.loads((ROOT / "solutions" / "transfer_learning.ipynb").read_text())
+    notebook["cells"].append({"cell_type": "markdown", "metadata": {}, "source": "![](attachment:a.png)",
+                              "attachments": {"a.png": {"image/png": [[]] * 600_000}}})
+    notebook["cells"].append({"cell_type": "code", "metadata": {}, "execution_count": None,
+                              "outputs": [], "source": DEEP})
+    (subs / "hostile_nb.ipynb").write_text(json.dumps(notebook))
+    for name in ('=HYPERLINK("http:\\x","y")', "@SUM(1+1)", "-2+3"):
+        (subs / f"{name}.ipynb").write_text("{ not json")
+    (subs / f"{ESCAPES}.py").write_text(REFERENCE + "\nimport gc\nprint(len(gc.get_objects()))\n")
+    (subs / "to_solutions").symlink_to(ROOT / "solutions")
+    (subs / "to_shadow.py").symlink_to("/etc/shadow")
+    (subs / "to_honest.py").symlink_to(subs / "honest_py.py")
+    (subs / "link_inside").mkdir()
+    (subs / "link_inside" / "transfer_learning.py").symlink_to(SOLUTION)
+    (subs / "fifo_inside").mkdir()
+    (subs / "fifo_inside" / "transfer_learning.py").write_text(REFERENCE)
+    os.mkfifo(subs / "fifo_inside" / "pipe")
+    (subs / "huge_file").mkdir()
+    (subs / "huge_file" / "transfer_learning.py").write_text(REFERENCE)
+    with open(subs / "huge_file" / "data.bin", "wb") as handle:
+        handle.truncate(3 << 30)  # sparse: 3 GB to stat, nothing on disk
+    (subs / "huge_module.py").write_text(REFERENCE + "#" * (2 << 20))
 
 
 def test_every_submission_gets_a_result_and_honest_ones_full_marks(corpus):
     rows = corpus["rows"]
-    assert len(rows) == 20 and corpus["summary"]["total"] == 20
+    assert len(rows) == CLASS and corpus["summary"]["total"] == CLASS
     for student in ("honest_py", "honest_nb", "honest_zip", "honest_dir"):
         assert rows[student][2] == 7, (student, corpus["items"])
 
@@ -151,15 +224,15 @@ def test_statuses_and_summary(corpus):
     for student in ("syntax_error", "broken_nb", "zip_slip", "latin1", "raises_at_import"):
         assert rows[student][1] == "failed", student
     counts = corpus["summary"]["counts"]
-    assert sum(counts.values()) == 20 and counts["failed"] >= 6
+    assert sum(counts.values()) == CLASS and counts["failed"] >= 6
 
 
 def test_exports(corpus):
     out = corpus["out"]
     table = list(csv.DictReader(io.StringIO((out / "grades.csv").read_text())))
-    assert [r["student"] for r in table] == sorted(corpus["rows"])
+    assert [_unquoted(r["student"]) for r in table] == sorted(corpus["rows"])
     assert set(table[0]) == {"student", "interface", "preprocess", "weights", "pipeline", "total", "max",
-                             "status", "flags"}
+                             "status", "flags", "files"}
     honest = next(r for r in table if r["student"] == "honest_py")
     assert honest["total"] == "7" and honest["pipeline"] == "2" and honest["flags"] == ""
     flags = {r["student"]: set(r["flags"].split()) for r in table}
@@ -181,7 +254,9 @@ def test_rerun_skips_unchanged_and_regrades_changed(corpus, capsys):
     batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(corpus["root"])),
                startup_limit=60, progress=False)
     err = capsys.readouterr().err
-    assert "20 submissions, 19 already graded, 1 to grade" in err
+    refused = 7  # the links, the pipe and the two over their size bounds: refused, graded by no worker
+    assert (f"{CLASS} submissions, {CLASS - 1 - refused} already graded, {refused} refused, "
+            "1 to grade") in err, err
     db = sqlite3.connect(out / "gradebook.sqlite")
     assert db.execute("SELECT score FROM submissions WHERE student = 'empty'").fetchone()[0] == 7
 
@@ -321,3 +396,72 @@ def test_similarity_runs_after_the_batch(corpus):
     assert "20 submissions" in page
     for student in ("latin1", "broken_nb", "syntax_error"):
         assert f"{student}: " in page, student
+
+
+def test_a_hostile_class_is_graded_or_refused_one_entry_at_a_time(corpus):
+    """Odd names, clashing stems, links, pipes, huge files and bombs: each entry comes to
+    its own result, and the honest students beside them keep their scores."""
+    rows = corpus["rows"]
+    for student, (status, score) in HOSTILE.items():
+        assert student in rows, (student, sorted(rows))
+        assert (rows[student][1], rows[student][2]) == (status, score), (student, rows[student])
+    for student in ("to_solutions", "to_shadow", "to_honest", "link_inside"):
+        assert "symbolic link" in rows[student][3] and "\n" not in rows[student][3], rows[student]
+    assert "not a regular file" in rows["fifo_inside"][3]
+    assert "MB allowed" in rows["huge_file"][3] and "MB allowed" in rows["huge_module"][3]
+    assert "transfer_learning" in rows["lee.py.zip"][3]
+    for student in ("honest_py", "honest_nb", "honest_zip", "honest_dir"):
+        assert rows[student][2] == 7
+
+
+def test_a_hostile_class_stays_in_bounds_and_nothing_shows_raw(corpus):
+    """The grading process stays under 2 GB; no terminal line, CSV cell or feedback file
+    holds a raw control or bidi character, and no CSV cell starts a formula."""
+    before, after = corpus["peak_kb"]
+    assert after < 2 << 20, f"the grading process peaked at {after >> 10} MB"
+    printed = corpus["printed"]
+    assert not [c for c in printed if not c.isprintable() and c != "\n"], repr(printed[-2000:])
+    assert "flagged for review" in printed and HOSTILE_ESCAPED in printed
+    out = corpus["out"]
+    for name in ("grades.csv", "moodle.csv"):
+        for row in csv.reader(io.StringIO((out / name).read_text())):
+            for cell in row:
+                assert not cell.startswith(("=", "+", "@", "\t", "\r")), (name, cell)
+                assert not cell.startswith("-") or _number(cell), (name, cell)
+                assert all(c.isprintable() or c == "\n" for c in cell), (name, cell)
+
+
+def test_a_hostile_class_is_exported_for_everyone(corpus):
+    """Every student of the class has a feedback file and a Gradescope file, under a name a
+    file system takes, listed in grades.csv's `files` column."""
+    from grader.names import file_name
+
+    out = corpus["out"]
+    table = {_unquoted(r["student"]): r for r in csv.DictReader(io.StringIO((out / "grades.csv").read_text()))}
+    assert set(table) == set(corpus["rows"])
+    moodle = list(csv.reader(io.StringIO((out / "moodle.csv").read_text())))
+    assert len(moodle) == CLASS + 1
+    for student, row in table.items():
+        assert _unquoted(row["files"]) == file_name(student)
+        feedback = (out / "feedback" / f"{file_name(student)}.md").read_text()
+        assert feedback.startswith("# Feedback for ")
+        results = json.loads((out / "gradescope" / file_name(student) / "results.json").read_text())
+        assert results["score"] == corpus["rows"][student][2], student
+    assert table[LONG]["files"] != LONG and table[LONG]["files"] == file_name(LONG) and len(table[LONG]["files"]) < 100
+    assert corpus["summary"]["export_problems"] == []
+
+
+HOSTILE_ESCAPED = ESCAPES.encode("unicode_escape").decode()
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _unquoted(cell: str) -> str:
+    """A CSV cell as written before a formula's start was neutralised (names.csv_cell)."""
+    return cell[1:] if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@", "\t", "\r") else cell

@@ -119,7 +119,7 @@ def test_a_gradebook_from_before_manual_items_opens_and_migrates(tmp_path):
     assert book.manual_items() == [] and book.manual_status("ada") == {}
     exports.write_all(book, tmp_path)
     assert (tmp_path / "grades.csv").read_text().splitlines()[0] == \
-        "student,interface,total,max,status,flags"
+        "student,interface,total,max,status,flags,files"
 
 
 def test_a_folder_without_a_gradebook_is_one_line(tmp_path):

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from ..fsutil import atomic_path, write_text_atomic
+from ..names import csv_cell, file_name, shown as spelled
 
 RELEASED_ALWAYS = {"visible"}
 
@@ -31,18 +32,19 @@ def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda 
     manual_ids = [m["id"] for m in manual_items]
     manual_max = sum(m["points"] for m in manual_items)
     writer.writerow(["student", *item_ids, *manual_ids, "total", "max", "status",
-                     *(["manual"] if manual_ids else []), "flags"])
+                     *(["manual"] if manual_ids else []), "flags", "files"])
     for row in rows:
         student = row["student"]
         scores = {i["item"]: i["score"] for i in items_of(student)}
         kinds = sorted({f["kind"] for f in flags_of(student)})
         given = manual_of(student) if manual_ids else {}
         open_ = [s for s in status_of(student).values() if s != "graded"] if manual_ids else []
-        writer.writerow([student, *[f"{scores.get(i, 0):g}" for i in item_ids],
+        writer.writerow([csv_cell(student), *[f"{scores.get(i, 0):g}" for i in item_ids],
                          *[f"{given[m]:g}" if m in given else "" for m in manual_ids],
                          f"{row['score'] + sum(given.values()):g}",
                          f"{row['max_score'] + manual_max:g}", row["status"],
-                         *([manual_summary(open_)] if manual_ids else []), " ".join(kinds)])
+                         *([manual_summary(open_)] if manual_ids else []), " ".join(kinds),
+                         csv_cell(file_name(student))])
     return buffer.getvalue()
 
 
@@ -62,7 +64,7 @@ def feedback_markdown(row: dict, items: list[dict], released: bool,
     graded_manual = [m for m in manual if shown(m["visibility"], released) and m["score"] is not None]
     score = sum(i["score"] for i in visible) + sum(m["score"] for m in graded_manual)
     top = sum(i["max_score"] for i in visible) + sum(m["points"] for m in graded_manual)
-    lines = [f"# Feedback for {row['student']}", ""]
+    lines = [f"# Feedback for {spelled(row['student'])}", ""]
     if row["message"]:
         lines += [f"**{row['message']}**", ""]
     lines += [f"Score shown: {score:g} / {top:g}", "", "| item | points | status | feedback |",
@@ -130,7 +132,7 @@ def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["username", title, "feedback"])
     for row in rows:
-        writer.writerow([row["student"], f"{total_of(row):g}", feedback_of(row)])
+        writer.writerow([csv_cell(row["student"]), f"{total_of(row):g}", csv_cell(feedback_of(row))])
     return buffer.getvalue()
 
 
@@ -143,14 +145,18 @@ def with_grades(manual_items: list[dict], grades: list[dict]) -> list[dict]:
             for m in manual_items]
 
 
-def write_all(book, out: Path, released: bool | None = None, only: str | None = None) -> None:
+def write_all(book, out: Path, released: bool | None = None, only: str | None = None
+              ) -> list[tuple[str, str]]:
     """Rebuild grades.csv, feedback/, gradescope/ and moodle.csv in `out` from `book`, each
     replaced atomically. `released`: as the batch last said (kept in the gradebook).
     `only`: one student's grade changed (a save in grader review): the two CSVs and that
-    student's own files are rewritten, each atomically, and nobody else's."""
+    student's own files are rewritten, each atomically, and nobody else's.
+    A student's files are named by names.file_name (the id itself unless it is long or holds
+    what a file name should not; grades.csv's `files` column says which). Returns the
+    [(student, problem)] of files that could not be written: everyone else's are."""
     out = Path(out)
     with _exclusive(out):  # two review servers (or a batch) on one folder: one writer at a time
-        _write_all(book, out, released, only)
+        return _write_all(book, out, released, only)
 
 
 @contextlib.contextmanager
@@ -165,7 +171,7 @@ def _exclusive(out: Path):
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _write_all(book, out: Path, released: bool | None, only: str | None) -> None:
+def _write_all(book, out: Path, released: bool | None, only: str | None) -> list[tuple[str, str]]:
     if released is None:
         released = book.get_meta("released") == "1"
     rows = book.submissions()
@@ -185,19 +191,31 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> None
                                   lambda s: statuses.get(s, {})), encoding="utf-8")
     renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
                ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json"))
+    problems: list[tuple[str, str]] = []
+
+    def write_one(folder: Path, name: str, row: dict, render, atomic: bool) -> None:
+        """One student's file; a failure is that student's problem, never the others'."""
+        target = folder / name.format(file_name(row["student"]))
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            text = render(row, results[row["student"]])
+            if atomic:
+                write_text_atomic(target, text)
+            else:
+                target.write_text(text, encoding="utf-8")
+        except (OSError, ValueError) as exc:
+            problems.append((row["student"], f"{folder.name} file not written "
+                             f"({type(exc).__name__}: {spelled(exc)})"))
+
     for folder, render, name in renders:
         if only is not None and (out / folder).is_dir():  # one student's file, in place
             for row in (r for r in rows if r["student"] == only):
-                target = out / folder / name.format(only)
-                target.parent.mkdir(parents=True, exist_ok=True)
-                write_text_atomic(target, render(row, results[only]))
+                write_one(out / folder, name, row, render, atomic=True)
             continue
         with atomic_path(out / folder) as tmp:  # the whole folder, replaced at once
             tmp.mkdir()
             for row in rows:
-                target = tmp / name.format(row["student"])
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_text(render(row, results[row["student"]]), encoding="utf-8")
+                write_one(tmp, name, row, render, atomic=False)
     title = book.get_meta("title") or "Exercise"
     now = {s: [m for m in ms if m["score"] is not None and shown(m["visibility"], released)]
            for s, ms in manual.items()}
@@ -212,3 +230,4 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> None
     with atomic_path(out / MOODLE_FILE) as tmp:
         tmp.write_text(moodle_csv(rows, title, total, lambda r: comments[r["student"]]),
                        encoding="utf-8")
+    return problems

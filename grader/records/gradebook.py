@@ -129,6 +129,13 @@ class Gradebook:
         """One submission's grading, its answers included, in one transaction; the manual
         scores a person gave are kept."""
         answers = answers or Answers()
+        # text from files and workers may hold lone surrogates (a file name's undecodable
+        # bytes, an escaped "\udce9" in JSON) that SQLite cannot store: spelled out instead
+        source, message = _text(source), _text(message)
+        answers.problem = _text(answers.problem)
+        for r in report.items:
+            r.message = _text(r.message)
+        report.notes = [_text(n) for n in report.notes]
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM items WHERE student = ?", (student,))
@@ -149,7 +156,7 @@ class Gradebook:
                   r.visibility, json.dumps(r.details or {})) for i, r in enumerate(report.items)])
             self._put_answers(student, answers)
             self.db.executemany("INSERT INTO flags VALUES (?, ?, ?)",
-                                [(student, f.kind, f.detail) for f in report.flags])
+                                [(student, f.kind, _text(f.detail)) for f in report.flags])
 
     def _put_answers(self, student: str, answers: Answers) -> None:
         """Insert a submission's answers (inside the caller's transaction); no row: no answer."""
@@ -303,6 +310,13 @@ class Gradebook:
             query, args = query + " WHERE student = ?", (student,)
         cursor = self.db.execute(query + " ORDER BY student, score DESC, other", args)
         return [dict(zip(("student", "other", "score"), row)) for row in cursor.fetchall()]
+
+
+def _text(value):
+    """`value` storable as SQLite text: lone surrogates spelled as \\udcNN."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return value
 
 
 def open_existing(out: Path) -> Gradebook:

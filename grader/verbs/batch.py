@@ -24,7 +24,9 @@ from ..records import exports
 from ..errors import KitError
 from ..records.gradebook import Gradebook
 from ..paths import default_rubric
-from ..submission import content_hash, discover
+from .. import submission as submission_mod
+from ..names import shown, student_id
+from ..submission import content_hash
 
 
 def status_of(report: engine.Report) -> tuple[str, str]:
@@ -122,9 +124,26 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             for notice in sandbox.notices:
                 print(f"notice: {notice}", file=sys.stderr)
             where = f"with {workers} worker(s); sandbox: {sandbox.describe()}"
-        entries = discover(folder)
-        hashes = {student: content_hash(path) for student, path in entries}
-        paths = dict(entries)
+        found = submission_mod.entries(folder)
+        hashes, refused = {}, {}
+        for entry in found:
+            if not entry.problem:
+                try:
+                    hashes[entry.student] = content_hash(entry.path)
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
+                    entry = submission_mod.Entry(entry.student, entry.path,
+                                                 f"{entry.student}: could not be read "
+                                                 f"({type(exc).__name__}).")
+            refused[entry.student] = entry
+        entries = [(e.student, e.path) for e in found if e.student in hashes]
+        paths = {e.student: e.path for e in found}
+        for student, entry in refused.items():  # recorded as this student's problem, nobody else's
+            report = engine.unreadable_report(student, rubric, True, entry.problem)
+            digest = "refused:" + hashlib.sha256(entry.problem.encode()).hexdigest()
+            book.record(student, _source(entry.path), digest, rubric_hash, report, "failed",
+                        entry.problem, answers=answers_mod.Answers.none(manual_ids, entry.problem))
+            print(f"refused: {entry.problem}", file=sys.stderr)
         todo = [(s, p) for s, p in entries
                 if regrade or not book.is_current(s, hashes[s], __version__, rubric_hash)]
         if manual_ids:  # unchanged submissions: their answers, read for the current items
@@ -132,8 +151,9 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             for student, path in entries:
                 if student not in graded:
                     book.set_answers(student, _answers(path, manual_ids, rubric.exercise))
-        print(f"{len(entries)} submissions, {len(entries) - len(todo)} already graded, "
-              f"{len(todo)} to grade {where}; grading on {grading_on}", file=sys.stderr)
+        print(f"{len(found)} submissions, {len(entries) - len(todo)} already graded, "
+              + (f"{len(refused)} refused, " if refused else "")
+              + f"{len(todo)} to grade {where}; grading on {grading_on}", file=sys.stderr)
         from tqdm import tqdm
         bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
         try:
@@ -149,11 +169,11 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             for student, report, host in finished:
                 status, message = status_of(report)
                 answered = _answers(paths[student], manual_ids, rubric.exercise)
-                book.record(student, str(paths[student]), hashes[student], rubric_hash, report,
+                book.record(student, _source(paths[student]), hashes[student], rubric_hash, report,
                             status, message, host=host, answers=answered)
                 if client is not None:
-                    bar.write(f"{student}: {status}, {report.score:g}/{report.max_score:g}, on {host}",
-                              file=sys.stderr)
+                    bar.write(f"{shown(student)}: {status}, {report.score:g}/{report.max_score:g}, "
+                              f"on {shown(host)}", file=sys.stderr)
                 bar.update(1)
         finally:
             if client is not None:
@@ -161,12 +181,21 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             if cluster is not None:
                 cluster.close()
         bar.close()
-        exports.write_all(book, out, released)
+        problems = exports.write_all(book, out, released)
+        for student, problem in problems:
+            print(f"error: {shown(student)}: {problem}", file=sys.stderr)
         summary = summarize(book, [i.id for i in items], out)
     finally:
         book.close()
+    summary["refused"] = sorted(refused)
+    summary["export_problems"] = problems
     summary["similar"] = _similarity(out)
     return summary
+
+
+def _source(path: Path) -> str:
+    """The submission's path as the gradebook keeps it: text, undecodable bytes as \\xNN."""
+    return shown(student_id(str(path)))
 
 
 def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers:
@@ -176,7 +205,7 @@ def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers
     try:
         return answers_mod.extract(path, manual_ids, exercise)
     except Exception as exc:  # noqa: BLE001 - the files are the student's
-        return answers_mod.Answers.none(manual_ids, f"{path.name}: its answers could not be read "
+        return answers_mod.Answers.none(manual_ids, f"{shown(student_id(path.name))}: its answers could not be read "
                                                     f"({type(exc).__name__})")
 
 
@@ -236,7 +265,7 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
               "them")
     flagged = sorted({f["student"] for f in book.flags()})
     if flagged:
-        print(f"flagged for review: {len(flagged)} submission(s) ({', '.join(flagged[:10])}"
-              f"{', ...' if len(flagged) > 10 else ''}); list them with: grader flags OUT")
+        print(f"flagged for review: {len(flagged)} submission(s) ({shown(', '.join(flagged[:10]))}"
+              f"{', ...' if len(flagged) > 10 else ''}); list them with: grader flags {out}")
     return {"counts": counts, "mean": mean, "failure_rates": failures, "total": len(rows),
             "flagged": flagged}

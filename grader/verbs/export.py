@@ -7,21 +7,27 @@ and saves keep showing what was released, until --unreleased).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+
+from ..names import shown
 
 from ..records import exports
 from ..records.gradebook import open_existing
 
 
-def main(out: str, released: bool | None = None) -> None:
+def main(out: str, released: bool | None = None) -> int:
     book = open_existing(Path(out))
     try:
         if released is not None:
             book.set_meta("released", "1" if released else "0")
         released = book.get_meta("released") == "1"
-        exports.write_all(book, Path(out), released)
+        problems = exports.write_all(book, Path(out), released)
         rows = book.submissions()
     finally:
         book.close()
     print(f"wrote grades.csv, feedback/, gradescope/ and {exports.MOODLE_FILE} for {len(rows)} "
           f"submission(s) in {out}, {'released' if released else 'not released'}")
+    for student, problem in problems:  # everyone else's files are written
+        print(f"error: {shown(student)}: {problem}", file=sys.stderr)
+    return 1 if problems else 0
