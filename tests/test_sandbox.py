@@ -135,6 +135,12 @@ def escape(request, tmp_path_factory):
     rubric_file = private / "rubric.yaml"
     rubric_file.write_text(yaml.safe_dump(RUBRIC))
     (subs / "honest.py").write_text(SOLUTION.read_text())
+    # a few of the hostile class (tests/test_batch.py), here graded as nobody too
+    latin1 = subs / os.fsdecode(b"caf\xe9")
+    latin1.mkdir()
+    (latin1 / "transfer_learning.py").write_text(SOLUTION.read_text())
+    (subs / "to_shadow.py").symlink_to("/etc/shadow")
+    (subs / "=cmd()|x.ipynb").write_text("{ not json")
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
@@ -151,7 +157,7 @@ def escape(request, tmp_path_factory):
     if mode == "nobody":
         nobody = pwd.getpwnam("nobody")
         for path in [root, *root.rglob("*")]:
-            os.chown(path, nobody.pw_uid, nobody.pw_gid)
+            os.chown(path, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
         os.chmod(private, 0o700)
         command = _as_nobody(root) + command
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -179,6 +185,16 @@ def test_batch_runs_and_grades_the_honest_submission(escape):
     assert escape["result"].returncode == 0, escape["result"].stderr[-3000:]
     assert escape["table"]["honest"]["total"] == "15", escape["table"]
     assert escape["findings"], escape["message"]
+
+
+def test_odd_names_and_links_as_this_user(escape):
+    """A Latin-1 folder name is graded on its content, a link is refused without being read,
+    and a formula name reaches the CSV neutralised, whoever runs the batch."""
+    table = escape["table"]
+    assert table["caf\\xe9"]["total"] == "15", table
+    assert table["to_shadow"]["status"] == "failed" and table["to_shadow"]["total"] == "0"
+    assert "'=cmd()|x" in table and "=cmd()|x" not in table, sorted(table)
+    assert "refused: to_shadow.py: is a symbolic link" in escape["result"].stderr
 
 
 def test_submission_never_runs_as_root(escape):

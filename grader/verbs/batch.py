@@ -217,11 +217,11 @@ def _similarity(out: Path) -> int | None:
     try:
         result = similarity.run(out)
     except KitError as exc:
-        print(f"notice: similarity not computed: {exc} Run `grader similarity {out}` "
+        print(f"notice: similarity not computed: {shown(exc)} Run `grader similarity {out}` "
               "with --given.", file=sys.stderr)
         return None
     except Exception as exc:  # noqa: BLE001 - the grades are recorded: advice must not undo that
-        print(f"notice: similarity not computed ({type(exc).__name__}: {exc}); the grades are "
+        print(f"notice: similarity not computed ({type(exc).__name__}: {shown(exc)}); the grades are "
               f"recorded. Run `grader --debug similarity {out}` for details.",
               file=sys.stderr)
         return None

@@ -712,8 +712,8 @@ def create_app(out: Path, token: str, grader: str = ""):
                 with save_lock:
                     book.save_manual(student, item["id"], grade["score"], grade["ticked"],
                                      grade["comment"], grade["digest"], grader, grade["version"])
-                    try:
-                        exports.write_all(book, out, only=student)
+                    try:  # this student's files: the save says when one was not written
+                        exported = not exports.write_all(book, out, only=student)
                     except OSError:
                         exported = False
             except Conflict as exc:
