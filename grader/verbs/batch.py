@@ -98,6 +98,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                                               "search_path": list(rubric.exercise.search_path)}))
         # what review, report and the exports read of the rubric
         book.set_meta("title", rubric.title)
+        # where the submissions are, for `grader similarity` (which reads them as entries() does)
+        book.set_meta("submissions_folder_hex", os.fsencode(str(folder.resolve())).hex())
         if released is not None:  # else as the last batch or export said
             book.set_meta("released", "1" if released else "0")
         released = book.get_meta("released") == "1"

@@ -735,6 +735,24 @@ def render(result: Result, title: str) -> str:
 
 # --- the verb ---------------------------------------------------------------------------
 
+def graded_folder(book) -> Path | None:
+    """The submissions folder the batch last graded (kept as its bytes, in hex: a folder's
+    name need not be UTF-8), or None for a gradebook from before it was kept."""
+    import os
+
+    kept = book.get_meta("submissions_folder_hex")
+    return Path(os.fsdecode(bytes.fromhex(kept))) if kept else None
+
+
+def _entries(folder: Path | None) -> dict | None:
+    """{id: submission.Entry} of `folder` (None when there is no such folder)."""
+    from ..submission import entries
+
+    if folder is None or not folder.is_dir():
+        return None
+    return {entry.student: entry for entry in entries(folder)}
+
+
 def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
         submissions: str | None = None, common: int = COMMON) -> Result:
     """Compare a batch's submissions, record the advisory entries in its gradebook and
@@ -774,7 +792,18 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
                            "honest solutions share are recognised mostly within this class: honest "
                            "pairs can score higher than the README's measurements")
         codes = []
+        found = _entries(Path(submissions) if submissions else graded_folder(book))
         for row in book.submissions():
+            if found is not None:  # the folder as the batch read it: the same ids and refusals
+                entry = found.get(row["student"])
+                if entry is None:
+                    codes.append(Code(row["student"], "", "no longer in the submissions folder; "
+                                                          "not compared."))
+                elif entry.problem:  # a link, a pipe, a file over its bound: never read here either
+                    codes.append(Code(row["student"], "", f"{entry.problem} Not compared."))
+                else:
+                    codes.append(read_code(row["student"], entry.path, exercise))
+                continue
             path = Path(submissions) / Path(row["source"]).name if submissions else Path(row["source"])
             try:
                 gone = not path.exists()
