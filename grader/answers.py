@@ -134,16 +134,18 @@ def _source(value) -> str:
 
 
 def from_notebook(path: Path, item_ids: list[str]) -> Answers:
+    from .errors import SubmissionError
+    from .submission import read_plain
+
     found = Answers.none(item_ids)
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return Answers(found.items, f"{path.name}: larger than {MAX_FILE_BYTES >> 20} MB; "
-                                        "its answers were not read")
-        raw = path.read_bytes()
+        raw = read_plain(path, MAX_FILE_BYTES)  # no link followed, no more than the bound read
         if _too_many_values(raw):
             return Answers(found.items, f"{path.name}: holds more than {MAX_JSON_VALUES:,} JSON "
                                         "values; its answers were not read")
         notebook = json.loads(raw.decode("utf-8"))
+    except SubmissionError as exc:
+        return Answers(found.items, f"{exc} Its answers were not read.")
     except Exception as exc:  # noqa: BLE001 - OS, encoding, JSON and recursion errors alike
         return Answers(found.items, f"{path.name}: could not be read as a notebook "
                                     f"({type(exc).__name__}); its answers are unknown")
@@ -196,11 +198,13 @@ def _answers_file(folder: Path, module: Path) -> Path | None:
 
 
 def _from_file(path: Path, item_ids: list[str]) -> Answers:
+    from .errors import SubmissionError
+    from .submission import read_plain
+
     try:
-        if path.stat().st_size > MAX_FILE_BYTES:
-            return Answers.none(item_ids,
-                                f"{path.name}: larger than {MAX_FILE_BYTES >> 20} MB; not read")
-        text = path.read_text(encoding="utf-8")
+        text = read_plain(path, MAX_FILE_BYTES).decode("utf-8")
+    except SubmissionError as exc:
+        return Answers.none(item_ids, f"{exc} Not read.")
     except (OSError, UnicodeDecodeError) as exc:
         return Answers.none(item_ids,
                             f"{path.name}: could not be read as UTF-8 text ({type(exc).__name__})")
@@ -214,7 +218,7 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
     from .errors import SubmissionError
     from .submission import _find_module, _safe_unzip
 
-    path = Path(path)
+    path = Path(path).resolve() if own_folder else Path(path)  # a student's own link is theirs
     if not item_ids:
         return Answers()
     if path.is_file() and path.suffix == ".ipynb":

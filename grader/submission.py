@@ -29,6 +29,7 @@ same way, unless it is tagged `graded`.
 from __future__ import annotations
 
 import ast
+import errno
 import functools
 import io
 import json
@@ -293,6 +294,7 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
     pieces: list[_Piece] = []
     unparsed: list[tuple[str, str]] = []  # (where, why) of untagged cells skipped unread
     future: list[str] = []
+    statements = 0
     for number, (code, graded) in enumerate(cells, 1):
         if graded:
             try:
@@ -324,6 +326,11 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
         except _UNPARSABLE as exc:  # nested too deep to parse, or too large
             unparsed.append((f"code cell {number}", f"could not be parsed ({type(exc).__name__})"))
             continue
+        statements += len(tree.body)
+        if statements > MAX_STATEMENTS:
+            raise SubmissionError(f"holds more than {MAX_STATEMENTS:,} top-level statements, more "
+                                  "than any solution needs (each costs the grader memory to "
+                                  "sort out); keep generated code and data out of the notebook.")
         lines = python.splitlines()
         shared = _Lines(lines)
         for index, node in enumerate(tree.body):
@@ -380,12 +387,8 @@ def read_notebook_cells(path: Path) -> list[dict]:
     lists); an older notebook is upgraded by nbformat once it has passed the same bounds."""
     from . import answers
 
-    label = names.shown(names.student_id(path.name))
-    size = path.stat().st_size
-    if size > MAX_NOTEBOOK_BYTES:
-        raise SubmissionError(f"{label}: is {_mb(size)}, more than the {_mb(MAX_NOTEBOOK_BYTES)} "
-                              "allowed for a notebook; clear its outputs and save it again.")
-    raw = path.read_bytes()
+    label = names.student_id(path.name)
+    raw = read_plain(path, MAX_NOTEBOOK_BYTES, label)
     if answers._too_many_values(raw):
         raise SubmissionError(f"{label}: holds more than {answers.MAX_JSON_VALUES:,} JSON values, "
                               "more than a notebook needs; clear its outputs and save it again.")
@@ -438,10 +441,15 @@ def notebook_to_source(path: Path, plain: bool = False,
                       TAG_GRADED in tags))
     code = sum(len(c) for c, _ in cells)
     if code > MAX_MODULE_BYTES:
-        raise SubmissionError(f"{names.shown(names.student_id(Path(path).name))}: holds "
+        raise SubmissionError(f"{names.student_id(Path(path).name)}: holds "
                               f"{_mb(code)} of code, more than the {_mb(MAX_MODULE_BYTES)} allowed; "
                               "keep data out of code cells.")
-    return definitions_only(cells, plain, exercise)
+    try:
+        return definitions_only(cells, plain, exercise)
+    except SubmissionError as exc:
+        if str(exc).startswith("holds more than"):
+            raise SubmissionError(f"{names.student_id(Path(path).name)}: {exc}") from None
+        raise
 
 
 def prepare(path: str | Path, dest_dir: Path, exercise: exercise_mod.Exercise | None = None) -> Path:
@@ -476,6 +484,7 @@ MAX_ZIP_BYTES = MAX_UNPACKED       # a zip file itself
 MAX_FOLDER_BYTES = MAX_UNPACKED    # a student's folder, all its files together
 MAX_NOTEBOOK_BYTES = 50 << 20      # a notebook (images in outputs make them large)
 MAX_MODULE_BYTES = 1 << 20         # a .py module, and the code of a notebook
+MAX_STATEMENTS = 120_000           # top-level statements of a notebook's untagged cells
 KINDS = (".py", ".ipynb", ".zip")
 _LIMITS = {".py": MAX_MODULE_BYTES, ".ipynb": MAX_NOTEBOOK_BYTES, ".zip": MAX_ZIP_BYTES}
 
@@ -494,14 +503,17 @@ def _mb(size: int) -> str:
     return f"{size / (1 << 20):.1f} MB"
 
 
-def _refusal(path: Path) -> str:
+def refusal(path: Path) -> str:
     """Why the entry at `path` cannot be graded, read from metadata only (lstat; nothing is
     opened and no link is followed); "" when it can."""
-    label = names.shown(names.student_id(path.name))
+    label = names.student_id(path.name)
     info = path.lstat()
     if stat_mod.S_ISLNK(info.st_mode):
         return (f"{label}: is a symbolic link; the grader follows no links. Put the "
                 "submission itself in the folder.")
+    if stat_mod.S_ISREG(info.st_mode) and info.st_nlink > 1:
+        return (f"{label}: has {info.st_nlink} hard links; the grader reads files with one. "
+                "Put a copy of the file itself in the folder.")
     if stat_mod.S_ISREG(info.st_mode):
         limit = _LIMITS[path.suffix]
         if info.st_size > limit:
@@ -512,7 +524,7 @@ def _refusal(path: Path) -> str:
     for root, folders, files in os.walk(path, followlinks=False, onerror=_raise):
         for name in folders + files:
             inner = Path(root) / name
-            where = names.shown(names.student_id(str(inner.relative_to(path))))
+            where = names.student_id(str(inner.relative_to(path)))
             mode = inner.lstat()
             count += 1
             if stat_mod.S_ISLNK(mode.st_mode):
@@ -521,6 +533,9 @@ def _refusal(path: Path) -> str:
             if not (stat_mod.S_ISREG(mode.st_mode) or stat_mod.S_ISDIR(mode.st_mode)):
                 return (f"{label}: holds {where}, which is not a regular file (a pipe or a "
                         "device); remove it.")
+            if stat_mod.S_ISREG(mode.st_mode) and mode.st_nlink > 1:
+                return (f"{label}: holds {where}, which has {mode.st_nlink} hard links; the "
+                        "grader reads files with one. Put a copy of the file itself there.")
             total += mode.st_size if stat_mod.S_ISREG(mode.st_mode) else 0
         if total > MAX_FOLDER_BYTES:
             return (f"{label}: holds more than the {_mb(MAX_FOLDER_BYTES)} allowed for a "
@@ -535,17 +550,18 @@ def _raise(error: OSError) -> None:
     raise error
 
 
-def entries(folder: Path) -> list[Entry]:
+def entries(folder: Path, previous: dict[str, str] | None = None) -> list[Entry]:
     """Every submission in `folder`: .py, .ipynb and .zip files and per-student folders (a
     lone NAME.py's written answers are NAME.answers.md beside it); names starting with a dot
-    are left out. Nothing is followed or opened: a symbolic link, a folder holding one (or
-    a pipe or a device), and anything over its size bound is an entry with a problem.
+    are left out. Nothing is followed or opened: a symbolic link, a file with several hard
+    links, a folder holding either (or a pipe or a device), and anything over its size bound
+    is an entry with a problem.
 
-    The id is the name without its extension, as text (names.student_id: a byte that is
-    not UTF-8 becomes \\xNN) made printable (names.shown). When several entries would share
-    an id they keep their full names; when even those clash (a name spelled \\xNN beside
-    the byte itself), the later ones in byte order get "~2", "~3": deterministic, so an id
-    is the same in every run, and never shared."""
+    The id is the name without its extension, spelled one to one as printable text
+    (names.student_id). When several entries would share an id they keep their full names,
+    which never clash. `previous` ({full name as spelled: id}, from the gradebook) keeps the
+    id an entry had in an earlier run, unless another entry's id clashes with it: an entry
+    added later (lee.ipynb beside lee.py) does not rename a student already graded."""
     found = []
     for path in sorted(Path(folder).iterdir(), key=lambda p: os.fsencode(p.name)):
         if path.name.startswith("."):
@@ -555,28 +571,31 @@ def entries(folder: Path) -> list[Entry]:
                 or (stat_mod.S_ISREG(info.st_mode) and path.suffix in KINDS)):
             continue  # a roster, a README, a pipe: not a submission
         try:
-            problem = _refusal(path)
+            problem = refusal(path)
         except OSError as exc:
-            problem = (f"{names.shown(names.student_id(path.name))}: could not be read "
+            problem = (f"{names.student_id(path.name)}: could not be read "
                        f"({exc.strerror or type(exc).__name__}).")
-        full = names.shown(names.student_id(path.name))
+        full = names.student_id(path.name)
         stem = full if (stat_mod.S_ISDIR(info.st_mode) or stat_mod.S_ISLNK(info.st_mode)
-                        and not path.suffix) else names.shown(names.student_id(path.stem))
-        found.append([stem, full, path, problem])
-    ids = [stem for stem, *_ in found]
+                        and not path.suffix) else names.student_id(path.stem)
+        found.append((stem, full, path, problem))
+    previous = previous or {}
+    ids = [previous.get(full, stem) for stem, full, _, _ in found]
+    kept = [full in previous for _, full, _, _ in found]  # ids given before yield last
     while True:  # ids shared by several entries: those entries take their full names
-        shared = {i for i in ids if ids.count(i) > 1}
-        changed = [n for n, i in enumerate(ids) if i in shared and i != found[n][1]]
-        if not changed:
+        sharing: dict[str, list[int]] = {}
+        for n, i in enumerate(ids):
+            sharing.setdefault(i, []).append(n)
+        changed = []
+        for group in (g for g in sharing.values() if len(g) > 1):
+            movable = [n for n in group if ids[n] != found[n][1]]
+            newcomers = [n for n in movable if not kept[n]]
+            changed += newcomers or movable
+        if not changed:  # full names are all different (student_id is one to one)
             break
         for n in changed:
-            ids[n] = found[n][1]
-    seen: dict[str, int] = {}
-    result = []
-    for i, (_, _, path, problem) in zip(ids, found):
-        seen[i] = seen.get(i, 0) + 1
-        result.append(Entry(i if seen[i] == 1 else f"{i}~{seen[i]}", path, problem))
-    return result
+            ids[n], kept[n] = found[n][1], False
+    return [Entry(i, path, problem) for i, (_, _, path, problem) in zip(ids, found)]
 
 
 def discover(folder: Path) -> list[tuple[str, Path]]:
@@ -585,35 +604,33 @@ def discover(folder: Path) -> list[tuple[str, Path]]:
 
 
 def content_hash(path: Path) -> str:
-    """A digest of a submission's files: names (as bytes) and contents, read in chunks; no
-    link is followed (entries() refuses folders holding one before this runs)."""
+    """A digest of a submission's files: names (as bytes) and contents, read in chunks as
+    materialize reads them (no link followed: a file that is not plain counts by its name)."""
     import hashlib
 
     digest = hashlib.sha256()
     path = Path(path)
-    if path.is_symlink():
-        files = []
-    elif path.is_file():
-        files = [path]
-        beside = path.with_name(f"{path.stem}.answers.md")  # a lone module's written answers
-        if path.suffix == ".py" and beside.is_file() and not beside.is_symlink():
-            files.append(beside)
-    else:
-        files = sorted((Path(root) / name for root, _, names_ in os.walk(path, followlinks=False)
-                        for name in names_), key=lambda p: os.fsencode(str(p)))
-    base = path.parent if path.is_file() else path
-    for file in files:
-        digest.update(os.fsencode(str(file.relative_to(base))))
-        digest.update(b"\0")
+
+    def add(name: bytes, opener) -> None:
+        digest.update(name + b"\0")
         try:
-            if file.is_symlink() or not file.is_file():
-                digest.update(b"<not a regular file>")
-                continue
-            with open(file, "rb") as handle:
+            with os.fdopen(opener(), "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(chunk)
-        except OSError:
-            digest.update(b"<unreadable>")
+        except (OSError, SubmissionError):
+            digest.update(b"<not a plain file>")
+
+    if not stat_mod.S_ISDIR(path.lstat().st_mode):
+        add(os.fsencode(path.name), lambda: open_plain(path))
+        beside = path.with_name(f"{path.stem}.answers.md")  # a lone module's written answers
+        if path.suffix == ".py" and os.path.lexists(beside):
+            add(os.fsencode(beside.name), lambda: open_plain(beside))
+        return digest.hexdigest()
+    for root, folders, files, root_fd in os.fwalk(path, follow_symlinks=False):
+        folders.sort(key=os.fsencode)
+        relative = os.fsencode(os.path.relpath(root, path))
+        for name in sorted(files, key=os.fsencode):
+            add(relative + b"/" + os.fsencode(name), lambda: open_plain(name, dir_fd=root_fd))
     return digest.hexdigest()
 
 
@@ -622,7 +639,8 @@ def _safe_unzip(archive: Path, dest: Path) -> None:
     import zipfile
 
     try:
-        with zipfile.ZipFile(archive) as zf:
+        with os.fdopen(open_plain(archive, label=names.student_id(archive.name)), "rb") as raw, \
+                zipfile.ZipFile(raw) as zf:
             members = zf.infolist()
             if len(members) > MAX_MEMBERS:
                 raise SubmissionError(f"{archive.name}: holds {len(members)} files and folders, more "
@@ -667,47 +685,114 @@ def _find_module(folder: Path, label: str, exercise: exercise_mod.Exercise | Non
                           f"found {len(candidates)} candidate files.")
 
 
+def open_plain(path, dir_fd: int | None = None, label: str = "") -> int:
+    """A descriptor of the regular file at `path`, opened without following a link (checked
+    on the open file, so a file swapped for a link after the folder was scanned is refused
+    too), with no other hard link to it (a hard link to /etc/shadow is a regular file)."""
+    label = label or names.student_id(os.fsdecode(path))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=dir_fd)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SubmissionError(f"{label}: is a symbolic link; the grader follows no links. "
+                                  "Put the file itself there.") from None
+        raise SubmissionError(f"{label}: could not be opened ({exc.strerror}).") from None
+    info = os.fstat(fd)
+    problem = ("is not a regular file (a pipe or a device)" if not stat_mod.S_ISREG(info.st_mode)
+               else f"has {info.st_nlink} hard links; the grader reads files with one"
+               if info.st_nlink > 1 else "")
+    if problem:
+        os.close(fd)
+        raise SubmissionError(f"{label}: {problem}. Put a copy of the file itself there.")
+    return fd
+
+
+def read_plain(path, limit: int, label: str = "") -> bytes:
+    """The bytes of the regular file at `path` (see open_plain), at most `limit` of them."""
+    label = label or names.student_id(os.fsdecode(path))
+    with os.fdopen(open_plain(path, label=label), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise SubmissionError(f"{label}: is more than the {_mb(limit)} allowed; submit the "
+                              "work without data or outputs.")
+    return data
+
+
+def _copy_plain(fd: int, target: Path, budget: list[int], label: str) -> None:
+    with os.fdopen(fd, "rb") as source, open(target, "wb") as out:
+        while chunk := source.read(1 << 20):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise SubmissionError(f"{label}: holds more than the {_mb(MAX_FOLDER_BYTES)} "
+                                      "allowed for a submission's folder.")
+            out.write(chunk)
+
+
+def _copy_folder(path: Path, dest: Path) -> None:
+    """Copy the folder `path` into `dest` through directory descriptors (os.fwalk), opening
+    nothing through a link: a folder or file swapped for a link after the scan is refused."""
+    label = names.student_id(path.name)
+    budget, count = [MAX_FOLDER_BYTES], 0
+    try:
+        top = os.lstat(path)
+        if not stat_mod.S_ISDIR(top.st_mode):
+            raise SubmissionError(f"{label}: is no longer a folder; the grader follows no links.")
+        for root, folders, files, root_fd in os.fwalk(path, follow_symlinks=False):
+            relative = Path(root).relative_to(path)
+            (dest / relative).mkdir(parents=True, exist_ok=True)
+            count += len(folders) + len(files)
+            if count > MAX_MEMBERS:
+                raise SubmissionError(f"{label}: holds more than the {MAX_MEMBERS} files and "
+                                      "folders allowed; submit the work alone.")
+            for name in files:  # links land here (follow_symlinks=False): open_plain refuses them
+                where = f"{label}/{names.student_id(str(relative / name))}"
+                _copy_plain(open_plain(name, dir_fd=root_fd, label=where), dest / relative / name,
+                            budget, label)
+    except OSError as exc:
+        raise SubmissionError(f"{label}: could not be read ({exc.strerror or type(exc).__name__}).") from None
+
+
 def materialize(path: Path, dest: Path, exercise: exercise_mod.Exercise | None = None
                 ) -> tuple[Path, Path]:
     """(module file to grade, the submission's folder) for any kind of submission,
-    written under `dest`; nothing outside `dest` is touched."""
+    written under `dest`; nothing outside `dest` is touched, and no link is followed (a
+    student checking their own file has it resolved first: engine.collect_submission)."""
     path = Path(path)
-    if not path.exists():
+    if not os.path.lexists(path):
         raise SubmissionError(f"{path}: no such file or folder; expected {_the(exercise).module_name}.py, "
                               "a notebook, a zip or a folder.")
     unpacked = dest / "files"
     unpacked.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        for file in path.rglob("*"):
-            if file.is_symlink():
-                raise SubmissionError(f"{path.name}: refusing the symbolic link {file.relative_to(path)}.")
-        shutil.copytree(path, unpacked, dirs_exist_ok=True)
+    if stat_mod.S_ISDIR(path.lstat().st_mode):
+        _copy_folder(path, unpacked)
         source = _find_module(unpacked, path.name, exercise)
     elif path.suffix == ".zip":
         _safe_unzip(path, unpacked)
         source = _find_module(unpacked, path.name, exercise)
     else:
         source = unpacked / path.name
-        shutil.copyfile(path, source)
+        limit = _LIMITS.get(path.suffix, MAX_MODULE_BYTES)
+        source.write_bytes(read_plain(path, limit))
     return prepare(source, dest / "module", exercise), source.parent
 
 
 def pack(path: Path) -> tuple[str, bytes]:
     """(file name, bytes) of a submission, to send to another machine: a file as it is, a
-    folder as a zip (symbolic links refused, as `materialize` refuses them)."""
+    folder as a zip; read as `materialize` reads them (no link followed)."""
     import io
+    import tempfile
     import zipfile
 
     path = Path(path)
-    if path.is_file():
-        return path.name, path.read_bytes()
+    if not stat_mod.S_ISDIR(path.lstat().st_mode):
+        return path.name, read_plain(path, _LIMITS.get(path.suffix, MAX_MODULE_BYTES))
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(path.rglob("*")):
-            if file.is_symlink():
-                raise SubmissionError(f"{path.name}: refusing the symbolic link {file.relative_to(path)}.")
-            if file.is_file():
-                archive.write(file, str(file.relative_to(path)))
+    with tempfile.TemporaryDirectory(prefix="grader-pack-") as tmp:
+        _copy_folder(path, Path(tmp))
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+            for file in sorted(Path(tmp).rglob("*")):
+                if file.is_file():
+                    archive.write(file, str(file.relative_to(tmp)))
     return path.name + ".zip", buffer.getvalue()
 
 

@@ -24,6 +24,7 @@ def _zip(path: Path, members: dict[str, bytes]) -> None:
 ESCAPES = "\x1b[2K\x1b[1A\u202ekcarf"  # erase the line, go up, then a right-to-left override
 LONG = "l" * 254                      # a legal folder name: its feedback file name would not be
 DEEP = "x = a" + ".a" * 200_000       # nested too deep for Python's parser: a RecursionError
+DIGEST_TWIN = "é" * 60 + "-f42ec48e1e4b"  # names.file_name("é" * 100)
 # Every id the batch gives the hostile class, and what each must come to: (status, score)
 HOSTILE = {
     "caf\\xe9": ("graded", 7),          # a Latin-1 folder name, and a Latin-1 file in it
@@ -32,7 +33,7 @@ HOSTILE = {
     "lee.ipynb": ("graded", 7),
     "lee.py.zip": ("failed", 0),
     "hostile_nb": ("graded", 7),        # an attachment of 600,000 empty lists and a deep cell
-    '=HYPERLINK("http:\\x","y")': ("failed", 0),
+    '=HYPERLINK("http:\\\\x","y")': ("failed", 0),  # its backslash doubled in the id
     "@SUM(1+1)": ("failed", 0),
     "-2+3": ("failed", 0),
     ESCAPES.encode("unicode_escape").decode(): ("graded", 7),  # flagged, spelled out
@@ -43,6 +44,12 @@ HOSTILE = {
     "fifo_inside": ("failed", 0),
     "huge_file": ("failed", 0),         # a 3 GB (sparse) file beside the module
     "huge_module": ("failed", 0),       # a module over its bound
+    "hard_link": ("failed", 0),         # a hard link to a file outside the class folder
+    "-infinity": ("failed", 0),         # float() reads it as a number: a formula all the same
+    "a\\nb": ("failed", 0),              # a line break in the name, spelled out
+    "a\\\\nb": ("failed", 0),            # a backslash and an n: another id
+    "é" * 100: ("failed", 0),           # its export file name is a digest name ...
+    DIGEST_TWIN: ("failed", 0),         # ... which this student's id spells exactly
 }
 
 
@@ -83,3 +90,10 @@ def hostile_class(subs: Path) -> None:
     with open(subs / "huge_file" / "data.bin", "wb") as handle:
         handle.truncate(3 << 30)  # sparse: 3 GB to stat, nothing on disk
     (subs / "huge_module.py").write_text(REFERENCE + "#" * (2 << 20))
+    secret = subs.parent / "secret_beside_the_class.txt"
+    secret.write_text("root:*:20228:0:99999:7:::")
+    (subs / "hard_link").mkdir()
+    (subs / "hard_link" / "transfer_learning.py").write_text(REFERENCE)
+    os.link(secret, subs / "hard_link" / "shadow")
+    for name in ("-infinity", "a\nb", "a\\nb", "é" * 100, DIGEST_TWIN):
+        (subs / f"{name}.ipynb").write_text("{ not json")

@@ -193,7 +193,7 @@ def test_rerun_skips_unchanged_and_regrades_changed(corpus, capsys):
     batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(corpus["root"])),
                startup_limit=60, progress=False)
     err = capsys.readouterr().err
-    refused = 7  # the links, the pipe and the two over their size bounds: refused, graded by no worker
+    refused = 8  # the links, the pipe, the hard link and the two over their bounds: no worker
     assert (f"{CLASS} submissions, {CLASS - 1 - refused} already graded, {refused} refused, "
             "1 to grade") in err, err
     db = sqlite3.connect(out / "gradebook.sqlite")
@@ -351,6 +351,7 @@ def test_a_hostile_class_is_graded_or_refused_one_entry_at_a_time(corpus):
     assert "not a regular file" in rows["fifo_inside"][3]
     assert "MB allowed" in rows["huge_file"][3] and "MB allowed" in rows["huge_module"][3]
     assert "transfer_learning" in rows["lee.py.zip"][3]
+    assert "hard links" in rows["hard_link"][3]
     for student in ("honest_py", "honest_nb", "honest_zip", "honest_dir"):
         assert rows[student][2] == 7
 
@@ -375,21 +376,22 @@ def test_a_hostile_class_stays_in_bounds_and_nothing_shows_raw(corpus):
 def test_a_hostile_class_is_exported_for_everyone(corpus):
     """Every student of the class has a feedback file and a Gradescope file, under a name a
     file system takes, listed in grades.csv's `files` column."""
-    from grader.names import file_name
-
     out = corpus["out"]
     table = {_unquoted(r["student"]): r for r in csv.DictReader(io.StringIO((out / "grades.csv").read_text()))}
     assert set(table) == set(corpus["rows"])
     moodle = list(csv.reader(io.StringIO((out / "moodle.csv").read_text())))
     assert len(moodle) == CLASS + 1
     for student, row in table.items():
-        assert _unquoted(row["files"]) == file_name(student)
-        feedback = (out / "feedback" / f"{file_name(student)}.md").read_text()
-        assert feedback.startswith("# Feedback for ")
-        results = json.loads((out / "gradescope" / file_name(student) / "results.json").read_text())
+        name = _unquoted(row["files"])
+        feedback = (out / "feedback" / f"{name}.md").read_text()
+        assert feedback.startswith(f"# Feedback for {student}\n"), (student, feedback[:200])
+        results = json.loads((out / "gradescope" / name / "results.json").read_text())
         assert float(row["total"]) == results["score"], student
-    assert table[LONG]["files"] != LONG and table[LONG]["files"] == file_name(LONG) and len(table[LONG]["files"]) < 100
+    assert table[LONG]["files"] != LONG and len(table[LONG]["files"]) < 100
     assert corpus["summary"]["export_problems"] == []
+    files = [_unquoted(r["files"]) for r in table.values()]
+    assert len(set(files)) == len(files) == CLASS  # the digest twin took another name
+    assert not any("root:*" in f.read_text() for f in (out / "feedback").iterdir())
 
 
 HOSTILE_ESCAPED = ESCAPES.encode("unicode_escape").decode()

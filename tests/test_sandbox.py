@@ -138,7 +138,9 @@ def escape(request, tmp_path_factory):
     # a few of the hostile class (tests/test_batch.py), here graded as nobody too
     latin1 = subs / os.fsdecode(b"caf\xe9")
     latin1.mkdir()
-    (latin1 / "transfer_learning.py").write_text(SOLUTION.read_text())
+    # another correct solution: a copy of honest.py would be flagged as similar to it
+    (latin1 / "transfer_learning.py").write_text((ROOT / "tests" / "corpus" / "correct" /
+                                                  "subclassed_eager.py").read_text())
     (subs / "to_shadow.py").symlink_to("/etc/shadow")
     (subs / "=cmd()|x.ipynb").write_text("{ not json")
     listener = socket.socket()

@@ -231,15 +231,49 @@ def test_ids_come_from_the_names_bytes_unique_stable_and_printable(tmp_path):
     from grader.submission import entries
 
     for name in [b"lee.py", b"lee.ipynb", b"lee.py.zip", b"caf\xe9.py", b"caf\\xe9.py",
-                 b"a\xe2\x80\xaeb.py", b"x\x1b[2K.py", b"solo.py", b"notes.txt"]:
+                 b"a\xe2\x80\xaeb.py", b"x\x1b[2K.py", b"a\nb.py", b"a\\nb.py", b"solo.py", b"notes.txt"]:
         (tmp_path / os.fsdecode(name)).write_bytes(b"")
-    first = [(e.student, e.path.name) for e in entries(tmp_path)]
-    assert [e.student for e in entries(tmp_path)] == [s for s, _ in first]  # stable
-    ids = [s for s, _ in first]
-    assert len(ids) == len(set(ids)) == 8  # notes.txt is no submission
-    assert {"lee.py", "lee.ipynb", "lee.py.zip", "solo", "a\\u202eb", "x\\x1b[2K"} <= set(ids)
-    assert {"caf\\xe9.py", "caf\\xe9.py~2"} <= set(ids)  # the byte and its spelling: never one id
+    ids = [e.student for e in entries(tmp_path)]
+    assert ids == [e.student for e in entries(tmp_path)]  # stable
+    assert len(ids) == len(set(ids)) == 10  # notes.txt is no submission
+    assert set(ids) == {"lee.py", "lee.ipynb", "lee.py.zip", "solo", "a\\u202eb", "x\\x1b[2K",
+                        "caf\\xe9", "caf\\\\xe9", "a\\nb", "a\\\\nb"}
     assert all(s.isprintable() for s in ids)
+
+
+def test_an_entry_added_later_does_not_rename_a_student_already_graded(tmp_path):
+    from grader.submission import entries
+
+    (tmp_path / "lee.py").write_text("")
+    assert [e.student for e in entries(tmp_path)] == ["lee"]
+    (tmp_path / "lee.ipynb").write_text("")
+    assert [e.student for e in entries(tmp_path)] == ["lee.ipynb", "lee.py"]  # without the gradebook
+    kept = [e.student for e in entries(tmp_path, previous={"lee.py": "lee"})]
+    assert kept == ["lee.ipynb", "lee"]
+
+
+def test_files_swapped_for_links_or_hard_linked_are_never_read(tmp_path):
+    """Between the scan and the grading a file can become a link: materialize opens every
+    file without following links, and refuses one with several hard links."""
+    from grader.submission import materialize, pack
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:*:20228")
+    (tmp_path / "late.py").symlink_to(secret)
+    with pytest.raises(SubmissionError, match="symbolic link"):
+        materialize(tmp_path / "late.py", tmp_path / "work1")
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "transfer_learning.py").write_text("x = 1\n")
+    os.link(secret, folder / "notes.txt")
+    for attempt in (lambda: materialize(folder, tmp_path / "work2"), lambda: pack(folder)):
+        with pytest.raises(SubmissionError, match="hard links"):
+            attempt()
+    (folder / "notes.txt").unlink()
+    (folder / "notes.txt").symlink_to(secret)
+    with pytest.raises(SubmissionError, match="symbolic link"):
+        materialize(folder, tmp_path / "work3")
+    assert not any("root:*" in p.read_text() for p in tmp_path.rglob("work*/**/*") if p.is_file())
 
 
 def test_links_pipes_and_sizes_are_refused_from_metadata_alone(tmp_path):

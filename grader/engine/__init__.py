@@ -317,7 +317,7 @@ def collect_submission(source: str | os.PathLike, items: list[Item],
     `strict`, its SubmissionError is raised instead)."""
     from ..submission import materialize
 
-    source = Path(source)
+    source = Path(source).resolve() if own_folder else Path(source)  # a student's own link, theirs
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40]
     work = Path(tempfile.mkdtemp(prefix=f"grader-{safe}-" if safe else "grader-"))
     try:

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..fsutil import atomic_path, write_text_atomic
-from ..names import csv_cell, file_name, shown as spelled
+from ..names import csv_cell, file_name, file_names, shown as spelled
 
 RELEASED_ALWAYS = {"visible"}
 
@@ -23,7 +23,8 @@ def shown(visibility: str, released: bool) -> bool:
 
 
 def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda s: [],
-               manual_items: list[dict] = (), manual_of=lambda s: {}, status_of=lambda s: {}) -> str:
+               manual_items: list[dict] = (), manual_of=lambda s: {}, status_of=lambda s: {},
+               files_of=file_name) -> str:
     """One row per student; `flags` lists the kinds of integrity flags raised, for review.
     With manual items: a column each (empty until graded), `manual` (how many are still to
     grade or need review), and `total`/`max` counting them."""
@@ -44,7 +45,7 @@ def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda 
                          f"{row['score'] + sum(given.values()):g}",
                          f"{row['max_score'] + manual_max:g}", row["status"],
                          *([manual_summary(open_)] if manual_ids else []), " ".join(kinds),
-                         csv_cell(file_name(student))])
+                         csv_cell(files_of(student))])
     return buffer.getvalue()
 
 
@@ -185,17 +186,18 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
         grades.setdefault(grade["student"], []).append(grade)
     manual = {row["student"]: with_grades(manual_items, grades.get(row["student"], [])) for row in rows}
     statuses = book.manual_statuses()
+    files = file_names([row["student"] for row in rows])  # the whole class's, even for one save
     with atomic_path(out / "grades.csv") as tmp:
         tmp.write_text(grades_csv(rows, results.__getitem__, item_ids, book.flags, manual_items,
                                   lambda s: {m["id"]: m["score"] for m in manual[s] if m["score"] is not None},
-                                  lambda s: statuses.get(s, {})), encoding="utf-8")
+                                  lambda s: statuses.get(s, {}), files.__getitem__), encoding="utf-8")
     renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
                ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json"))
     problems: list[tuple[str, str]] = []
 
     def write_one(folder: Path, name: str, row: dict, render, atomic: bool) -> None:
         """One student's file; a failure is that student's problem, never the others'."""
-        target = folder / name.format(file_name(row["student"]))
+        target = folder / name.format(files[row["student"]])
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             text = render(row, results[row["student"]])

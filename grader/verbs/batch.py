@@ -126,7 +126,10 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             for notice in sandbox.notices:
                 print(f"notice: {notice}", file=sys.stderr)
             where = f"with {workers} worker(s); sandbox: {sandbox.describe()}"
-        found = submission_mod.entries(folder)
+        here = student_id(str(folder)) + "/"  # the ids the gradebook gave this folder's entries
+        previous = {r["source"][len(here):]: r["student"] for r in book.submissions()
+                    if r["source"].startswith(here) and "/" not in r["source"][len(here):]}
+        found = submission_mod.entries(folder, previous)
         hashes, refused = {}, {}
         for entry in found:
             if not entry.problem:
@@ -197,7 +200,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
 
 def _source(path: Path) -> str:
     """The submission's path as the gradebook keeps it: text, undecodable bytes as \\xNN."""
-    return shown(student_id(str(path)))
+    return student_id(str(path))
 
 
 def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers:
@@ -207,7 +210,7 @@ def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers
     try:
         return answers_mod.extract(path, manual_ids, exercise)
     except Exception as exc:  # noqa: BLE001 - the files are the student's
-        return answers_mod.Answers.none(manual_ids, f"{shown(student_id(path.name))}: its answers could not be read "
+        return answers_mod.Answers.none(manual_ids, f"{student_id(path.name)}: its answers could not be read "
                                                     f"({type(exc).__name__})")
 
 

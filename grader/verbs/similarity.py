@@ -50,6 +50,7 @@ import bisect
 import functools
 import hashlib
 import json
+import os
 import re
 import sys
 import time
@@ -60,6 +61,7 @@ from ..errors import KitError, SubmissionError
 from ..fsutil import atomic_path
 from ..names import shown
 from ..paths import MODULE_NAME
+from ..submission import refusal
 
 K = 12
 """shared runs shorter than this many tokens never count (copydetect's noise threshold)"""
@@ -806,9 +808,13 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
                 continue
             path = Path(submissions) / Path(row["source"]).name if submissions else Path(row["source"])
             try:
-                gone = not path.exists()
+                gone = not os.path.lexists(path)
+                refused = "" if gone else refusal(path)  # a link, a pipe, too large: not read
             except (OSError, ValueError):  # a name too long, a null byte: read_code says so
-                gone = False
+                gone, refused = False, ""
+            if refused:
+                codes.append(Code(row["student"], "", f"{refused} Not compared."))
+                continue
             if gone:
                 raise KitError(f"{shown(path)}: the submission {shown(repr(row['student']))} was "
                                "graded from there and is gone; pass --submissions FOLDER with the "
