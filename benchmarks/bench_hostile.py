@@ -4,13 +4,15 @@
   25,000, 50,000 and 100,000 lines, each line reading the next: linear time shows as a
   ratio near 4 between 100,000 and 25,000 lines (the old fixed point took one pass per line:
   16, and a minute at 24,000 lines).
+- The filter at the statement bound (MAX_STATEMENTS less 1,000 one-line statements): the
+  grading process's peak memory per notebook it converts (two at a time in a batch).
 - Reading a notebook whose attachment is 600,000 empty lists (2 MB): peak memory of a
   process that turns it into the module to grade, against nbformat.read, the old reader,
   in a process capped at --cap-gb of address space.
 - A batch of the hostile class (tests/hostile_class.py) beside two honest submissions,
   against a batch of the same honest and graded entries under plain names: wall time and
-  the grading process's peak memory (ru_maxrss of the `grader batch` process itself; the
-  workers are measured by their own sandbox caps).
+  the grading process's peak memory (VmHWM of the `grader batch` process itself; the
+  workers are bounded by their own sandbox caps).
 
     python benchmarks/bench_hostile.py [--cap-gb 3]
 """
@@ -53,7 +55,31 @@ def chain_times() -> dict[int, float]:
     return times
 
 
-PEAK = textwrap.dedent("""
+# VmHWM, the process's own peak: ru_maxrss carries a parent's peak over fork and exec
+HWM = """
+def hwm():
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) >> 10
+"""
+STATEMENTS = HWM + textwrap.dedent("""
+    import resource, time
+    from grader.submission import MAX_STATEMENTS, definitions_only
+    start = time.perf_counter()
+    definitions_only([("a\\n" * (MAX_STATEMENTS - 1000), False)])
+    print(MAX_STATEMENTS - 1000, time.perf_counter() - start,
+          hwm())
+""")
+
+
+def statements_peak() -> str:
+    done = subprocess.run([sys.executable, "-c", STATEMENTS], capture_output=True, text=True, cwd=ROOT)
+    count, seconds, megabytes = done.stdout.split()
+    return (f"notebook filter at the statement bound ({int(count):,} one-line statements): "
+            f"{float(seconds):.1f} s, process peak {megabytes} MB")
+
+
+PEAK = HWM + textwrap.dedent("""
     import resource, sys
     cap = int(sys.argv[3]) << 30
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
@@ -67,7 +93,7 @@ PEAK = textwrap.dedent("""
         outcome = "read"
     except MemoryError:
         outcome = "MemoryError at the cap"
-    print(outcome, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10)
+    print(outcome, hwm())
 """)
 
 
@@ -83,17 +109,19 @@ def notebook_peaks(folder: Path, cap_gb: int) -> dict[str, str]:
         done = subprocess.run([sys.executable, "-c", PEAK, reader, str(path), str(cap_gb)],
                               capture_output=True, text=True, cwd=ROOT)
         outcome, _, megabytes = done.stdout.strip().rpartition(" ")
-        peaks[reader] = (f"{outcome or done.stderr.strip().splitlines()[-1][:80]}, peak "
-                         f"{megabytes} MB, {time.perf_counter() - start:.1f} s")
+        seconds = time.perf_counter() - start
+        peaks[reader] = (f"{outcome}, peak {megabytes} MB, {seconds:.1f} s" if outcome else
+                         f"failed under the {cap_gb} GB cap after {seconds:.1f} s "
+                         f"({done.stderr.strip().splitlines()[-1][:80]})")
     return peaks
 
 
-BATCH = textwrap.dedent("""
+BATCH = HWM + textwrap.dedent("""
     import resource, sys, time
     from grader.verbs import batch
     start = time.perf_counter()
     batch.main(sys.argv[1], sys.argv[2], workers=2, rubric_path=sys.argv[3], progress=False)
-    print("BENCH", time.perf_counter() - start, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss >> 10)
+    print("BENCH", time.perf_counter() - start, hwm())
 """)
 
 
@@ -117,6 +145,7 @@ def main() -> None:
     print("notebook filter, chained assignments: " + ", ".join(
         f"{n:,} lines {t:.2f} s" for n, t in times.items())
         + f"; 100,000 / 25,000 lines = {times[100_000] / times[25_000]:.1f}x (linear: 4x)")
+    print(statements_peak())
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp:
         tmp = Path(tmp)
         for reader, said in notebook_peaks(tmp, args.cap_gb).items():
