@@ -598,11 +598,6 @@ def entries(folder: Path, previous: dict[str, str] | None = None) -> list[Entry]
     return [Entry(i, path, problem) for i, (_, _, path, problem) in zip(ids, found)]
 
 
-def discover(folder: Path) -> list[tuple[str, Path]]:
-    """[(student id, path)] of the entries of `folder` that can be graded (see `entries`)."""
-    return [(e.student, e.path) for e in entries(folder) if not e.problem]
-
-
 def content_hash(path: Path) -> str:
     """A digest of a submission's files: names (as bytes) and contents, read in chunks as
     materialize reads them (no link followed: a file that is not plain counts by its name)."""

@@ -117,16 +117,17 @@ def _write_results(path: Path, results: dict) -> None:
 
 def run(root: Path) -> dict:
     """Grade root/submission into root/results/results.json (always written)."""
-    from ..submission import discover
+    from ..submission import entries as entries_of
 
     kit = Path(__file__).resolve().parents[2]
     results_file = root / "results" / "results.json"
     try:
         rubric = rubric_mod.load(kit / "rubric.yaml")
-        entries = [(s, p) for s, p in discover(root / "submission")]
-        if not entries:
+        found = entries_of(root / "submission")
+        if not any(not e.problem for e in found):  # nothing gradable: say why, if we know
             name = rubric.exercise.module_name
-            raise KitError(f"no submission found: upload {name}.py or {name}.ipynb")
+            raise KitError(" ".join(e.problem for e in found)
+                           or f"no submission found: upload {name}.py or {name}.ipynb")
         # the shipped weights and data, checked against the packaged rubric's checksums
         report = engine.grade_submission(root / "submission", rubric,
                                          rubric.exercise.grading_inputs(rubric),
