@@ -216,7 +216,7 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
     `own_folder`: the .py is in the student's own folder (grader check), where answers.md
     beside it is theirs too; in a batch's folder only NAME.answers.md is."""
     from .errors import SubmissionError
-    from .submission import _find_module, _safe_unzip
+    from .submission import _find_module, _safe_unzip, copy_folder
 
     path = Path(path).resolve() if own_folder else Path(path)  # a student's own link is theirs
     if not item_ids:
@@ -230,11 +230,14 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
                 return _from_file(beside, item_ids)
         return Answers.none(item_ids)
     with tempfile.TemporaryDirectory(prefix="grader-answers-") as tmp:
-        folder = path
+        folder = Path(tmp)
         try:
             if path.is_file() and path.suffix == ".zip":
-                folder = Path(tmp)
                 _safe_unzip(path, folder)
+            elif own_folder:  # a student's own folder: theirs to link as they like
+                folder = path
+            else:  # copied as materialize copies it: a folder swapped for a link is never read
+                copy_folder(path, folder)
             module = _find_module(folder, path.name, exercise)
         except SubmissionError as exc:
             return Answers.none(item_ids, str(exc))

@@ -462,7 +462,7 @@ def prepare(path: str | Path, dest_dir: Path, exercise: exercise_mod.Exercise | 
     if path.suffix == ".ipynb":
         target.write_text(notebook_to_source(path, exercise=exercise), encoding="utf-8")
     elif path.suffix == ".py":
-        raw = path.read_bytes()
+        raw = read_plain(path, MAX_MODULE_BYTES)  # a module found in a folder or zip, bounded too
         try:
             encoding, _ = tokenize.detect_encoding(io.BytesIO(raw).readline)
             raw.decode(encoding)
@@ -485,6 +485,7 @@ MAX_FOLDER_BYTES = MAX_UNPACKED    # a student's folder, all its files together
 MAX_NOTEBOOK_BYTES = 50 << 20      # a notebook (images in outputs make them large)
 MAX_MODULE_BYTES = 1 << 20         # a .py module, and the code of a notebook
 MAX_STATEMENTS = 120_000           # top-level statements of a notebook's untagged cells
+MAX_DEPTH = 32                     # folders inside a student's folder or zip
 KINDS = (".py", ".ipynb", ".zip")
 _LIMITS = {".py": MAX_MODULE_BYTES, ".ipynb": MAX_NOTEBOOK_BYTES, ".zip": MAX_ZIP_BYTES}
 
@@ -521,22 +522,32 @@ def refusal(path: Path) -> str:
                     f"{path.suffix} submission; submit the work without data or outputs.")
         return ""
     total, count = 0, 0
-    for root, folders, files in os.walk(path, followlinks=False, onerror=_raise):
-        for name in folders + files:
-            inner = Path(root) / name
+    todo = [(path, 0)]
+    while todo:  # a work list, not os.walk's recursion: a folder 1,100 deep is one more case
+        folder, depth = todo.pop()
+        if depth > MAX_DEPTH:
+            return (f"{label}: holds folders nested more than {MAX_DEPTH} deep; submit the work "
+                    "alone.")
+        with os.scandir(folder) as listing:
+            children = list(listing)
+        for child in children:
+            inner = Path(child.path)
             where = names.student_id(str(inner.relative_to(path)))
-            mode = inner.lstat()
+            mode = child.stat(follow_symlinks=False)
             count += 1
             if stat_mod.S_ISLNK(mode.st_mode):
                 return (f"{label}: holds the symbolic link {where}; the grader follows no "
                         "links. Replace it with the file itself.")
-            if not (stat_mod.S_ISREG(mode.st_mode) or stat_mod.S_ISDIR(mode.st_mode)):
+            if stat_mod.S_ISDIR(mode.st_mode):
+                todo.append((inner, depth + 1))
+            elif not stat_mod.S_ISREG(mode.st_mode):
                 return (f"{label}: holds {where}, which is not a regular file (a pipe or a "
                         "device); remove it.")
-            if stat_mod.S_ISREG(mode.st_mode) and mode.st_nlink > 1:
+            elif mode.st_nlink > 1:
                 return (f"{label}: holds {where}, which has {mode.st_nlink} hard links; the "
                         "grader reads files with one. Put a copy of the file itself there.")
-            total += mode.st_size if stat_mod.S_ISREG(mode.st_mode) else 0
+            else:
+                total += mode.st_size
         if total > MAX_FOLDER_BYTES:
             return (f"{label}: holds more than the {_mb(MAX_FOLDER_BYTES)} allowed for a "
                     "submission's folder; submit the work without data, weights or outputs.")
@@ -544,10 +555,6 @@ def refusal(path: Path) -> str:
             return (f"{label}: holds more than the {MAX_MEMBERS} files and folders allowed; "
                     "submit the work alone.")
     return ""
-
-
-def _raise(error: OSError) -> None:
-    raise error
 
 
 def entries(folder: Path, previous: dict[str, str] | None = None) -> list[Entry]:
@@ -559,7 +566,8 @@ def entries(folder: Path, previous: dict[str, str] | None = None) -> list[Entry]
 
     The id is the name without its extension, spelled one to one as printable text
     (names.student_id). When several entries would share an id they keep their full names,
-    which never clash. `previous` ({full name as spelled: id}, from the gradebook) keeps the
+    (a folder's with a "/" after it), which never clash. `previous` ({name as spelled: id},
+    from the gradebook) keeps the
     id an entry had in an earlier run, unless another entry's id clashes with it: an entry
     added later (lee.ipynb beside lee.py) does not rename a student already graded."""
     found = []
@@ -572,16 +580,20 @@ def entries(folder: Path, previous: dict[str, str] | None = None) -> list[Entry]
             continue  # a roster, a README, a pipe: not a submission
         try:
             problem = refusal(path)
-        except OSError as exc:
+        except Exception as exc:  # noqa: BLE001 - one entry's folder, one entry's problem
             problem = (f"{names.student_id(path.name)}: could not be read "
-                       f"({exc.strerror or type(exc).__name__}).")
-        full = names.student_id(path.name)
-        stem = full if (stat_mod.S_ISDIR(info.st_mode) or stat_mod.S_ISLNK(info.st_mode)
-                        and not path.suffix) else names.student_id(path.stem)
+                       f"({getattr(exc, 'strerror', None) or type(exc).__name__}).")
+        # the full name, used when stems clash: a folder's ends in "/", so a folder `lee`
+        # beside `lee.py` has one of its own
+        full = names.student_id(path.name) + ("/" if stat_mod.S_ISDIR(info.st_mode) else "")
+        stem = (names.student_id(path.name) if stat_mod.S_ISDIR(info.st_mode)
+                or stat_mod.S_ISLNK(info.st_mode) and not path.suffix
+                else names.student_id(path.stem))
         found.append((stem, full, path, problem))
     previous = previous or {}
-    ids = [previous.get(full, stem) for stem, full, _, _ in found]
-    kept = [full in previous for _, full, _, _ in found]  # ids given before yield last
+    named = [names.student_id(path.name) for _, _, path, _ in found]
+    ids = [previous.get(name, stem) for name, (stem, *_) in zip(named, found)]
+    kept = [name in previous for name in named]  # ids given before yield last
     while True:  # ids shared by several entries: those entries take their full names
         sharing: dict[str, list[int]] = {}
         for n, i in enumerate(ids):
@@ -644,9 +656,18 @@ def _safe_unzip(archive: Path, dest: Path) -> None:
             if total > MAX_UNPACKED:
                 raise SubmissionError(f"{archive.name}: unpacks to {total >> 20} MB, more than the "
                                       f"{MAX_UNPACKED >> 20} MB allowed.")
+            folders = {str(Path(m.filename).parent) for m in members}
+            implied = {str(parent) for folder in folders for parent in Path(folder).parents} | folders
+            if len(members) + len(implied) > MAX_MEMBERS:
+                raise SubmissionError(f"{archive.name}: holds more than the {MAX_MEMBERS} files and "
+                                      "folders allowed (its paths imply folders too); submit the "
+                                      "work alone.")
             for member in members:
                 name = member.filename
                 parts = Path(name).parts
+                if len(parts) > MAX_DEPTH + 1:
+                    raise SubmissionError(f"{archive.name}: holds paths nested more than {MAX_DEPTH} "
+                                          "folders deep; submit the work alone.")
                 if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
                     raise SubmissionError(f"{archive.name}: refusing the path {name!r} that points "
                                           "outside the archive's folder.")
@@ -723,7 +744,7 @@ def _copy_plain(fd: int, target: Path, budget: list[int], label: str) -> None:
             out.write(chunk)
 
 
-def _copy_folder(path: Path, dest: Path) -> None:
+def copy_folder(path: Path, dest: Path) -> None:
     """Copy the folder `path` into `dest` through directory descriptors (os.fwalk), opening
     nothing through a link: a folder or file swapped for a link after the scan is refused."""
     label = names.student_id(path.name)
@@ -759,7 +780,7 @@ def materialize(path: Path, dest: Path, exercise: exercise_mod.Exercise | None =
     unpacked = dest / "files"
     unpacked.mkdir(parents=True, exist_ok=True)
     if stat_mod.S_ISDIR(path.lstat().st_mode):
-        _copy_folder(path, unpacked)
+        copy_folder(path, unpacked)
         source = _find_module(unpacked, path.name, exercise)
     elif path.suffix == ".zip":
         _safe_unzip(path, unpacked)
@@ -783,7 +804,7 @@ def pack(path: Path) -> tuple[str, bytes]:
         return path.name, read_plain(path, _LIMITS.get(path.suffix, MAX_MODULE_BYTES))
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="grader-pack-") as tmp:
-        _copy_folder(path, Path(tmp))
+        copy_folder(path, Path(tmp))
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
             for file in sorted(Path(tmp).rglob("*")):
                 if file.is_file():

@@ -50,6 +50,8 @@ HOSTILE = {
     "a\\\\nb": ("failed", 0),            # a backslash and an n: another id
     "é" * 100: ("failed", 0),           # its export file name is a digest name ...
     DIGEST_TWIN: ("failed", 0),         # ... which this student's id spells exactly
+    "deep": ("failed", 0),              # folders nested 1,100 deep (os.walk's recursion)
+    "zip_of_folders": ("failed", 0),    # 450 members that imply 11,250 folders
 }
 
 
@@ -95,5 +97,14 @@ def hostile_class(subs: Path) -> None:
     (subs / "hard_link").mkdir()
     (subs / "hard_link" / "transfer_learning.py").write_text(REFERENCE)
     os.link(secret, subs / "hard_link" / "shadow")
+    fd = os.open(subs, os.O_RDONLY)
+    for name in ["deep"] + ["a"] * 1100:  # deeper than PATH_MAX lets a path name
+        os.mkdir(name, dir_fd=fd)
+        inner = os.open(name, os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    _zip(subs / "zip_of_folders.zip", {"transfer_learning.py": REFERENCE.encode(), **{
+        "/".join([f"d{i}"] + ["x"] * 25) + "/": b"" for i in range(450)}})
     for name in ("-infinity", "a\nb", "a\\nb", "é" * 100, DIGEST_TWIN):
         (subs / f"{name}.ipynb").write_text("{ not json")

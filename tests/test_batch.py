@@ -193,7 +193,7 @@ def test_rerun_skips_unchanged_and_regrades_changed(corpus, capsys):
     batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(corpus["root"])),
                startup_limit=60, progress=False)
     err = capsys.readouterr().err
-    refused = 8  # the links, the pipe, the hard link and the two over their bounds: no worker
+    refused = 9  # the links, the pipe, the hard link, the deep folder and two over their bounds
     assert (f"{CLASS} submissions, {CLASS - 1 - refused} already graded, {refused} refused, "
             "1 to grade") in err, err
     db = sqlite3.connect(out / "gradebook.sqlite")
@@ -352,6 +352,7 @@ def test_a_hostile_class_is_graded_or_refused_one_entry_at_a_time(corpus):
     assert "MB allowed" in rows["huge_file"][3] and "MB allowed" in rows["huge_module"][3]
     assert "transfer_learning" in rows["lee.py.zip"][3]
     assert "hard links" in rows["hard_link"][3]
+    assert "nested more than" in rows["deep"][3] and "imply folders" in rows["zip_of_folders"][3]
     for student in ("honest_py", "honest_nb", "honest_zip", "honest_dir"):
         assert rows[student][2] == 7
 

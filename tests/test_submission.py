@@ -342,3 +342,63 @@ def test_notebooks_are_bounded_before_they_are_parsed(tmp_path):
         {"cell_type": "code", "metadata": {"tags": ["graded"]}, "source": "def preprocess(x):\n    return x\n",
          "outputs": [], "execution_count": None}]}))
     assert "def preprocess" in notebook_to_source(lists)
+
+
+def test_a_folder_added_later_takes_a_name_of_its_own(tmp_path):
+    from grader.submission import entries
+
+    (tmp_path / "lee.py").write_text("")
+    (tmp_path / "lee").mkdir()
+    assert {e.path.name: e.student for e in entries(tmp_path)} == {"lee.py": "lee.py", "lee": "lee/"}
+    kept = {e.path.name: e.student for e in entries(tmp_path, previous={"lee.py": "lee"})}
+    assert kept == {"lee.py": "lee", "lee": "lee/"}
+
+
+def test_deep_folders_and_zips_of_implied_folders_are_one_students_problem(tmp_path):
+    import zipfile
+
+    from grader.submission import MAX_DEPTH, MAX_MEMBERS, entries, materialize
+
+    deep = tmp_path / "class" / "deep"
+    deep.mkdir(parents=True)
+    fd = os.open(deep, os.O_RDONLY)
+    for _ in range(1100):  # deeper than os.walk's recursion goes (and than PATH_MAX allows)
+        os.mkdir("a", dir_fd=fd)
+        inner = os.open("a", os.O_RDONLY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(fd)
+    (tmp_path / "class" / "fine.py").write_text("")
+    problems = {e.student: e.problem for e in entries(tmp_path / "class")}
+    assert f"more than {MAX_DEPTH} deep" in problems["deep"] and problems["fine"] == ""
+    with zipfile.ZipFile(tmp_path / "folders.zip", "w") as archive:
+        archive.writestr("transfer_learning.py", "x = 1\n")
+        for i in range(MAX_MEMBERS // 20):
+            archive.writestr("/".join([f"d{i}"] + ["x"] * 25) + "/", b"")
+    with pytest.raises(SubmissionError, match="imply folders"):
+        materialize(tmp_path / "folders.zip", tmp_path / "work")
+    with zipfile.ZipFile(tmp_path / "nested.zip", "w") as archive:
+        archive.writestr("/".join(["x"] * (MAX_DEPTH + 2)) + "/transfer_learning.py", "x = 1\n")
+    with pytest.raises(SubmissionError, match="nested more than"):
+        materialize(tmp_path / "nested.zip", tmp_path / "work2")
+
+
+def test_a_module_found_in_a_folder_is_held_to_the_modules_bound(tmp_path):
+    from grader.submission import MAX_MODULE_BYTES, materialize
+
+    (tmp_path / "big").mkdir()
+    (tmp_path / "big" / "transfer_learning.py").write_text("#" * (MAX_MODULE_BYTES + 1))
+    with pytest.raises(SubmissionError, match="MB allowed"):
+        materialize(tmp_path / "big", tmp_path / "work")
+
+
+def test_answers_are_never_read_through_a_folder_swapped_for_a_link(tmp_path):
+    from grader import answers
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "transfer_learning.py").write_text("x = 1\n")
+    (outside / "answers.md").write_text("## compare_scratch\nSECRET OUTSIDE\n")
+    (tmp_path / "bob").symlink_to(outside)
+    found = answers.extract(tmp_path / "bob", ["compare_scratch"])
+    assert found.problem and "SECRET" not in found.items["compare_scratch"].text

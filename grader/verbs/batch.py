@@ -63,7 +63,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
          released: bool | None = None, progress: bool = True, scheduler: str | None = None,
          data: list[str] | None = None, no_verify: bool = False,
          scratch_mb: int = sandbox_mod.SCRATCH_MB) -> dict:
-    folder = Path(submissions)
+    folder = Path(submissions).resolve()  # the same path in the gradebook however it was typed
     if not folder.is_dir():
         raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
                        "folder per student).")
@@ -126,9 +126,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             for notice in sandbox.notices:
                 print(f"notice: {notice}", file=sys.stderr)
             where = f"with {workers} worker(s); sandbox: {sandbox.describe()}"
-        here = student_id(str(folder)) + "/"  # the ids the gradebook gave this folder's entries
-        previous = {r["source"][len(here):]: r["student"] for r in book.submissions()
-                    if r["source"].startswith(here) and "/" not in r["source"][len(here):]}
+        # the ids the gradebook gave entries of these names, wherever the folder was then
+        previous = {r["source"].rsplit("/", 1)[-1]: r["student"] for r in book.submissions()}
         found = submission_mod.entries(folder, previous)
         hashes, refused = {}, {}
         for entry in found:
