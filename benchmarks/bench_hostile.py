@@ -139,7 +139,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cap-gb", type=int, default=3)
     args = parser.parse_args()
-    from hostile_class import HOSTILE, REFERENCE, hostile_class
+    from hostile_class import HOSTILE, REFERENCE, hostile_class, remove_deep
 
     times = chain_times()
     print("notebook filter, chained assignments: " + ", ".join(
@@ -164,6 +164,7 @@ def main() -> None:
             (plain / f"plain_{i}.py").write_text(REFERENCE)
         plain_s, plain_mb = batch_run(plain, tmp / "out-plain", rubric)
         hostile_s, hostile_mb = batch_run(hostile, tmp / "out-hostile", rubric)
+        remove_deep(hostile)  # TemporaryDirectory's rmtree recurses once a level
         shutil.rmtree(tmp / "out-plain")
         print(f"batch, {graded + 2} honest entries under plain names: {plain_s:.1f} s, "
               f"peak {plain_mb} MB")

@@ -8,6 +8,7 @@ that shows or writes one goes through this module.
   escaped (the same in every run and on every machine, never the same for two names).
 - `shown(text)`: one printable line, with control, format (bidi, zero-width) and other
   unprintable characters spelled out as escapes.
+- `shown_text(text)`: the same for text of several lines: line breaks and tabs kept.
 - `csv_cell(value)`: a CSV cell no spreadsheet reads as a formula (OWASP's CSV-injection
   rule: a cell starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return is
   prefixed with a single quote; numbers are left alone).
@@ -48,6 +49,18 @@ def shown(text) -> str:
     """`text` as one printable line: every character that is not printable (line breaks,
     escapes, bidi overrides, zero-width characters, lone surrogates) spelled out."""
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
+
+
+def shown_text(text) -> str:
+    """`text` of several lines (a message, a note, code) as it is to be read: line breaks
+    and tabs kept, every other unprintable character spelled out as `shown` does."""
+    text = str(text)
+    if text.translate(_LAYOUT).isprintable():
+        return text
+    return "".join(c if c in "\n\r\t" or c.isprintable() else shown(c) for c in text)
+
+
+_LAYOUT = dict.fromkeys(map(ord, "\n\r\t"))
 
 
 def csv_cell(value):

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from grader.verbs import batch, gradescope
-from hostile_class import CLASS_EXTRA, ESCAPES, HOSTILE, LONG, hostile_class
+from hostile_class import CLASS_EXTRA, ESCAPES, HOSTILE, LONG, hostile_class, remove_deep
 from kit import ROOT, SOLUTION
 
 SMALL_RUBRIC = {"schema_version": 1, "time_limit": 20, "items": [
@@ -56,9 +56,10 @@ def _zip(path: Path, members: dict[str, bytes], links: dict[str, str] | None = N
 
 
 @pytest.fixture(scope="module")
-def corpus(tmp_path_factory):
+def corpus(tmp_path_factory, request):
     """Hostile submissions beside honest ones, graded once for all the tests below."""
     root = tmp_path_factory.mktemp("batch")
+    request.addfinalizer(lambda: remove_deep(root / "subs"))
     subs = root / "subs"
     subs.mkdir()
     out = root / "out"

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 
 from ..fsutil import atomic_path, write_text_atomic
-from ..names import csv_cell, file_name, file_names, shown as spelled
+from ..names import csv_cell, file_name, file_names, shown as spelled, shown_text
 
 RELEASED_ALWAYS = {"visible"}
 
@@ -67,11 +67,11 @@ def feedback_markdown(row: dict, items: list[dict], released: bool,
     top = sum(i["max_score"] for i in visible) + sum(m["points"] for m in graded_manual)
     lines = [f"# Feedback for {spelled(row['student'])}", ""]
     if row["message"]:
-        lines += [f"**{row['message']}**", ""]
+        lines += [f"**{spelled(row['message'])}**", ""]
     lines += [f"Score shown: {score:g} / {top:g}", "", "| item | points | status | feedback |",
               "|---|---|---|---|"]
     for i in visible:
-        message = i["message"].replace("|", "\\|").replace("\n", " ")
+        message = spelled(i["message"].replace("|", "\\|").replace("\n", " "))
         lines.append(f"| {i['title']} | {i['score']:g} / {i['max_score']:g} | {i['status']} | {message} |")
     for m in graded_manual:
         lines += ["", f"## {m['title']} ({m['score']:g} / {m['points']:g}, graded by a person)"]
@@ -80,7 +80,7 @@ def feedback_markdown(row: dict, items: list[dict], released: bool,
     notes = [n for n in (row.get("notes") or "").splitlines() if n]
     if notes:
         lines += ["", "Skipped when your notebook was imported (the rest was graded):", ""]
-        lines += [f"- {n}" for n in notes]
+        lines += [f"- {spelled(n)}" for n in notes]
     later = (0 if released else
              sum(1 for i in items if i["visibility"] in ("after_due_date", "after_published"))
              + sum(1 for m in manual if m["visibility"] in ("after_due_date", "after_published")))
@@ -96,10 +96,10 @@ def gradescope_results(row: dict, items: list[dict], manual: list[dict] = ()) ->
     """Gradescope's results.json: every item as a test with its own visibility, a manual
     item too once a person graded it (its comment as the test's output)."""
     status = {"passed": "passed"}
-    output = row["message"] or f"graded with grader {row['grader_version']}"
+    output = shown_text(row["message"]) or f"graded with grader {row['grader_version']}"
     notes = [n for n in (row.get("notes") or "").splitlines() if n]
     if notes:
-        output += "\nSkipped when your notebook was imported:\n" + "\n".join(notes)
+        output += "\nSkipped when your notebook was imported:\n" + shown_text("\n".join(notes))
     graded = [m for m in manual if m["score"] is not None]
     return {
         "score": round(row["score"] + sum(m["score"] for m in graded), 4),
@@ -107,7 +107,7 @@ def gradescope_results(row: dict, items: list[dict], manual: list[dict] = ()) ->
         "output": output,
         "tests": [{"name": i["title"], "number": i["item"], "score": i["score"],
                    "max_score": i["max_score"], "status": status.get(i["status"], "failed"),
-                   "output": f"{i['status']}: {i['message']}", "visibility": i["visibility"]}
+                   "output": f"{i['status']}: {shown_text(i['message'])}", "visibility": i["visibility"]}
                   for i in items] + [
                   {"name": m["title"], "number": m["id"], "score": m["score"],
                    "max_score": m["points"],

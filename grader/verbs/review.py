@@ -76,6 +76,7 @@ from ..errors import KitError
 from ..records import exports
 from ..records.gradebook import GRADED, NEEDS_REVIEW, TO_GRADE, Conflict, open_existing
 from ..rubric import ManualItem
+from ..names import shown_text
 from .similarity import shown
 
 PACKAGE = Path(__file__).resolve().parent.parent
@@ -445,6 +446,7 @@ def create_app(out: Path, token: str, grader: str = ""):
     app.jinja_env.filters["g"] = lambda v: f"{v:g}" if isinstance(v, (int, float)) else v
     app.jinja_env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
     app.jinja_env.filters["shown"] = shown  # names and texts with a student's file name in them
+    app.jinja_env.filters["text"] = shown_text  # messages and notes: their lines kept
     csrf = secrets.token_urlsafe(24)
     ref_key = secrets.token_bytes(32)
     cookie = COOKIE_PREFIX + hashlib.sha256(token.encode()).hexdigest()[:12]

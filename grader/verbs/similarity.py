@@ -59,7 +59,7 @@ from pathlib import Path
 
 from ..errors import KitError, SubmissionError
 from ..fsutil import atomic_path
-from ..names import shown
+from ..names import shown, shown_text
 from ..paths import MODULE_NAME
 from ..submission import refusal
 
@@ -681,16 +681,6 @@ only, or only lines honest solutions share): {{ too_little|join(", ") }}.</p>{% 
 """
 
 
-def _code_shown(text: str) -> str:
-    """Code as it is to be read: its line breaks and tabs kept, every other character that is
-    not printable (a right-to-left override that reorders what is seen, a zero-width space,
-    an escape) spelled out as `names.shown` does."""
-    if text.translate(_LAYOUT).isprintable():
-        return text
-    return "".join(c if c in "\n\r\t" or c.isprintable() else shown(c) for c in text)
-
-
-_LAYOUT = dict.fromkeys(map(ord, "\n\r\t"))
 
 
 def _highlighted(text: str, spans: list[tuple[int, int]]):
@@ -701,10 +691,10 @@ def _highlighted(text: str, spans: list[tuple[int, int]]):
     out, at = [], 0
     for start, end in sorted(spans):
         start, end = max(start, at), max(end, at)
-        out.append(escape(_code_shown(text[at:start])))
-        out.append(Markup("<mark>") + escape(_code_shown(text[start:end])) + Markup("</mark>"))
+        out.append(escape(shown_text(text[at:start])))
+        out.append(Markup("<mark>") + escape(shown_text(text[start:end])) + Markup("</mark>"))
         at = end
-    out.append(escape(_code_shown(text[at:])))
+    out.append(escape(shown_text(text[at:])))
     return Markup("").join(out)
 
 
