@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from grader.names import FORMULA_STARTS
 from grader.verbs import batch, gradescope
 from hostile_class import CLASS_EXTRA, ESCAPES, HOSTILE, LONG, hostile_class, remove_deep
 from kit import ROOT, SOLUTION
@@ -410,7 +411,7 @@ def _number(text: str) -> bool:
 
 def _unquoted(cell: str) -> str:
     """A CSV cell as written before a formula's start was neutralised (names.csv_cell)."""
-    return cell[1:] if cell.startswith("'") and cell[1:2] in ("=", "+", "-", "@", "\t", "\r") else cell
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_STARTS) else cell
 
 
 def _status_kb(field: str) -> int:

@@ -132,10 +132,6 @@ class Gradebook:
         # text from files and workers may hold lone surrogates (a file name's undecodable
         # bytes, an escaped "\udce9" in JSON) that SQLite cannot store: spelled out instead
         source, message = _text(source), _text(message)
-        answers.problem = _text(answers.problem)
-        for r in report.items:
-            r.message = _text(r.message)
-        report.notes = [_text(n) for n in report.notes]
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM items WHERE student = ?", (student,))
@@ -149,10 +145,10 @@ class Gradebook:
                 "answers_problem) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (student, source, content_hash, report.grader_version, rubric_hash, status,
                  report.score, report.max_score, report.seconds, message, time.time(), host,
-                 "\n".join(report.notes), answers.problem))
+                 _text("\n".join(report.notes)), _text(answers.problem)))
             self.db.executemany(
                 "INSERT INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(student, i, r.id, r.title, r.score, r.max_score, r.status, r.message, r.seconds,
+                [(student, i, r.id, r.title, r.score, r.max_score, r.status, _text(r.message), r.seconds,
                   r.visibility, json.dumps(r.details or {})) for i, r in enumerate(report.items)])
             self._put_answers(student, answers)
             self.db.executemany("INSERT INTO flags VALUES (?, ?, ?)",

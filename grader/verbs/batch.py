@@ -129,25 +129,23 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         # the ids the gradebook gave entries of these names, wherever the folder was then
         previous = {r["source"].rsplit("/", 1)[-1]: r["student"] for r in book.submissions()}
         found = submission_mod.entries(folder, previous)
-        hashes, refused = {}, {}
+        hashes, refused = {}, {}  # student -> digest; student -> the problem that refuses it
         for entry in found:
-            if not entry.problem:
-                try:
+            try:
+                if not entry.problem:
                     hashes[entry.student] = content_hash(entry.path)
-                    continue
-                except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
-                    entry = submission_mod.Entry(entry.student, entry.path,
-                                                 f"{entry.student}: could not be read "
-                                                 f"({type(exc).__name__}).")
-            refused[entry.student] = entry
+            except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
+                refused[entry.student] = f"{entry.student}: could not be read ({type(exc).__name__})."
+            if entry.problem:
+                refused[entry.student] = entry.problem
         entries = [(e.student, e.path) for e in found if e.student in hashes]
         paths = {e.student: e.path for e in found}
-        for student, entry in refused.items():  # recorded as this student's problem, nobody else's
-            report = engine.unreadable_report(student, rubric, True, entry.problem)
-            digest = "refused:" + hashlib.sha256(entry.problem.encode()).hexdigest()
-            book.record(student, _source(entry.path), digest, rubric_hash, report, "failed",
-                        entry.problem, answers=answers_mod.Answers.none(manual_ids, entry.problem))
-            print(f"refused: {entry.problem}", file=sys.stderr)
+        for student, problem in refused.items():  # recorded as this student's problem, nobody else's
+            report = engine.unreadable_report(student, rubric, True, problem)
+            digest = "refused:" + hashlib.sha256(problem.encode()).hexdigest()
+            book.record(student, _source(paths[student]), digest, rubric_hash, report, "failed",
+                        problem, answers=answers_mod.Answers.none(manual_ids, problem))
+            print(f"refused: {problem}", file=sys.stderr)
         todo = [(s, p) for s, p in entries
                 if regrade or not book.is_current(s, hashes[s], __version__, rubric_hash)]
         if manual_ids:  # unchanged submissions: their answers, read for the current items

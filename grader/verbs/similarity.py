@@ -61,7 +61,7 @@ from ..errors import KitError, SubmissionError
 from ..fsutil import atomic_path
 from ..names import shown, shown_text
 from ..paths import MODULE_NAME
-from ..submission import refusal
+from ..submission import entries, refusal
 
 K = 12
 """shared runs shorter than this many tokens never count (copydetect's noise threshold)"""
@@ -738,8 +738,6 @@ def graded_folder(book) -> Path | None:
 
 def _entries(folder: Path | None) -> dict | None:
     """{id: submission.Entry} of `folder` (None when there is no such folder)."""
-    from ..submission import entries
-
     if folder is None or not folder.is_dir():
         return None
     return {entry.student: entry for entry in entries(folder)}
