@@ -180,6 +180,103 @@ def processes_in_namespace(pid: int) -> list[int]:
     return found
 
 
+def children_of(pid: int) -> list[int]:
+    """Host pids of the children of `pid`, whichever of its threads started them
+    (live or not yet reaped); [] if it is gone."""
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks[:MAX_TASKS]:
+        try:
+            found += [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def reaped(pid: int) -> tuple[int, int] | None:
+    """What the children `pid` has reaped cost, cumulatively: (their minor page faults,
+    their CPU clock ticks), from /proc/<pid>/stat (cminflt, cutime + cstime). Any process
+    that ran faults pages, so the first is above 0 once one child has been reaped,
+    whatever started it (an unaudited fork included). None if `pid` is gone or a zombie
+    (whose parent's counters then include its own)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rfind(")") + 2:].split()
+    if len(fields) < 15 or fields[0] in ("Z", "X", "x"):
+        return None
+    # after the name: state(0) ppid pgrp session tty tpgid flags minflt cminflt(8) majflt
+    # cmajflt utime stime cutime(13) cstime(14)
+    return int(fields[8]), int(fields[13]) + int(fields[14])
+
+
+def is_zombie(pid: int) -> bool:
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return text[text.rfind(")") + 2:].startswith(("Z", "X"))
+
+
+SPECIAL_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket file", stat.S_IFCHR: "a character device",
+                 stat.S_IFBLK: "a block device"}
+MAX_SCAN_ENTRIES = 100_000
+MAX_SPECIAL = 20
+MAX_TASKS = 4096
+
+
+def special_files(folder: Path | str, limit: int = MAX_SCAN_ENTRIES) -> list[tuple[str, str]]:
+    """(path below `folder`, what it is) of each FIFO, socket file or device node in
+    `folder`'s tree, at most MAX_SPECIAL, looking at `limit` entries at most, on `folder`'s
+    own filesystem (what is mounted inside, a sandbox's scratch in its /tmp, is not
+    entered). Nothing is followed: every folder is opened relative to its parent's
+    descriptor with O_NOFOLLOW, so a link (or a folder swapped for one) never leads the
+    scan elsewhere."""
+    found: list[tuple[str, str]] = []
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
+    try:
+        top = os.open(folder, flags)
+    except OSError:
+        return found
+    pending, seen, device = [(top, "")], 0, os.fstat(top).st_dev
+    try:
+        while pending:
+            fd, prefix = pending.pop()
+            try:
+                with os.scandir(fd) as listing:
+                    for entry in listing:
+                        seen += 1
+                        if seen > limit or len(found) >= MAX_SPECIAL:
+                            return found
+                        try:
+                            info = entry.stat(follow_symlinks=False)
+                        except OSError:
+                            continue
+                        mode = info.st_mode
+                        what = SPECIAL_KINDS.get(stat.S_IFMT(mode))
+                        if what:  # the name is the submission's: printable, bounded
+                            name = "".join(c if c.isprintable() else "?" for c in entry.name)
+                            found.append(((prefix + name)[-200:], what))
+                        elif stat.S_ISDIR(mode) and info.st_dev == device:
+                            try:
+                                pending.append((os.open(entry.name, flags, dir_fd=fd),
+                                                prefix + entry.name + "/"))
+                            except OSError:
+                                continue
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    finally:
+        for fd, _ in pending:
+            os.close(fd)
+    return found
+
+
 def _probe(command: tuple[str, ...]) -> str | None:
     """None if `command` (a confined `python -c pass`) runs, else the reason it did not."""
     try:

@@ -9,10 +9,13 @@ or a file. The descriptor number in argv is a decoy: nothing legitimate writes t
 
 While the submission runs, an audit hook (PEP 578) notes what a person reviewing the
 grading should know about: imports of the grader's internals, looks at /proc/*/fd,
-writes outside the scratch folder, network attempts, and introspection
-of the process (gc, frames, ctypes) or child processes started from the submission's own
-code (a child is not watched: that it was started is the flag). Each becomes a
-signed `flag` frame. The hook does not stop anything: the sandbox does that.
+writes outside the scratch folder, network attempts (sendmsg and sockets included), and,
+from the submission's own code, introspection of the process (gc, frames read from a
+traceback or generator, ctypes), child processes (a child is not watched: that it was
+started is the flag), signals, and changes to files' owners, times or extended
+attributes. Each becomes a signed `flag` frame. The hook does not stop anything: the
+sandbox does that. What raises no audit event (a fork through _posixsubprocess, a FIFO)
+the engine measures from the sandbox's side, and grader/provenance.py reads in the source.
 """
 from __future__ import annotations
 
@@ -36,6 +39,12 @@ INTROSPECTION = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
                  "ctypes.addressof", "ctypes.call_function", "ctypes.dlopen"}
 PROCESS_EVENTS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.spawn",
                   "os.fork", "os.forkpty", "pty.spawn"}
+METADATA_EVENTS = {"os.utime", "os.chown", "os.setxattr", "os.removexattr", "os.chflags"}
+SIGNAL_EVENTS = {"os.kill", "os.killpg", "signal.pthread_kill"}
+_FAMILIES = {1: "AF_UNIX", 2: "AF_INET", 10: "AF_INET6", 16: "AF_NETLINK", 17: "AF_PACKET"}
+FRAME_ATTRIBUTES = {"tb_frame", "gi_frame", "cr_frame", "ag_frame"}
+"""the frame attributes whose reading raises object.__getattr__ (f_back, f_locals and
+f_globals raise nothing: the static scan, provenance.py, names those)"""
 PATH_EVENTS = {"open", "os.listdir", "os.scandir", "os.mkdir", "os.remove", "os.rename",
                "os.rmdir", "os.symlink", "os.link", "os.chmod", "os.truncate", "shutil.rmtree"}
 MAX_FLAGS = 20
@@ -117,7 +126,8 @@ def _read_bootstrap():
 
 
 _WRAPPERS = (os.sep + "ctypes" + os.sep, os.sep + "inspect.py", os.sep + "subprocess.py",
-             os.sep + "multiprocessing" + os.sep, os.sep + "os.py", "<frozen os>", os.sep + "pty.py")
+             os.sep + "multiprocessing" + os.sep, os.sep + "os.py", "<frozen os>", os.sep + "pty.py",
+             os.sep + "socket.py", os.sep + "signal.py")
 
 
 def _is_wrapper(filename: str) -> bool:
@@ -169,13 +179,13 @@ class Watch:
         self.counts[kind] = self.counts.get(kind, 0) + 1
         self.send({"type": "flag", "kind": kind, "detail": detail[:300]})
 
-    def _from_submission(self) -> bool:
+    def _from_submission(self, depth: int = 2) -> bool:
         """Did the submission's own code make this call, directly or through the standard
         library's thin wrappers (ctypes' CDLL, inspect's frame functions, subprocess)? The
         caller is the submission's unless it is a library's frame (Libraries.owns), so code
         compiled under a library's file name counts as the submission's. Calls that
         libraries make on the submission's behalf are not flagged."""
-        frame = sys._getframe(2)
+        frame = sys._getframe(depth)  # past this method and the hook's own frames
         while frame is not None and _is_wrapper(frame.f_code.co_filename):
             frame = frame.f_back
         if frame is None:
@@ -202,16 +212,34 @@ class Watch:
             address = args[1] if len(args) > 1 else None
             if not isinstance(address, (str, bytes)):  # AF_UNIX addresses are paths
                 self._guarded("network", f"{event.split('.')[1]} to {address!r}")
-        elif event in INTROSPECTION or event in PROCESS_EVENTS:
-            self.busy = True
-            try:
-                if self._from_submission():
-                    if event in INTROSPECTION:
-                        self.flag("introspection", f"called {event}")
-                    else:
-                        self.flag("subprocess", f"{event} {_program(args)}")
-            finally:
-                self.busy = False
+        elif event == "socket.sendmsg":  # any: a message can carry descriptors over AF_UNIX
+            address = args[1] if len(args) > 1 else None
+            self._guarded("network", "sendmsg " + (f"to {address!r}" if address is not None
+                                                   else "on a connected socket"))
+        elif event == "object.__getattr__":
+            if len(args) > 1 and args[1] in FRAME_ATTRIBUTES:
+                self._if_submission("introspection", f"read {args[1]}")
+        elif event in INTROSPECTION:
+            self._if_submission("introspection", f"called {event}")
+        elif event in PROCESS_EVENTS:
+            self._if_submission("subprocess", f"{event} {_program(args)}")
+        elif event == "socket.__new__":
+            family = args[1] if len(args) > 1 else None
+            self._if_submission("network", f"created a socket ({_FAMILIES.get(family, family)})")
+        elif event in METADATA_EVENTS:
+            self._if_submission("file_metadata", f"{event} {_target(args)}")
+        elif event in SIGNAL_EVENTS:
+            self._if_submission("signal", f"{event} {_target(args)}"
+                                + (f" signal {args[1]}" if len(args) > 1 else ""))
+
+    def _if_submission(self, kind: str, detail: str) -> None:
+        """Flag it if the submission's own code made the call (see _from_submission)."""
+        self.busy = True
+        try:
+            if self._from_submission(3):
+                self.flag(kind, detail)
+        finally:
+            self.busy = False
 
     def _guarded(self, kind: str, detail: str) -> None:
         self.busy = True
@@ -260,6 +288,19 @@ def _program(args: tuple) -> str:
     return "(a fork)"
 
 
+def _target(args: tuple) -> str:
+    """The path, descriptor or pid an audited call was about, in 120 characters."""
+    if not args:
+        return ""
+    first = args[0]
+    if isinstance(first, (str, bytes, os.PathLike)):
+        try:
+            return os.path.abspath(os.fsdecode(first))[:120]
+        except (TypeError, ValueError):
+            return "(a path)"
+    return str(first) if isinstance(first, int) else type(first).__name__
+
+
 def _lists_descriptors(path: str) -> bool:
     """A path into a process's descriptor table: /proc/<pid>/fd, /proc/<pid>/task/<tid>/fd
     (and their fdinfo), whatever link led there (/dev/fd is one)."""
@@ -278,6 +319,12 @@ def main() -> None:
     from . import channel
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # h5py (imported with Keras) reads platform.uname(), whose processor field runs
+    # `uname -p` in a child. Given by the engine instead, an honest worker starts no process
+    # at all, so every child the sandbox counts (engine/process.py) is the submission's.
+    import platform
+
+    platform.uname().__dict__.setdefault("processor", os.environ.pop("GRADER_PROCESSOR", ""))
     # TensorFlow first: the engine makes and writes the inputs meanwhile, then sends the job.
     import keras
     import tensorflow  # noqa: F401

@@ -39,7 +39,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-from .. import channel, events, sandbox as sandbox_mod
+from .. import channel, events, provenance, sandbox as sandbox_mod
 from ..errors import SubmissionError
 from ..exercise import SECOND_PART, Exercise, GradingInputs, WorkerInputs
 from ..job import Job, JobItem
@@ -90,6 +90,8 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
     # The worker sees its own copy of the module, so nothing else of its folder shows.
     (work_dir / "module").mkdir(exist_ok=True)
     module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))
+    # What the kept source reaches for, read before any of it runs (a flag, never a score).
+    source_flags = {Flag(provenance.KIND, detail): None for detail in provenance.scan_file(module_file)}
     submission_dir = Path(submission_dir).resolve() if submission_dir else module_file.parent
     item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
     _readable(module_file.parent)
@@ -117,7 +119,7 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
             spare.kill()
         raise
     result = Collection({})
-    flags: dict[Flag, None] = {}
+    flags: dict[Flag, None] = dict(source_flags)
     tail = b""
     start = time.monotonic()
     budget_end = start + startup_limit + sum(i.time_limit for i in items) + BUDGET_MARGIN
@@ -134,7 +136,14 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
                            on_start, notes)
         if sandbox.confined and (strays := worker.strays()):
             flags[Flag("processes_left", f"{strays} process(es) still running at the end")] = None
+        # Measured from the sandbox's side, whatever the audit hook saw: children (an
+        # unaudited fork included), and FIFOs, sockets and devices in /tmp and scratch.
+        if children := worker.children():
+            flags[Flag("subprocess", children)] = None
+        left = worker.special_files_in_tmp()
         worker.kill()
+        for where, what in left + [("scratch/" + p, w) for p, w in sandbox_mod.special_files(scratch)]:
+            flags[Flag("special_file", f"left {what}: {where}")] = None
         tail = (tail + worker.tail)[-tail_bytes:]
         return stop
 

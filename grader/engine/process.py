@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import platform
 import pwd
 import queue
 import secrets
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from .. import channel, sandbox as sandbox_mod
 from ..paths import PACKAGE_PARENT
+
+_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
 
 class _Worker:
     """One sandboxed worker process and the threads that read its channel, its decoy
@@ -52,6 +56,9 @@ class _Worker:
         threading.Thread(target=self._watch_decoy, args=(decoy_read,), daemon=True).start()
         self._output = threading.Thread(target=self._drain_output, daemon=True)
         self._output.start()
+        # The most the children reaped inside the sandbox have cost, per reaper (the worker;
+        # with bwrap also the namespace's PID 1, which reaps orphans), sampled from /proc.
+        self._reaped: dict[str, tuple[int, int]] = {}
 
     def send_job(self, job, inputs: bytes) -> None:
         """The key, the channel's descriptor number, the job and the inputs, on stdin: no
@@ -106,9 +113,63 @@ class _Worker:
 
     def next(self, timeout: float):
         try:
-            return self.messages.get(timeout=min(max(timeout, 0.01), 3600.0))
+            message = self.messages.get(timeout=min(max(timeout, 0.01), 3600.0))
         except queue.Empty:
             return "timeout"
+        self.sample()
+        return message
+
+    def _pids(self) -> tuple[int | None, int | None]:
+        """(the namespace's PID 1, the worker) as host pids; PID 1 is None unconfined (the
+        trampoline exec'd the worker itself)."""
+        if not self.confined:
+            return None, self.process.pid
+        init = sandbox_mod.children_of(self.process.pid)[:1]
+        worker = sandbox_mod.children_of(init[0])[:1] if init else []
+        return (init[0] if init else None), (worker[0] if worker else None)
+
+    def sample(self) -> None:
+        """Note what the children reaped in the sandbox have cost so far. Read from the
+        sandbox's side, so a child the audit hook never saw (_posixsubprocess.fork_exec,
+        a fork through ctypes) counts too. PID 1's counters are kept only while the worker
+        is alive: once PID 1 has reaped the worker, they include the worker's own."""
+        init, worker = self._pids()
+        if worker is None:
+            return
+        outer = sandbox_mod.reaped(init) if init is not None else None
+        own = sandbox_mod.reaped(worker)
+        if own is None:
+            return
+        for role, counters in (("the worker", own), ("the sandbox's init", outer)):
+            if counters is not None:
+                before = self._reaped.get(role, (0, 0))
+                self._reaped[role] = (max(before[0], counters[0]), max(before[1], counters[1]))
+
+    def children(self) -> str:
+        """What the sandbox saw of child processes, as a flag's detail ("" if none): the
+        children reaped (by the worker, or as orphans by the namespace's PID 1) and those
+        left unreaped. Call while the worker is alive (sample() is taken first)."""
+        self.sample()
+        said = [f"{role} reaped children that ran {faults} page faults and {ticks / _TICKS:.2f} s of CPU"
+                for role, (faults, ticks) in self._reaped.items() if faults or ticks]
+        _, worker = self._pids()
+        zombies = sum(sandbox_mod.is_zombie(pid) for pid in sandbox_mod.children_of(worker)) \
+            if worker is not None else 0
+        if zombies:
+            said.append(f"{zombies} ended child process(es) of the worker not yet reaped")
+        return ("child processes ran in the sandbox: " + "; ".join(said)) if said else ""
+
+    def special_files_in_tmp(self) -> list[tuple[str, str]]:
+        """FIFOs, sockets and device nodes in the sandbox's private /tmp (which ends with
+        it), seen through the worker's (or PID 1's) /proc/<pid>/root; [] unconfined."""
+        if not self.confined:
+            return []
+        for pid in self._pids()[::-1]:
+            if pid is not None:
+                found = sandbox_mod.special_files(f"/proc/{pid}/root/tmp")
+                if found or os.path.isdir(f"/proc/{pid}/root/tmp"):
+                    return [("/tmp/" + path, what) for path, what in found]
+        return []
 
     def strays(self) -> int:
         """How many processes the submission left running in the sandbox's PID namespace."""
@@ -153,7 +214,8 @@ def worker_env(scratch: Path, threads: int | None = None) -> dict:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8",
            "HOME": str(scratch), "TMPDIR": str(scratch), "PYTHONPATH": str(PACKAGE_PARENT),
            "PYTHONDONTWRITEBYTECODE": "1", "PYTHONHASHSEED": "0", "KERAS_BACKEND": "tensorflow",
-           "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg"}
+           "TF_CPP_MIN_LOG_LEVEL": "2", "MPLBACKEND": "Agg",
+           "GRADER_PROCESSOR": platform.processor()}  # what `uname -p` says: see worker.main
     if threads:
         env.update(TF_NUM_INTRAOP_THREADS=str(threads), TF_NUM_INTEROP_THREADS="1",
                    OMP_NUM_THREADS=str(threads))
@@ -168,11 +230,26 @@ def _prepare_work_dir(work_dir: Path, sandbox: sandbox_mod.Sandbox) -> Path:
     os.chmod(work_dir, 0o711)
     if sandbox.user and sandbox.scratch_mb:
         sandbox_mod.bound_scratch(scratch, sandbox.scratch_mb, sandbox.user)
+    _font_list(scratch / ".cache" / "matplotlib")  # the worker's HOME is scratch
     if sandbox.user:
         entry = pwd.getpwnam(sandbox.user)
         for path in [scratch, *scratch.rglob("*")]:
             os.chown(path, entry.pw_uid, entry.pw_gid, follow_symlinks=False)
     return scratch
+
+
+def _font_list(folder: Path) -> None:
+    """matplotlib's font list, made in this process (once) and written where the worker's
+    matplotlib looks for it. Keras imports matplotlib, which without that list runs
+    `fc-list` in child processes; an honest worker starts none, so every child the sandbox
+    counts (_Worker.children) is the submission's."""
+    try:
+        from matplotlib import font_manager
+    except ImportError:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    font_manager.json_dump(font_manager.fontManager,
+                           folder / f"fontlist-v{font_manager.FontManager.__version__}.json")
 
 
 def _readable(path: Path) -> None:

@@ -19,6 +19,11 @@ FLAG_KINDS = {
     "network": "tried to use the network",
     "write_outside_scratch": "tried to write outside its scratch folder",
     "bounds": "left files past what the grading process reads (the item scores 0)",
+    "source": "its source reaches for what honest code never needs (frames, gc, ctypes, process "
+              "starts, sockets...): read before it ran",
+    "file_metadata": "changed a file's owner, times or extended attributes",
+    "signal": "sent a signal to a process",
+    "special_file": "left a FIFO, a socket file or a device node in its scratch folder or /tmp",
 }
 """Integrity flags: what each kind means. Data for the gradebook, CSV and `grader flags`."""
 
