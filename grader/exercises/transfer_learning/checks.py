@@ -299,6 +299,9 @@ MAX_HEAD_LAYERS = 16
 """dense layers from flatten to fc, fc included, that a set of logits may report"""
 MAX_HEAD_VALUES = 1 << 26
 """values of the head's kernels and biases together (a hidden layer of 4096 units has 16.8 M)"""
+MAX_CHAIN_LAYERS = 40
+"""layers of the chain from conv1_1 to the logits that a set of logits may report (the
+table's has 13; a few dropouts, activations or hidden dense layers more are honest)"""
 MAX_ENTRIES = 1_000
 """entries of a list of names, shapes or variables (an honest model has a few dozen)"""
 MAX_VARIABLES = 16
@@ -391,11 +394,14 @@ def _permutation(order, n: int) -> np.ndarray | None:
 # ---------------------------------------------------------------- logits the grading side explains
 # The worker's process is the submission's: whatever it reports about itself can be forged.
 # So logits earn points only when the grading process can recompute them from what the
-# worker reports at the same moment: the input of conv1_1, the conv weights and the head
+# worker reports at the same moment: the input of conv1_1, the conv weights, and the chain
+# of standard layers the model calls (the table's seven convolutions with or without ReLU,
+# 2x2 max or average pools, flatten, dense layers), else the table's chain with its head
 # (fc, and any dense layers between flatten and fc). A model that classifies by any other
-# means has logits nothing explains; a model with trained convolutions or a wrong
-# preprocessing is still explained (with its own weights and inputs), so each such mistake
-# costs only its own item.
+# means has logits nothing explains; a model with trained convolutions, a wrong
+# preprocessing or a structural mistake (no ReLU, average pools, two convolutions swapped)
+# is still explained (with its own weights, inputs and layers), so each such mistake costs
+# only its own item (preprocess, weights or features).
 
 def _inputs_of(model, module, images) -> np.ndarray | None:
     """What the model's convolutions see: its preprocess layer's output on `images`, else
@@ -465,36 +471,156 @@ def _head(model) -> list:
     return between + head
 
 
+def _called_layers(model, images) -> list:
+    """The Keras layers a forward pass on `images` calls, in the order it calls them, less
+    those that only call others (the model itself, nested models, blocks): a subclassed
+    model's call() order, which model.layers (its attributes' order) does not tell."""
+    import keras
+
+    base, calls, depth = keras.layers.Layer, [], [0]
+    original = base.__call__
+
+    def recording(self, *args, **kwargs):
+        calls.append((depth[0], self))
+        depth[0] += 1
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            depth[0] -= 1
+
+    base.__call__ = recording
+    try:
+        model(images, training=False)
+    finally:
+        base.__call__ = original
+    return [layer for k, (d, layer) in enumerate(calls) if k + 1 == len(calls) or calls[k + 1][0] <= d]
+
+
+def _listed_layers(model) -> list:
+    """model.layers in order, nested models opened: when a forward pass records no calls
+    (a call() traced once by tf.function is not run again)."""
+    out = []
+    for layer in getattr(model, "layers", []) or []:
+        inner = getattr(layer, "layers", None)
+        out.extend(_listed_layers(layer) if inner else [layer])
+    return out
+
+
+_CHAIN_SKIPPED = {"Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise", "SpatialDropout2D",
+                  "InputLayer"}
+
+
+def _chain_entry(layer):
+    """One standard layer as plain data (see _chain_plan), else None."""
+    import keras
+
+    L, kind = keras.layers, type(layer)
+    channels_last = getattr(layer, "data_format", "channels_last") == "channels_last"
+    if kind is L.Conv2D:
+        if not channels_last or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1 \
+                or not layer.use_bias or layer.name not in CONV_LAYERS:
+            return None
+        return {"kind": "conv", "name": layer.name, "activation": _activation_name(layer),
+                "size": list(layer.kernel_size), "strides": list(layer.strides),
+                "padding": str(layer.padding)}
+    if kind in (L.MaxPooling2D, L.AveragePooling2D):
+        if not channels_last:
+            return None
+        return {"kind": "pool", "name": layer.name, "op": "max" if kind is L.MaxPooling2D else "avg",
+                "size": list(layer.pool_size), "strides": list(layer.strides or layer.pool_size),
+                "padding": str(layer.padding)}
+    if kind is L.Flatten:
+        return {"kind": "flatten", "name": layer.name} if channels_last else None
+    if kind is L.Dense:
+        kernel = _array(layer.kernel)
+        bias = _array(layer.bias) if layer.bias is not None else np.zeros(kernel.shape[-1], np.float32)
+        return {"kind": "dense", "name": layer.name, "kernel": kernel, "bias": bias,
+                "activation": _activation_name(layer)}
+    if kind is L.Activation:
+        return {"kind": "activation", "name": layer.name, "activation": _activation_name(layer)}
+    if kind is L.ReLU:
+        plain = layer.max_value is None and not layer.negative_slope and not layer.threshold
+        return {"kind": "activation", "name": layer.name, "activation": "relu"} if plain else None
+    return None
+
+
+def _layer_chain(model, images) -> list | None:
+    """The layers the model applies from conv1_1's input to its logits, as plain data:
+    the order of a forward pass, else of model.layers; None when one of them is no standard
+    layer (the grading side then explains the logits by the table's chain)."""
+    try:
+        layers = _called_layers(model, images[:2]) or _listed_layers(model)
+    except Exception:  # noqa: BLE001 - the table's chain then explains the logits, or nothing
+        return None
+    chain = []
+    for layer in layers:
+        if type(layer).__name__ in _CHAIN_SKIPPED or (
+                not chain and getattr(layer, "name", None) == "preprocess"):
+            continue
+        try:
+            entry = _chain_entry(layer)
+        except Exception:  # noqa: BLE001
+            entry = None
+        if entry is None or len(chain) >= MAX_CHAIN_LAYERS:
+            return None
+        chain.append(entry)
+    return chain or None
+
+
 def logit_witness(model, module, images) -> dict:
     """The model's logits on `images` and what the grading side needs to recompute them,
-    all read at the same moment."""
+    all read at the same moment: its chain of layers as the model reports it (`chain`),
+    and the table's parts by name (`convs`, `head`, `flatten_order`) for models whose
+    layers are not all standard ones."""
     logits = _outputs(model, images)
     return {"logits": logits, "inputs": _inputs_of(model, module, images),
             "convs": _conv_weights(model), "head": _head(model),
-            "flatten_order": _flatten_order(model)}
+            "flatten_order": _flatten_order(model), "chain": _layer_chain(model, images)}
 
 
-def vgg_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
-    """conv1_1 .. pool3 on already preprocessed inputs, with the given conv weights
-    ({name: [kernel, bias]}): each 3x3 convolution as one matrix product over the 3x3
-    neighbourhoods."""
+TABLE_FRONT = tuple(("conv", name, "relu") if name in CONV_LAYERS else ("pool", "max")
+                    for name in FEATURE_LAYERS)
+"""conv1_1 .. pool3 as the table has them: steps ("conv", name, activation), ("pool", op)
+and ("relu",), what _front computes"""
+
+
+def _front(inputs: np.ndarray, convs: dict, steps=TABLE_FRONT) -> list[np.ndarray]:
+    """Each step's output on already preprocessed inputs, with the given conv weights
+    ({name: [kernel, bias]}): each 3x3 convolution (stride 1, padding 'same') as one matrix
+    product over the 3x3 neighbourhoods, each pool 2x2 with stride 2. ValueError when a
+    kernel does not take the channels it is given."""
     x = inputs.astype(np.float32)
-    out = {}
-    for name in FEATURE_LAYERS:
+    out = []
+    for step in steps:
         n, h, w, c = x.shape
-        if name in convs:
-            kernel, bias = convs[name]
+        if step[0] == "conv":
+            kernel, bias = convs[step[1]]
+            if kernel.shape[:3] != (3, 3, c):
+                raise ValueError(f"{step[1]}'s kernel {list(kernel.shape)} on {c} channels")
             padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
             columns = np.empty((n, h, w, 3, 3, c), np.float32)
             for dy in range(3):
                 for dx in range(3):
                     columns[:, :, :, dy, dx, :] = padded[:, dy:dy + h, dx:dx + w, :]
             x = columns.reshape(n * h * w, 9 * c) @ kernel.reshape(9 * c, -1).astype(np.float32)
-            x = np.maximum(x.reshape(n, h, w, -1) + bias.astype(np.float32), 0)
+            x = x.reshape(n, h, w, -1) + bias.astype(np.float32)
+            if step[2] == "relu":
+                x = np.maximum(x, 0)
+        elif step[0] == "pool":
+            if h < 2 or w < 2:
+                raise ValueError(f"a 2x2 pool on {h}x{w} values")
+            x = x[:, :h // 2 * 2, :w // 2 * 2].reshape(n, h // 2, 2, w // 2, 2, c)
+            x = x.max(axis=(2, 4)) if step[1] == "max" else x.mean(axis=(2, 4), dtype=np.float32)
         else:
-            x = x.reshape(n, h // 2, 2, w // 2, 2, c).max(axis=(2, 4))
-        out[name] = x
+            x = np.maximum(x, 0)
+        out.append(x)
     return out
+
+
+def vgg_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
+    """conv1_1 .. pool3 of the table on already preprocessed inputs, with the given conv
+    weights ({name: [kernel, bias]})."""
+    return dict(zip(FEATURE_LAYERS, _front(inputs, convs)))
 
 
 EXPLAINED_ROWS = 12
@@ -506,17 +632,21 @@ _front_cache: dict = {}
 _front_lock = threading.Lock()
 
 
-def _cached_front(inputs: np.ndarray, convs: dict) -> dict[str, np.ndarray]:
+def _cached_front(inputs: np.ndarray, convs: dict, steps=TABLE_FRONT) -> list[np.ndarray]:
+    """_front, kept for the next set of logits of the same inputs, weights and steps (the
+    runs of one item share them when only fc trained)."""
     import hashlib
 
-    digest = hashlib.sha256(np.ascontiguousarray(inputs).tobytes())
+    digest = hashlib.sha256(repr(steps).encode())
+    digest.update(np.ascontiguousarray(inputs).tobytes())
+    used = {step[1] for step in steps if step[0] == "conv"}
     for name in CONV_LAYERS:
-        for array in convs[name]:
+        for array in convs[name] if name in used else ():
             digest.update(np.ascontiguousarray(array).tobytes())
     key = digest.hexdigest()
     found = _front_cache.get(key)
     if found is None:
-        found = vgg_front(inputs, convs)
+        found = _front(inputs, convs, steps)
         # A judge past the engine's time limit may still run in its thread: the cache is
         # changed only under the lock.
         with _front_lock:
@@ -581,9 +711,11 @@ def random_rows(n: int) -> np.ndarray:
 
 
 def _witness_parts(witness: dict) -> tuple:
-    """(inputs, convs, head) of a set of logits, each checked against what logit_witness
-    sends (Malformed otherwise): the head is at most MAX_HEAD_LAYERS layers and
-    MAX_HEAD_VALUES values, so recomputing it is bounded whatever the worker reports."""
+    """(inputs, convs, head, chain) of a set of logits, each checked against what
+    logit_witness sends (Malformed otherwise): the head is at most MAX_HEAD_LAYERS layers and
+    MAX_HEAD_VALUES values, the chain at most MAX_CHAIN_LAYERS layers of known kinds whose
+    dense layers hold at most MAX_HEAD_VALUES values, so recomputing either is bounded
+    whatever the worker reports."""
     inputs, convs, head = witness.get("inputs"), witness.get("convs"), witness.get("head")
     if inputs is not None:
         _numbers(inputs, "the preprocess layer's output")
@@ -605,13 +737,134 @@ def _witness_parts(witness: dict) -> tuple:
     order = witness.get("flatten_order")
     if order is not None:
         _numbers(order, "the flatten layer's order", ndim=1)
-    return inputs, convs, head
+    return inputs, convs, head, _reported_chain(witness.get("chain"))
+
+
+_CHAIN_KINDS = {"conv", "pool", "flatten", "dense", "activation"}
+
+
+def _reported_chain(chain) -> list | None:
+    """A witness's chain of layers (_layer_chain), checked on its types and sizes."""
+    if chain is None:
+        return None
+    _entries(chain, "the model's chain of layers", MAX_CHAIN_LAYERS)
+    values = 0
+    for entry in chain:
+        _mapping(entry, "a layer of the chain")
+        _require(entry.get("kind") in _CHAIN_KINDS, "a layer of the chain is of no known kind")
+        for key in ("name", "activation", "op", "padding"):
+            if key in entry:
+                _require(isinstance(entry[key], str) and len(entry[key]) <= MAX_TEXT,
+                         f"a layer's {key} is no name")
+        for key in ("size", "strides"):
+            if key in entry:
+                _shape(entry[key], f"a layer's {key}", False)
+        if entry["kind"] == "dense":
+            _require(isinstance(entry.get("activation"), str), "a dense layer of the chain has no activation")
+            values += _numbers(entry.get("kernel"), "a dense kernel of the chain", 2).size \
+                + _numbers(entry.get("bias"), "a dense bias of the chain", 1).size
+    _require(values <= MAX_HEAD_VALUES,
+             f"dense layers of {values} values (at most {MAX_HEAD_VALUES} are recomputed)")
+    return chain
+
+
+MAX_FRONT_COST = 2
+"""multiply-adds of a reported chain's convolutions, in multiples of the table's (a chain
+that leaves out a pool before conv3_1 costs 4 times as much, and is not recomputed)"""
+
+
+def _front_cost(steps, convs: dict) -> int:
+    h, w = network.IMAGE_SHAPE[:2]
+    cost = 0
+    for step in steps:
+        if step[0] == "conv":
+            cost += h * w * int(np.prod(np.shape(convs[step[1]][0])))
+        elif step[0] == "pool":
+            h, w = h // 2, w // 2
+    return cost
+
+
+def _chain_plan(chain: list, convs: dict) -> tuple | str:
+    """(front steps for _front, head for _apply_head) of a reported chain: the table's seven
+    convolutions, each once (3x3, stride 1, padding 'same', with a ReLU or none), 2x2 max or
+    average pools, ReLUs, one flatten, then dense layers. Otherwise what in it is not
+    explained."""
+    steps, head, flat = [], [], False
+    for entry in chain:
+        kind, name, act = entry["kind"], repr(entry.get("name", ""))[:40], entry.get("activation", "linear")
+        if kind == "flatten":
+            if flat:
+                return "the model flattens twice"
+            flat = True
+        elif kind == "activation":
+            if act not in ("relu", "linear"):
+                return f"its activation layer {name} applies {act[:40]!r}"
+            if act == "relu" and flat:
+                if not head or head[-1][2] != "linear":
+                    return f"its activation layer {name} follows no dense layer without activation"
+                head[-1][2] = "relu"
+            elif act == "relu":
+                steps.append(("relu",))
+        elif flat:
+            if kind != "dense":
+                return f"its layer {name} ({kind}) comes after flatten"
+            head.append([entry["kernel"], entry["bias"], act])
+        elif kind == "conv":
+            where = (list(entry.get("size") or []), list(entry.get("strides") or []), entry.get("padding"))
+            if where != ([3, 3], [1, 1], "same"):
+                return (f"its convolution {name} is {where[0]} with strides {where[1]} and padding "
+                        f"{str(where[2])[:20]!r}: only the table's 3x3 convolutions with stride 1 and "
+                        "padding 'same' are recomputed")
+            if act not in ("relu", "linear"):
+                return f"its convolution {name} applies {act[:40]!r}"
+            steps.append(("conv", entry.get("name"), act))
+        elif kind == "pool":
+            where = (list(entry.get("size") or []), list(entry.get("strides") or []), entry.get("padding"))
+            if entry.get("op") not in ("max", "avg") or where != ([2, 2], [2, 2], "valid"):
+                return f"its pool {name} is not a 2x2 max or average pool with stride 2"
+            steps.append(("pool", entry["op"]))
+        else:
+            return f"its dense layer {name} comes before flatten"
+    named = [step[1] for step in steps if step[0] == "conv"]
+    if len(named) != len(CONV_LAYERS) or set(named) != set(CONV_LAYERS):
+        return "its convolutions are not the table's seven, each once"
+    if not head:
+        return "it ends in no flatten and dense layer"
+    steps = tuple(steps)
+    if _front_cost(steps, convs) > MAX_FRONT_COST * _front_cost(TABLE_FRONT, convs):
+        return f"its convolutions cost more than {MAX_FRONT_COST} times the table's to recompute"
+    return steps, head
+
+
+def _head_explains(feature: np.ndarray, orders: list, head: list, logits: np.ndarray,
+                   problems: list) -> bool:
+    """Do the dense layers on the flattened feature maps, in one of the flatten orders,
+    give the logits? What does not add up goes to `problems`."""
+    flat = feature.reshape(len(feature), -1).astype(np.float64)
+    for order in orders:
+        try:
+            want, bound = _apply_head(flat[:, order], head)
+        except ValueError as exc:
+            problems.append(str(exc))
+            return False
+        if want.shape == logits.shape and np.all(
+                np.abs(want - logits) <= EXPLAIN_TOLERANCE * (bound + 1e-3)):
+            # The tolerance grows with the terms' magnitudes, so a huge bias or huge
+            # cancelling terms would widen it at will: the decision itself must also be
+            # the head's, the recomputed top class on all but one of the rows.
+            agree = int((want.argmax(axis=1) == logits.argmax(axis=1)).sum())
+            if agree >= len(logits) - 1:
+                return True
+            problems.append(f"its top class is the recomputed one on only {agree} of "
+                            f"{len(logits)} images")
+    return False
 
 
 def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
-    """None when the witness's logits on `images` are what its own inputs, conv weights and
-    head compute (recomputed here on `rows`, by default drawn by random_rows); otherwise
-    what does not add up."""
+    """None when the witness's logits on `images` are what its own inputs and layers compute
+    (recomputed here on `rows`, by default drawn by random_rows): the chain of layers the
+    model reports, else the table's chain with its conv weights and head; otherwise what
+    does not add up."""
     _require(isinstance(witness, dict), "a set of logits is not a mapping")
     n = len(images)
     logits = _numbers(witness.get("logits"), "the logits")
@@ -620,7 +873,7 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
     _require(0 < logits.shape[1] <= MAX_OUTPUTS,
              f"{logits.shape[1]} logits per image (at most {MAX_OUTPUTS} are read)")
     logits = logits.astype(np.float64)
-    inputs, convs, head = _witness_parts(witness)
+    inputs, convs, head, chain = _witness_parts(witness)
     if inputs is None or np.shape(inputs) != images.shape:
         return ("the model's preprocess layer (or preprocess()) gave no output of the images' "
                 "shape on them")
@@ -629,43 +882,44 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
                [tuple(p) for p in network.LAYERS[LAYER_ORDER.index(name)].params]]
     if lacking:
         return f"no 3x3 kernel and bias of the table's shapes in {', '.join(lacking[:3])}"
-    if not head:
-        return f"no kernel and bias found in the layer {FC!r}"
+    plan = _chain_plan(chain, convs) if chain is not None else None
+    if not head and not isinstance(plan, tuple):
+        return f"no kernel and bias found in the layer {FC!r}" + (
+            f" (and the model's own chain of layers is not recomputed: {plan})" if plan else "")
     transformed = _colour_transform(images, inputs)
     if transformed is None:
         return "the preprocess layer's output is not a colour transform of each pixel of the images"
     if rows is None:
         rows = random_rows(n)
-    features = _cached_front(transformed[rows].astype(np.float32), convs)
-    width = np.shape(head[0][0])
-    problems = []
+    x, wanted = transformed[rows].astype(np.float32), logits[rows]
+    problems = [f"the model's own chain of layers is not recomputed: {plan}"] \
+        if isinstance(plan, str) else []
+    if isinstance(plan, tuple):
+        # The model's own chain: a structural mistake (no ReLU, average pools, a layer
+        # order) is then explained, and costs only the features item.
+        steps, own_head = plan
+        try:
+            feature = _cached_front(x, convs, steps)[-1] if steps else x
+        except ValueError as exc:
+            problems.append(str(exc))
+        else:
+            if _head_explains(feature, [np.arange(feature[0].size)], own_head, wanted, problems):
+                return None
+    # The table's chain with the named layers' weights: for models whose layers are not all
+    # standard ones (custom layers computing with tf.nn).
+    features = dict(zip(FEATURE_LAYERS, _cached_front(x, convs)))
+    width = np.shape(head[0][0]) if head else ()
     for name in reversed(FEATURE_LAYERS):
-        feature = features[name].reshape(len(rows), -1).astype(np.float64)
-        if feature.shape[1] not in width:
+        size = features[name][0].size
+        if size not in width:
             continue
-        orders = [np.arange(feature.shape[1])]
-        shape = features[name].shape[1:]
-        orders.append(np.arange(feature.shape[1]).reshape(shape).transpose(2, 0, 1).reshape(-1))
-        order = _permutation(witness.get("flatten_order"), feature.shape[1]) \
-            if name == "pool3" else None
+        orders = [np.arange(size),
+                  np.arange(size).reshape(features[name].shape[1:]).transpose(2, 0, 1).reshape(-1)]
+        order = _permutation(witness.get("flatten_order"), size) if name == "pool3" else None
         if order is not None:
             orders.insert(0, order)
-        for order in orders:
-            try:
-                want, bound = _apply_head(feature[:, order], head)
-            except ValueError as exc:
-                problems.append(str(exc))
-                break
-            if want.shape == logits[rows].shape and np.all(
-                    np.abs(want - logits[rows]) <= EXPLAIN_TOLERANCE * (bound + 1e-3)):
-                # The tolerance grows with the terms' magnitudes, so a huge bias or huge
-                # cancelling terms would widen it at will: the decision itself must also be
-                # the head's, the recomputed top class on all but one of the rows.
-                agree = int((want.argmax(axis=1) == logits[rows].argmax(axis=1)).sum())
-                if agree >= len(rows) - 1:
-                    return None
-                problems.append(f"its top class is the recomputed one on only {agree} of "
-                                f"{len(rows)} images")
+        if _head_explains(features[name], orders, head, wanted, problems):
+            return None
     return ("the model's logits are not fc applied to its own VGG16 features of the images"
             + (f" ({problems[0]})" if problems else "")
             + ": the output must be computed by the named layers (preprocess, the convolutions "
@@ -968,6 +1222,12 @@ def collect_features(module, ctx, params):
             pair[1].assign(ctx.weights[f"{name}_b"])
     chain = _chain(model, ctx.probe)
     obs = {"chain": {name: chain.get(name) for name in FEATURE_LAYERS}}
+    # What conv1_1 is given (a preprocessing mistake is the preprocess item's), and the
+    # model's layers as it calls them, to say how they differ from the table's.
+    obs["inputs"] = _inputs_of(model, module, ctx.probe)
+    layers = _layer_chain(model, ctx.probe)
+    obs["structure"] = None if layers is None else \
+        [{k: v for k, v in entry.items() if k not in ("kernel", "bias")} for entry in layers]
     # The model's own logits, with the grader's fc weights, against pool3 -> flatten -> fc.
     fc_vars = _fc_variables(model)
     shapes = [list(v.shape) for v in fc_vars]
@@ -987,6 +1247,45 @@ def reference_features(images: np.ndarray, weights: dict) -> dict[str, np.ndarra
                      {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in CONV_LAYERS})
 
 
+def _structure_differences(structure) -> list[str]:
+    """How the model's layers, as it calls them (_layer_chain without arrays), differ from
+    the table's: ReLUs, pools, order, dense layers."""
+    found = []
+    convs = [entry for entry in structure if entry.get("kind") == "conv"]
+    bare = [str(entry.get("name"))[:20] for k, entry in enumerate(structure)
+            if entry.get("kind") == "conv" and entry.get("activation") != "relu"
+            and not (k + 1 < len(structure) and structure[k + 1].get("kind") == "activation"
+                     and structure[k + 1].get("activation") == "relu")]
+    if bare:
+        found.append(f"no ReLU after {', '.join(bare)} (each of the table's convolutions ends "
+                     "with one)")
+    averaged = [str(entry.get("name"))[:20] for entry in structure
+                if entry.get("kind") == "pool" and entry.get("op") != "max"]
+    if averaged:
+        found.append(f"{', '.join(averaged)} average{'s' if len(averaged) == 1 else ''} where the "
+                     "table's pools take the maximum of each 2x2 block")
+    names = [str(entry.get("name"))[:20] for entry in convs]
+    for got, want in zip(names, CONV_LAYERS):
+        if got != want:
+            found.append(f"it applies {got} where the table applies {want} (the table's order: "
+                         f"{', '.join(CONV_LAYERS)})")
+            break
+    after, last = [], None
+    for entry in structure:
+        if entry.get("kind") == "conv":
+            last = str(entry.get("name"))[:20]
+        elif entry.get("kind") == "pool":
+            after.append(str(last))
+    table = [LAYER_ORDER[LAYER_ORDER.index(name) - 1] for name in FEATURE_LAYERS if name not in CONV_LAYERS]
+    if after != table:
+        found.append(f"its 2x2 pools follow {', '.join(after) or 'nothing'} (the table's follow "
+                     f"{', '.join(table)})")
+    dense = sum(entry.get("kind") == "dense" for entry in structure)
+    if dense > 1:
+        found.append(f"{dense} dense layers after flatten (the table has fc alone)")
+    return found
+
+
 @_judged
 def judge_features(obs, ctx, params):
     chain = _mapping(obs["chain"], "the layers' outputs")
@@ -999,7 +1298,23 @@ def judge_features(obs, ctx, params):
                  for shape in _entries(obs["fc_shapes"], "fc's variables", MAX_VARIABLES)]
     logits = _numbers(obs["logits"], "the model's logits")
     order = _numbers(obs["flatten_order"], "the flatten layer's order", ndim=1)
-    expected = reference_features(ctx.probe, ctx.weights)
+    structure = obs.get("structure")
+    if structure is not None:
+        for entry in _entries(structure, "the model's layers", MAX_CHAIN_LAYERS):
+            _mapping(entry, "a layer of the model")
+            for key in ("kind", "name", "activation", "op"):
+                _text(entry.get(key, ""), f"a layer's {key}")
+    # The layers are compared on what the model's own preprocessing gives conv1_1 (a
+    # colour transform of the images: its mistakes are the preprocess item's), else on
+    # the grader's preprocessing.
+    inputs, fitted = obs.get("inputs"), None
+    if inputs is not None and _numbers(inputs, "the preprocess layer's output").shape == ctx.probe.shape:
+        fitted = _colour_transform(ctx.probe, inputs)
+    if fitted is not None:
+        expected = vgg_front(fitted.astype(np.float32), {name: [ctx.weights[f"{name}_W"], ctx.weights[f"{name}_b"]]
+                                                         for name in CONV_LAYERS})
+    else:
+        expected = reference_features(ctx.probe, ctx.weights)
     tol = params["tolerance"]
     problems = []
     chained_ok = True
@@ -1013,8 +1328,10 @@ def judge_features(obs, ctx, params):
             break
         if _max_rel_diff(got, want) > tol:
             problems.append(f"the layers first depart from VGG16 at {name} (largest relative "
-                            f"difference {_max_rel_diff(got, want):.3g}). Hint: check the "
-                            "preprocessing, padding 'same', the ReLU and the layer order up to there")
+                            f"difference {_max_rel_diff(got, want):.3g}"
+                            + (", on the grader's preprocessing: the model's own gives conv1_1 no "
+                               "colour transform of the images)" if fitted is None else ")")
+                            + ". Hint: check padding 'same', the ReLU and the layer order up to there")
             chained_ok = False
             break
     pool3 = expected["pool3"].reshape(len(ctx.probe), -1)
@@ -1038,6 +1355,9 @@ def judge_features(obs, ctx, params):
                         "check that call() uses every layer once, in order")
     if chained_ok and logits_ok:
         return 1.0, "pool3 and the model's logits match the grader's own computation"
+    differences = _structure_differences(structure) if structure is not None else []
+    if differences:
+        problems.append("the model's layers, as it calls them: " + "; ".join(differences))
     return (0.6 if chained_ok else 0.0) + (0.4 if logits_ok else 0.0), "; ".join(problems)
 
 
