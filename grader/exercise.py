@@ -38,7 +38,8 @@ class Calibration:
     """"range": `lower` (no points at or below) and `upper` (full points from) set apart
     from the low runs and the correct runs; "bar": one parameter, `bar`, set halfway"""
     measure: Any
-    """measure(observation, inputs, params) -> the value the bounds are set on, or None"""
+    """measure(observation, judge context, params) -> the value the bounds are set on, or
+    None (the context is the item's own, as its judge sees it)"""
     what: str
     """what is measured, in a message"""
     bar: str = ""
@@ -82,6 +83,9 @@ class Check:
     second_part: Any = None
     """the collect half of a second part, which the engine runs in a fresh worker process
     after the first part succeeded; the judge sees both parts' observations merged"""
+    second_finish: Any = None
+    """finish(observation, scratch) for the second part's own observation, as `finish` is
+    for the first's (which runs before the second part starts)"""
     heldout: bool = False
     """its collect half is given the held-out questions when it starts (the exercise's
     WorkerInputs.asked decides what that means)"""
@@ -118,7 +122,9 @@ class Registry(dict):
     def __init__(self, checks: list[Check]):
         super().__init__((c.name, c) for c in checks)
         self.checks = {name: (c.collect, c.judge) for name, c in self.items()}
-        self.finish = {name: c.finish for name, c in self.items() if c.finish}
+        self.finish = {**{name: c.finish for name, c in self.items() if c.finish},
+                       **{name + SECOND_PART: c.second_finish for name, c in self.items()
+                          if c.second_finish}}
         self.second_parts = {name: c.second_part for name, c in self.items() if c.second_part}
         self.heldout = frozenset(name for name, c in self.items() if c.heldout)
         self.shares = {name: c.shares for name, c in self.items() if c.shares}

@@ -125,7 +125,10 @@ def test_logits_inside_a_widened_tolerance_earn_nothing(name, tmp_path, full_rub
     assert by_id["training"].score <= by_id["training"].max_score / 2, by_id["training"].message
     for item in ("accuracy_quick", "accuracy", "checkpoint"):
         assert by_id[item].score == 0, (item, by_id[item].message)
-        assert "top class is the recomputed one" in by_id[item].message, by_id[item].message
+        # the protocol forger writes no checkpoint, which the grading process sees first
+        says = "found no checkpoint" if (item, name) == ("checkpoint", "protocol_forger") \
+            else "top class is the recomputed one"
+        assert says in by_id[item].message, by_id[item].message
 
 
 def test_a_flood_of_signed_frames_is_cut_at_the_streams_bounds(tmp_path, full_rubric, inputs):
@@ -213,9 +216,11 @@ def test_the_forger_reaching_the_worker_another_way_earns_the_same(name, tmp_pat
     by_id = {r.id: r for r in report.items}
     assert set(by_id) == wanted
     assert by_id["training"].score <= by_id["training"].max_score / 2, by_id["training"].message
-    for item in ("accuracy", "checkpoint"):
-        assert by_id[item].score == 0, (item, by_id[item].message)
-        assert "top class is the recomputed one" in by_id[item].message, by_id[item].message
+    assert by_id["accuracy"].score == 0, by_id["accuracy"].message
+    assert "top class is the recomputed one" in by_id["accuracy"].message, by_id["accuracy"].message
+    # it writes no checkpoint: the grading process reads the folder itself
+    assert by_id["checkpoint"].score == 0, by_id["checkpoint"].message
+    assert "found no checkpoint" in by_id["checkpoint"].message, by_id["checkpoint"].message
     if name == "gc_relabelled":
         assert "introspection" in {f.kind for f in report.flags}, report.flags
 
@@ -269,6 +274,74 @@ def test_an_answer_painted_into_the_reported_inputs_earns_nothing(tmp_path, full
                           work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
     assert by_id["training"].score <= by_id["training"].max_score / 2, by_id["training"].message
-    for item in ("accuracy", "checkpoint"):
+    assert by_id["accuracy"].score == 0, by_id["accuracy"].message
+    assert "not fc applied to its own VGG16 features" in by_id["accuracy"].message, by_id["accuracy"].message
+    assert by_id["checkpoint"].score == 0, by_id["checkpoint"].message  # and it writes none
+
+
+def _canned_head(inputs, n: int = 300) -> str:
+    """A head fitted before grading on the data set's own labels (ridge regression on the
+    grader's own pool3 features of the first `n` training images): base64 of an npz."""
+    import base64
+    import io
+
+    from grader.exercises.transfer_learning import checks
+
+    images = inputs.train_images[:n].astype(np.float32) - checks.IMAGENET_MEAN_RGB
+    convs = {name: [inputs.weights[f"{name}_W"], inputs.weights[f"{name}_b"]] for name in checks.CONV_LAYERS}
+    features = checks.vgg_front(images, convs)["pool3"].reshape(n, -1).astype(np.float64)
+    mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
+    scaled = (features - mean) / scale
+    targets = 2.0 * np.eye(10)[inputs.train_labels[:n]] - 1.0
+    fitted = scaled.T @ np.linalg.solve(scaled @ scaled.T + 100.0 * np.eye(n), targets)
+    buffer = io.BytesIO()
+    np.savez(buffer, kernel=(fitted / scale[:, None]).astype(np.float32),
+             bias=(-(mean / scale) @ fitted).astype(np.float32))
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def test_a_head_trained_before_grading_earns_no_learning_points(tmp_path, full_rubric, inputs):
+    """A canned head that classifies the data set well (real checkpoints, flattering
+    scalars, one batch pulled per step): every item names the classes its own way, so it
+    answers under the wrong names, and the training, accuracy and checkpoint items say so."""
+    head = _canned_head(inputs)
+    attack = tmp_path / "canned_head.py"
+    canned = (ATTACKS / "canned_head.py").read_text().replace('HEAD = ""', f'HEAD = "{head}"')
+    attack.write_text(SOLUTION.read_text() + "\n\n" + canned)
+    wanted = {"training", "accuracy_quick", "accuracy", "checkpoint"}
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
+                         full_rubric.time_limit)
+    report = engine.grade(attack, only, inputs, include_hidden=True, work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert set(by_id) == wanted
+    for item in wanted:
         assert by_id[item].score == 0, (item, by_id[item].message)
-        assert "not fc applied to its own VGG16 features" in by_id[item].message, by_id[item].message
+        assert "trained on other labels" in by_id[item].message, (item, by_id[item].message)
+    # a real threat: under the data set's own names the same head is accurate
+    names = tl_inputs.renaming(inputs.probe_key, next(i for i in only.items if i.id == "accuracy"), 10)
+    assert "0.9" in by_id["accuracy"].message or "1.00 of them" in by_id["accuracy"].message, \
+        by_id["accuracy"].message
+    assert not np.any(names == np.arange(10))
+
+
+def test_a_forger_that_fits_a_real_head_loses_what_it_never_built_and_is_flagged(
+        tmp_path, full_rubric, inputs):
+    """The protocol forger made consistent: real VGG16 features and a head fitted on each
+    item's own labels, so its logits are explained and it learns from what it is given
+    (the training and accuracy items are what it pays for). It writes no checkpoint and
+    builds no tf.data pipeline: the grading process reads the checkpoint files and the
+    dataset graphs itself, so it loses those items; its frame walk is flagged from the
+    source before anything runs."""
+    wanted = {"training", "accuracy_quick", "checkpoint", "pipeline"}
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
+                         full_rubric.time_limit)
+    report = engine.grade(ATTACKS / "fitted_forger.py", only, inputs, work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert by_id["training"].score == by_id["training"].max_score, by_id["training"].message
+    assert by_id["accuracy_quick"].score == by_id["accuracy_quick"].max_score
+    assert by_id["checkpoint"].score == 0, by_id["checkpoint"].message
+    assert "found no checkpoint" in by_id["checkpoint"].message
+    assert by_id["pipeline"].score == 0, by_id["pipeline"].message
+    source = [f.detail for f in report.flags if f.kind == "source"]
+    assert any("f_back" in detail for detail in source), report.flags
+    assert any("tb_frame" in detail for detail in source), report.flags

@@ -47,6 +47,8 @@ def test_nested_layers_are_found_by_name():
 
 
 def _pipeline_obs(batches_per_epoch, stream=None, ordered=None):
+    from test_dataset_graph import honest_graphs
+
     everything = list(range(50))
     return {"spec": [["uint8", [None, 32, 32, 3]], ["int64", [None]]],
             "epochs": batches_per_epoch, "pairs": [[[0, 1], [0, 1]]],
@@ -54,7 +56,7 @@ def _pipeline_obs(batches_per_epoch, stream=None, ordered=None):
             "stream": stream if stream is not None else
             [label for batch in batches_per_epoch[0] for label in batch] * 3,
             "ordered": ordered if ordered is not None else everything * 2,
-            "infinite": True, "kinds": ["_PrefetchDataset"]}
+            "infinite": True, "graphs": honest_graphs(16)}
 
 
 def _shuffled_epoch(rng):
@@ -458,6 +460,9 @@ def _crafted():
         + [[np.zeros((8, 10), np.float32), np.zeros(10, np.float32), "linear"]]
     accuracy = {"mode": "train", "steps": 1, "images": 6, "lower": 0.2, "upper": 0.8}
     names = [f"p{k}" for k in range(5000)]
+    # what the grading process read from the checkpoint files (checks.finish_checkpoint)
+    files = {"files": {"kept": 1, "name": "ckpt-4", "integers": [4], "arrays": [kernel, bias]},
+             "files_resumed": {"kept": 2, "name": "ckpt-6", "integers": [6], "arrays": [kernel, bias]}}
     return [
         ("interface", {"functions": {"preprocess": names}, "unfinished": []}, {},
          "preprocess's parameters holds 5000 entries"),
@@ -478,20 +483,21 @@ def _crafted():
         ("accuracy", dict(witness, head=[hidden] * 4 + [[kernel, bias, "linear"]]), accuracy,
          f"values (at most {checks.MAX_HEAD_VALUES} are recomputed)"),
         ("checkpoint", {"trained": dict(witness, logits=np.zeros((6, 10 ** 5), np.float32)),
-                        "restored": witness, "straight": witness, "resumed": witness, "kept": 1,
+                        "restored": witness, "straight": witness, "resumed": witness, **files,
                         "restored_step": 4, "straight_pulled": 6, "resume_pulled": 2,
                         "resume_final_step": 6}, {}, "100000 logits per image"),
         ("accuracy", {"missing": "m" * 100_000}, accuracy, "expected a checkpoint folder 'mmm"),
         ("checkpoint", {"trained": {"logits": "x"}, "restored": witness, "straight": witness,
-                        "resumed": witness, "kept": 1, "restored_step": 4, "straight_pulled": 6,
+                        "resumed": witness, **files, "restored_step": 4, "straight_pulled": 6,
                         "resume_pulled": 2, "resume_final_step": 6, "empty_step": 0}, {},
          "the logits is not an array of numbers"),
         ("checkpoint", {"trained": witness, "restored": witness, "straight": witness,
-                        "resumed": witness, "kept": "1" * 100_000, "restored_step": 4,
+                        "resumed": witness, **files, "restored_step": 4,
+                        "files": {**files["files"], "kept": "1" * 100_000},
                         "straight_pulled": 6, "resume_pulled": 2, "resume_final_step": 6}, {},
-         "kept is not an integer"),
-        ("pipeline", {**_pipeline_obs([[[1]], [[1]]]), "kinds": ["_PrefetchDataset"] * 10_000},
-         {"batch_size": 16}, "the dataset kinds holds 10000 entries"),
+         "the checkpoints kept is not an integer"),
+        ("pipeline", {**_pipeline_obs([[[1]], [[1]]]), "graphs": {"once": [1] * 10_000}},
+         {"batch_size": 16}, "the graphs are not those of the datasets once, endless, forever"),
     ]
 
 
@@ -509,3 +515,236 @@ def test_a_crafted_observation_scores_zero_with_the_reason(check, obs, params, s
 def test_an_observation_that_is_not_a_mapping_scores_zero():
     score, message = checks.judge_pipeline([1, 2, 3], None, {"batch_size": 16})
     assert score == 0 and message == MALFORMED + "the observation is not a mapping"
+
+
+# ---------------------------------------------------------------- logits explained by the model's own chain
+
+def _table_model(weights, activation="relu", pool=None, scale=1.0):
+    """The table's network in Keras (functional), with the convolutions' activation, the
+    pooling layer and the preprocessing's scale as given: structural or preprocessing
+    mistakes of the kinds students make."""
+    import keras
+
+    from grader.exercises.transfer_learning import network
+
+    pool = pool or keras.layers.MaxPooling2D
+    mean = np.array(network.IMAGENET_MEAN_RGB, np.float32)
+    inputs = keras.Input((32, 32, 3), dtype="uint8")
+    x = keras.layers.Lambda(lambda t: keras.ops.cast(t, "float32") * scale - mean, name="preprocess")(inputs)
+    for layer in network.LAYERS:
+        if layer.kind == "conv":
+            x = keras.layers.Conv2D(layer.params[1][0], 3, padding="same", activation=activation,
+                                    name=layer.name)(x)
+        elif layer.kind == "pool":
+            x = pool(2, name=layer.name)(x)
+    x = keras.layers.Dropout(0.5)(keras.layers.Flatten(name="flatten")(x))
+    model = keras.Model(inputs, keras.layers.Dense(10, name="fc")(x))
+    for layer in network.LAYERS:
+        if layer.kind == "conv":
+            model.get_layer(layer.name).set_weights([weights[k] for k in layer.weight_keys])
+    model.get_layer("fc").set_weights([np.random.default_rng(2).normal(0, 1e-2, (4096, 10)).astype(np.float32),
+                                       np.arange(10, dtype=np.float32)])
+    return model
+
+
+def test_a_structural_mistake_is_explained_by_the_models_own_chain():
+    """Convolutions without ReLU, average pools, or a call() that swaps two convolutions:
+    the logits are not the table's network's, but the grading side recomputes them from the
+    chain of layers the model reports, so only the features item counts the mistake; the
+    same logits forged on one image, or a fake model's, are still refused."""
+    import keras
+
+    weights, images = _small_weights(), _images()
+    rows = np.arange(len(images))
+    for model in (_table_model(weights, activation=None),
+                  _table_model(weights, pool=keras.layers.AveragePooling2D)):
+        witness = checks.logit_witness(model, None, images)
+        assert [entry["kind"] for entry in witness["chain"]][:3] == ["conv", "conv", "pool"]
+        assert checks.explain_logits(witness, images) is None
+        assert "not fc applied" in checks.explain_logits(dict(witness, chain=None), images, rows)
+        forged = witness["logits"].copy()
+        forged[3] = forged[3][::-1]
+        assert "not fc applied" in checks.explain_logits(dict(witness, logits=forged), images, rows)
+
+    class Swapped(keras.Model):  # call() order differs from the attributes' order
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = [layer for layer in inner.layers if type(layer).__name__ != "InputLayer"]
+
+        def call(self, x, training=False):
+            names = [layer.name for layer in self.inner]
+            k, j = names.index("conv3_2"), names.index("conv3_3")
+            order = list(range(len(names)))
+            order[k], order[j] = j, k
+            for i in order:
+                x = self.inner[i](x)
+            return x
+
+    swapped = Swapped(_table_model(weights))
+    witness = checks.logit_witness(swapped, None, images)
+    assert [e["name"] for e in witness["chain"] if e["kind"] == "conv"][-3:] == ["conv3_1", "conv3_3", "conv3_2"]
+    assert checks.explain_logits(witness, images) is None
+
+    Fake, module = _fake_model_module()
+    witness = checks.logit_witness(Fake(weights), module, images)
+    assert "not fc applied" in checks.explain_logits(witness, images)
+
+
+def _chain_witness():
+    model = _table_model(_small_weights())
+    images = _images(6)
+    return checks.logit_witness(model, None, images), images
+
+
+def test_a_reported_chain_must_be_the_tables_network_of_standard_layers():
+    """What the worker says about its chain is recomputed, never believed: convolutions
+    other than 3x3 stride 1 'same', a chain without the table's seven convolutions or one
+    costing much more than the table's are not recomputed; a chain that is no list of known
+    layers is malformed."""
+    witness, images = _chain_witness()
+    rows = np.arange(6)
+    assert checks.explain_logits(witness, images, rows) is None
+    chain = witness["chain"]
+    with_table_head = dict(witness, head=[])  # only the chain could explain these logits
+
+    def refused(entries, says):
+        message = checks.explain_logits(dict(with_table_head, chain=entries), images, rows)
+        assert message is not None and says in message, message
+
+    strided = [dict(e, strides=[2, 2]) if e.get("name") == "conv2_1" else e for e in chain]
+    refused(strided, "only the table's 3x3 convolutions with stride 1")
+    refused([dict(e, padding="valid") if e["kind"] == "conv" else e for e in chain], "padding 'same'")
+    refused([e for e in chain if e.get("name") != "conv3_3"], "not the table's seven, each once")
+    refused([e for e in chain if e["kind"] != "pool"], "cost more than 2 times the table's")
+    refused([dict(e, op="min") if e["kind"] == "pool" else e for e in chain], "2x2 max or average")
+    refused([e for e in chain if e["kind"] != "dense"], "it ends in no flatten and dense layer")
+    for crafted, says in (([{"kind": "lookup"}], "of no known kind"),
+                          ([chain[0]] * 41, "holds 41 entries, more than 40"),
+                          ("conv", "is not a list")):
+        with pytest.raises(checks.Malformed, match=says):
+            checks.explain_logits(dict(witness, chain=crafted), images, rows)
+
+
+def test_features_are_judged_on_the_models_own_preprocessing_and_name_what_differs():
+    """A model that leaves out the x255 scaling has the table's layers: features keeps its
+    points (the preprocess item counts that mistake). A model without ReLU loses them, and
+    the message names the missing ReLU and the pools that average."""
+    from types import SimpleNamespace
+
+    import keras
+
+    weights, probe = _small_weights(), _images(6)
+    ctx = SimpleNamespace(probe=probe, weights=weights)
+
+    def observe(model):
+        module = SimpleNamespace(preprocess=None, build_model=lambda weights, num_classes: model)
+        return checks.collect_features(module, SimpleNamespace(weights=weights, probe=probe), {})
+
+    unscaled = observe(_table_model(weights, scale=1 / 255))
+    score, message = checks.judge_features(unscaled, ctx, {"tolerance": 1e-3})
+    assert score == pytest.approx(1.0), message
+    # on the grader's preprocessing the same layers depart at once
+    score, message = checks.judge_features(dict(unscaled, inputs=None), ctx, {"tolerance": 1e-3})
+    assert score < 1 and "grader's preprocessing" in message
+    for model, says in ((_table_model(weights, activation=None), "no ReLU after conv1_1, conv1_2"),
+                        (_table_model(weights, pool=keras.layers.AveragePooling2D),
+                         "pool1, pool2, pool3 average")):
+        score, message = checks.judge_features(observe(model), ctx, {"tolerance": 1e-3})
+        assert score == 0 and says in message, message
+
+
+# ---------------------------------------------------------------- the pipeline's graphs
+# The structure comes from each dataset's serialized graph, read in the grading process
+# (grader/graphs.py); test_dataset_graph.pipeline_graph writes them as TensorFlow does.
+
+def _graphed(stream_seed=0, **changed):
+    """An honest pipeline observation: shuffled epochs and stream, and the reference's
+    graphs with `changed` datasets' steps (or texts) in their place."""
+    from test_dataset_graph import honest_graphs
+
+    rng = np.random.default_rng(stream_seed)
+    first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
+    stream = [label for batch in first + second + _shuffled_epoch(rng) for label in batch]
+    return {**_pipeline_obs([first, second], stream), "graphs": honest_graphs(16, **changed)}
+
+
+def test_pipeline_judge_accepts_honest_elements_and_graphs():
+    score, message = checks.judge_pipeline(_graphed(), None, {"batch_size": 16})
+    assert score == pytest.approx(1.0) and message == "all good", message
+
+
+def test_a_prefetch_the_worker_claims_but_the_graph_lacks_earns_nothing():
+    """The worker's elements and its old `kinds` claim a prefetch; the graphs have none."""
+    from test_dataset_graph import REPEAT, batch, shuffle
+
+    obs = _graphed(once=[shuffle(), batch()], endless=[shuffle(), batch(), REPEAT],
+                   forever=[batch(), REPEAT])
+    obs["kinds"] = ["_PrefetchDataset", "PrefetchDataset"]
+    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    assert score == pytest.approx(0.9), message
+    assert message.startswith("no prefetch after batch in the graph of make_dataset(shuffle=True, "
+                              "repeat=False)") and "Hint: end with .prefetch" in message, message
+
+
+@pytest.mark.parametrize("changed, lost, says", [
+    ({"once": "shuffle after batch"}, 0.15, "has no shuffle before batch (ops TensorSlice > Batch > Shuffle"),
+    ({"endless": "repeat before shuffle"}, 0.1, "has no shuffle before a repeat"),
+    ({"once": "no reshuffle"}, 0.15, "has no shuffle(..., reshuffle_each_iteration=True)"),
+    ({"forever": "batch 32"}, 0.1, "batches with batch_size=32, drop_remainder=False: expected batch(16)"),
+    ({"once": "drop remainder"}, 0.1, "drop_remainder=True: expected batch(16) keeping the smaller"),
+    ({"once": "repeats"}, 0.1, "make_dataset(shuffle=True, repeat=False) repeats"),
+    ({"forever": "repeat 3"}, 0.1, "has no repeat() going on for ever"),
+])
+def test_a_graph_that_disagrees_with_the_elements_costs_its_part(changed, lost, says):
+    """Elements an honest pipeline yields, with a graph built otherwise: the part the graph
+    backs is lost, with what the graph holds."""
+    from test_dataset_graph import PREFETCH, REPEAT, batch, shuffle
+
+    steps = {"shuffle after batch": [batch(), shuffle(), PREFETCH],
+             "repeat before shuffle": [REPEAT, shuffle(), batch(), PREFETCH],
+             "no reshuffle": [shuffle(reshuffle=False), batch(), PREFETCH],
+             "batch 32": [batch(32), REPEAT, PREFETCH],
+             "drop remainder": [shuffle(), batch(drop=True), PREFETCH],
+             "repeats": [shuffle(), batch(), REPEAT, PREFETCH],
+             "repeat 3": [batch(), ("RepeatDataset", {"count": 3}), PREFETCH]}
+    [(name, kind)] = changed.items()
+    score, message = checks.judge_pipeline(_graphed(**{name: steps[kind]}), None, {"batch_size": 16})
+    assert score == pytest.approx(1.0 - lost), message
+    assert says in message and "\n" not in message, message
+
+
+def test_a_pipeline_without_a_graph_loses_the_parts_that_need_it_with_one_line():
+    """A py_function: TensorFlow refuses to serialize the pipeline; the spec, the pairing
+    and the coverage of an epoch still count."""
+    why = "FailedPreconditionError: Failed to serialize the input pipeline graph: EagerPyFunc is stateful."
+    score, message = checks.judge_pipeline(_graphed(once=why), None, {"batch_size": 16})
+    assert score == pytest.approx(0.3), message
+    assert message == (f"the graph of make_dataset(shuffle=True, repeat=False) could not be read ({why}), "
+                       "so its batch, shuffle, repeat and prefetch were not checked. Hint: build the "
+                       "pipeline from tf.data ops only (no py_function, no random ops in map)")
+
+
+def test_hostile_graph_bytes_lose_the_graphs_parts_with_what_the_reader_found():
+    from test_dataset_graph import HONEST
+
+    obs = _graphed()
+    obs["graphs"]["endless"] = np.frombuffer(HONEST[:len(HONEST) // 2], np.uint8)
+    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    assert score == pytest.approx(0.3) and "its graph could not be read: a length of" in message, message
+    obs["graphs"]["endless"] = np.zeros((8 << 20) + 1, np.uint8)
+    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    assert score == pytest.approx(0.3) and "its graph is 8388609 bytes, more than 8 MB" in message, message
+
+
+@pytest.mark.parametrize("graphs, says", [
+    (None, "the graphs are not those of the datasets once, endless, forever"),
+    ({"once": "x", "endless": "x"}, "the graphs are not those of the datasets once, endless, forever"),
+    ({"once": "x", "endless": "x", "forever": np.zeros(4, np.float32)},
+     "the forever dataset's graph is not bytes"),
+    ({"once": "x", "endless": "x", "forever": 7}, "the forever dataset's graph is not bytes"),
+])
+def test_graphs_no_collect_half_sends_are_malformed(graphs, says):
+    obs = _graphed()
+    obs["graphs"] = graphs
+    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    assert score == 0 and message == MALFORMED + says, message

@@ -159,10 +159,26 @@ def test_each_item_has_its_own_probe_and_only_accuracy_items_get_held_out_images
     assert not np.array_equal(other.probe_for("preprocess"), probes["preprocess"])
     worker_side = inputs.for_worker()
     assert worker_side.probe_key == inputs.probe_key != engine.grading_seed(fast_rubric())
+    renamed = set()
     for item in items.values():
         with np.load(io.BytesIO(worker_side.asked(item))) as given:
             assert np.array_equal(given["probe"], probes[item.id])
             assert ("heldout_images" in given.files) == (item.check == "accuracy"), item.id
+            # the item's own names of the classes: no class keeps its name, the judge reads
+            # the same names, and the job itself carries no training labels
+            labels = given["train_labels"]
+        context = inputs.judge_context(item)
+        assert np.array_equal(labels, context.train_labels) and labels.dtype == np.int64
+        names = tl_inputs.renaming(inputs.probe_key, item, 10)
+        assert sorted(names) == list(range(10)) and not np.any(names == np.arange(10))
+        assert np.array_equal(labels, names[inputs.train_labels])
+        assert np.array_equal(context.heldout_labels, names[inputs.heldout_labels])
+        renamed.add(names.tobytes())
+    assert len(renamed) == len(items)
+    with np.load(io.BytesIO(worker_side.to_bytes())) as job:
+        assert "train_labels" not in job.files
+    handed_in = rubric.Item("graded", "G", 5, "accuracy", {"mode": "checkpoint"})
+    assert np.array_equal(tl_inputs.renaming(inputs.probe_key, handed_in, 10), np.arange(10))
 
 
 def test_judging_past_its_limit_scores_the_item_zero_and_the_rest_is_judged(monkeypatch):

@@ -159,8 +159,11 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
                 for item in remaining:
                     result.outcomes[item.id] = Failed("skipped", "not run")
                 break
-        # Second parts (restoring a checkpoint, say) run in a fresh worker that inherits only
-        # the scratch folder, so nothing the first part held in memory can reach them.
+        # The trusted steps on what the first parts left (the checkpoints a first part
+        # wrote, before a second part can touch them), then the second parts (restoring a
+        # checkpoint, say), each in a fresh worker that inherits only the scratch folder, so
+        # nothing the first part held in memory can reach them.
+        _finish(items, result.outcomes, scratch, exercise, flags)
         for item in items:
             first_part = result.outcomes.get(item.id)
             if item.check not in exercise.checks.second_parts or not isinstance(first_part, Observed):
@@ -174,14 +177,22 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
             run([part], second, time.monotonic() + startup_limit + item.time_limit + BUDGET_MARGIN,
                 spare)
             spare = None
+            _finish([part], second, scratch, exercise, flags)
             outcome = second.get(item.id, Failed("skipped", "not run"))
-            if isinstance(outcome, Observed) and isinstance(outcome.observation, dict) \
-                    and isinstance(first_part.observation, dict):
+            # Each part's trusted step wrote its own keys over the worker's; a key both parts
+            # hold would let one part's worker stand in for the other part's trusted step.
+            both = set(first_part.observation) & set(outcome.observation) \
+                if isinstance(outcome, Observed) and isinstance(outcome.observation, dict) \
+                and isinstance(first_part.observation, dict) else None
+            if both == set():
                 result.outcomes[item.id] = Observed({**first_part.observation, **outcome.observation},
                                                     first_part.seconds + outcome.seconds)
             elif isinstance(outcome, Observed):
-                result.outcomes[item.id] = Failed("failed", "the observations were malformed",
-                                                  first_part.seconds + outcome.seconds)
+                shown = ", ".join(sorted(map(str, both))[:4]) if both else ""
+                result.outcomes[item.id] = Failed(
+                    "failed", "the observations were malformed" + (
+                        f": both parts reported {shown[:200]}" if shown else ""),
+                    first_part.seconds + outcome.seconds)
             else:
                 result.outcomes[item.id] = Failed(outcome.status, "in a fresh process, after saving: "
                                                   + outcome.message, first_part.seconds + outcome.seconds)
@@ -189,7 +200,6 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
         if spare is not None:
             spare.kill()
     result.output = tail.decode("utf-8", "replace")
-    _finish(items, result.outcomes, scratch, exercise, flags)
     result.flags = list(flags)
     return result
 

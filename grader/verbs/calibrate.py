@@ -73,7 +73,8 @@ def measured_accuracy(item: rubric_mod.Item, observation, inputs: engine.Grading
     accuracy for accuracy items, the accuracy on the training item's images after its
     run for the training item."""
     calibration = calibration_of(item)
-    return calibration.measure(observation, inputs, item.params) if calibration else None
+    return calibration.measure(observation, inputs.judge_context(item), item.params) \
+        if calibration else None
 
 
 def unbarred(items: list[rubric_mod.Item]) -> list[rubric_mod.Item]:

@@ -234,6 +234,7 @@ def _play():
         given = _read_asked(asked)  # the item's own probe (and held-out) images
         ctx.probe = given["probe"]
         ctx.heldout_images = given.get("heldout_images", ctx.heldout_images)
+        ctx.train_labels = given["train_labels"]  # each item's own names of the classes
         if FLOOD_FLAGS and item["check"] == "accuracy":
             filler = "x" * 280
             for i in range(FLOOD_FLAGS):

@@ -315,6 +315,7 @@ def _play():
         given = _read_asked(asked)
         ctx.probe = given["probe"]
         ctx.heldout_images = given.get("heldout_images", ctx.heldout_images)
+        ctx.train_labels = given["train_labels"]  # each item's own names of the classes
         obs = forge(item, ctx, collectors)
         send({"type": "result", "item": item["id"], "observation": obs, "seconds": 0.1})
     send({"type": "done"})

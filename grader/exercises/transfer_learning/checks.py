@@ -14,6 +14,7 @@ import functools
 import inspect
 import itertools
 import math
+import re
 import threading
 import weakref
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ... import checkpoints, graphs
 from ...exercise import Calibration, Check, Registry, at_least_one, positive, rules
 from . import network
 
@@ -39,8 +41,9 @@ CHECKPOINT_BUILD_SEED = 6
 
 @dataclass
 class WorkerContext:
-    """What the student-facing half may see: no held-out labels. `probe` and
-    `heldout_images` are the running item's (empty for an item that is not given them)."""
+    """What the student-facing half may see: no held-out labels. `train_labels`, `probe`
+    and `heldout_images` are the running item's (the labels in the item's own names of
+    the classes; held-out images empty for an item that is not given them)."""
     weights: dict
     train_images: np.ndarray
     train_labels: np.ndarray
@@ -53,17 +56,18 @@ class WorkerContext:
 
     def given(self, arrays: dict) -> None:
         """The running item's questions (inputs.WorkerInputs.asked)."""
+        self.train_labels = arrays["train_labels"]
         self.probe = arrays["probe"]
         self.heldout_images = arrays.get("heldout_images", self.train_images[:0])
 
 
 def worker_context(arrays: dict, scratch: Path, submission_dir: Path) -> WorkerContext:
     """What the collect halves see, from inputs.WorkerInputs.to_bytes's arrays: the
-    weights and training data; each item's probe images (and held-out images, for the
-    items that are given them) come when it starts (`given`)."""
+    weights and training images; each item's training labels, probe images (and held-out
+    images, for the items that are given them) come when it starts (`given`)."""
     weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w_")}
     nothing = arrays["train_images"][:0]
-    return WorkerContext(weights, arrays["train_images"], arrays["train_labels"], nothing, nothing,
+    return WorkerContext(weights, arrays["train_images"], np.zeros(0, np.int64), nothing, nothing,
                          scratch, submission_dir)
 
 
@@ -1441,6 +1445,40 @@ def training_accuracy(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((np.asarray(logits).argmax(1) == labels).mean())
 
 
+def other_names(logits: np.ndarray, labels: np.ndarray) -> str | None:
+    """What is wrong when `logits` sort the images into classes well, but under other names
+    than `labels` (None when they do not).
+
+    Every item names the classes its own way (inputs.renaming), so a head trained before
+    grading, loaded from a file or copied from another run, predicts the data set's names,
+    or another item's: under the labels it is judged on it scores below chance, while
+    renaming its classes one to one (matched greedily on the counts of predicted class
+    against label) makes it accurate. A head that learned from the labels it was given
+    has its best renaming at the identity, or near it."""
+    logits, labels = np.asarray(logits), np.asarray(labels)
+    if logits.ndim != 2 or len(logits) != len(labels) or not len(labels):
+        return None
+    classes = max(logits.shape[1], int(labels.max()) + 1)
+    counts = np.zeros((classes, classes), np.int64)
+    np.add.at(counts, (logits.argmax(axis=1), labels), 1)
+    direct = float(np.trace(counts)) / len(labels)
+    matched, left = 0, counts.astype(np.float64)
+    for _ in range(classes):
+        row, column = np.unravel_index(np.argmax(left), left.shape)
+        if left[row, column] <= 0:
+            break
+        matched += int(left[row, column])
+        left[row, :], left[:, column] = -1, -1
+    matched /= len(labels)
+    if matched < max(0.5, direct + 0.3):
+        return None
+    return (f"the head tells the {len(labels)} images apart ({matched:.2f} of them right once its "
+            f"classes are renamed) but not under the names it was given ({direct:.2f} right): "
+            "it was trained on other labels (a head made before grading, loaded from a file "
+            "or copied), or the labels are changed on their way into the loss. Every grading "
+            "names the classes its own way: train() must learn from the batches it is given")
+
+
 def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
                        steps: int, bar: float) -> tuple[bool, str]:
     """(learned, what was measured and its most likely cause) from the logits on the same
@@ -1498,6 +1536,8 @@ def judge_training(obs, ctx, params):
     unexplained = explain_logits(obs["before"], images, rows) or explain_logits(obs["after"], images, rows)
     if unexplained:
         learned, diagnosis = False, f"nothing counts as learned: {unexplained}"
+    elif renamed := other_names(obs["after"]["logits"], labels):
+        return 0.0, f"nothing counts: {renamed}"
     else:
         learned, diagnosis = learning_diagnosis(obs["before"]["logits"], obs["after"]["logits"],
                                                 labels, params["steps"], params["learned_accuracy"])
@@ -1550,6 +1590,8 @@ def judge_accuracy(obs, ctx, params):
     unexplained = explain_logits(obs, ctx.heldout_images[:params["images"]])
     if unexplained:
         return 0.0, f"no accuracy counts: {unexplained}"
+    if params["mode"] == "train" and (renamed := other_names(logits, labels)):
+        return 0.0, f"no accuracy counts: {renamed}"
     accuracy = float((logits.argmax(axis=1) == labels).mean())
     lower, upper = params["lower"], params["upper"]
     fraction = float(np.clip((accuracy - lower) / (upper - lower), 0.0, 1.0))
@@ -1562,7 +1604,7 @@ def judge_accuracy(obs, ctx, params):
         top = int(counts.argmax())
         share = counts[top] / max(len(logits), 1)
         if share >= 0.5:
-            message += (f"; it predicts class {top} for {share:.0%} of the images, so it learned "
+            message += (f"; it predicts one class for {share:.0%} of the images, so it learned "
                         "nothing that tells the classes apart")
         elif accuracy <= 1.5 / logits.shape[1]:
             message += "; that is about chance"
@@ -1603,11 +1645,12 @@ def collect_checkpoint(module, ctx, params):
     module.train(first, _fixed_batches(ctx), steps=ROUND_TRIP_STEPS, checkpoint_dir=str(saved),
                  checkpoint_every=2, max_to_keep=1)
     obs["trained"] = logit_witness(first, module, ctx.probe)
-    obs["kept"] = len(list(saved.glob("*.index")))
     straight_pulled = [0]
     straight = _fresh_for_checkpoint(module, ctx)
     module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=STRAIGHT_STEPS)
     obs["straight"] = logit_witness(straight, module, ctx.probe)
+    # the same head on training images: it must answer in the names it was trained on
+    obs["straight_taught"] = logit_witness(straight, module, ctx.train_images[:TRAINING_IMAGES])
     obs["straight_pulled"] = straight_pulled[0]
     return obs
 
@@ -1640,10 +1683,86 @@ def collect_checkpoint_restore(module, ctx, params):
     return obs
 
 
+# What the checkpoints hold is read by the grading process itself (grader/checkpoints.py,
+# no TensorFlow, nothing of the submission): after the saving half, before the restoring
+# half can touch the folder, and again after the resumed run. The worker's report of the
+# heads is then held against the files: the saved, restored and resumed heads must be
+# the ones the files hold, at the step the files hold.
+
+MAX_FILE_ARRAY = 1 << 20
+"""values of one tensor the checkpoint reading keeps (a head's kernel is 40,960; the conv
+kernels, 4-D, are never read)"""
+
+
+def _checkpoint_files(scratch: Path) -> dict:
+    """What the newest checkpoint in the round trip's folder holds: its number, the values
+    of its integer scalars (the step among them) and its floating arrays of at most two
+    dimensions (the head's, and the optimizer's slots for them); with how many checkpoints
+    the folder keeps. A folder with none, or files that are no checkpoint, give the reason."""
+
+    folder = Path(scratch) / CHECKPOINT_FOLDER
+    found = {"kept": len(checkpoints.listing(folder))}
+    newest = checkpoints.latest(folder)
+    if newest is None:
+        found["error"] = f"no checkpoint was written in {CHECKPOINT_FOLDER}/"
+        return found
+    try:
+        held = checkpoints.read(newest, lambda key, dtype, shape: len(shape) <= 2
+                                and math.prod(shape) <= MAX_FILE_ARRAY)
+    except checkpoints.Unreadable as exc:
+        found["error"] = str(exc)[:MAX_TEXT * 2]
+        return found
+    found["name"] = Path(newest).name
+    found["integers"] = sorted({int(v) for v in held.values.values()
+                                if v.ndim == 0 and v.dtype.kind in "iu"})
+    found["arrays"] = [v for v in held.values.values() if v.ndim >= 1 and v.dtype.kind == "f"]
+    return found
+
+
+def finish_checkpoint(obs, scratch: Path):
+    """After the saving half: the newest checkpoint (step 4), before any other process runs."""
+    obs["files"] = _checkpoint_files(scratch)
+    return obs
+
+
+def finish_checkpoint_restore(obs, scratch: Path):
+    """After the restoring half: the newest checkpoint now, the resumed run's last save."""
+    obs["files_resumed"] = _checkpoint_files(scratch)
+    return obs
+
+
+def _in_files(files: dict, head, step: int, what: str) -> str | None:
+    """Why `head` (as _head reports it) is not the one the checkpoint `files` hold at
+    `step` (None: it is, bit for bit)."""
+    files = _mapping(files, f"the checkpoint read {what}")
+    if "error" in files:
+        return f"{what}: {_text(files['error'], 'the reason')}"
+    integers = [_integer(v, "a step in the checkpoint") for v in _entries(files["integers"], "the steps", 64)]
+    arrays = [_numbers(a, "an array in the checkpoint") for a in _entries(files["arrays"], "the arrays", 256)]
+    name = _text(files["name"], "the checkpoint's name")
+    if step not in integers:
+        return (f"{what}: the newest checkpoint ({name}) holds no step {step} (its integer values: "
+                f"{integers[:6]}). Hint: keep the step counter in the tf.train.Checkpoint")
+    layers = _entries(head, "the head", MAX_HEAD_LAYERS)
+    for layer in layers:
+        for value in _entries(layer, "a head layer", 3)[:2]:
+            value = _numbers(value, "a head array")
+            if not any(a.shape == value.shape and np.array_equal(a, value) for a in arrays):
+                return (f"{what}: the newest checkpoint ({name}) does not hold the model's head as "
+                        "it was after training. Hint: save the model itself in the tf.train.Checkpoint")
+    return None
+
+
 @_judged
 def judge_checkpoint(obs, ctx, params):
     runs = ("trained", "restored", "straight", "resumed")
-    for key in ("kept", "restored_step", "straight_pulled", "resume_pulled", "resume_final_step"):
+    files, resumed_files = (_mapping(obs[key], "the checkpoint read") for key in ("files", "files_resumed"))
+    kept = _integer(files["kept"], "the checkpoints kept")
+    if "error" in files and not kept:
+        return 0.0, (f"the grading process found no checkpoint to read after saving "
+                     f"({_text(files['error'], 'the reason')}): train(checkpoint_dir=...) must "
+                     "write checkpoints with tf.train.Checkpoint and a CheckpointManager")
+    for key in ("restored_step", "straight_pulled", "resume_pulled", "resume_final_step"):
         _integer(obs[key], key.replace("_", " "))
     if "empty_step" in obs:
         _integer(obs["empty_step"], "the step restored from an empty folder")
@@ -1654,10 +1773,23 @@ def judge_checkpoint(obs, ctx, params):
         unexplained = explain_logits(obs[run], ctx.probe, rows)
         if unexplained:
             return 0.0, f"the {run} model's outputs do not count: {unexplained}"
+    taught = explain_logits(obs["straight_taught"], ctx.train_images[:TRAINING_IMAGES],
+                            random_rows(TRAINING_IMAGES))
+    if taught:
+        return 0.0, f"the straight run's outputs on training images do not count: {taught}"
+    renamed = other_names(_numbers(obs["straight_taught"]["logits"], "the straight run's logits", 2),
+                          ctx.train_labels[:TRAINING_IMAGES])
+    if renamed:
+        return 0.0, f"after {STRAIGHT_STEPS} steps {renamed}"
     trained, restored, straight, resumed = (obs[run]["logits"] for run in runs)
-    # The restored model (in another process) must hold the head the saving model held.
+    # The restored model (in another process) must hold the head the saving model held,
+    # and that head must be the one in the files, at the step they hold.
     same = trained.shape == restored.shape and np.allclose(trained, restored, rtol=1e-5, atol=1e-5) \
         and _same_head(obs["trained"]["head"], obs["restored"]["head"])
+    saved = _in_files(files, obs["trained"]["head"], ROUND_TRIP_STEPS,
+                      f"after saving at step {ROUND_TRIP_STEPS}")
+    resumed_saved = _in_files(resumed_files, obs["resumed"]["head"], STRAIGHT_STEPS,
+                              f"after resuming to step {STRAIGHT_STEPS}")
     # The resumed run pulls its remaining steps' batches plus whatever the submission
     # prefetches; the straight run pulls all its steps' plus the same prefetch, so a run that
     # restarted at 0 pulls as many as that.
@@ -1667,12 +1799,14 @@ def judge_checkpoint(obs, ctx, params):
     optimizer_kept = np.allclose(resumed, straight, rtol=1e-3, atol=1e-3)
     empty_ok = obs.get("empty_step") == 0
     return _fraction_and_messages([
-        (0.3, same and obs["restored_step"] == ROUND_TRIP_STEPS,
-         f"restoring into a fresh model gave {'the same' if same else 'different'} outputs and "
-         f"step {obs['restored_step']} (expected identical outputs and step {ROUND_TRIP_STEPS})"),
-        (0.15, obs["kept"] == 1, f"with max_to_keep=1, {obs['kept']} checkpoints were left "
-                                 "(expected 1). Hint: tf.train.CheckpointManager(max_to_keep=...)"),
-        (0.25, continued, f"resuming at step {ROUND_TRIP_STEPS} towards step {STRAIGHT_STEPS} "
+        (0.3, same and obs["restored_step"] == ROUND_TRIP_STEPS and not saved,
+         saved or f"restoring into a fresh model gave {'the same' if same else 'different'} "
+                  f"outputs and step {obs['restored_step']} (expected identical outputs and step "
+                  f"{ROUND_TRIP_STEPS})"),
+        (0.15, kept == 1, f"with max_to_keep=1, {kept} checkpoints were left "
+                          "(expected 1). Hint: tf.train.CheckpointManager(max_to_keep=...)"),
+        (0.25, continued and not resumed_saved, resumed_saved or
+         f"resuming at step {ROUND_TRIP_STEPS} towards step {STRAIGHT_STEPS} "
                           f"pulled {obs['resume_pulled']} batches ({STRAIGHT_STEPS} straight steps "
                           f"pulled {obs['straight_pulled']}) and ended at step "
                           f"{obs['resume_final_step']}: training must restore the step and train "
@@ -1687,14 +1821,45 @@ def judge_checkpoint(obs, ctx, params):
 
 
 # ---------------------------------------------------------------- 10 tf.data pipeline
+# The item reads two things. From the worker: the elements pulled from make_dataset's
+# three datasets (the element spec, two epochs' labels, the first batch's images and
+# labels, a repeated stream, an unshuffled one), which say what the pipeline does. From
+# each dataset's serialized graph (a GraphDef, grader/graphs.py), decoded in the grading
+# process without TensorFlow: the chain of ops from the source to the output, with the
+# batch size, drop_remainder, reshuffle_each_iteration and repeat count it was built
+# with. The graph's bytes are the worker's too, so a forger must make a graph that agrees
+# with the elements it makes up. What each part reads:
+#   element spec, images kept with their labels, each example once per epoch: elements;
+#   batch size: elements, and the batch op's constants in every graph;
+#   examples shuffled: elements, and a shuffle before the batch (once, endless);
+#   a new order every epoch: elements, and a shuffle with reshuffle_each_iteration on;
+#   epochs kept apart: elements, and a shuffle before the repeat (endless);
+#   repeat: elements, and repeat(-1) in forever, none in once;
+#   prefetch: the graphs alone (a prefetch after the batch in each).
+# A pipeline TensorFlow refuses to serialize (a py_function or a random op in a map, with
+# ExternalStatePolicy.FAIL), or whose graph the reader refuses, loses the parts that need
+# the graph, with one line saying why.
 
-def _dataset_kinds(ds) -> list[str]:
-    kinds, seen = [], 0
-    while ds is not None and seen < 50:
-        kinds.append(type(ds).__name__)
-        ds = getattr(ds, "_input_dataset", None)
-        seen += 1
-    return kinds
+PIPELINE_DATASETS = {"once": "shuffle=True, repeat=False", "endless": "shuffle=True, repeat=True",
+                     "forever": "shuffle=False, repeat=True"}
+"""collect_pipeline's datasets, with the make_dataset arguments each is built with"""
+
+
+def _serialized_graph(ds):
+    """The dataset's GraphDef as a uint8 array (what the channel carries), or the text of
+    why it has none."""
+    import tensorflow as tf
+
+    try:
+        graph = ds._as_serialized_graph(
+            external_state_policy=tf.data.experimental.ExternalStatePolicy.FAIL).numpy()
+    except Exception as exc:  # noqa: BLE001 - the judge says why there is no graph
+        # "{{function_node ...}} Failed to serialize ...: EagerPyFunc is stateful. [Op:...]"
+        text = re.sub(r"\{\{.*?\}\}\s*|\s*\[Op:.*", "", str(exc), flags=re.S).strip()
+        return f"{type(exc).__name__}: {text}"[:MAX_TEXT]
+    if len(graph) > graphs.MAX_BYTES:
+        return f"its graph is {len(graph)} bytes, more than {graphs.MAX_BYTES >> 20} MB"
+    return np.frombuffer(graph, np.uint8)
 
 
 def _flat(batches: list[list]) -> list:
@@ -1725,10 +1890,11 @@ def collect_pipeline(module, ctx, params):
     forever = module.make_dataset(images, labels, batch_size=batch, shuffle=False, repeat=True)
     cardinality = int(forever.cardinality())
     ordered = _flat(_labels_of(forever.take(2 * size // batch + 2)))[:2 * size]
+    built = {"once": once, "endless": endless, "forever": forever}
     return {"spec": [[str(s.dtype.name), s.shape.as_list()] for s in spec],
             "epochs": epochs, "pairs": pairs, "stream": stream, "ordered": ordered,
             "infinite": cardinality == int(tf.data.INFINITE_CARDINALITY),
-            "kinds": _dataset_kinds(forever) + _dataset_kinds(once) + _dataset_kinds(endless)}
+            "graphs": {name: _serialized_graph(built[name]) for name in PIPELINE_DATASETS}}
 
 
 PIPELINE_EXAMPLES = 50
@@ -1769,9 +1935,95 @@ def _pipeline_observation(obs) -> list:
     _labels(obs["stream"], "the repeated stream's labels", 3 * PIPELINE_EXAMPLES)
     _labels(obs["ordered"], "the unshuffled stream's labels", 2 * PIPELINE_EXAMPLES)
     _require(isinstance(obs["infinite"], bool), "whether the dataset is infinite is not a boolean")
-    for kind in _entries(obs["kinds"], "the dataset kinds", 150):
-        _text(kind, "a dataset kind")
     return spec
+
+
+def _pipeline_chains(value) -> dict:
+    """{dataset: its chain of steps (graphs.Step, from the source to the output), or why it
+    has none: the worker's text when TensorFlow would not serialize it, or what the reader
+    refused in its bytes}. Malformed: not one graph or text for each of PIPELINE_DATASETS."""
+
+    _require(isinstance(value, dict) and len(value) == len(PIPELINE_DATASETS)
+             and all(name in value for name in PIPELINE_DATASETS),
+             f"the graphs are not those of the datasets {', '.join(PIPELINE_DATASETS)}")
+    chains = {}
+    for name in PIPELINE_DATASETS:
+        graph = value[name]
+        if isinstance(graph, str):
+            chains[name] = _text(graph, f"why the {name} dataset has no graph")
+            continue
+        _require(isinstance(graph, np.ndarray) and graph.dtype == np.uint8 and graph.ndim == 1,
+                 f"the {name} dataset's graph is not bytes")
+        if graph.size > graphs.MAX_BYTES:
+            chains[name] = f"its graph is {graph.size} bytes, more than {graphs.MAX_BYTES >> 20} MB"
+            continue
+        try:
+            chains[name] = graphs.read_chain(graph.tobytes())
+        except graphs.GraphError as exc:
+            chains[name] = _text(f"its graph could not be read: {exc}", "a graph's error")
+    return chains
+
+
+_BATCH_KINDS = ("Batch", "ParallelBatch", "PaddedBatch")
+
+
+def _made(name: str) -> str:
+    return f"the graph of make_dataset({PIPELINE_DATASETS[name]})"
+
+
+def _ops(chain) -> str:
+    kinds = [step.kind for step in chain]
+    return "ops " + " > ".join(kinds[:12]) + (" > ..." if len(kinds) > 12 else "")
+
+
+def _graph_facts(chains: dict, batch: int) -> dict[str, tuple[bool, str]]:
+    """What the datasets' chains say, for each part the graph backs: (holds, why not)."""
+    def where(chain, kinds) -> list[int]:
+        return [k for k, step in enumerate(chain) if step.kind in kinds]
+
+    def last_batch(chain) -> int | None:
+        found = where(chain, _BATCH_KINDS)
+        return found[-1] if found else None
+
+    def shuffles_before(chain, end: int | None) -> list:
+        return [chain[k] for k in where(chain, ("Shuffle",)) if end is not None and k < end]
+
+    problems: dict[str, list[str]] = {part: [] for part in
+                                      ("batch", "shuffle", "reshuffle", "apart", "repeat", "prefetch")}
+    for name, chain in chains.items():
+        b, ops = last_batch(chain), _ops(chain)
+        if b is None:
+            problems["batch"].append(f"{_made(name)} has no batch ({ops}): expected batch({batch})")
+        elif chain[b].args.get("batch_size") != batch or chain[b].args.get("drop_remainder") is True:
+            args = chain[b].args
+            problems["batch"].append(
+                f"{_made(name)} batches with batch_size={args.get('batch_size')}, drop_remainder="
+                f"{args.get('drop_remainder')}: expected batch({batch}) keeping the smaller last batch")
+        if b is None or not any(k > b for k in where(chain, ("Prefetch",))):
+            problems["prefetch"].append(f"no prefetch after batch in {_made(name)} ({ops}). "
+                                        "Hint: end with .prefetch(tf.data.AUTOTUNE)")
+        repeats = [chain[k] for k in where(chain, ("Repeat",))]
+        if name != "forever":
+            shuffles = shuffles_before(chain, b)
+            if not shuffles:
+                problems["shuffle"].append(f"{_made(name)} has no shuffle before batch ({ops}). "
+                                           "Hint: shuffle the examples, before batch()")
+            # (shuffling whole batches still reshuffles: it costs the part above only)
+            if not any(chain[k].args.get("reshuffle_each_iteration", True) is True
+                       for k in where(chain, ("Shuffle",))):
+                problems["reshuffle"].append(
+                    f"{_made(name)} has no shuffle(..., reshuffle_each_iteration=True) ({ops})")
+        if name == "endless":
+            first_repeat = where(chain, ("Repeat",))[:1]
+            if not first_repeat or not shuffles_before(chain, first_repeat[0]):
+                problems["apart"].append(f"{_made(name)} has no shuffle before a repeat ({ops}). "
+                                         "Hint: shuffle before repeat()")
+        if name == "forever" and not any(step.args.get("count") == -1 for step in repeats):
+            problems["repeat"].append(f"{_made(name)} has no repeat() going on for ever ({ops}). "
+                                      "Hint: .repeat() with no count")
+        if name == "once" and any(step.args.get("count") != 1 for step in repeats):
+            problems["repeat"].append(f"{_made(name)} repeats ({ops}): expected no repeat()")
+    return {part: (not found, found[0] if found else "") for part, found in problems.items()}
 
 
 @_judged
@@ -1798,22 +2050,37 @@ def judge_pipeline(obs, ctx, params):
         sorted(stream[k * size:(k + 1) * size]) == everything for k in range(3)) \
         and stream[:size] != stream[size:2 * size]
     repeats = obs["infinite"] and obs["ordered"] == everything * 2
-    prefetched = any("Prefetch" in kind[:MAX_TEXT] for kind in obs["kinds"])
-    return _fraction_and_messages([
-        (0.15, spec_ok and pairs_ok, f"element spec {spec}: expected (uint8 [B, 32, "
-                                            "32, 3], int [B]) with images and labels kept together"),
-        (0.1, batches_ok, f"batch sizes {sizes[:6]}: expected {batch} (the last may be smaller)"),
-        (0.15, covered, "one epoch must hold every example exactly once"),
+    chains = _pipeline_chains(obs.get("graphs"))
+    missing = [name for name, chain in chains.items() if isinstance(chain, str)]
+    facts = None if missing else _graph_facts(chains, batch)
+    parts = [  # (weight, elements agree, their message, the graph's part or None)
+        (0.15, spec_ok and pairs_ok, f"element spec {spec}: expected (uint8 [B, 32, 32, 3], "
+                                     "int [B]) with images and labels kept together", None),
+        (0.1, batches_ok, f"batch sizes {sizes[:6]}: expected {batch} (the last may be smaller)",
+         "batch"),
+        (0.15, covered, "one epoch must hold every example exactly once", None),
         (0.15, examples_mixed, "the examples are not shuffled (the same examples share a batch "
-                               "every epoch). Hint: shuffle the examples, before batch()"),
+                               "every epoch). Hint: shuffle the examples, before batch()", "shuffle"),
         (0.15, reshuffled, "every epoch must come in a new order. Hint: "
-                           "shuffle(..., reshuffle_each_iteration=True)"),
+                           "shuffle(..., reshuffle_each_iteration=True)", "reshuffle"),
         (0.1, epoch_wise, "with repeat=True, epochs mix into each other: every run of 50 examples "
-                          "should hold each example once. Hint: shuffle before repeat()"),
+                          "should hold each example once. Hint: shuffle before repeat()", "apart"),
         (0.1, repeats, "with repeat=True and shuffle=False the dataset must go on for ever in "
-                       "the given order. Hint: .repeat()"),
-        (0.1, prefetched, "no prefetch in the pipeline. Hint: end with .prefetch(tf.data.AUTOTUNE)"),
-    ])
+                       "the given order. Hint: .repeat()", "repeat"),
+        (0.1, True, "", "prefetch"),
+    ]
+    score, messages = 0.0, []
+    if missing:
+        messages.append(f"{_made(missing[0])} could not be read ({chains[missing[0]]}), so its "
+                        "batch, shuffle, repeat and prefetch were not checked. Hint: build the "
+                        "pipeline from tf.data ops only (no py_function, no random ops in map)")
+    for weight, seen, seen_message, part in parts:
+        fact = (True, "") if part is None else (False, "") if facts is None else facts[part]
+        score += weight if seen and fact[0] else 0.0
+        message = seen_message if not seen else fact[1]
+        if message:
+            messages.append(message)
+    return score, "; ".join(messages) if messages else "all good"
 
 
 def accuracy_of(observation, labels: np.ndarray, images: int) -> float | None:
@@ -1848,10 +2115,10 @@ def _describe_training(params: dict) -> str:
 
 
 ACCURACY_CALIBRATION = Calibration(
-    "range", lambda obs, inputs, params: accuracy_of(obs, inputs.heldout_labels, params["images"]),
+    "range", lambda obs, context, params: accuracy_of(obs, context.heldout_labels, params["images"]),
     "accuracy", applies=lambda params: params.get("mode", "train") == "train")
 TRAINING_CALIBRATION = Calibration(
-    "bar", lambda obs, inputs, params: accuracy_of(obs.get("after"), inputs.train_labels,
+    "bar", lambda obs, context, params: accuracy_of(obs.get("after"), context.train_labels,
                                                    TRAINING_IMAGES) if isinstance(obs, dict) else None,
     "training accuracy", bar="learned_accuracy")
 
@@ -1903,8 +2170,8 @@ REGISTRY = Registry([
           uses=("build_model", "train", "make_dataset", "restore_checkpoint"), heldout=True,
           calibration=ACCURACY_CALIBRATION, describe=_describe_accuracy),
     Check("checkpoint", collect_checkpoint, judge_checkpoint, task="restore_checkpoint",
-          uses=("build_model", "train", "restore_checkpoint"),
-          second_part=collect_checkpoint_restore),
+          uses=("build_model", "train", "restore_checkpoint"), finish=finish_checkpoint,
+          second_part=collect_checkpoint_restore, second_finish=finish_checkpoint_restore),
     Check("pipeline", collect_pipeline, judge_pipeline,
           {"batch_size": (int, 16, "batch size asked of make_dataset")}, at_least_one("batch_size"),
           task="make_dataset", uses=("make_dataset",)),

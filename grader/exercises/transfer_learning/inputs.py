@@ -1,6 +1,14 @@
 """This exercise's grading inputs: what the grading process holds (the held-out labels
-among them), what the collecting side may hold (WorkerInputs), and the probe images each
-item gets when it starts, all following the rubric's private seed."""
+among them), what the collecting side may hold (WorkerInputs), and what each item gets
+when it starts (its probe images and its own naming of the classes), all following the
+rubric's private seed.
+
+Every item learns a task drawn when grading starts: the classes are renamed by a
+permutation of the item's own (`renaming`), in the training labels the worker is given
+and in the labels its judge reads. A head trained elsewhere, before grading, or copied
+from a classmate's run, answers in the data set's own names, which no item uses: it
+scores about nothing. A train() that learns from the batches it is given learns the
+renamed task exactly as it would learn the plain one."""
 from __future__ import annotations
 
 import hashlib
@@ -14,7 +22,7 @@ from ...exercise import SECOND_PART
 from ...rubric import Item, Rubric
 from . import data as data_mod, synthetic
 from .checks import REGISTRY, JudgeContext
-from .network import CONV_LAYERS
+from .network import CONV_LAYERS, NUM_CLASSES
 
 GRADING_TRAIN = 2000
 REAL_TRAIN = 5000
@@ -22,6 +30,8 @@ REAL_TRAIN = 5000
 HELDOUT = 1000
 PROBE_STREAM = 7
 """the private seed's stream the probe images are drawn from"""
+RENAMING_STREAM = 8
+"""the stream each item's renaming of the classes is drawn from"""
 
 
 def _npz(arrays: dict) -> bytes:
@@ -41,12 +51,30 @@ def draw_probe(key: int, item_id: str, train_images: np.ndarray) -> np.ndarray:
     """An item's probe images: three training images and one of noise drawn from the
     probe key and the item's id, and the two extremes of the pixel range. Each item has
     its own, and the worker gets them only when the item starts."""
-    item = int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big")
-    rng = np.random.default_rng([key, PROBE_STREAM, item])
+    rng = np.random.default_rng([key, PROBE_STREAM, _item_number(item_id)])
     one = (1, *train_images.shape[1:])
     return np.concatenate([
         train_images[np.sort(rng.choice(len(train_images), 3, replace=False))],
         rng.integers(0, 256, one, dtype=np.uint8), np.zeros(one, np.uint8), np.full(one, 255, np.uint8)])
+
+
+def _item_number(item_id: str) -> int:
+    return int.from_bytes(hashlib.sha256(item_id.encode()).digest()[:8], "big")
+
+
+def renaming(key: int, item: Item, classes: int) -> np.ndarray:
+    """The item's names for the classes: class c is called renaming[c]. A permutation with
+    no class keeping its name, drawn from the probe key and the item's id, so every item
+    (and every course, through its private seed) has its own. An accuracy item that scores
+    a checkpoint handed in with the submission keeps the data set's names: that head was
+    trained before grading by design."""
+    if item.check.removesuffix(SECOND_PART) == "accuracy" and item.params.get("mode") == "checkpoint":
+        return np.arange(classes)
+    rng = np.random.default_rng([key, RENAMING_STREAM, _item_number(item.id)])
+    while True:
+        order = rng.permutation(classes)
+        if classes < 2 or not np.any(order == np.arange(classes)):
+            return order
 
 
 @dataclass
@@ -64,8 +92,9 @@ class GradingInputs:
         return draw_probe(self.probe_key, item_id, self.train_images)
 
     def judge_context(self, item: Item) -> JudgeContext:
-        return JudgeContext(self.weights, self.train_labels, self.probe_for(item.id),
-                            self.heldout_labels, self.train_images, self.heldout_images)
+        names = renaming(self.probe_key, item, NUM_CLASSES)
+        return JudgeContext(self.weights, names[self.train_labels], self.probe_for(item.id),
+                            names[self.heldout_labels], self.train_images, self.heldout_images)
 
     def fingerprint(self) -> str:
         """A digest of what grading reads (the weights' arrays, the training and held-out
@@ -99,13 +128,16 @@ class WorkerInputs:
         return [f"{name}_{part}" for name in CONV_LAYERS for part in "Wb"]
 
     def to_bytes(self) -> bytes:
-        """An uncompressed npz, as the worker reads it from its stdin after the job."""
-        return _npz({"train_images": self.train_images, "train_labels": self.train_labels,
+        """An uncompressed npz, as the worker reads it from its stdin after the job: the
+        training labels come with each item, in the item's names."""
+        return _npz({"train_images": self.train_images,
                      **{f"w_{key}": self.weights[key] for key in self.weight_keys()}})
 
     def asked(self, item: Item) -> bytes:
         """What the worker is given when `item` starts, as an uncompressed npz."""
-        arrays = {"probe": draw_probe(self.probe_key, item.id, self.train_images)}
+        names = renaming(self.probe_key, item, NUM_CLASSES)
+        arrays = {"probe": draw_probe(self.probe_key, item.id, self.train_images),
+                  "train_labels": names[self.train_labels]}
         if item.check.removesuffix(SECOND_PART) in REGISTRY.heldout:
             arrays["heldout_images"] = self.heldout_images
         return _npz(arrays)
