@@ -80,6 +80,9 @@ QUALIFIED = {
     "importlib.reload": "reloads a module (importlib.reload)",
     "importlib.util": "uses importlib.util (dynamic imports)",
     "threading.settrace": "installs a tracer (threading.settrace)",
+    "traceback.walk_stack": "walks the caller's frames (traceback.walk_stack)",
+    "traceback.walk_tb": "walks a traceback's frames (traceback.walk_tb)",
+    "operator.attrgetter": "reads attributes by a name given as text (operator.attrgetter)",
 }
 for _call in ("fork", "forkpty", "posix_spawn", "posix_spawnp", "system", "popen", "kill",
               "killpg", "mkfifo", "mknod", "setsid", "register_at_fork", "pidfd_open",
@@ -114,14 +117,26 @@ def scan_file(path: Path) -> list[str]:
     return scan(source)
 
 
+MAX_LITERAL = 16 << 10
+"""characters of one string or bytes literal, or elements of one list literal, past which
+the literal is flagged: data carried in the code (a head trained before grading fits in a
+few hundred KB of base64); the handout's code needs none"""
+SPELLED = 256
+"""characters of text spelled in pieces that are put together to be compared with the
+flagged names (names are short)"""
+
+
 def scan(source: str | bytes) -> list[str]:
-    """The flags of `source` (see scan_file). Linear in its size: two walks of its tree."""
+    """The flags of `source` (see scan_file). Linear in its size: three walks of its tree."""
     try:
         tree = ast.parse(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError, OverflowError):
         return []
     found: dict[tuple[int, str], None] = {}
     names = _imported_names(tree, found)
+    for line, what in _spelled_names(tree):
+        if len(found) < MAX_FLAGS:
+            found[(line, what)] = None
     for node in ast.walk(tree):
         if len(found) >= MAX_FLAGS:
             break
@@ -129,6 +144,58 @@ def scan(source: str | bytes) -> list[str]:
             if len(found) < MAX_FLAGS:
                 found[(line, what)] = None
     return [f"line {line}: {what}" for line, what in sorted(found)]
+
+
+_WATCHED = {*ATTRIBUTES, *{name.rsplit(".", 1)[1] for name in QUALIFIED}, *MODULES}
+
+
+def _spelled_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """Flagged names spelled in pieces ("f_" + "locals", "".join(["__glo", "bals__"]),
+    f"{'tb'}_frame", chr() codes): text put together from literals that comes out as a name
+    the scan looks for is hiding it. Each expression's text is made from its parts'
+    (children before parents, so a long chain of + costs one pass), at most SPELLED
+    characters."""
+    nodes = list(ast.walk(tree))
+    text: dict[int, str | None] = {}
+    flagged = []
+    for node in reversed(nodes):
+        made: str | None = None
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            made = node.value if len(node.value) <= SPELLED else None
+        elif isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+            left, right = text.get(id(node.left)), text.get(id(node.right))
+            made = left + right if left is not None and right is not None else None
+        elif isinstance(node, ast.JoinedStr):
+            parts = [text.get(id(v)) if isinstance(v, ast.Constant) else
+                     text.get(id(v.value)) if isinstance(v, ast.FormattedValue) else None
+                     for v in node.values]
+            made = "".join(parts) if all(p is not None for p in parts) else None
+        elif isinstance(node, (ast.List, ast.Tuple)):
+            parts = [text.get(id(e)) for e in node.elts[:64]]
+            made = "".join(parts) if len(node.elts) <= 64 and all(p is not None for p in parts) else None
+        elif isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
+            func, arg = node.func, node.args[0]
+            if isinstance(func, ast.Attribute) and func.attr == "join" and \
+                    text.get(id(func.value)) is not None:
+                made = text.get(id(arg))  # "".join([...]): the separator is checked below
+                if made is not None and text[id(func.value)]:
+                    made = None
+            elif isinstance(func, ast.Name) and func.id == "chr" and \
+                    isinstance(arg, ast.Constant) and isinstance(arg.value, int) and 0 <= arg.value < 0x110000:
+                made = chr(arg.value)
+        if made is not None and len(made) <= SPELLED:
+            text[id(node)] = made
+            if not isinstance(node, ast.Constant) and made.strip() in _WATCHED:
+                flagged.append((getattr(node, "lineno", 0), f"spells {made.strip()!r} in pieces"))
+    return flagged
+
+
+def _literal_size(node: ast.AST) -> int:
+    if isinstance(node, ast.Constant) and isinstance(node.value, (str, bytes)):
+        return len(node.value)
+    if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
+        return len(node.elts)
+    return 0
 
 
 def _note(found: dict, node: ast.AST, what: str) -> None:
@@ -198,7 +265,14 @@ def _judge(node: ast.AST, names: dict[str, str]) -> list[tuple[int, str]]:
             return [(line, BUILTIN_CALLS[name])]
         if name in ATTRIBUTE_CALLS and len(node.args) >= 2:
             return _attribute_call(line, name, node.args[0], node.args[1], names)
-    elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+        if name == "vars" and len(node.args) == 1 and isinstance(node.args[0], ast.Name) \
+                and node.args[0].id in names:
+            return [(line, f"reads a module's namespace (vars({node.args[0].id}))")]
+    if (size := _literal_size(node)) > MAX_LITERAL:
+        kind = "list" if isinstance(node, (ast.List, ast.Tuple, ast.Set)) else "literal"
+        what = f"{size:,} elements" if kind == "list" else f"{size >> 10} KB"
+        return [(line, f"carries data in the code: a {kind} of {what}")]
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
         if node.value in ATTRIBUTES:
             return [(line, f"names {node.value!r} in a string")]
         if len(node.value) < 4096 and _PROC.search(node.value):
