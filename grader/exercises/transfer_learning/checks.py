@@ -2101,14 +2101,16 @@ def _describe_accuracy(params: dict) -> str | None:
     return (f"`build_model`, `fc` set to zeros, `make_dataset(train images, labels, "
             f"batch_size=64, seed=0)`, then `train(model, dataset, steps={params['steps']})` "
             f"at its default learning rate ({DEFAULT_LEARNING_RATE:g}); accuracy on "
-            f"{params.get('images', 1000)} unseen images: no points at or below "
+            f"{params.get('images', 1000)} unseen images (the classes named anew for this "
+            f"item, in the training labels too): no points at or below "
             f"{params['lower']:.2f}, full points from {params['upper']:.2f}, linear between")
 
 
 def _describe_training(params: dict) -> str:
     return (f"`build_model`, `fc` set to zeros, then `train(model, dataset, steps="
             f"{params.get('steps', 60)}, log_dir=...)` on the grader's batches of 32 "
-            f"training images at your default learning rate; half the points when the "
+            f"training images, their classes named anew for this item (a head trained "
+            f"beforehand scores nothing), at your default learning rate; half the points when the "
             f"accuracy on {TRAINING_IMAGES} of those images reaches {params.get('learned_accuracy', 0.3):.2f} "
             "(the loss may still be above where it started), half for TensorBoard scalars "
             "of the training loss and accuracy under `log_dir`")
