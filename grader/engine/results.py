@@ -19,7 +19,7 @@ FLAG_KINDS = {
     "network": "tried to use the network",
     "write_outside_scratch": "tried to write outside its scratch folder",
     "bounds": "left files past what the grading process reads (the item scores 0)",
-    "source": "its source reaches for what honest code never needs (frames, gc, ctypes, process "
+    "source": "its source reaches for what this exercise never needs (frames, gc, ctypes, process "
               "starts, sockets...): read before it ran",
     "file_metadata": "changed a file's owner, times or extended attributes",
     "signal": "sent a signal to a process",
