@@ -345,3 +345,23 @@ def test_a_forger_that_fits_a_real_head_loses_what_it_never_built_and_is_flagged
     source = [f.detail for f in report.flags if f.kind == "source"]
     assert any("f_back" in detail for detail in source), report.flags
     assert any("tb_frame" in detail for detail in source), report.flags
+
+
+def test_a_head_renamed_to_the_given_labels_is_shown_and_loses_the_checkpoint(tmp_path, full_rubric, inputs):
+    """A canned head that infers each item's names from the labels it is given earns the
+    training and accuracy items (learning a renaming from the batches is learning, of ten
+    numbers): the kit cannot tell it from training, and says so. It is shown: the head
+    travels as data in the code. And a head set rather than trained is the same after 4
+    steps as after 6, which costs it the checkpoint item."""
+    head = _canned_head(inputs)
+    attack = tmp_path / "canned_renamed.py"
+    canned = (ATTACKS / "canned_renamed.py").read_text().replace('HEAD = ""', f'HEAD = "{head}"', 1)
+    attack.write_text(SOLUTION.read_text() + "\n\n" + canned)
+    only = rubric.Rubric([i for i in full_rubric.items if i.id in {"accuracy_quick", "checkpoint"}],
+                         full_rubric.title, full_rubric.time_limit)
+    report = engine.grade(attack, only, inputs, work_dir=tmp_path / "run")
+    by_id = {r.id: r for r in report.items}
+    assert by_id["accuracy_quick"].score == by_id["accuracy_quick"].max_score  # what it still earns
+    assert by_id["checkpoint"].score == 0 and "set, not learned" in by_id["checkpoint"].message, \
+        by_id["checkpoint"].message
+    assert any("carries data in the code" in f.detail for f in report.flags if f.kind == "source"), report.flags

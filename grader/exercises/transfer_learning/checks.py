@@ -1781,6 +1781,14 @@ def judge_checkpoint(obs, ctx, params):
                           ctx.train_labels[:TRAINING_IMAGES])
     if renamed:
         return 0.0, f"after {STRAIGHT_STEPS} steps {renamed}"
+    # Both runs start from fc at zeros: a head that learns is somewhere else after 4 steps
+    # than after 6, and one that never moves stays at zeros. The same head after both, away
+    # from the start, was set, not learned (a head made beforehand, renamed to the labels).
+    head_4, head_6 = obs["trained"]["head"], obs["straight"]["head"]
+    if _same_head(head_4, head_6) and any(np.any(np.asarray(a) != 0) for layer in head_6 for a in layer[:2]):
+        return 0.0, (f"fc is the same after {ROUND_TRIP_STEPS} steps as after {STRAIGHT_STEPS}, and not "
+                     "where training started: it was set, not learned from the batches. train() must "
+                     "update fc by the gradients of the loss at every step")
     trained, restored, straight, resumed = (obs[run]["logits"] for run in runs)
     # The restored model (in another process) must hold the head the saving model held,
     # and that head must be the one in the files, at the step they hold.
