@@ -144,7 +144,7 @@ def forge(item, ctx, collectors):
     if check == "checkpoint":
         return {"trained": witness(ctx.probe, w, True, ctx), "kept": 1,
                 "straight": witness(ctx.probe, w, True, ctx), "straight_pulled": 6,
-                "straight_taught": witness(ctx.train_images[:256], w, True, ctx)}
+                "straight_taught": witness(ctx.train_images[:64], w, True, ctx)}
     if check.startswith("checkpoint"):  # the restoring half, in a fresh worker
         return {"empty_step": 0, "restored_step": 4, "restored": witness(ctx.probe, w, True, ctx),
                 "resumed": witness(ctx.probe, w, True, ctx), "resume_pulled": 2, "resume_final_step": 6}

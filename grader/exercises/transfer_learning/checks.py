@@ -548,14 +548,26 @@ def _chain_entry(layer):
     return None
 
 
+_CALL_ORDER: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""each model's layers in the order a forward pass calls them, read once per model (its
+weights are read at every witness; the order a model calls its layers does not change)"""
+
+
 def _layer_chain(model, images) -> list | None:
     """The layers the model applies from conv1_1's input to its logits, as plain data:
     the order of a forward pass, else of model.layers; None when one of them is no standard
     layer (the grading side then explains the logits by the table's chain)."""
     try:
-        layers = _called_layers(model, images[:2]) or _listed_layers(model)
-    except Exception:  # noqa: BLE001 - the table's chain then explains the logits, or nothing
-        return None
+        layers = _CALL_ORDER.get(model)
+    except TypeError:  # a model that cannot be weakly referenced: read each time
+        layers = None
+    if layers is None:
+        try:
+            layers = _called_layers(model, images[:2]) or _listed_layers(model)
+        except Exception:  # noqa: BLE001 - the table's chain then explains the logits, or nothing
+            return None
+        with contextlib.suppress(TypeError):
+            _CALL_ORDER[model] = layers
     chain = []
     for layer in layers:
         if type(layer).__name__ in _CHAIN_SKIPPED or (
@@ -1620,6 +1632,8 @@ def judge_accuracy(obs, ctx, params):
 # checkpoint up to STRAIGHT_STEPS, against a straight run of STRAIGHT_STEPS.
 ROUND_TRIP_STEPS, STRAIGHT_STEPS = 4, 6
 CHECKPOINT_FOLDER = "ckpt-roundtrip"
+CHECKPOINT_TAUGHT = 64
+"""training images the straight run's head is read on, to see under which names it answers"""
 
 
 def _fresh_for_checkpoint(module, ctx):
@@ -1650,7 +1664,7 @@ def collect_checkpoint(module, ctx, params):
     module.train(straight, _fixed_batches(ctx, counter=straight_pulled), steps=STRAIGHT_STEPS)
     obs["straight"] = logit_witness(straight, module, ctx.probe)
     # the same head on training images: it must answer in the names it was trained on
-    obs["straight_taught"] = logit_witness(straight, module, ctx.train_images[:TRAINING_IMAGES])
+    obs["straight_taught"] = logit_witness(straight, module, ctx.train_images[:CHECKPOINT_TAUGHT])
     obs["straight_pulled"] = straight_pulled[0]
     return obs
 
@@ -1773,12 +1787,12 @@ def judge_checkpoint(obs, ctx, params):
         unexplained = explain_logits(obs[run], ctx.probe, rows)
         if unexplained:
             return 0.0, f"the {run} model's outputs do not count: {unexplained}"
-    taught = explain_logits(obs["straight_taught"], ctx.train_images[:TRAINING_IMAGES],
-                            random_rows(TRAINING_IMAGES))
+    taught = explain_logits(obs["straight_taught"], ctx.train_images[:CHECKPOINT_TAUGHT],
+                            random_rows(CHECKPOINT_TAUGHT))
     if taught:
         return 0.0, f"the straight run's outputs on training images do not count: {taught}"
     renamed = other_names(_numbers(obs["straight_taught"]["logits"], "the straight run's logits", 2),
-                          ctx.train_labels[:TRAINING_IMAGES])
+                          ctx.train_labels[:CHECKPOINT_TAUGHT])
     if renamed:
         return 0.0, f"after {STRAIGHT_STEPS} steps {renamed}"
     # Both runs start from fc at zeros: a head that learns is somewhere else after 4 steps
