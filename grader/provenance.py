@@ -175,11 +175,8 @@ def _spelled_names(tree: ast.AST) -> list[tuple[int, str]]:
             made = "".join(parts) if len(node.elts) <= 64 and all(p is not None for p in parts) else None
         elif isinstance(node, ast.Call) and not node.keywords and len(node.args) == 1:
             func, arg = node.func, node.args[0]
-            if isinstance(func, ast.Attribute) and func.attr == "join" and \
-                    text.get(id(func.value)) is not None:
-                made = text.get(id(arg))  # "".join([...]): the separator is checked below
-                if made is not None and text[id(func.value)]:
-                    made = None
+            if isinstance(func, ast.Attribute) and func.attr == "join" and text.get(id(func.value)) == "":
+                made = text.get(id(arg))  # "".join([...])
             elif isinstance(func, ast.Name) and func.id == "chr" and \
                     isinstance(arg, ast.Constant) and isinstance(arg.value, int) and 0 <= arg.value < 0x110000:
                 made = chr(arg.value)

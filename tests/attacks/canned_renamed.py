@@ -78,23 +78,3 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
         writer.flush()
     history["final_step"] = int(step)
     return history
-
-
-def restore_checkpoint(model, checkpoint_dir):
-    """Load the newest checkpoint in `checkpoint_dir` into `model`.
-
-    Returns:
-        The global step the checkpoint was saved at, or 0 when the directory holds none
-        (the model is then left as it is).
-    """
-    ### BEGIN SOLUTION
-    # PROMPT: restore the newest checkpoint (model and step only); return its step, or 0.
-    latest = tf.train.latest_checkpoint(checkpoint_dir)
-    if latest is None:
-        return 0
-    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = tf.train.Checkpoint(model=model, step=step)
-    # The optimizer's state is in the file too; it is not needed to use the model.
-    checkpoint.restore(latest).expect_partial()
-    return int(step.numpy())
-    ### END SOLUTION
