@@ -791,8 +791,12 @@ def shutdown(server, thread: threading.Thread | None = None) -> None:
     if thread is not None and thread.is_alive():
         first = server if isinstance(server, BaseWSGIServer) else next(
             s for s in list(sockets.values()) if isinstance(s, BaseWSGIServer))
-        first.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        try:
+            first.trigger.pull_trigger(lambda: wasyncore.close_all(sockets))
+        except OSError:  # its trigger is closed already: its loop is ending on its own
+            pass
         thread.join(10)
+        wasyncore.close_all(sockets, ignore_all=True)  # if the loop ended before the pull
     else:
         wasyncore.close_all(sockets)
     server.task_dispatcher.shutdown()
