@@ -25,6 +25,9 @@ untagged cell that raises (a data file that is not there, a name from a dropped 
 skipped, the rest still imports, and the report names the cell, the line and the error
 (`SKIPPED`, read by the worker after import). A cell that does not parse is skipped the
 same way, unless it is tagged `graded`.
+
+The module's last line maps its lines back to the cells they came from (`LINE_MAP`, read
+by `cell_line`): an error in the module is reported at the student's cell and line.
 """
 from __future__ import annotations
 
@@ -56,6 +59,11 @@ TAG_HANDOUT = "handout"        # Markdown cells of the handout
 TAG_CHECK = "check"            # the notebook's own check cells (grader.notebook)
 SKIPPED = "__grader_skipped__"
 """the prepared module's list of (where, statement, exception) for what it skipped"""
+LINE_MAP = "# __grader_lines__ "
+"""the prefix of a built module's last line: JSON [[first module line, lines, cell, first
+line in the cell], ...], one entry for each run of lines copied from a cell"""
+MAX_MAPPED = 20_000
+"""runs of lines the map holds at most (a longer notebook's later lines are not mapped)"""
 DEMO_NOTE = ("not run when grading: it calls one of the graded functions, so it counts as a "
              "demo, yet the functions read a name it sets; set that name without calling them")
 # Cell magics whose body is Python that runs in the kernel: the body counts, the magic not.
@@ -68,6 +76,8 @@ class _Piece:
     text: str
     where: str                      # "code cell 3, line 2"
     graded: bool
+    cell: str = ""                  # "code cell 3 (In [7])"
+    row: int = 1                    # the cell's line where `text` starts
     binds: set[str] = field(default_factory=set)
     needs: set[str] = field(default_factory=set)
     demo: bool = False                              # it calls one of the graded functions
@@ -181,7 +191,7 @@ def _python_of_cell(code: str) -> str | None:
         if magic not in _PYTHON_CELL_MAGICS:
             return None
         lines = code.lstrip().split("\n", 1)
-        code = "\n" + (lines[1] if len(lines) > 1 else "")  # keep the body's line numbers
+        code = "\n" * (_blank_lines(code) + 1) + (lines[1] if len(lines) > 1 else "")  # rows kept
     # `%time STATEMENT` runs the statement in the kernel's namespace: it counts.
     code = "\n".join(re.sub(r"^(\s*)%time\s+(?=\S)", r"\1", line) for line in code.split("\n"))
     if "%" not in code and "!" not in code and "?" not in code:
@@ -191,7 +201,15 @@ def _python_of_cell(code: str) -> str | None:
         return "\n".join(line[: len(line) - len(line.lstrip())] + "pass"
                          if line.lstrip().startswith(("%", "!")) else line
                          for line in code.splitlines()) + "\n"
-    return transformer.transform_cell(code)
+    python = transformer.transform_cell(code)
+    # IPython drops the leading blank lines: put them back, so rows are the cell's rows
+    return "\n" * max(_blank_lines(code) - _blank_lines(python), 0) + python
+
+
+def _blank_lines(text: str) -> int:
+    """How many lines `text` opens with that hold nothing but white space."""
+    stripped = text.lstrip()
+    return text[:len(text) - len(stripped)].count("\n") if stripped else 0
 
 
 @functools.lru_cache(maxsize=1)
@@ -284,11 +302,13 @@ def _closure(pieces: list[_Piece]) -> list[bool]:
 
 
 def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
-                     exercise: exercise_mod.Exercise | None = None) -> str:
+                     exercise: exercise_mod.Exercise | None = None,
+                     labels: list[str] | None = None) -> str:
     """The module made of notebook code cells [(code, graded)]: graded cells whole, and
     from the others what the graded code needs (see the module's docstring). `plain`:
     the kept statements as written, without what makes them importable (the wrapping
-    that skips a failing statement, the record of what was skipped)."""
+    that skips a failing statement, the record of what was skipped, the line map).
+    `labels` names each cell ("code cell 3 (In [7])"; by default "code cell N")."""
     exercise = _the(exercise)
     contract, public = set(exercise.contract), exercise.public_names()
     pieces: list[_Piece] = []
@@ -296,11 +316,12 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
     future: list[str] = []
     statements = 0
     for number, (code, graded) in enumerate(cells, 1):
+        cell = labels[number - 1] if labels else f"code cell {number}"
         if graded:
             try:
                 tree = _parse(code)
             except _UNPARSABLE:  # kept whole, so its error is reported where it is
-                pieces.append(_Piece(code, f"code cell {number}", True, root=True))
+                pieces.append(_Piece(code, cell, True, cell, root=True))
                 continue
             lines = code.splitlines()
             for node in tree.body:  # `from __future__` must open the module
@@ -308,7 +329,7 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
                     future.append(ast.get_source_segment(code, node) or "")
                     for row in range(node.lineno - 1, node.end_lineno):
                         lines[row] = ""
-            piece = _Piece("\n".join(lines) + "\n", f"code cell {number}", True, root=True)
+            piece = _Piece("\n".join(lines) + "\n", cell, True, cell, root=True)
             try:
                 _analyse(piece, None)
             except _UNPARSABLE:  # top-level await: kept whole, its error reported at import
@@ -321,10 +342,10 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
         try:
             tree = _parse(python)
         except SyntaxError as exc:
-            unparsed.append((f"code cell {number}, line {exc.lineno or 1}", exc.msg))
+            unparsed.append((f"{cell}, line {exc.lineno or 1}", exc.msg))
             continue
         except _UNPARSABLE as exc:  # nested too deep to parse, or too large
-            unparsed.append((f"code cell {number}", f"could not be parsed ({type(exc).__name__})"))
+            unparsed.append((cell, f"could not be parsed ({type(exc).__name__})"))
             continue
         statements += len(tree.body)
         if statements > MAX_STATEMENTS:
@@ -345,7 +366,8 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
             # statements separated by ';' each get their own text, the others whole lines
             text = (shared.segment(node) if shares_a_line
                     else "\n".join(lines[start - 1:node.end_lineno]))
-            piece = _Piece(text + "\n", f"code cell {number}, line {start}", False)
+            piece = _Piece(text + "\n", f"{cell}, line {start}", False, cell,
+                           node.lineno if shares_a_line else start)
             try:
                 _analyse(piece, node)
             except _UNPARSABLE:  # top-level await and the like: demo code, never needed
@@ -376,7 +398,37 @@ def definitions_only(cells: list[tuple[str, bool]], plain: bool = False,
     if plain:
         return "\n".join(p.text for p, k in zip(pieces, kept) if k)
     body = [p.text if p.graded else _tolerant(p) for p, k in zip(pieces, kept) if k]
-    return "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
+    module = "\n".join(head) + "\n\n" + "\n\n".join(body) + "\n"
+    return module + LINE_MAP + json.dumps(_line_map(head, [p for p, k in zip(pieces, kept) if k], body),
+                                          separators=(",", ":")) + "\n"
+
+
+def _line_map(head: list[str], pieces: list[_Piece], body: list[str]) -> list[list]:
+    """The runs of the module's lines copied from cells (see LINE_MAP): a graded cell's
+    lines from its first, a wrapped statement's (`_tolerant`) after its `try:`."""
+    runs, line = [], "\n".join(head).count("\n") + 3  # after the head and a blank line
+    for piece, block in zip(pieces, body):
+        if len(runs) < MAX_MAPPED:
+            runs.append([line + (0 if piece.graded else 1), piece.text.count("\n") or 1,
+                         piece.cell, piece.row])
+        line += block.count("\n") + 2  # and the blank line between blocks
+    return runs
+
+
+def cell_line(source: str, lineno: int) -> tuple[str, int] | None:
+    """(cell, line in the cell) of line `lineno` of a module built from a notebook (see
+    LINE_MAP); None for a line that came from no cell, or a module with no map."""
+    last = source.rstrip("\n").rsplit("\n", 1)[-1]
+    if not last.startswith(LINE_MAP):
+        return None
+    try:
+        runs = json.loads(last[len(LINE_MAP):])
+        for first, count, cell, row in runs:
+            if first <= lineno < first + count:
+                return str(cell), int(row) + lineno - first
+    except (ValueError, TypeError):  # not a map the kit wrote
+        return None
+    return None
 
 
 def read_notebook_cells(path: Path) -> list[dict]:
@@ -431,7 +483,7 @@ def _cell_tags(cell: dict) -> set[str]:
 def notebook_to_source(path: Path, plain: bool = False,
                        exercise: exercise_mod.Exercise | None = None) -> str:
     """The module the grader makes of a notebook (`plain`: see definitions_only)."""
-    cells = []
+    cells, labels = [], []
     for cell in read_notebook_cells(Path(path)):
         if cell.get("cell_type") != "code":
             continue
@@ -439,13 +491,15 @@ def notebook_to_source(path: Path, plain: bool = False,
         # Dropped cells keep their number, so "code cell N" is what the student counts.
         cells.append(("" if tags & {TAG_EXPERIMENT, TAG_CHECK} else _cell_source(cell) + "\n",
                       TAG_GRADED in tags))
+        count = cell.get("execution_count")
+        labels.append(f"code cell {len(cells)}" + (f" (In [{count}])" if type(count) is int and 0 < count < 10**9 else ""))
     code = sum(len(c) for c, _ in cells)
     if code > MAX_MODULE_BYTES:
         raise SubmissionError(f"{names.student_id(Path(path).name)}: holds "
                               f"{_mb(code)} of code, more than the {_mb(MAX_MODULE_BYTES)} allowed; "
                               "keep data out of code cells.")
     try:
-        return definitions_only(cells, plain, exercise)
+        return definitions_only(cells, plain, exercise, labels)
     except SubmissionError as exc:
         if str(exc).startswith("holds more than"):
             raise SubmissionError(f"{names.student_id(Path(path).name)}: {exc}") from None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import sys
 import time
@@ -31,7 +32,7 @@ from types import MappingProxyType
 
 from .exercise import PUBLIC_KIT
 from .job import Job
-from .submission import SKIPPED
+from .submission import SKIPPED, cell_line
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 INTROSPECTION = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
@@ -53,18 +54,104 @@ MAX_FLAGS = 20
 MAX_NOTES = 20
 
 
-def describe(exc: BaseException, module_file: str = "") -> str:
-    """One line: the exception and where in the submission it came from (not said when
-    `module_file` is empty)."""
-    where = ""
-    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
-        if frame.filename == module_file:
-            where = f" (line {frame.lineno} of the submission)"
+MAX_MESSAGE = 300
+"""characters of an error's message in its one line (the failing line's text: MAX_CODE)"""
+MAX_CODE = 120
+MAX_READ = 20_000
+"""characters of an error's message read (TensorFlow's wrapping included)"""
+_FRAME = re.compile(r'^[ \t]*File "(?P<file>[^"\n]+)", line (?P<line>\d+), in [^\n]*$', re.M)
+"""a frame TensorFlow lists in an error's message (AutoGraph's "in user code:", the
+"defined at" of a graph execution error)"""
+_RAISED = re.compile(r"^\s*(?P<type>[A-Za-z_][\w.]*): (?P<message>.*)$", re.S)
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_KERAS_CALL = re.compile(r"Exception encountered when calling (?P<layer>[^\n]*?)\.\s*\n\s*\x1b\[1m"
+                         r"(?P<message>.*)\x1b\[0m\s*\n\s*Arguments received by ", re.S)
+"""Keras' wrapping of an error raised in a layer's call (keras/src/utils/traceback_utils.py)"""
+
+
+class Source:
+    """The module being graded, read before any of its code runs: its lines, and where
+    each came from (a notebook's cell and line: submission.cell_line)."""
+
+    def __init__(self, module_file: str = "", text: str = ""):
+        self.file, self.text = module_file, text
+        self.lines = text.splitlines()
+
+    @classmethod
+    def read(cls, module_file: str) -> Source:
+        try:
+            with open(module_file, encoding="utf-8", errors="replace") as handle:
+                return cls(module_file, handle.read())
+        except OSError:
+            return cls(module_file)
+
+    def place(self, lineno: int) -> str:
+        """Where line `lineno` is in the student's own terms, and its text when known."""
+        origin = cell_line(self.text, lineno) if self.text else None
+        where = f"{origin[0]}, line {origin[1]}" if origin else f"line {lineno}"
+        code = self.lines[lineno - 1].strip() if 0 < lineno <= len(self.lines) else ""
+        if len(code) > MAX_CODE:
+            code = code[:MAX_CODE - 3] + "..."
+        return f"{where}: `{code}`" if code else where
+
+
+def _unwrapped(exc: BaseException) -> tuple[str, str, list[tuple[str, int]]]:
+    """(type, message, frames named in the message) of the error a student should read.
+    AutoGraph raises the error of a tf.function's code as "in user code:", the frames,
+    then "NameError: name 'x' is not defined": its type and message are those last ones.
+    A graph execution error lists the frames where the failing op was defined, then the
+    op's message. Keras wraps an error in a layer's call with the layer and its arguments:
+    the message is the error's own, and the layer is named after it."""
+    name = type(exc).__name__
+    try:
+        text = exc.msg if isinstance(exc, SyntaxError) and isinstance(exc.msg, str) else str(exc)
+    except Exception:  # noqa: BLE001 - a submission's exception may refuse to be a string
+        text = ""
+    text = text[:MAX_READ]  # the regular expressions below stay fast on what is left
+    wrapped = text.lstrip().startswith("in user code:") or "defined at (most recent call last):" in text
+    found = list(_FRAME.finditer(text)) if wrapped else []
+    frames = [(m["file"], int(m["line"])) for m in found]
+    if found:
+        rest = text[found[-1].end():]
+        if text.lstrip().startswith("in user code:"):
+            # after the last frame: its source line(s), a blank line, then the error itself
+            parts = rest.strip("\n").split("\n\n", 1)
+            raised = _RAISED.match(parts[-1].strip()) if len(parts) > 1 else None
+            if raised:
+                name, rest = raised["type"].rsplit(".", 1)[-1], raised["message"]
+        text = rest
+    layers = []
+    for _ in range(5):  # a layer inside a layer: one wrapping each
+        keras_call = _KERAS_CALL.search(text)
+        if not keras_call:
             break
-    if isinstance(exc, SyntaxError) and exc.lineno and exc.filename == module_file:
-        where = f" (line {exc.lineno} of the submission)"
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}{': ' + text[:300] if text else ''}{where}"
+        layers.append(keras_call["layer"])
+        text = keras_call["message"]
+    text = _ANSI.sub("", text) + (f" (in {layers[0]})" if layers else "")
+    return name, " ".join(text.split()), frames
+
+
+def describe(exc: BaseException, module_file: str = "", source: Source | None = None) -> str:
+    """One line: the error's type and message (the error AutoGraph wrapped, not its
+    wrapping), then where in the submission it happened and that line's text: a
+    notebook's "code cell 7 (In [12]), line 3", a module's own line (not said when
+    `module_file` is empty). The innermost line of the submission is the place: a frame
+    TensorFlow lists in the message (inside a tf.function) before the traceback's."""
+    name, text, frames = _unwrapped(exc)
+    if len(text) > MAX_MESSAGE:
+        text = text[:MAX_MESSAGE - 3] + "..."
+    lineno = None
+    if module_file:
+        inside = [line for file, line in frames if file == module_file]
+        called = [f.lineno for f in traceback.extract_tb(exc.__traceback__)
+                  if f.filename == module_file and f.lineno]
+        lineno = (inside or called or [None])[-1]
+        if isinstance(exc, SyntaxError) and exc.lineno and exc.filename == module_file:
+            lineno = exc.lineno
+    where = ""
+    if lineno:
+        where = f", at {(source or Source.read(module_file)).place(lineno)}"
+    return f"{name}{': ' + text if text else ''}{where}"
 
 
 def skipped_notes(module) -> list[str]:
@@ -350,6 +437,7 @@ def main() -> None:
     code_objects = MappingProxyType({name: fn.__code__ for name, fn in collectors.items()})
     set_seed = keras.utils.set_random_seed
     module_file = job.module
+    source = Source.read(module_file)  # before any of its code runs
     sys.addaudithook(Watch(send, module_file, scratch, exercise.public_names()))
     _hide_internals()
     if job.search_path:  # the submission's own copy of grader.exercises finds the exercise too
@@ -359,7 +447,7 @@ def main() -> None:
     try:
         module = load_module(module_file, "submission")
     except BaseException as exc:  # SystemExit and KeyboardInterrupt at import included
-        send({"type": "import_error", "message": describe(exc, module_file)})
+        send({"type": "import_error", "message": describe(exc, module_file, source)})
         return
     send({"type": "ready", "notes": skipped_notes(module)})
     for item in job.items:
@@ -376,7 +464,7 @@ def main() -> None:
         try:
             observation = collect(module, ctx, item.params)
         except BaseException as exc:
-            send({"type": "error", "item": item.id, "message": describe(exc, module_file),
+            send({"type": "error", "item": item.id, "message": describe(exc, module_file, source),
                   "not_implemented": isinstance(exc, NotImplementedError),
                   "seconds": time.perf_counter() - start})
             continue

@@ -129,7 +129,7 @@ def test_every_submission_gets_a_result_and_honest_ones_full_marks(corpus):
     ("memory_hog", "preprocess", "error", "MemoryError"),
     ("exits", "preprocess", "crashed", "exit code 0"),
     ("segfault", "preprocess", "crashed", "SIGSEGV"),
-    ("raises_at_import", "weights", "error", "RuntimeError: no thanks (line"),
+    ("raises_at_import", "weights", "error", "RuntimeError: no thanks, at line"),
     ("syntax_error", "interface", "error", "SyntaxError"),
     ("fake_result", "preprocess", "error", "SystemExit"),
     ("uses_network", "preprocess", "error", "Connection refused"),  # the sandbox's own loopback

@@ -79,7 +79,7 @@ def test_fake_results_printed_to_stdout_earn_nothing(inputs, tmp_path):
 
 @pytest.mark.parametrize("source, expected", [
     ("def preprocess(images:\n    pass\n", "SyntaxError"),
-    ("import numpy\nraise RuntimeError('boom at import')\n", "RuntimeError: boom at import (line 2"),
+    ("import numpy\nraise RuntimeError('boom at import')\n", "RuntimeError: boom at import, at line 2: `raise RuntimeError('boom at import')`"),
     ("import sys\nsys.exit(0)\n", "SystemExit"),
 ])
 def test_module_that_does_not_import_scores_zero_with_the_reason(inputs, tmp_path, source, expected):

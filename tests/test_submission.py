@@ -406,3 +406,39 @@ def test_answers_are_never_read_through_a_folder_swapped_for_a_link(tmp_path):
     (tmp_path / "bob").symlink_to(outside)
     found = answers.extract(tmp_path / "bob", ["compare_scratch"])
     assert found.problem and "SECRET" not in found.items["compare_scratch"].text
+
+
+def test_the_module_maps_each_kept_line_back_to_its_cell_and_line(tmp_path):
+    """Does every line copied from a cell map back to "code cell N (In [n])" and the line in
+    that cell, counted as the student sees it (leading blank lines and a %%time line
+    included), while the lines the grader adds map to nothing and `plain` carries no map?"""
+    from grader.submission import LINE_MAP, cell_line
+
+    nb = new_notebook(cells=[
+        new_markdown_cell("# Mine"),
+        new_code_cell("import numpy as np\nprint('demo')\nMEANS = [1.0, 2.0]", execution_count=3),
+        new_code_cell("print('dropped')", metadata={"tags": ["experiment"]}, execution_count=4),
+        new_code_cell("\n\n%%time\nx = 1\ndef preprocess(images):\n    a = 1; b = MEANS\n"
+                      "    return np.asarray(images)[0]", execution_count=12),
+        new_code_cell("def train(model, train_ds, val_ds=None, *, steps, checkpoint_dir=None):\n"
+                      "    return steps\n", metadata={"tags": ["graded"]})])
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    source = notebook_to_source(path)
+    lines = source.splitlines()
+    assert lines[-1].startswith(LINE_MAP)
+    found = {lines[n - 1].strip(): cell_line(source, n) for n in range(1, len(lines) + 1)
+             if cell_line(source, n)}
+    assert found == {
+        "import numpy as np": ("code cell 1 (In [3])", 1),
+        "MEANS = [1.0, 2.0]": ("code cell 1 (In [3])", 3),
+        "def preprocess(images):": ("code cell 3 (In [12])", 5),
+        "a = 1; b = MEANS": ("code cell 3 (In [12])", 6),
+        "return np.asarray(images)[0]": ("code cell 3 (In [12])", 7),
+        "def train(model, train_ds, val_ds=None, *, steps, checkpoint_dir=None):": ("code cell 4", 1),
+        "return steps": ("code cell 4", 2),
+        "": ("code cell 4", 3)}
+    assert cell_line(source, 1) is None and cell_line("x = 1\n", 1) is None
+    assert cell_line(source[:-10] + "\n", 4) is None  # a damaged map maps nothing
+    assert LINE_MAP not in notebook_to_source(path, plain=True)
+    assert _module(source)["preprocess"]([7]) == 7
