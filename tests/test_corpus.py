@@ -64,6 +64,10 @@ def test_corpus_is_large_and_varied():
     ids = {i.id for i in SHIPPED.items}
     assert all(v.loses <= ids for v in VARIANTS), [v.name for v in VARIANTS if not v.loses <= ids]
     assert all(v.may_lose <= ids - v.loses for v in VARIANTS)
+    # every lost item names its cause; every item a variant must not mislead on exists
+    assert all({item for item, _ in v.says} == v.loses for v in VARIANTS), \
+        [v.name for v in VARIANTS if {item for item, _ in v.says} != v.loses]
+    assert all({item for item, _ in v.not_says} <= ids for v in VARIANTS)
     assert sum(bool(v.may_lose) for v in VARIANTS) <= 2  # an exception, not a way out
 
 
@@ -102,8 +106,13 @@ def test_mistake_costs_exactly_its_items(variant, shipped_inputs, tmp_path):
     got, declared = lost(report) - variant.may_lose, set(variant.loses)
     assert got == declared, (f"lost {sorted(got)}, declared {sorted(declared)}; the difference: "
                              + "; ".join(f"{k}: {messages(report)[k]}" for k in sorted(got ^ declared)))
+    said = messages(report)
     for item_id, words in variant.says:  # the message names the cause of this mistake
-        assert words in messages(report)[item_id], messages(report)[item_id]
+        assert words in said[item_id], f"{item_id} does not say {words!r}: {said[item_id]}"
+    for item_id, words in variant.not_says:  # and no plausible wrong one
+        assert item_id in said, f"not_says names {item_id}, which this variant is not graded on"
+        assert words.lower() not in said[item_id].lower(), \
+            f"{item_id} says {words!r}, a cause this mistake does not have: {said[item_id]}"
     if variant.low:
         accuracy = [r for r in report.items if r.id in {i.id for i in SHIPPED.items
                                                         if i.check == "accuracy"}]
@@ -151,3 +160,21 @@ def test_variants_file_errors_are_one_line(tmp_path):
         "- {name: x, base: reference, edits: [['no such text', 'y']], loses: [weights]}\n")
     with pytest.raises(corpus.KitError, match="occurs 0 times in reference; expected once"):
         corpus.load_variants(tmp_path)
+
+
+@pytest.mark.parametrize("words", ["{says: {training: cause}}",            # an item it keeps
+                                   "{says: {weights: [cause, 3]}}",         # a word that is no text
+                                   "{not_says: {features: []}}",           # no words at all
+                                   "{not_says: [layer order]}"])           # no item named
+def test_says_and_not_says_map_items_to_words(tmp_path, words):
+    """Is a `says` or `not_says` that does not map items to words refused in one line?"""
+    shutil.copytree(corpus.default_corpus() / "correct", tmp_path / "correct")
+    variant = ("{name: x, base: reference, edits: [['IMAGENET_MEAN_RGB, dtype=tf.float32', "
+               "'IMAGENET_MEAN_RGB[::-1], dtype=tf.float32']], loses: [weights], ")
+    (tmp_path / "variants.yaml").write_text(f"- {variant}{words[1:-1]}}}\n")
+    with pytest.raises(corpus.KitError, match=r"expected '(not_)?says' to map"):
+        corpus.load_variants(tmp_path)
+    (tmp_path / "variants.yaml").write_text(
+        f"- {variant}says: {{weights: [a, b]}}, not_says: {{features: c}}}}\n")
+    found, = corpus.load_variants(tmp_path)
+    assert found.says == (("weights", "a"), ("weights", "b")) and found.not_says == (("features", "c"),)

@@ -29,7 +29,10 @@ VARIANT_KEYS = {
     "loses": "the exact list of rubric item ids this mistake costs",
     "low": "true when every accuracy item must score 0 (calibration puts its bounds above these)",
     "why": "one line: what the mistake is",
-    "says": "optional {item id: words its message must contain}: the cause it names",
+    "says": "optional {item id it loses: words, or a list of words, its message must contain}: "
+            "the cause it names",
+    "not_says": "optional {item id: words, or a list of words, its message must not contain, in "
+                "any case}: the plausible wrong causes it must not name",
     "may_lose": "optional list of items a chaotic run may or may not cost (say why in `why`)",
 }
 
@@ -43,6 +46,7 @@ class Variant:
     low: bool = False
     why: str = ""
     says: tuple[tuple[str, str], ...] = ()
+    not_says: tuple[tuple[str, str], ...] = ()
     may_lose: frozenset[str] = frozenset()
 
 
@@ -98,15 +102,28 @@ def load_variants(corpus: Path | None = None) -> list[Variant]:
             if source.count(old) != 1:
                 raise KitError(f"{where} ({raw['name']}): the text {old!r:.80} occurs "
                                f"{source.count(old)} times in {raw['base']}; expected once.")
-        says = raw.get("says") or {}
-        if not isinstance(says, dict) or not set(says) <= set(raw["loses"]):
-            raise KitError(f"{where} ({raw['name']}): expected 'says' to map items it loses to "
-                           f"words of their message, found {says!r:.120}.")
+        says = _words(raw, "says", where, "items it loses", set(raw["loses"]))
+        not_says = _words(raw, "not_says", where, "items", None)
         variants.append(Variant(raw["name"], raw["base"], edits, frozenset(raw["loses"]),
                                 bool(raw.get("low", False)), str(raw.get("why", "")),
-                                tuple((str(k), str(v)) for k, v in says.items()),
-                                frozenset(raw.get("may_lose") or ())))
+                                says, not_says, frozenset(raw.get("may_lose") or ())))
     return variants
+
+
+def _words(raw: dict, key: str, where: str, what: str, items: set | None) -> tuple:
+    """((item id, words), ...) from `key`: {item id: words or [words, ...]}, each item one of
+    `items` (any item when None; the test checks those against the rubric)."""
+    found = raw.get(key) or {}
+    ok = isinstance(found, dict) and all(
+        isinstance(item, str) and (items is None or item in items) and
+        (isinstance(words, str) and words or isinstance(words, list) and words and
+         all(isinstance(w, str) and w for w in words))
+        for item, words in found.items())
+    if not ok:
+        raise KitError(f"{where} ({raw['name']}): expected {key!r} to map {what} to words of "
+                       f"their message (a text or a list of texts), found {found!r:.120}.")
+    return tuple((item, w) for item, words in found.items()
+                 for w in ([words] if isinstance(words, str) else words))
 
 
 def variant_items(variant: Variant, items: list, corpus: Path | None = None) -> list:

@@ -1027,6 +1027,26 @@ _PREPROCESS_MISTAKES = [
 ]
 
 
+def preprocessing_mistake(inputs, images: np.ndarray) -> str | None:
+    """What is wrong with `inputs`, what a model's preprocessing gives conv1_1 for `images`
+    (uint8): None when they are x*255 - the ImageNet mean (or unknown: no inputs, another
+    shape), else the mistake, named as the preprocess item names it when it is one of the
+    usual ones."""
+    if not isinstance(inputs, np.ndarray) or inputs.shape != images.shape:
+        return None
+    x = images.astype(np.float64)
+    found = inputs.astype(np.float64)
+    if not np.all(np.isfinite(found)):
+        return "they hold values that are not finite numbers"
+    if np.allclose(found, x - IMAGENET_MEAN_RGB, atol=1e-2):
+        return None
+    for message, mistake in _PREPROCESS_MISTAKES:
+        if np.allclose(found, mistake(x), atol=1e-2):
+            return message
+    return (f"they differ from x*255 - [123.68, 116.779, 103.939] by up to "
+            f"{np.max(np.abs(found - (x - IMAGENET_MEAN_RGB))):.4g}")
+
+
 @_judged
 def judge_preprocess(obs, ctx, params):
     x = ctx.probe.astype(np.float64)
@@ -1132,8 +1152,16 @@ def judge_weights(obs, ctx, params):
     if not wrong:
         return 1.0, "every conv kernel and bias equals the weights file"
     total = len(network.WEIGHT_KEYS)
+    swapped = [key for key in wrong if isinstance(arrays.get(key), np.ndarray) and arrays[key].ndim == 4
+               and arrays[key].shape == ctx.weights[key].shape[1::-1] + ctx.weights[key].shape[2:]
+               and np.array_equal(arrays[key], np.transpose(ctx.weights[key], (1, 0, 2, 3)))]
+    how = (f": {', '.join(swapped[:5])}{' ...' if len(swapped) > 5 else ''} "
+           f"{'is' if len(swapped) == 1 else 'are'} the file's kernel with its height and width "
+           "axes swapped" if swapped else
+           ": none of the convolutions holds the file's values, as if they were never set"
+           if len(wrong) == total else "")
     return (total - len(wrong)) / total, (
-        f"{', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''} differ from the weights file. "
+        f"{', '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''} differ from the weights file{how}. "
         "Hint: set each conv's kernel and bias from weights['convX_Y_W'] and ['convX_Y_b'], "
         "unchanged (no transpose, no reshape).")
 
@@ -1212,11 +1240,21 @@ def judge_frozen(obs, ctx, params):
                if name in before and not _same_arrays(before[name], after.get(name))]
     fc_changed = not _same_arrays(obs["fc_before"], obs["fc_after"])
     others = [path for path, _, is_fc in trainable if not is_fc]
+    convs_trainable = [path for path in others if any(name in path for name in CONV_LAYERS)]
+    if convs_trainable or not trainable:
+        hint = "trainable=False on every conv layer, nothing trainable but fc"
+    elif others:  # layers the table does not have
+        hint = "the table has no trainable layer but fc (no dense layer between flatten and fc)"
+    else:  # fc alone, of another size
+        fc_count = sum(math.prod(shape) for _, shape, _ in trainable)
+        hint = (f"only fc is trainable, but it holds {fc_count} parameters: fc maps pool3's "
+                f"flattened values to the classes, and its size follows from theirs (the "
+                "layer_shapes item says which differ)")
     return _fraction_and_messages([
         (0.4, only_fc, f"expected only fc's kernel and bias trainable ({FC_PARAMS} parameters), "
                        f"found {len(trainable)} trainable variables with {count} parameters"
                        + (f", among them {', '.join(others[:3])}" if others else "")
-                       + ". Hint: trainable=False on every conv layer, nothing trainable but fc"),
+                       + f". Hint: {hint}"),
         (0.4, not changed and not missing,
          f"no kernel and bias found in {', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''}: "
          "frozen convolutions must be there to stay frozen" if missing else
@@ -1302,6 +1340,44 @@ def _structure_differences(structure) -> list[str]:
     return found
 
 
+def _layers_given(chain: dict, inputs, images: np.ndarray, weights: dict, tol: float) -> tuple | None:
+    """(what conv1_1 is given, the table's conv1_1 .. pool3 on it) when the model's layers
+    are the table's on what conv1_1 is given: the model's own preprocessing (`inputs`), or
+    one of the usual preprocessing mistakes of the images; None otherwise. Only a message
+    reads this: the verdict compares the layers on a colour transform of the images, never
+    on inputs the worker reports."""
+    convs = {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in CONV_LAYERS}
+    x = images.astype(np.float64)
+    candidates = [(mistake(x), message) for message, mistake in _PREPROCESS_MISTAKES]
+    if isinstance(inputs, np.ndarray) and inputs.shape == images.shape and np.all(np.isfinite(inputs)):
+        candidates.insert(0, (inputs, "what the model's preprocessing gives it, "
+                              + (preprocessing_mistake(inputs, images) or "not x*255 - [123.68, "
+                                 "116.779, 103.939]").replace("they differ", "which differs", 1)))
+    first = chain.get(FEATURE_LAYERS[0])
+    if not isinstance(first, np.ndarray):
+        return None
+    for given, what in candidates:
+        try:
+            if first.shape != given.shape[:3] + first.shape[3:] or \
+                    _max_rel_diff(first, _front(given, convs, TABLE_FRONT[:1])[0]) > tol:
+                continue
+            front = vgg_front(given, convs)
+        except ValueError:
+            continue
+        if all(isinstance(chain.get(name), np.ndarray) and chain[name].shape == front[name].shape
+               and _max_rel_diff(chain[name], front[name]) <= tol for name in FEATURE_LAYERS):
+            return what, front
+    return None
+
+
+def _logits_follow(logits: np.ndarray, pool3: np.ndarray, order: np.ndarray, fc_shapes: list,
+                   tol: float) -> bool:
+    """The logits are the grader's fc (probe values) on the flattened `pool3`."""
+    kernel, bias = probe_fc_arrays(fc_shapes)
+    want = pool3.reshape(len(pool3), -1)[:, order] @ kernel + bias
+    return logits.shape == want.shape and _max_rel_diff(logits, want) <= tol
+
+
 @_judged
 def judge_features(obs, ctx, params):
     chain = _mapping(obs["chain"], "the layers' outputs")
@@ -1334,6 +1410,12 @@ def judge_features(obs, ctx, params):
     tol = params["tolerance"]
     problems = []
     chained_ok = True
+    # How the model's layers, as it calls them, differ from the table's: when they do, they
+    # are the hint, in place of the generic ones below.
+    differences = _structure_differences(structure) if structure is not None else []
+    # Set when the layers depart only because of what conv1_1 is given: (what it is given,
+    # the table's layers on it), so that neither hint sends the student to the layers.
+    given = None
     for name in FEATURE_LAYERS:
         got, want = chain.get(name), expected[name]
         if got is None or isinstance(got, str) or got.shape != want.shape:
@@ -1343,11 +1425,21 @@ def judge_features(obs, ctx, params):
             chained_ok = False
             break
         if _max_rel_diff(got, want) > tol:
-            problems.append(f"the layers first depart from VGG16 at {name} (largest relative "
-                            f"difference {_max_rel_diff(got, want):.3g}"
-                            + (", on the grader's preprocessing: the model's own gives conv1_1 no "
-                               "colour transform of the images)" if fitted is None else ")")
-                            + ". Hint: check padding 'same', the ReLU and the layer order up to there")
+            difference = f"largest relative difference {_max_rel_diff(got, want):.3g}"
+            if name == FEATURE_LAYERS[0]:
+                given = _layers_given(chain, inputs, ctx.probe, ctx.weights, tol)
+            if given is not None:
+                problems.append(f"the layers depart from VGG16 at {name} ({difference}) only "
+                                f"because of what conv1_1 is given: {given[0]}. Each layer "
+                                "computes VGG16's on what the layer before gives it. Hint: check "
+                                "the preprocessing, first the pixel scale (convert_image_dtype "
+                                "gives 0..1; VGG16 expects 0..255 minus the ImageNet mean)")
+            else:
+                problems.append(f"the layers first depart from VGG16 at {name} ({difference}"
+                                + (", on the grader's preprocessing: the model's own gives conv1_1 no "
+                                   "colour transform of the images)" if fitted is None else ")")
+                                + ("" if differences else
+                                   ". Hint: check padding 'same', the ReLU and the layer order up to there"))
             chained_ok = False
             break
     pool3 = expected["pool3"].reshape(len(ctx.probe), -1)
@@ -1363,17 +1455,21 @@ def judge_features(obs, ctx, params):
         kernel, bias = probe_fc_arrays(fc_shapes)
         want = pool3[:, order] @ kernel + bias
         logits_ok = logits.shape == want.shape and _max_rel_diff(logits, want) <= tol
-    if not logits_ok:
+    if not logits_ok and given is not None and order is not None and fc_fits and \
+            _logits_follow(logits, given[1]["pool3"], order, fc_shapes, tol):
+        problems.append("the model's own output is fc applied to its own flattened pool3 "
+                        "features, which differ by what conv1_1 is given (the preprocessing)")
+    elif not logits_ok:
         problems.append("the model's own output is not fc applied to the flattened pool3 "
                         "features" + ("" if order is not None else
                                       f" (its flatten layer does not reorder pool3's {width} values)")
-                        + ". Hint: the model must be exactly the chain of the named layers; "
-                        "check that call() uses every layer once, in order")
+                        + ("" if differences else ". Hint: the model must be exactly the chain of "
+                           "the named layers; check that call() uses every layer once, in order"))
     if chained_ok and logits_ok:
         return 1.0, "pool3 and the model's logits match the grader's own computation"
-    differences = _structure_differences(structure) if structure is not None else []
     if differences:
-        problems.append("the model's layers, as it calls them: " + "; ".join(differences))
+        problems.append("the model's layers, as it calls them, differ from the table's: "
+                        + "; ".join(differences))
     return (0.6 if chained_ok else 0.0) + (0.4 if logits_ok else 0.0), "; ".join(problems)
 
 
@@ -1492,7 +1588,9 @@ def other_names(logits: np.ndarray, labels: np.ndarray) -> str | None:
 
 
 def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray,
-                       steps: int, bar: float) -> tuple[bool, str]:
+                       steps: int, bar: float, inputs_off: str | None = None,
+                       weights_off: list[str] | None = None, checked: bool = False,
+                       logged_loss: list | None = None) -> tuple[bool, str]:
     """(learned, what was measured and its most likely cause) from the logits on the same
     training images before and after a run of `steps` steps.
 
@@ -1501,6 +1599,13 @@ def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     because Adam's first steps overshoot it on features in the hundreds while the
     accuracy already climbs, and on real images the loss can stay above its start for
     the whole budget of a correct run.
+
+    The cause is read from what the grader saw of the network the run trained: what
+    conv1_1 is given when that is not x*255 - the ImageNet mean (`inputs_off`, in the
+    preprocess item's words), the convolutions that do not hold the weights file's values
+    (`weights_off`), and `checked` when both were read and found right, so what is left
+    is the training itself; then the loss the run logged ([[step, value], ...]) shows how
+    far the steps overshot.
     """
     loss_before, loss_after = cross_entropy(before, labels), cross_entropy(after, labels)
     acc_before, acc_after = training_accuracy(before, labels), training_accuracy(after, labels)
@@ -1514,7 +1619,30 @@ def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray
         return False, (f"nothing learned: {measured}, and the model's outputs did not change "
                        "at all, so fc was never updated. Hint: apply the gradients of the loss to the "
                        "trainable variables (optimizer.apply_gradients)")
+    if inputs_off:
+        return False, (f"not learned: {measured}. The updates are applied, but the network's "
+                       f"inputs are off: {inputs_off}, so fc sees features VGG16 was not trained "
+                       "for. Hint: fix preprocess first (uint8 to 0..255 floats, the ImageNet mean "
+                       "subtracted in RGB order; the preprocess item says more)")
+    if weights_off:
+        return False, (f"not learned: {measured}. The updates are applied, but the convolutions "
+                       f"do not hold the VGG16 weights ({', '.join(weights_off[:3])}"
+                       f"{' ...' if len(weights_off) > 3 else ''} differ from the weights file), so "
+                       "the features tell the classes apart poorly. Hint: are the VGG16 weights "
+                       "loaded into the convolutions? (the weights item says more)")
     if loss_after > loss_before:
+        if checked:
+            swing = ""
+            if logged_loss and len(logged_loss) >= 3:
+                step, peak = max(logged_loss, key=lambda point: point[1])
+                swing = (f" (the loss it logged peaked at {peak:.4g} at step {step:g} and ended at "
+                         f"{logged_loss[-1][1]:.4g})")
+            return False, (f"not learned: {measured}. The updates are applied, but the loss ended "
+                           f"above where it started: each step overshoots{swing}. The network's inputs and "
+                           "the VGG16 weights are right, so the learning rate is too large for "
+                           f"this optimizer on these features ({LEARNING_RATES_PARAGRAPH}; Adam at "
+                           "1e-4 settles within the budget). Hint: lower the learning rate, or "
+                           "use the default 1e-4 with Adam")
         return False, (f"not learned: {measured}. The updates are applied, but the loss ended "
                        "above where it started: each step overshoots. Hint: most likely the network's "
                        "inputs are off (preprocess: uint8 to 0..255 floats, the ImageNet mean "
@@ -1524,12 +1652,33 @@ def learning_diagnosis(before: np.ndarray, after: np.ndarray, labels: np.ndarray
     if acc_after > acc_before + 0.05:
         return False, (f"too little learned: {measured}. The updates are applied and help, but "
                        "too slowly for the budget. Hint: a learning rate too small or too large for "
-                       f"this optimizer ({LEARNING_RATES_PARAGRAPH}), or features that barely tell "
-                       "the classes apart (are the VGG16 weights loaded into the convolutions?)")
+                       f"this optimizer ({LEARNING_RATES_PARAGRAPH})"
+                       + ("" if checked else ", or features that barely tell the classes apart "
+                          "(are the VGG16 weights loaded into the convolutions?)"))
     return False, (f"too little learned: {measured}. The updates are applied but change nothing "
-                   "that matters. Hint: a learning rate far below 1e-4 (the handout's 1e-6 needs "
-                   "about a hundred times the steps), or features near zero (are the VGG16 weights "
-                   "loaded into the convolutions?)")
+                   "that matters. Hint: a learning rate far below 1e-4 (1e-6 needs "
+                   "about a hundred times the steps)"
+                   + ("" if checked else ", or features near zero (are the VGG16 weights "
+                      "loaded into the convolutions?)"))
+
+
+def _network_off(witness: dict, images: np.ndarray, weights: dict) -> tuple:
+    """(what is wrong with what conv1_1 is given, the convolutions whose kernel or bias is
+    not the weights file's, both read) from a set of logits' witness (checked by
+    explain_logits before): what a training or accuracy message blames before the
+    training itself."""
+    inputs = witness.get("inputs")
+    convs = witness.get("convs") or {}
+    inputs_off = preprocessing_mistake(inputs, images)
+    def loaded(name) -> bool:
+        found, file = convs[name], (weights[f"{name}_W"], weights[f"{name}_b"])
+        return len(found) == 2 and all(isinstance(a, np.ndarray) and a.shape == w.shape
+                                       and np.array_equal(a, w) for a, w in zip(found, file))
+
+    weights_off = [name for name in CONV_LAYERS if name in convs and not loaded(name)]
+    checked = isinstance(inputs, np.ndarray) and inputs.shape == images.shape and \
+        all(name in convs for name in CONV_LAYERS)
+    return inputs_off, weights_off, checked
 
 
 @_judged
@@ -1551,8 +1700,16 @@ def judge_training(obs, ctx, params):
     elif renamed := other_names(obs["after"]["logits"], labels):
         return 0.0, f"nothing counts: {renamed}"
     else:
-        learned, diagnosis = learning_diagnosis(obs["before"]["logits"], obs["after"]["logits"],
-                                                labels, params["steps"], params["learned_accuracy"])
+        run = (obs["before"]["logits"], obs["after"]["logits"], labels, params["steps"],
+               params["learned_accuracy"])
+        learned, diagnosis = learning_diagnosis(*run)
+        if not learned:  # the cause, from what the grader saw of the network and the run logged
+            logged = _mapping(obs.get("curves", {}), "the curves").get("loss")
+            logged = [point for point in logged if isinstance(point, list) and len(point) == 2
+                      and all(isinstance(v, (int, float)) for v in point)] \
+                if isinstance(logged, list) else None
+            learned, diagnosis = learning_diagnosis(*run, *_network_off(obs["before"], images, ctx.weights),
+                                                    logged_loss=logged)
     leaves = {tag.rsplit("/", 1)[-1].lower()[:MAX_TEXT] for tag in tags}
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
@@ -1590,6 +1747,45 @@ def collect_accuracy(module, ctx, params):
     return logit_witness(model, module, ctx.heldout_images[:params["images"]])
 
 
+def _accuracy_cause(witness: dict, images: np.ndarray, labels: np.ndarray, weights: dict) -> str | None:
+    """The most likely cause of a low accuracy after training, from what the grader saw
+    of the trained network (its witness, checked by explain_logits before): what conv1_1
+    is given, the convolutions' weights, the head, fc's outputs, and the loss on the
+    images; None when none of them says anything."""
+    logits = np.asarray(witness["logits"], np.float64)
+    inputs_off, weights_off, checked = _network_off(witness, images, weights)
+    if inputs_off:
+        return (f"The network's inputs are off: {inputs_off}, so fc sees features VGG16 was not "
+                "trained for. Hint: fix preprocess first (the preprocess item says more)")
+    if weights_off:
+        return (f"The convolutions do not hold the VGG16 weights ({', '.join(weights_off[:3])}"
+                f"{' ...' if len(weights_off) > 3 else ''} differ from the weights file). Hint: are "
+                "the VGG16 weights loaded into the convolutions? (the weights item says more)")
+    head = witness.get("head") or []
+    if len(head) > 1:
+        return (f"The model has {len(head)} dense layers after flatten where the table has fc "
+                "alone: the extra layers start from random weights and slow learning (the "
+                "features item says more)")
+    if len(logits) > 1 and \
+            float(np.max(np.abs(logits - logits[0]))) <= 1e-6 * (1.0 + float(np.max(np.abs(logits)))):
+        return ("fc gives every image the same outputs: training never changed it (the training "
+                "item's message says more). Hint: apply the gradients of the loss to the trainable "
+                "variables (optimizer.apply_gradients)")
+    if not checked:
+        return None
+    loss, chance = cross_entropy(logits, labels), math.log(logits.shape[1])
+    if loss > chance:
+        return (f"The network's inputs and the VGG16 weights are right, but the loss on these "
+                f"images is {loss:.4g}, above the {chance:.3f} of a uniform guess: the model is "
+                "confident where it is wrong, as when each step overshoots. Hint: most likely a learning "
+                f"rate too large for this optimizer on these features ({LEARNING_RATES_PARAGRAPH}; "
+                "Adam at 1e-4 settles within the budget)")
+    return (f"The network's inputs and the VGG16 weights are right, and the loss on these images "
+            f"is {loss:.4g}, below the {chance:.3f} of a uniform guess: it learns, too slowly for "
+            f"the budget. Hint: a learning rate too small or too large for this optimizer "
+            f"({LEARNING_RATES_PARAGRAPH})")
+
+
 @_judged
 def judge_accuracy(obs, ctx, params):
     if "missing" in obs:
@@ -1620,8 +1816,9 @@ def judge_accuracy(obs, ctx, params):
                         "nothing that tells the classes apart")
         elif accuracy <= 1.5 / logits.shape[1]:
             message += "; that is about chance"
-        if params["mode"] == "train":
-            message += " (the training item's message names the likely cause)"
+    if fraction < 1 and params["mode"] == "train":
+        cause = _accuracy_cause(obs, ctx.heldout_images[:params["images"]], labels, ctx.weights)
+        message += f". {cause}" if cause else " (the training item's message names the likely cause)"
     return fraction, message, {"accuracy": accuracy, "lower": lower, "upper": upper,
                                "images": len(logits)}
 
@@ -1824,7 +2021,11 @@ def judge_checkpoint(obs, ctx, params):
         (0.3, same and obs["restored_step"] == ROUND_TRIP_STEPS and not saved,
          saved or f"restoring into a fresh model gave {'the same' if same else 'different'} "
                   f"outputs and step {obs['restored_step']} (expected identical outputs and step "
-                  f"{ROUND_TRIP_STEPS})"),
+                  f"{ROUND_TRIP_STEPS})"
+                  + (". Hint: restore_checkpoint returns the training step saved in the checkpoint "
+                     "(a step variable in the tf.train.Checkpoint)"
+                     + (", not how many saves were made" if obs["restored_step"] > 0 else "")
+                     if same and obs["restored_step"] != ROUND_TRIP_STEPS else "")),
         (0.15, kept == 1, f"with max_to_keep=1, {kept} checkpoints were left "
                           "(expected 1). Hint: tf.train.CheckpointManager(max_to_keep=...)"),
         (0.25, continued and not resumed_saved, resumed_saved or
@@ -1834,8 +2035,11 @@ def judge_checkpoint(obs, ctx, params):
                           f"{obs['resume_final_step']}: training must restore the step and train "
                           f"only the remaining {remaining}"),
         (0.2, optimizer_kept, f"{ROUND_TRIP_STEPS} steps + resume + {remaining} steps did not match "
-                              f"{STRAIGHT_STEPS} straight steps from the same start: save and "
-                              "restore the optimizer (its state) with the model"),
+                              f"{STRAIGHT_STEPS} straight steps from the same start"
+                              + (": save and restore the optimizer (its state) with the model"
+                                 if continued else ", as follows from a resume that did not continue "
+                                 "at the saved step (once it does, this compares the optimizer's "
+                                 "state)")),
         (0.1, empty_ok, "restore_checkpoint on an empty folder should return 0, "
                         + (f"it raised {empty_error}" if empty_error is not None
                            else f"it returned {obs.get('empty_step')}")),
@@ -2068,9 +2272,9 @@ def judge_pipeline(obs, ctx, params):
     examples_mixed = covered and flat1 != everything and groups(first) != groups(second)
     reshuffled = covered and flat1 != flat2
     stream = obs["stream"]
-    epoch_wise = len(stream) == 3 * size and all(
-        sorted(stream[k * size:(k + 1) * size]) == everything for k in range(3)) \
-        and stream[:size] != stream[size:2 * size]
+    whole_epochs = len(stream) == 3 * size and all(
+        sorted(stream[k * size:(k + 1) * size]) == everything for k in range(3))
+    epoch_wise = whole_epochs and stream[:size] != stream[size:2 * size]
     repeats = obs["infinite"] and obs["ordered"] == everything * 2
     chains = _pipeline_chains(obs.get("graphs"))
     missing = [name for name, chain in chains.items() if isinstance(chain, str)]
@@ -2081,11 +2285,20 @@ def judge_pipeline(obs, ctx, params):
         (0.1, batches_ok, f"batch sizes {sizes[:6]}: expected {batch} (the last may be smaller)",
          "batch"),
         (0.15, covered, "one epoch must hold every example exactly once", None),
-        (0.15, examples_mixed, "the examples are not shuffled (the same examples share a batch "
+        (0.15, examples_mixed, "the same examples share a batch every epoch: they are shuffled "
+                               "once, into the same order for every epoch" if covered and
+                               flat1 != everything and flat1 == flat2 else
+                               "the examples are not shuffled (the same examples share a batch "
                                "every epoch). Hint: shuffle the examples, before batch()", "shuffle"),
         (0.15, reshuffled, "every epoch must come in a new order. Hint: "
                            "shuffle(..., reshuffle_each_iteration=True)", "reshuffle"),
-        (0.1, epoch_wise, "with repeat=True, epochs mix into each other: every run of 50 examples "
+        (0.1, epoch_wise, f"with repeat=True, the dataset ended after {len(stream)} examples "
+                          f"({size} in an epoch): it must go on for ever. Hint: .repeat()"
+                          if len(stream) < 3 * size else
+                          "with repeat=True, every epoch comes in the order of the one before "
+                          "(each is shuffled anew only by shuffle(..., reshuffle_each_iteration="
+                          "True))" if whole_epochs else
+                          "with repeat=True, epochs mix into each other: every run of 50 examples "
                           "should hold each example once. Hint: shuffle before repeat()", "apart"),
         (0.1, repeats, "with repeat=True and shuffle=False the dataset must go on for ever in "
                        "the given order. Hint: .repeat()", "repeat"),
