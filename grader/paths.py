@@ -5,7 +5,7 @@
 - The default rubric: the course folder's `rubrics/` in a checkout (or an editable
   install), else the copy installed as package data (`grader/rubrics/`): the full rubric
   in a non-editable install of the kit, the public one in the student package.
-- The course folder (the checkout with `solutions/`, `tests/corpus/`): found from the
+- The course folder (the instructor's checkout, with the reference solution and the test corpus): found from the
   package in a checkout, else the current folder. Only instructor verbs (generate,
   calibrate, train's default module) need it, and they say so when it is missing.
 """

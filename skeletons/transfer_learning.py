@@ -1,4 +1,4 @@
-# Generated from solutions/transfer_learning.py by `grader generate` -- do not edit.
+# The exercise's code, for you to complete and hand in.
 # Fill in every '# YOUR CODE HERE'; keep the function names and signatures.
 """Transfer learning with a frozen VGG16 front end on CIFAR-10.
 
@@ -109,8 +109,9 @@ def train(model, train_ds, val_ds=None, *, steps, learning_rate=1e-4, checkpoint
     VGG features are on a large, uneven scale (hundreds for some channels, near zero for
     others), and Adam's per-parameter step sizes cope with that where plain gradient
     descent at one learning rate either crawls or diverges. With batches of 64, a
-    learning rate of 1e-4 learns within a few hundred steps; the handout's 1e-6 would
-    need a hundred times as many, and 1e-3 overshoots in the first steps.
+    learning rate of 1e-4 learns within a few hundred steps; a rate a hundred times
+    smaller (1e-6) needs about a hundred times as many, and 1e-3 overshoots in the first
+    steps.
 
     Every `checkpoint_every` steps (and at the last step) the model is validated on one
     pass of `val_ds` when given, and a checkpoint of the model, the optimizer and the

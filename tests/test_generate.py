@@ -78,7 +78,7 @@ def test_skeleton_imports_and_each_task_raises(generated, weights):
         with pytest.raises(NotImplementedError, match=task):
             call()
     assert (generated / "skeletons" / "transfer_learning.py").read_text().startswith(
-        "# Generated from solutions/transfer_learning.py by `grader generate` -- do not edit.")
+        generate.SKELETON_HEADER)
 
 
 def test_notebooks_are_valid_tagged_and_without_outputs(generated):
@@ -186,6 +186,39 @@ def test_bundle_contents_and_no_solution_leaks(generated):
         assert not leaked, f"{name} leaks {sorted(leaked)[:3]}"
     rubric_text = texts["student-bundle/rubric.yaml"]
     assert "after_due_date" not in rubric_text and "heldout_seed" not in rubric_text
+
+
+INSTRUCTOR_WORDS = ("solutions/", "do not edit", "handout's 1e-6", "previous exercise")
+"""what no file in a student's hands says: the instructor's paths, "do not edit" on the
+file they edit, and what refers to a handout or an exercise they were not given"""
+
+
+def _student_texts(generated) -> dict[str, str]:
+    """{name: text} of every file a student gets: the skeletons, the bundle and its zip,
+    and each file of the checker's wheel."""
+    bundle = generated / "dist" / "student-bundle"
+    texts = {str(p.relative_to(generated)): p.read_text() for p in
+             [*(generated / "skeletons").iterdir(), *bundle.iterdir()] if p.suffix != ".whl"}
+    with zipfile.ZipFile(generated / "dist" / "student-bundle.zip") as archive:
+        texts.update({f"zip/{n}": archive.read(n).decode() for n in archive.namelist()
+                      if not n.endswith(".whl")})
+    for wheel in bundle.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            texts.update({f"{wheel.name}/{n}": archive.read(n).decode(errors="replace")
+                          for n in archive.namelist()})
+    return texts
+
+
+@pytest.mark.parametrize("words", INSTRUCTOR_WORDS)
+def test_the_student_bundle_names_no_instructor_path_nor_an_unseen_handout(generated, words):
+    """Does anything a student is given name the instructor's solution file, tell them not
+    to edit the file they complete, or refer to a handout or exercise they never saw?"""
+    texts = _student_texts(generated)
+    assert len(texts) > 20 and any(name.endswith(".ipynb") for name in texts)
+    found = [name for name, text in texts.items() if words.lower() in text.lower()]
+    assert not found, f"{words!r} in {found}"
+    # the instructor's own notebook may say where it comes from
+    assert "solutions/transfer_learning.py" in (generated / "solutions" / "transfer_learning.ipynb").read_text()
 
 
 def test_committed_files_match_a_fresh_generation():

@@ -115,9 +115,11 @@ def strip_solutions(source: str, name: str = "solution") -> str:
     return "\n".join(out) + "\n"
 
 
-def skeleton_header(source_rel: str) -> str:
-    return (f"# Generated from {source_rel} by `grader generate` -- do not edit.\n"
-            "# Fill in every '# YOUR CODE HERE'; keep the function names and signatures.\n")
+SKELETON_HEADER = ("# The exercise's code, for you to complete and hand in.\n"
+                   "# Fill in every '# YOUR CODE HERE'; keep the function names and signatures.\n")
+"""the opening of the student's module; it names no file of the instructor's checkout"""
+STUDENT_NOTEBOOK_HEADER = ("*Your notebook for the exercise: complete the code cells marked "
+                           "`# YOUR CODE HERE` and hand it in.*")
 
 
 def _split_top_level(source: str) -> list[tuple[str | None, str]]:
@@ -205,7 +207,7 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
     rubric_path = root / "rubrics" / RUBRIC_NAME
     source = solution.read_text(encoding="utf-8")
     rel = solution.relative_to(root) if solution.is_relative_to(root) else solution.name
-    skeleton = skeleton_header(str(rel)) + strip_solutions(source, str(rel))
+    skeleton = SKELETON_HEADER + strip_solutions(source, str(rel))
     try:
         compile(skeleton, "skeleton", "exec")
     except SyntaxError as exc:
@@ -218,9 +220,10 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
     (out / "skeletons").mkdir(parents=True)
     (out / "solutions").mkdir()
     (out / "skeletons" / f"{MODULE_NAME}.py").write_text(skeleton, encoding="utf-8")
-    student_nb = notebook(skeleton, f"*Generated from {rel} -- do not edit.*", public["items"])
+    student_nb = notebook(skeleton, STUDENT_NOTEBOOK_HEADER, public["items"])
     _write_notebook(student_nb, out / "skeletons" / f"{MODULE_NAME}.ipynb")
-    _write_notebook(notebook(source, "*Instructor version with solutions.*", public["items"]),
+    _write_notebook(notebook(source, f"*Instructor version with solutions, generated from {rel} by "
+                             "`grader generate` -- do not edit.*", public["items"]),
                     out / "solutions" / f"{MODULE_NAME}.ipynb")
 
     bundle = out / "dist" / "student-bundle"

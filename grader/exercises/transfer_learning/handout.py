@@ -174,7 +174,7 @@ SCRATCH_MD = """\
 
 How much did the ImageNet filters buy? The cells below build the same network again, then
 give every layer new random weights and make every layer trainable: the network trained
-from scratch, as in the previous exercise. It trains for the same number of steps on the
+from scratch, with nothing carried over from pre-training. It trains for the same number of steps on the
 same data, beside your transfer model, and both runs are plotted together. Every layer now
 has gradients, so each step costs a few times what a transfer step costs.
 """
