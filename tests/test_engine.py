@@ -224,3 +224,26 @@ def test_a_crafted_observation_is_judged_within_bounds_through_the_engine():
     assert (result.status, result.score) == ("failed", 0.0)
     assert result.message == ("the observations were malformed: the first epoch holds 205000 "
                               "entries, more than 1000"), result.message
+
+
+def test_a_standby_is_the_first_worker_only_of_a_submission_it_was_started_for(inputs, tmp_path):
+    """Is a worker started ahead (TensorFlow imported, nothing of the submission in its
+    view) handed the next grading of a file in its folder, and discarded (killed, its
+    folder removed) by the grading of a file elsewhere, which then starts its own?"""
+    from grader import sandbox as sandbox_mod
+
+    r = _only(["interface", "preprocess"])
+    folders = [tmp_path / "here", tmp_path / "elsewhere"]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "transfer_learning.py").write_text(SOLUTION.read_text())
+    for folder, used in ((folders[0], True), (folders[1], False)):
+        standby = engine.Standby(sandbox_mod.default(), folders[0], EXERCISE, key="setting")
+        assert list(standby.module_dir.iterdir()) == []  # the job names the module
+        worker = standby.worker
+        report = engine.grade_submission(folder / "transfer_learning.py", r, inputs,
+                                         own_folder=True, standby=standby)
+        assert report.score == report.max_score > 0, report.items
+        assert hasattr(worker, "_key") is not used  # send_job forgets the channel key
+        assert standby.worker is None and worker.process.returncode is not None
+        assert not standby.root.exists()

@@ -1,7 +1,9 @@
 """grader.notebook: the check cells of the generated notebook, executed with nbclient."""
 import os
 import re
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -211,3 +213,129 @@ def test_students_notebook_runs_and_checks_itself_at_full_marks(name, tmp_path, 
     points = sum(i.points for i in items)
     assert f"total: {points:g} / {points:g} points" in text, text
     assert "note:" not in text and "flagged" not in text, text
+
+
+def _code_of(path: Path, upto: str | None = None) -> list[str]:
+    """The code cells of a notebook as a kernel ran them, top to bottom (up to and
+    including the first cell whose source is `upto`)."""
+    cells = [c.source for c in nbformat.read(str(path), as_version=4).cells if c.cell_type == "code"]
+    return cells[:cells.index(upto) + 1] if upto else cells
+
+
+def _renamed_beside_untouched(tmp_path: Path) -> tuple[Path, Path]:
+    """A student's renamed, solved notebook beside the untouched generated one."""
+    untouched = tmp_path / "transfer_learning.ipynb"
+    untouched.write_bytes((ROOT / "skeletons" / "transfer_learning.ipynb").read_bytes())
+    mine = tmp_path / "my_work.ipynb"
+    mine.write_bytes((ROOT / "solutions" / "transfer_learning.ipynb").read_bytes())
+    return mine, untouched
+
+
+@pytest.fixture
+def no_frontend(monkeypatch):
+    """No frontend names the notebook (as under nbclient or `jupyter execute`)."""
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.setattr(notebook, "_user_namespace", lambda: {})
+    monkeypatch.delitem(sys.modules, "google.colab", raising=False)
+
+
+def test_the_notebook_holding_the_cells_run_is_graded_not_the_one_named_after_the_module(
+        tmp_path, monkeypatch, no_frontend):
+    """Beside an untouched transfer_learning.ipynb, is the renamed notebook whose cells
+    this kernel ran the one graded, silently, and the untouched one when that one ran?"""
+    monkeypatch.chdir(tmp_path)
+    mine, untouched = _renamed_beside_untouched(tmp_path)
+    ran = _code_of(mine, "check('preprocess')")
+    assert notebook.which_notebook(history=ran) == (mine, "")
+    # blank lines and trailing spaces as a frontend may send them change nothing
+    assert notebook.which_notebook(history=[c + "  \n\n" for c in ran]) == (mine, "")
+    assert notebook.which_notebook(history=_code_of(untouched, "check('build_model')")) \
+        == (untouched, "")
+    # a notebook named by the student or the frontend wins over the comparison
+    assert notebook.which_notebook(untouched, history=ran) == (untouched, "")
+    monkeypatch.setenv("JPY_SESSION_NAME", "course/week3/" + untouched.name)  # server-relative
+    assert notebook.which_notebook(history=ran)[0] == untouched
+
+
+def test_a_notebook_graded_without_knowing_it_is_this_kernels_is_said(tmp_path, monkeypatch,
+                                                                     no_frontend):
+    """When no notebook here holds the cell being run (unsaved, or elsewhere), or two hold
+    it equally, does the check say which file it grades and how to name another?"""
+    monkeypatch.chdir(tmp_path)
+    mine, untouched = _renamed_beside_untouched(tmp_path)
+    path, note = notebook.which_notebook(history=["print('a cell never saved')"])
+    assert path == untouched and "does not hold the cell being run" in note \
+        and "notebook='my_notebook.ipynb'" in note
+    twin = tmp_path / "copy_of_my_work.ipynb"
+    twin.write_bytes(mine.read_bytes())
+    os.utime(mine, (1, 1))  # the copy was saved last
+    path, note = notebook.which_notebook(history=_code_of(mine, "check('preprocess')"))
+    assert path == twin and "2 notebooks here hold the cells" in note \
+        and "notebook='my_work.ipynb'" in note
+    untouched.unlink()
+    twin.unlink()
+    (tmp_path / "other.ipynb").write_bytes(mine.read_bytes())
+    with pytest.raises(KitError, match="none holding the cell being run"):
+        notebook.which_notebook(history=["print('a cell never saved')"])
+
+
+def test_rank_notebooks_reads_only_code_cells_and_survives_a_broken_file(tmp_path):
+    good = tmp_path / "good.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_markdown_cell("x = 1"), nbformat.v4.new_code_cell("y = 2\n\n"),
+        nbformat.v4.new_code_cell("check('preprocess')")]), str(good))
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text("{not json")
+    ranked = notebook.rank_notebooks([broken, good], ["x = 1", "y = 2", "check('preprocess')"])
+    assert ranked == [(good, True, 2), (broken, False, 0)]
+
+
+def test_in_colab_the_notebook_colab_holds_is_graded(tmp_path, monkeypatch, no_frontend):
+    """Colab keeps the notebook in its own storage: is the one it holds for this kernel
+    written beside the student's files, graded, and never taken for a notebook there?"""
+    import types
+
+    monkeypatch.chdir(tmp_path)
+    mine, _ = _renamed_beside_untouched(tmp_path)
+    held = nbformat.read(str(mine), as_version=4)
+    message = types.SimpleNamespace(blocking_request=lambda kind, request, timeout_sec:
+                                    {"ipynb": held} if kind == "get_ipynb" else None)
+    colab = types.ModuleType("google.colab")
+    colab._message = message
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    monkeypatch.setitem(sys.modules, "google.colab._message", message)
+    path, note = notebook.which_notebook(history=[])
+    assert path == tmp_path / notebook.COLAB_COPY and note == ""
+    assert _code_of(path) == _code_of(mine)
+    monkeypatch.delitem(sys.modules, "google.colab")
+    assert notebook.which_notebook(history=_code_of(mine))[0] == mine  # the copy is no candidate
+
+
+def test_a_renamed_notebook_executed_beside_the_untouched_one_checks_itself(tmp_path, monkeypatch):
+    """`jupyter execute my_work.ipynb` beside the untouched transfer_learning.ipynb: do its
+    checks grade my_work.ipynb (full marks, no note), and does the second check take the
+    worker the first one left waiting?"""
+    mine, untouched = _renamed_beside_untouched(tmp_path)
+    nb = nbformat.read(str(mine), as_version=4)
+    end = next(k for k, c in enumerate(nb.cells) if c.source == "check('preprocess')")
+    probe = ("from grader import notebook as _n\n_taken = []\n_take = _n.engine.Standby.take\n"
+             "_n.engine.Standby.take = lambda self: _taken.append(self) or _take(self)")
+    nb.cells = nb.cells[:end + 1] + [nbformat.v4.new_code_cell(source, metadata={"tags": [TAG_CHECK]})
+                                     for source in (probe, "check('preprocess')",
+                                                    "print('standbys taken:', len(_taken))")]
+    nbformat.write(nb, str(mine))
+    # The kernel's work folders, in a folder of their own that the sandbox's user can
+    # reach (tmp_path's parents are private to this user).
+    work = Path(tempfile.mkdtemp(prefix="kernel-tmp-"))
+    try:
+        os.chmod(work, 0o711)
+        monkeypatch.setenv("TMPDIR", str(work))
+        nb = _execute(mine, monkeypatch)
+        checks = [_text(c) for c in nb.cells if c.source == "check('preprocess')"]
+        assert len(checks) == 2
+        for text in checks:
+            assert "total: 10 / 10 points" in text and "note:" not in text, text
+        assert "standbys taken: 1" in _text(nb.cells[-1])
+        assert list(work.glob("grader-*")) == []  # the last standby ended with the kernel
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

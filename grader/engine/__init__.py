@@ -45,12 +45,12 @@ from ..exercise import SECOND_PART, Exercise, GradingInputs, WorkerInputs
 from ..job import Job, JobItem
 from ..rubric import Item, Rubric
 from .seeds import DEFAULT_HELDOUT_SEED, grading_seed, item_seed, private_seed
-from .process import _Worker, _prepare_work_dir, _readable, worker_env
+from .process import Standby, _Worker, _prepare_work_dir, _readable, worker_env
 from .protocol import GAP_LIMIT, MAX_NOTES, Phase, Stop, _run_worker
 from .results import (FLAG_KINDS, Collection, Failed, Flag, ItemResult, Observed, Outcome,
                       Report)
 
-__all__ = ["BUDGET_MARGIN", "JUDGE_LIMIT", "STARTUP_LIMIT", "collect", "collect_submission", "grade",
+__all__ = ["BUDGET_MARGIN", "JUDGE_LIMIT", "STARTUP_LIMIT", "Standby", "collect", "collect_submission", "grade",
            "grade_submission", "judge", "report", "unreadable_report",
            "DEFAULT_HELDOUT_SEED", "grading_seed", "item_seed", "private_seed", "worker_env",
            "GAP_LIMIT", "MAX_NOTES",
@@ -69,15 +69,22 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
             sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
             tail_bytes: int = 8192, startup_limit: float = STARTUP_LIMIT,
             seed: int = DEFAULT_HELDOUT_SEED, item_seeds: dict[str, int] | None = None,
-            progress: Callable[[str], None] | None = None) -> Collection:
+            progress: Callable[[str], None] | None = None,
+            standby: Standby | None = None) -> Collection:
     """Run the collect halves of `items` in sandboxed worker processes. The worker sees
-    `submission_dir` read-only (None: only the module)."""
+    `submission_dir` read-only (None: only the module). A `standby` whose work folder is
+    `work_dir` (collect_submission checks that it serves this submission) is the first
+    worker, TensorFlow already imported."""
     sandbox = sandbox or sandbox_mod.default()
     work_dir = Path(work_dir).resolve()
-    scratch = _prepare_work_dir(work_dir, sandbox)
+    if standby is not None and standby.run_dir.resolve() != work_dir:
+        standby.discard()
+        standby = None
+    scratch = standby.scratch if standby is not None else _prepare_work_dir(work_dir, sandbox)
     try:
         return _collect(module_file, submission_dir, items, inputs, work_dir, exercise, scratch,
-                        sandbox, threads, tail_bytes, startup_limit, seed, item_seeds, progress)
+                        sandbox, threads, tail_bytes, startup_limit, seed, item_seeds, progress,
+                        standby)
     finally:
         if sandbox.user and sandbox.scratch_mb:  # what the submission wrote goes with it
             sandbox_mod.release_scratch(scratch)
@@ -86,7 +93,7 @@ def collect(module_file: Path, submission_dir: Path | None, items: list[Item],
 def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercise: Exercise,
              scratch: Path,
              sandbox: sandbox_mod.Sandbox, threads, tail_bytes, startup_limit, seed, item_seeds,
-             progress) -> Collection:
+             progress, standby: Standby | None = None) -> Collection:
     # The worker sees its own copy of the module, so nothing else of its folder shows.
     (work_dir / "module").mkdir(exist_ok=True)
     module_file = Path(shutil.copy(Path(module_file), work_dir / "module" / Path(module_file).name))
@@ -103,8 +110,13 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
     # The first worker imports TensorFlow while the inputs are made and written; so does
     # the one that will run the second parts, while the first one works.
     # What all of this submission's workers may send together (restarts included).
-    budget = channel.Budget()
-    first = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
+    # A standby started as this worker would be: it is the first one (its budget counts
+    # for all of this submission's workers).
+    if standby is not None:
+        budget, first = standby.budget, standby.take()
+    else:
+        budget = channel.Budget()
+        first = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget)
     spare = _Worker(sandbox, read_only, scratch, env, tail_bytes, budget) \
         if any(i.check in exercise.checks.second_parts for i in items) else None
     try:
@@ -327,18 +339,27 @@ def collect_submission(source: str | os.PathLike, items: list[Item],
                        item_seeds: dict[str, int], own_folder: bool = False, strict: bool = False,
                        sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
                        startup_limit: float = STARTUP_LIMIT, label: str = "",
-                       progress: Callable[[str], None] | None = None) -> Collection:
+                       progress: Callable[[str], None] | None = None,
+                       standby: Standby | None = None) -> Collection:
     """Prepare one submission (.py, .ipynb, .zip or a folder), collect its observations
     and clean up: the half of grading that runs submission code, here or on a cluster
     worker. With `own_folder` (a student checking their own file) the submission's folder
     is its file's folder; otherwise only what the submission itself holds is shown to it.
     A submission that cannot be read yields "skipped" outcomes with the reason (with
-    `strict`, its SubmissionError is raised instead)."""
+    `strict`, its SubmissionError is raised instead).
+
+    A `standby` (a student's own file only) is used when it serves this submission as
+    started (Standby.serves), and discarded otherwise: either way this grading ends it."""
     from ..submission import materialize
 
     source = Path(source).resolve() if own_folder else Path(source)  # a student's own link, theirs
+    if standby is not None and not (own_folder and source.is_file() and standby.serves(
+            sandbox or sandbox_mod.default(), source.parent, exercise, threads)):
+        standby.discard()
+        standby = None
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40]
-    work = Path(tempfile.mkdtemp(prefix=f"grader-{safe}-" if safe else "grader-"))
+    work = standby.root if standby is not None else \
+        Path(tempfile.mkdtemp(prefix=f"grader-{safe}-" if safe else "grader-"))
     try:
         os.chmod(work, 0o711)
         try:
@@ -350,10 +371,13 @@ def collect_submission(source: str | os.PathLike, items: list[Item],
         if own_folder and source.is_file():
             folder = source.resolve().parent
         _readable(work / "in")
+        used, standby = standby, None
         return collect(module_file, folder, items, inputs, work / "run", exercise, sandbox=sandbox,
                        threads=threads, startup_limit=startup_limit, item_seeds=item_seeds,
-                       progress=progress)
+                       progress=progress, standby=used)
     finally:
+        if standby is not None:  # not reached: the submission could not be read
+            standby.discard()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -363,12 +387,14 @@ def grade_submission(source: str | os.PathLike, rubric: Rubric,
                      own_folder: bool = False, strict: bool = False,
                      sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
                      startup_limit: float = STARTUP_LIMIT,
-                     progress: Callable[[str], None] | None = None) -> Report:
+                     progress: Callable[[str], None] | None = None,
+                     standby: Standby | None = None) -> Report:
     """Collect and judge one submission: the one grading path of `grader check`, `grader
     batch`, the notebook checks and the Gradescope entry point (`grader batch --scheduler`
     runs the collecting half, `collect_submission`, on a cluster worker and judges here).
     `inputs` may still be in the making (a Future): the worker imports TensorFlow
-    meanwhile. `only` keeps the items with these ids; `progress` hears each item start."""
+    meanwhile. `only` keeps the items with these ids; `progress` hears each item start;
+    a `standby` is the first worker if it serves the submission (collect_submission)."""
     items = [i for i in rubric.select(include_hidden) if only is None or i.id in only]
     start = time.monotonic()
     seeds = {i.id: item_seed(grading_seed(rubric), i.id) for i in items}
@@ -380,7 +406,7 @@ def grade_submission(source: str | os.PathLike, rubric: Rubric,
                                item_seeds=seeds,
                                own_folder=own_folder, strict=strict, sandbox=sandbox,
                                threads=threads, startup_limit=startup_limit, label=name or "",
-                               progress=progress)
+                               progress=progress, standby=standby)
     return report(name or str(source), items, found, resolved(), rubric, time.monotonic() - start)
 
 

@@ -9,9 +9,11 @@ import platform
 import pwd
 import queue
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
@@ -257,3 +259,62 @@ def _readable(path: Path) -> None:
     for p in [path, *path.rglob("*")] if path.is_dir() else [path]:
         if not p.is_symlink():
             os.chmod(p, (p.stat().st_mode | 0o444 | (0o111 if p.is_dir() else 0)) & 0o7777)
+
+
+class Standby:
+    """A worker started ahead of its check, in the work folder that check will use: the
+    same sandbox, view (its module folder, still empty; the submission's folder; the
+    exercise's package) and environment as a worker started by the check itself, so it
+    imports TensorFlow while nobody waits. It has imported nothing of the submission
+    (the module is copied into its module folder when the check comes, then named in
+    the job), serves one check and is discarded with it. `key` says what it was started
+    for; a check with any other key discards it and starts its own."""
+
+    def __init__(self, sandbox: sandbox_mod.Sandbox, folder: Path, exercise, key,
+                 threads: int | None = None, tail_bytes: int = 8192, label: str = "warm"):
+        self.key, self.sandbox, self.folder = key, sandbox, Path(folder).resolve()
+        self.threads, self.tail_bytes = threads, tail_bytes
+        self.root = Path(tempfile.mkdtemp(prefix=f"grader-{label}-"))
+        self.worker: _Worker | None = None
+        self.scratch: Path | None = None
+        try:
+            os.chmod(self.root, 0o711)
+            self.run_dir = self.root / "run"
+            self.scratch = _prepare_work_dir(self.run_dir, sandbox)
+            self.module_dir = self.run_dir / "module"
+            self.module_dir.mkdir()
+            _readable(self.module_dir)
+            self.read_only = [self.module_dir, self.folder,
+                              *[Path(p) / exercise.name for p in exercise.search_path]]
+            self.env = worker_env(self.scratch, threads)
+            self.budget = channel.Budget()
+            self.worker = _Worker(sandbox, self.read_only, self.scratch, self.env, tail_bytes,
+                                  self.budget)
+        except BaseException:
+            self.discard()
+            raise
+
+    def serves(self, sandbox: sandbox_mod.Sandbox, folder: Path, exercise,
+               threads: int | None) -> bool:
+        """Would a check of a submission in `folder` start its first worker exactly like
+        this one (sandbox, view, environment), and is this one still waiting for its job
+        (alive, nothing sent, nothing heard)?"""
+        view = [self.module_dir, Path(folder).resolve(),
+                *[Path(p) / exercise.name for p in exercise.search_path]]
+        return (self.worker is not None and self.sandbox == sandbox and self.read_only == view
+                and self.env == worker_env(self.scratch, threads)
+                and self.worker.process.poll() is None and self.worker.messages.empty())
+
+    def take(self) -> _Worker:
+        """The worker, for the one check that uses it (the folder goes with that check)."""
+        worker, self.worker = self.worker, None
+        return worker
+
+    def discard(self) -> None:
+        """Kill the worker if it is still here and remove the work folder."""
+        if self.worker is not None:
+            self.worker.kill()
+            self.worker = None
+        if self.scratch is not None and self.sandbox.user and self.sandbox.scratch_mb:
+            sandbox_mod.release_scratch(self.scratch)
+        shutil.rmtree(self.root, ignore_errors=True)
