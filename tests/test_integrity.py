@@ -171,7 +171,7 @@ def test_no_file_of_the_job_is_in_the_workers_view_nor_a_probe_at_import(tmp_pat
     only = rubric.parse({"schema_version": 1, "time_limit": 20, "items": [
         {"id": "preprocess", "title": "Preprocessing", "points": 10, "check": "preprocess"}]}, "view")
     (item,) = _grade(tmp_path, source, inputs, rubric_=only).items
-    seen, at_import, when_asked = json.loads(item.message.split("SEEN ", 1)[1].split(" (line")[0])
+    seen, at_import, when_asked = json.loads(item.message.split("SEEN ", 1)[1].rsplit(", at line", 1)[0])
     assert len(seen) == 1 and seen[0].startswith("module/"), seen  # scratch/ is left out
     assert at_import == [0, 0] and when_asked == len(inputs.probe_for("preprocess"))
 

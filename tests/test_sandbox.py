@@ -175,7 +175,7 @@ def escape(request, tmp_path_factory):
     db = sqlite3.connect(out / "gradebook.sqlite") if (out / "gradebook.sqlite").exists() else None
     message = db.execute("SELECT message FROM items WHERE student='escape' AND item='preprocess'"
                          ).fetchone()[0] if db else ""
-    findings = json.loads(message.split("FINDINGS ", 1)[1].split(" (line")[0]) if "FINDINGS" in message else {}
+    findings = json.loads(message.split("FINDINGS ", 1)[1].rsplit(", at line", 1)[0]) if "FINDINGS" in message else {}
     return {"mode": mode, "result": result, "findings": findings, "message": message,
             "table": {r["student"]: r for r in table}, "flags": flags_listing,
             "strays_at_end": strays_at_end, "strays_later": _markers(marker),
