@@ -1027,6 +1027,13 @@ _PREPROCESS_MISTAKES = [
 ]
 
 
+def _named_mistake(found: np.ndarray, x: np.ndarray, atol: float) -> str | None:
+    """The message of the usual preprocessing mistake that turns the images `x` (float)
+    into `found`, or None."""
+    return next((message for message, mistake in _PREPROCESS_MISTAKES
+                 if np.allclose(found, mistake(x), atol=atol)), None)
+
+
 def preprocessing_mistake(inputs, images: np.ndarray) -> str | None:
     """What is wrong with `inputs`, what a model's preprocessing gives conv1_1 for `images`
     (uint8): None when they are x*255 - the ImageNet mean (or unknown: no inputs, another
@@ -1040,9 +1047,8 @@ def preprocessing_mistake(inputs, images: np.ndarray) -> str | None:
         return "they hold values that are not finite numbers"
     if np.allclose(found, x - IMAGENET_MEAN_RGB, atol=1e-2):
         return None
-    for message, mistake in _PREPROCESS_MISTAKES:
-        if np.allclose(found, mistake(x), atol=1e-2):
-            return message
+    if (message := _named_mistake(found, x, 1e-2)) is not None:
+        return message
     return (f"they differ from x*255 - [123.68, 116.779, 103.939] by up to "
             f"{np.max(np.abs(found - (x - IMAGENET_MEAN_RGB))):.4g}")
 
@@ -1060,9 +1066,8 @@ def judge_preprocess(obs, ctx, params):
         if dtype != "float32":
             return 0.5, f"values are right but the dtype is {dtype}, expected float32"
         return 1.0, "matches x*255 - ImageNet mean (RGB) on probe images"
-    for message, mistake in _PREPROCESS_MISTAKES:
-        if np.allclose(out, mistake(x), atol=max(params["tolerance"], 1e-2)):
-            return 0.0, f"expected x*255 - [123.68, 116.779, 103.939]: {message}"
+    if (message := _named_mistake(out, x, max(params["tolerance"], 1e-2))) is not None:
+        return 0.0, f"expected x*255 - [123.68, 116.779, 103.939]: {message}"
     return 0.0, (f"expected x*255 - [123.68, 116.779, 103.939] per pixel; largest difference "
                  f"{np.max(np.abs(out - expected)):.4g}. Hint: convert_image_dtype gives 0..1.")
 
@@ -1670,12 +1675,8 @@ def _network_off(witness: dict, images: np.ndarray, weights: dict) -> tuple:
     inputs = witness.get("inputs")
     convs = witness.get("convs") or {}
     inputs_off = preprocessing_mistake(inputs, images)
-    def loaded(name) -> bool:
-        found, file = convs[name], (weights[f"{name}_W"], weights[f"{name}_b"])
-        return len(found) == 2 and all(isinstance(a, np.ndarray) and a.shape == w.shape
-                                       and np.array_equal(a, w) for a, w in zip(found, file))
-
-    weights_off = [name for name in CONV_LAYERS if name in convs and not loaded(name)]
+    weights_off = [name for name in CONV_LAYERS if name in convs and not _same_arrays(
+        convs[name], [weights[f"{name}_W"], weights[f"{name}_b"]])]
     checked = isinstance(inputs, np.ndarray) and inputs.shape == images.shape and \
         all(name in convs for name in CONV_LAYERS)
     return inputs_off, weights_off, checked
