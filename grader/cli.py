@@ -62,7 +62,7 @@ def _batch(args):
                scratch_mb=args.scratch_mb,
                user=args.user, network=args.allow_network, released=args.released,
                progress=not args.no_progress, scheduler=args.scheduler, data=args.data,
-               no_verify=args.no_verify)
+               no_verify=args.no_verify, roster=args.roster)
     # every student has a recorded grade; a file that could not be written for one is an
     # error the TA must see (said above in one line each), the others' files are written
     return 1 if summary["export_problems"] else 0
@@ -208,6 +208,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
                        "submissions as (default: nobody; ignored when not run as root)")
         p.add_argument("--allow-network", action="store_true", help="do not cut the network")
+        p.add_argument("--roster", metavar="CSV", help="the class as the LMS exports it (Moodle's "
+                       "grading worksheet, Canvas's gradebook CSV): e-mails, SIS ids, sections and "
+                       "the Canvas assignment column for the LMS upload files")
         _release_options(p)
         p.add_argument("--no-progress", action="store_true")
         p.set_defaults(run=_batch)

@@ -77,15 +77,21 @@ MESSAGES = {
 }
 
 
-def build(out: Path, unreadable: bool = True, grade_some: bool = True, copies: int = 1) -> Path:
+def build(out: Path, unreadable: bool = True, grade_some: bool = True, copies: int = 1,
+          named=None, roster: dict | None = None) -> Path:
     """Write the class's gradebook and exports in `out`; returns `out`. `copies` > 1: each
-    student that many times (ada-001, ada-002, ...), for a class of a realistic size."""
+    student that many times (ada-001, ada-002, ...), for a class of a realistic size.
+    `named`: a function from the fixture's name to the entry's (an LMS download's names);
+    `roster`: what `grader batch --roster` would have stored."""
+    named = named or (lambda name: name)
     rubric = rubric_mod.load(default_rubric())
     out.mkdir(parents=True, exist_ok=True)
     book = Gradebook(out / "gradebook.sqlite")
     book.set_meta("heldout_seed", "1")
     book.set_meta("title", rubric.title)
     book.set_meta("released", "0")
+    if roster is not None:
+        book.set_meta("roster", json.dumps(roster))
     book.set_meta("rubric_items", json.dumps([
         {"id": i.id, "title": i.title, "points": i.points, "check": i.check,
          "visibility": i.visibility, "params": i.params} for i in rubric.items]))
@@ -93,6 +99,7 @@ def build(out: Path, unreadable: bool = True, grade_some: bool = True, copies: i
     picture = _png()
     students = STUDENTS if copies == 1 else {f"{name}-{k:03d}": value for k in range(1, copies + 1)
                                              for name, value in STUDENTS.items()}
+    students = {named(name): value for name, value in students.items()}
     for student, (fractions, accuracy, answer, flags, seconds) in students.items():
         results = []
         for item in rubric.items:
@@ -114,22 +121,23 @@ def build(out: Path, unreadable: bool = True, grade_some: bool = True, copies: i
         report = Report(student, results, seconds=seconds, flags=flags)
         answered = Answers({m.id: Answer() for m in rubric.manual})
         if answer is not None:
-            answered.items["compare_scratch"] = Answer(answer, [picture] if not student.startswith("bo")
-                                                       else [])
+            answered.items["compare_scratch"] = Answer(answer, [picture] if student != named("bo")
+                                                       and not student.startswith("bo-") else [])
         book.record(student, f"submissions/{student}.ipynb", f"hash-{student}", "rubric", report,
                     "graded", answers=answered)
     if unreadable:
-        report = Report("gus", [ItemResult(i.id, i.title, 0.0, i.points, "skipped",
+        gus = named("gus")
+        report = Report(gus, [ItemResult(i.id, i.title, 0.0, i.points, "skipped",
                                            "the submission could not be read", 0.0, i.visibility)
                                 for i in rubric.items], import_failed=True)
-        book.record("gus", "submissions/gus.ipynb", "hash-gus", "rubric", report, "failed",
+        book.record(gus, f"submissions/{gus}.ipynb", "hash-gus", "rubric", report, "failed",
                     "gus.ipynb: expected a Jupyter notebook (JSON, nbformat 4), could not read it "
                     "(NotJSONError). Save it again from Jupyter.",
                     answers=Answers({m.id: Answer() for m in rubric.manual},
                                     "gus.ipynb: could not be read as a notebook (NotJSONError); "
                                     "its answers are unknown"))
     if grade_some:
-        first = "ada" if copies == 1 else "ada-001"
+        first = named("ada") if copies == 1 else named("ada-001")
         digest = book.answers(first)["compare_scratch"]["digest"]
         book.save_manual(first, "compare_scratch", 10.0, [0, 1, 2], "Clear, with numbers.",
                          digest, "ta-one", 0)

@@ -10,6 +10,7 @@ import io
 import json
 from pathlib import Path
 
+from . import lms
 from ..fsutil import atomic_path, write_text_atomic
 from ..names import csv_cell, file_name, file_names, shown as spelled, shown_text
 
@@ -232,4 +233,95 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
     with atomic_path(out / MOODLE_FILE) as tmp:
         tmp.write_text(moodle_csv(rows, title, total, lambda r: comments[r["student"]]),
                        encoding="utf-8")
+
+    def maximum(row: dict) -> float:
+        return round(sum(i["max_score"] for i in results[row["student"]] if shown(i["visibility"], released))
+                     + sum(m["points"] for m in manual[row["student"]] if shown(m["visibility"], released)), 4)
+
+    layout = lms.layout_of([row["student"] for row in rows])
+    final = [row for row in rows if row["student"] not in held_back(statuses)]
+    roster = json.loads(book.get_meta("roster") or "null")
+    if layout == lms.MOODLE:
+        feedback = renders[0][1]
+        with atomic_path(out / MOODLE_WORKSHEET) as tmp:
+            tmp.write_text(moodle_worksheet(final, total, maximum, lambda r: comments[r["student"]], roster),
+                           encoding="utf-8")
+        with atomic_path(out / MOODLE_FEEDBACK_ZIP) as tmp:
+            tmp.write_bytes(moodle_feedback_zip(final, lambda r: feedback(r, results[r["student"]])))
+    elif layout == lms.CANVAS:
+        with atomic_path(out / CANVAS_FILE) as tmp:
+            tmp.write_text(canvas_csv(final, lms.canvas_column(title, roster), total, maximum, roster),
+                           encoding="utf-8")
+    for name, kept in ((MOODLE_WORKSHEET, lms.MOODLE), (MOODLE_FEEDBACK_ZIP, lms.MOODLE), (CANVAS_FILE, lms.CANVAS)):
+        if layout != kept:  # a class read in another layout now: no stale upload file stays
+            (out / name).unlink(missing_ok=True)
     return problems
+
+
+MOODLE_WORKSHEET = "moodle_worksheet.csv"
+MOODLE_FEEDBACK_ZIP = "moodle_feedback.zip"
+CANVAS_FILE = "canvas.csv"
+
+
+def held_back(statuses: dict[str, dict[str, str]]) -> set[str]:
+    """The students whose grade is not final: a manual item still to grade, or graded for an
+    answer that changed since (needs review). The LMS files leave them out, so an import
+    neither publishes a provisional grade nor overwrites one; the batch says how many."""
+    return {s for s, items in statuses.items() if any(v != "graded" for v in items.values())}
+
+
+def moodle_worksheet(rows: list[dict], total_of, maximum_of, feedback_of, roster: dict | None,
+                     when=None) -> str:
+    """Moodle's grading worksheet (Assignment > Upload grading worksheet), keyed by the
+    "Participant <id>" of the download's names; `Last modified (grade)` is the time of
+    writing, so a grade changed in Moodle later is not overwritten unless the TA says so."""
+    import datetime
+
+    stamp = lms.moodle_date(when or datetime.datetime.now())
+    people = (roster or {}).get("people", {}) if (roster or {}).get("layout") == lms.MOODLE else {}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(lms.MOODLE_WORKSHEET_COLUMNS)
+    for row in rows:
+        who = lms.identify(row["student"], lms.MOODLE)
+        person = people.get(who.id, {})
+        writer.writerow([f"{lms.MOODLE_PARTICIPANT}{who.id}", csv_cell(person.get("name") or who.name),
+                         csv_cell(person.get("email", "")), "Submitted for grading",
+                         f"{total_of(row):.2f}", f"{maximum_of(row):.2f}", "Yes", "", stamp,
+                         csv_cell(feedback_of(row))])
+    return buffer.getvalue()
+
+
+def moodle_feedback_zip(rows: list[dict], feedback_of) -> bytes:
+    """Each student's feedback as a file Moodle's "Upload multiple feedback files in a zip"
+    attaches to the participant: <full name>_<participant id>_assignsubmission_file_feedback.md."""
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for row in rows:
+            who = lms.identify(row["student"], lms.MOODLE)
+            info = zipfile.ZipInfo(f"{who.name}_{who.id}_assignsubmission_file_feedback.md",
+                                   date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, feedback_of(row))
+    return buffer.getvalue()
+
+
+def canvas_csv(rows: list[dict], column: str, total_of, maximum_of, roster: dict | None) -> str:
+    """Canvas's gradebook import: Student, ID, SIS User ID, SIS Login ID, Section, then the
+    assignment's column ("<title> (<assignment id>)" when a Canvas roster names it), with
+    Canvas's own "Points Possible" row first."""
+    people = (roster or {}).get("people", {}) if (roster or {}).get("layout") == lms.CANVAS else {}
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow([*lms.CANVAS_FIRST_COLUMNS, csv_cell(column)])
+    if rows:
+        writer.writerow(["    Points Possible", "", "", "", "", f"{maximum_of(rows[0]):.2f}"])
+    for row in rows:
+        who = lms.identify(row["student"], lms.CANVAS)
+        person = people.get(who.id, {})
+        writer.writerow([csv_cell(person.get("name") or who.name), who.id,
+                         *(csv_cell(person.get(k, "")) for k in lms.CANVAS_FIRST_COLUMNS[2:]),
+                         f"{total_of(row):.2f}"])
+    return buffer.getvalue()

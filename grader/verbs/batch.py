@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .. import __version__, answers as answers_mod, engine, rubric as rubric_mod, sandbox as sandbox_mod
-from ..records import exports
+from ..records import exports, lms
 from ..errors import KitError
 from ..records.gradebook import Gradebook
 from ..paths import default_rubric
@@ -62,7 +62,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
          released: bool | None = None, progress: bool = True, scheduler: str | None = None,
          data: list[str] | None = None, no_verify: bool = False,
-         scratch_mb: int = sandbox_mod.SCRATCH_MB) -> dict:
+         scratch_mb: int = sandbox_mod.SCRATCH_MB, roster: str | None = None) -> dict:
     folder = Path(submissions).resolve()  # the same path in the gradebook however it was typed
     if not folder.is_dir():
         raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
@@ -86,6 +86,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
             existing.close()
     rubric.heldout_seed = int(seed or engine.private_seed())
     inputs = rubric.exercise.grading_inputs(rubric, data, weights, no_verify)
+    roster_data = lms.read_roster(roster) if roster else None  # read before anything is written
     grading_on = inputs.description
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)  # the gradebook is private to the grader
@@ -98,6 +99,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                                               "search_path": list(rubric.exercise.search_path)}))
         # what review, report and the exports read of the rubric
         book.set_meta("title", rubric.title)
+        if roster_data is not None:  # else the roster a previous batch was given, if any
+            book.set_meta("roster", json.dumps(roster_data))
         # where the submissions are, for `grader similarity` (which reads them as entries() does)
         book.set_meta("submissions_folder_hex", os.fsencode(str(folder.resolve())).hex())
         if released is not None:  # else as the last batch or export said
@@ -265,6 +268,13 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
         print(f"notice: {len(leftover)} manual grade(s) for {', '.join(items)}, no longer in the "
               "rubric, are kept in the gradebook and counted nowhere; put the item back to count "
               "them")
+    layout = lms.describe([r["student"] for r in rows])
+    if layout:
+        print(f"notice: {layout}")
+    held = exports.held_back(book.manual_statuses())
+    if held and lms.layout_of([r["student"] for r in rows]) != lms.PLAIN:
+        print(f"held back from the LMS upload files: {len(held)} grade(s) with a manual item "
+              f"still to grade or needing review; they are added once graded in `grader review {out}`")
     flagged = sorted({f["student"] for f in book.flags()})
     if flagged:
         print(f"flagged for review: {len(flagged)} submission(s) ({shown(', '.join(flagged[:10]))}"

@@ -1,0 +1,187 @@
+"""grader.records.lms and the LMS upload files: a class downloaded from Moodle or Canvas is
+read by the ids in its names, and the files written for the LMS parse back by the rules
+each LMS's importer follows (Moodle's assignfeedback_offline and assignfeedback_file
+importers, Canvas's gradebook import)."""
+from __future__ import annotations
+
+import csv
+import datetime
+import io
+import zipfile
+
+import pytest
+
+import class_fixture
+from grader.answers import Answer, Answers
+from grader.engine import ItemResult, Report
+from grader.errors import KitError
+from grader.records import exports, lms
+from grader.records.gradebook import Gradebook
+
+MOODLE_NAMES = {"ada": "Ada Lovelace_101_assignsubmission_file_", "bo": "Bo Ng_102_assignsubmission_file_",
+                "cy": "Cy Twombly_103_assignsubmission_file_", "dee": "Dee Dee_104_assignsubmission_file_",
+                "eve": "Eve Li_105_assignsubmission_file_", "fay": "Fay Wray_106_assignsubmission_file_",
+                "gus": "Gus Grant_123456_assignsubmission_file_transfer_learning.ipynb"}
+CANVAS_NAMES = {"ada": "lovelaceada_201_9001_transfer_learning.ipynb",
+                "bo": "ngbo_LATE_202_9002_transfer_learning.ipynb",
+                "cy": "twomblycy_203_9003_transfer_learning-1.ipynb",
+                "dee": "deedee_204_9004_transfer_learning.ipynb",
+                "eve": "lieve_205_9005_transfer_learning.ipynb",
+                "fay": "wrayfay_206_9006_transfer_learning.ipynb",
+                "gus": "grantgus_LATE_207_9007_transfer_learning.ipynb"}
+
+
+def _rows(text: str) -> list[dict]:
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _grade(book: Gradebook, student: str, score: float) -> None:
+    digest = book.answers(student)["compare_scratch"]["digest"]
+    book.save_manual(student, "compare_scratch", score, [0], "Numbers given.", digest, "ta", 0)
+
+
+def test_download_names_are_read_as_their_lms_names_them():
+    ada = lms.identify(MOODLE_NAMES["ada"], lms.MOODLE)
+    assert (ada.layout, ada.id, ada.name, ada.late) == ("moodle", "101", "Ada Lovelace", False)
+    # one file per participant, not a folder: the file's name follows the marker
+    assert lms.identify(MOODLE_NAMES["gus"], lms.MOODLE).id == "123456"
+    bo = lms.identify(CANVAS_NAMES["bo"], lms.CANVAS)
+    assert (bo.id, bo.name, bo.late) == ("202", "ngbo", True)
+    assert lms.layout_of(list(MOODLE_NAMES.values())) == lms.MOODLE
+    assert lms.layout_of(list(CANVAS_NAMES.values())) == lms.CANVAS
+    assert "1 marked late" not in lms.describe(list(CANVAS_NAMES.values()))
+    assert "2 marked late" in lms.describe(list(CANVAS_NAMES.values()))
+    # one plain name among them: the class is read as today, and the notice says why
+    mixed = [*MOODLE_NAMES.values(), "late_entry.ipynb"]
+    assert lms.layout_of(mixed) == lms.PLAIN
+    assert "7 of 8 entries are named as an LMS download" in lms.describe(mixed)
+    assert lms.identify("late_entry.ipynb", lms.PLAIN).id == "late_entry.ipynb"
+    assert lms.describe(["ada.ipynb", "bo.py"]) == ""
+    # two entries with one participant id (a re-download merged by hand) are not a download
+    assert lms.layout_of([MOODLE_NAMES["ada"], "Ada L_101_assignsubmission_file_x.py"]) == lms.PLAIN
+
+
+def test_a_moodle_class_gives_a_worksheet_and_feedback_zip_moodle_imports(tmp_path):
+    roster = lms.read_roster(_moodle_roster(tmp_path))
+    out = class_fixture.build(tmp_path / "out", named=MOODLE_NAMES.get, roster=roster)
+    book = Gradebook(out / "gradebook.sqlite")
+    _grade(book, MOODLE_NAMES["eve"], 7.0)
+    exports.write_all(book, out)
+
+    # Moodle's worksheet import: columns found by header; the id is what follows "Participant "
+    text = (out / exports.MOODLE_WORKSHEET).read_text(encoding="utf-8")
+    header = next(csv.reader(io.StringIO(text)))
+    for required in ("Identifier", "Grade", "Last modified (grade)", "Feedback comments", "Maximum Grade"):
+        assert required in header
+    rows = {r["Identifier"][len("Participant "):]: r for r in _rows(text)}
+    # ada and eve have their written answer graded; the others' grades are not final yet
+    assert set(rows) == {"101", "105"}
+    assert rows["101"]["Full name"] == "Ada Lovelace"
+    assert rows["101"]["Email address"] == "ada@example.edu"
+    plain = {r["username"]: r for r in _rows((out / exports.MOODLE_FILE).read_text(encoding="utf-8"))}
+    for participant, student in (("101", "ada"), ("105", "eve")):
+        # the same total as moodle.csv (username, the grade, feedback), to the cent
+        assert float(rows[participant]["Grade"]) == pytest.approx(
+            float(list(plain[MOODLE_NAMES[student]].values())[1]), abs=0.005)
+        assert float(rows[participant]["Maximum Grade"]) >= float(rows[participant]["Grade"])
+    assert "Numbers given." in rows["105"]["Feedback comments"]
+    # a date PHP's strtotime reads: Moodle's own "Monday, 7 December 2026, 4:05 PM"
+    datetime.datetime.strptime(rows["101"]["Last modified (grade)"], "%A, %d %B %Y, %I:%M %p")
+
+    # Moodle's feedback zip import: explode('_', name, 5) -> name, id, plugin type, plugin, file
+    with zipfile.ZipFile(out / exports.MOODLE_FEEDBACK_ZIP) as archive:
+        names = archive.namelist()
+        parts = [name.split("_", 4) for name in names]
+        assert sorted(p[1] for p in parts) == ["101", "105"]
+        assert all(p[2:4] == ["assignsubmission", "file"] and p[4] == "feedback.md" for p in parts)
+        assert "# Feedback for" in archive.read(names[0]).decode()
+
+    # eve edits the answer after it was graded: her grade is held back until reviewed
+    row = book.submission(MOODLE_NAMES["eve"])
+    report = Report(MOODLE_NAMES["eve"], [ItemResult(i["item"], i["title"], i["score"], i["max_score"],
+                                                     i["status"], i["message"], 0.0, i["visibility"])
+                                          for i in book.items(MOODLE_NAMES["eve"])])
+    book.record(MOODLE_NAMES["eve"], row["source"], "changed", "rubric", report, "graded",
+                answers=Answers({"compare_scratch": Answer("A new answer.")}))
+    exports.write_all(book, out)
+    rows = _rows((out / exports.MOODLE_WORKSHEET).read_text(encoding="utf-8"))
+    assert [r["Identifier"] for r in rows] == ["Participant 101"]
+    assert not (out / exports.CANVAS_FILE).exists()
+    book.close()
+
+
+def test_a_canvas_class_gives_the_gradebook_import_csv(tmp_path):
+    roster = lms.read_roster(_canvas_roster(tmp_path))
+    assert roster["assignments"] == ["Transfer learning (4711)"]
+    out = class_fixture.build(tmp_path / "out", named=CANVAS_NAMES.get, roster=roster)
+    book = Gradebook(out / "gradebook.sqlite")
+    _grade(book, CANVAS_NAMES["bo"], 3.0)
+    exports.write_all(book, out)
+    text = (out / exports.CANVAS_FILE).read_text(encoding="utf-8")
+    header = next(csv.reader(io.StringIO(text)))
+    assert header == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Transfer learning (4711)"]
+    rows = _rows(text)
+    assert rows[0]["Student"].strip() == "Points Possible"
+    people = {r["ID"]: r for r in rows[1:]}
+    assert set(people) == {"201", "202"}  # ada and bo are graded; the rest wait for review
+    assert people["202"]["Student"] == "Ng, Bo" and people["202"]["SIS User ID"] == "s202"
+    assert float(people["201"]["Transfer learning (4711)"]) <= float(rows[0]["Transfer learning (4711)"])
+    assert not (out / exports.MOODLE_WORKSHEET).exists()
+    book.close()
+
+
+def test_a_plain_folder_writes_no_lms_upload_file(tmp_path):
+    out = class_fixture.build(tmp_path / "out")
+    for name in (exports.MOODLE_WORKSHEET, exports.MOODLE_FEEDBACK_ZIP, exports.CANVAS_FILE):
+        assert not (out / name).exists()
+    assert (out / exports.MOODLE_FILE).exists()
+
+
+@pytest.mark.parametrize("content, says", [
+    ("Name,Mail\nAda,ada@example.edu\n", "found the columns Name, Mail"),
+    (b"Identifier\n\xff\xfe\n", "expected a UTF-8 CSV roster"),
+])
+def test_a_roster_that_is_not_an_lms_export_is_refused_in_one_line(tmp_path, content, says):
+    path = tmp_path / "roster.csv"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    with pytest.raises(KitError) as error:
+        lms.read_roster(path)
+    assert says in str(error.value) and "\n" not in str(error.value)
+
+
+def test_batch_reads_the_roster_before_it_writes_anything(tmp_path):
+    from grader.verbs import batch
+
+    (tmp_path / "class").mkdir()
+    (tmp_path / "roster.csv").write_text("Name\nAda\n")
+    with pytest.raises(KitError, match="expected a roster exported from Moodle"):
+        batch.main(str(tmp_path / "class"), str(tmp_path / "out"), roster=str(tmp_path / "roster.csv"))
+    assert not (tmp_path / "out").exists()
+
+
+def _moodle_roster(tmp_path):
+    path = tmp_path / "worksheet.csv"
+    rows = [lms.MOODLE_WORKSHEET_COLUMNS]
+    for student, entry in MOODLE_NAMES.items():
+        who = lms.identify(entry, lms.MOODLE)
+        rows.append([f"Participant {who.id}", who.name, f"{student}@example.edu", "Submitted", "", "100.00",
+                     "Yes", "", "-", ""])
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    path.write_bytes(b"\xef\xbb\xbf" + buffer.getvalue().encode())  # Moodle's download has a BOM
+    return path
+
+
+def _canvas_roster(tmp_path):
+    path = tmp_path / "gradebook.csv"
+    rows = [["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Transfer learning (4711)",
+             "Current Score"],
+            ["    Points Possible", "", "", "", "", "120.00", "(read only)"]]
+    for student, entry in CANVAS_NAMES.items():
+        who = lms.identify(entry, lms.CANVAS)
+        rows.append([f"{student.capitalize()} Surname" if student != "bo" else "Ng, Bo", who.id,
+                     f"s{who.id}", f"{student}@example.edu", "DL 101", "", ""])
+    buffer = io.StringIO()
+    csv.writer(buffer).writerows(rows)
+    path.write_text(buffer.getvalue(), encoding="utf-8")
+    return path
