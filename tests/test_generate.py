@@ -224,3 +224,33 @@ def test_the_student_bundle_names_no_instructor_path_nor_an_unseen_handout(gener
 def test_committed_files_match_a_fresh_generation():
     stale = generate.drift(ROOT)
     assert not stale, f"out of date: {stale}; run `grader generate` and commit"
+
+
+def test_section_6_quotes_the_figures_the_readme_measured():
+    """The handout's section 6 and the README's table are one measurement: the range the
+    handout gives at its step count is the table's, and the notebook runs that many steps
+    on the default."""
+    import re
+
+    from grader.exercises.transfer_learning import handout
+
+    figures = handout.SCRATCH_FIGURES
+    assert handout.DEFAULT_STEPS["synthetic"] == figures["steps"]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| seed | 20 steps |"):]
+    header = table.splitlines()[0].split("|")[1:-1]
+    column = [h.strip() for h in header].index(f"{figures['steps']} steps")
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:] if line.startswith("  | ")
+            or line.startswith("| ")][:5]
+    pairs = [tuple(float(v) for v in row[column].split("/")) for row in rows]
+    assert len(pairs) == 5
+    transfer, scratch = zip(*pairs)
+
+    def spread(values):
+        return f"{min(values):.2f} to {max(values):.2f}"
+
+    assert figures["transfer"] == spread(transfer) and figures["scratch"] == spread(scratch)
+    assert min(transfer) > max(scratch)  # ahead on every seed, which the text claims
+    level = [h.strip() for h in header].index(f"{figures['level']} steps")
+    assert all(float(v) > 0.98 for row in rows for v in row[level].split("/"))
+    assert re.search(rf"after\s+{figures['steps']} steps", handout.SCRATCH_MD)
