@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import shutil
+import re
 import sqlite3
 import subprocess
 import sys
@@ -197,6 +198,8 @@ def test_rerun_skips_unchanged_and_regrades_changed(corpus, capsys):
     refused = 9  # the links, the pipe, the hard link, the deep folder and two over their bounds
     assert (f"{CLASS} submissions, {CLASS - 1 - refused} already graded, {refused} refused, "
             "1 to grade") in err, err
+    # a line for the student as the grading finished, not only the progress bar's count
+    assert re.search(r"^empty: graded, 7/7 in [0-9]+ s$", err, re.MULTILINE), err
     db = sqlite3.connect(out / "gradebook.sqlite")
     assert db.execute("SELECT score FROM submissions WHERE student = 'empty'").fetchone()[0] == 7
 

@@ -176,9 +176,10 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                 answered = _answers(paths[student], manual_ids, rubric.exercise)
                 book.record(student, _source(paths[student]), hashes[student], rubric_hash, report,
                             status, message, host=host, answers=answered)
-                if client is not None:
-                    bar.write(f"{shown(student)}: {status}, {report.score:g}/{report.max_score:g}, "
-                              f"on {shown(host)}", file=sys.stderr)
+                # one line per student as each finishes, above the progress bar
+                bar.write(f"{shown(student)}: {status}, {report.score:g}/{report.max_score:g} in "
+                          f"{report.seconds:.0f} s" + (f", on {shown(host)}" if client is not None else ""),
+                          file=sys.stderr)
                 bar.update(1)
         finally:
             if client is not None:
