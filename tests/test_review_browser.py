@@ -147,3 +147,26 @@ def test_a_save_key_with_nothing_entered_saves_nothing(browser, url, out):
     hint = wait(browser, lambda d: d.find_element(By.ID, "key-hint").is_displayed()
                 and d.find_element(By.ID, "key-hint"))
     assert "Nothing to save" in hint.text and grade_of(out, "cy") is None
+
+
+def test_number_keys_tick_the_rubric_lines(browser, url, out):
+    browser.get(f"{url}s/dee")
+    labels = browser.find_elements(By.CSS_SELECTOR, "form.grade .line-key")
+    assert [k.text for k in labels] == ["1", "2", "3", "4"]  # each line shows its key
+    score = browser.find_element(By.CSS_SELECTOR, "form.grade input.score")
+    keys(browser, "1")
+    keys(browser, "3")
+    assert score.get_attribute("value") == "8"  # 4 + 4, as a click would
+    keys(browser, "4")  # the -3 line
+    assert score.get_attribute("value") == "5"
+    keys(browser, "1")  # untick
+    assert score.get_attribute("value") == "1"
+    keys(browser, "9")  # no ninth line: nothing happens
+    boxes = browser.find_elements(By.CSS_SELECTOR, "form.grade input.line")
+    assert [b.is_selected() for b in boxes] == [False, False, True, True]
+    ctrl(browser, Keys.ENTER)  # ticked by key, the form counts as changed and saves
+    notice = wait(browser, lambda d: d.find_elements(By.CSS_SELECTOR, ".notice"))[0]
+    assert "Saved" in notice.text and "1 / 10" in notice.text
+    grade = grade_of(out, "dee")
+    assert grade["score"] == 1.0 and grade["ticked"] == [2, 3]
+

@@ -6,6 +6,8 @@
  *   k or ArrowLeft   previous submission (a[rel=prev]); in the class list, the previous row
  *   n                next submission still to grade (#next-open, grading by question)
  *   s                the score field of the first grading form
+ *   1 .. 9           tick or untick that rubric line of the form in use (the one holding
+ *                    the focus, else the one changed, else the first)
  *   Ctrl+Enter, Ctrl+S  save the form being edited (or the first one)
  *   ?                the list of shortcuts
  * Leaving a page whose form was changed but not saved takes a second j / k / n.
@@ -72,6 +74,18 @@
     if (form.requestSubmit) form.requestSubmit(); else form.submit();
   }
 
+  function tickLine(number) {
+    var active = document.activeElement;
+    var form = (active && active.closest && active.closest("form.grade")) || dirty ||
+      document.querySelector("form.grade");
+    if (!form) return false;
+    var box = form.querySelectorAll("input.line")[number - 1];
+    if (!box) return false;
+    box.checked = !box.checked;
+    box.dispatchEvent(new Event("change", { bubbles: true }));  // the score, and unsaved
+    return true;
+  }
+
   function toggleHelp() {
     var dialog = document.getElementById("shortcuts");
     if (!dialog) return;
@@ -121,6 +135,8 @@
         break;
       case "?":
         toggleHelp(); done = true; break;
+      default:
+        if (/^[1-9]$/.test(e.key)) done = tickLine(parseInt(e.key, 10));
     }
     if (done) e.preventDefault();
   });
