@@ -170,3 +170,27 @@ def test_number_keys_tick_the_rubric_lines(browser, url, out):
     grade = grade_of(out, "dee")
     assert grade["score"] == 1.0 and grade["ticked"] == [2, 3]
 
+
+def test_a_changed_answer_shows_what_changed_since_it_was_graded(browser, url, out):
+    """ada's answer was graded; she edits one sentence and is graded again by the batch: the
+    review shows the two texts' difference, escaped, beside the form."""
+    from grader.answers import Answer, Answers
+    from grader.engine import ItemResult, Report
+
+    book = Gradebook(out / "gradebook.sqlite")
+    graded = book.manual("ada")[0]["graded_text"]
+    assert graded == class_fixture.GOOD  # kept when it was graded
+    row = book.submission("ada")
+    report = Report("ada", [ItemResult(i["item"], i["title"], i["score"], i["max_score"], i["status"],
+                                       i["message"], 0.0, i["visibility"]) for i in book.items("ada")])
+    edited = class_fixture.GOOD.replace("**0.62**", "**0.71**") + "\n\n<b>Added</b> after grading."
+    book.record("ada", row["source"], "edited", "rubric", report, "graded",
+                answers=Answers({ITEM: Answer(edited)}))
+    book.close()
+    browser.get(f"{url}s/ada")
+    changed = browser.find_element(By.CSS_SELECTOR, "details.changed")
+    added = [e.text for e in changed.find_elements(By.CSS_SELECTOR, ".d-add")]
+    removed = [e.text for e in changed.find_elements(By.CSS_SELECTOR, ".d-del")]
+    assert any("**0.71**" in line for line in added) and any("**0.62**" in line for line in removed)
+    assert "+ <b>Added</b> after grading." in added  # shown as text, not rendered
+    assert "needs review" in browser.find_element(By.CSS_SELECTOR, "section.manual").text

@@ -77,6 +77,7 @@ CREATE TABLE IF NOT EXISTS manual (   -- a person's grade of a manual item; grad
     grader TEXT NOT NULL,
     saved_at REAL NOT NULL,
     version INTEGER NOT NULL,
+    graded_text TEXT NOT NULL DEFAULT '',  -- the answer's text as graded (a changed one is diffed)
     PRIMARY KEY (student, item)
 );
 CREATE TABLE IF NOT EXISTS similar (  -- advisory: pairs `grader similarity` reported
@@ -106,6 +107,8 @@ class Gradebook:
                 self.db.execute(f"ALTER TABLE submissions ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
         if "details" not in {row[1] for row in self.db.execute("PRAGMA table_info(items)")}:
             self.db.execute("ALTER TABLE items ADD COLUMN details TEXT NOT NULL DEFAULT '{}'")
+        if "graded_text" not in {row[1] for row in self.db.execute("PRAGMA table_info(manual)")}:
+            self.db.execute("ALTER TABLE manual ADD COLUMN graded_text TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -273,9 +276,13 @@ class Gradebook:
                                f"{version}); reload to see it, then grade again.")
             if self.db.execute("SELECT 1 FROM submissions WHERE student = ?", (student,)).fetchone() is None:
                 raise KeyError(student)
-            self.db.execute("INSERT OR REPLACE INTO manual VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            # the text the TA saw (its digest is the one the form carried), for a later diff
+            seen = self.db.execute("SELECT text FROM answers WHERE student = ? AND item = ? AND digest = ?",
+                                   (student, item, digest)).fetchone()
+            self.db.execute("INSERT OR REPLACE INTO manual (student, item, score, ticked, comment, digest, "
+                            "grader, saved_at, version, graded_text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                             (student, item, float(score), json.dumps(sorted(set(ticked))), comment,
-                             digest, grader, time.time(), current + 1))
+                             digest, grader, time.time(), current + 1, seen[0] if seen else ""))
         return current + 1
 
     def manual_scores(self, student: str) -> dict[str, float]:

@@ -258,6 +258,26 @@ def accuracy_svg(details: dict, width: int = 420, height: int = 50) -> Markup | 
 SORTS = {"name": "name", "score": "autograded score, highest first",
          "low": "autograded score, lowest first", "manual": "manual grading, open first",
          "status": "status, problems first"}
+def answer_diff(before: str, now: str, context: int = 2) -> list[tuple[str, str]]:
+    """The answer as graded against the answer now, line by line: [(kind, line)] with kind
+    "del" (only in the graded one), "add" (only in the new one), "same" (context) or
+    "skip" (unchanged lines left out). Shown escaped, never rendered."""
+    import difflib
+
+    old_lines, new_lines = before.splitlines(), now.splitlines()
+    rows: list[tuple[str, str]] = []
+    for group in difflib.SequenceMatcher(None, old_lines, new_lines, autojunk=False).get_grouped_opcodes(context):
+        if rows:
+            rows.append(("skip", "..."))
+        for tag, i1, i2, j1, j2 in group:
+            if tag == "equal":
+                rows += [("same", "  " + line) for line in old_lines[i1:i2]]
+            else:
+                rows += [("del", "- " + line) for line in old_lines[i1:i2]]
+                rows += [("add", "+ " + line) for line in new_lines[j1:j2]]
+    return rows
+
+
 MANUAL_FILTERS = {"": "any", "open": "to grade or needs review", "todo": "to grade",
                   "review": "needs review", "graded": "all graded"}
 STATUS_FILTERS = {"": "any", "graded": "graded", "failed": "failed (could not be read)",
@@ -541,9 +561,14 @@ def create_app(out: Path, token: str, grader: str = ""):
                           "comment": grade["comment"], "version": grade["version"], "digest": digest}
             else:
                 values = {"score": "", "ticked": [], "comment": "", "version": 0, "digest": digest}
+            status = statuses.get(item["id"], TO_GRADE)
+            changed = None
+            if status == NEEDS_REVIEW and grade and answer is not None:
+                before = redact(grade["graded_text"], student) if anon else grade["graded_text"]
+                changed = answer_diff(before, text) if grade["graded_text"] else []
             views.append({
                 **item, "prompt_html": render_markdown(item.get("prompt", "")),
-                "status": statuses.get(item["id"], TO_GRADE), "problem": problem,
+                "status": status, "problem": problem, "changed": changed,
                 "answer": answer is not None, "answer_html": render_markdown(text) if answer else "",
                 "images": images_of(answer), "grade": grade, **values,
                 "ticked": set(values["ticked"])})
