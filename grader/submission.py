@@ -665,15 +665,25 @@ def entries(folder: Path, previous: dict[str, str] | None = None) -> list[Entry]
 
 
 def content_hash(path: Path) -> str:
-    """A digest of a submission's files: names (as bytes) and contents, read in chunks as
-    materialize reads them (no link followed: a file that is not plain counts by its name)."""
+    """A digest of what grading reads of a submission, so that a change to anything else
+    does not regrade it: file names (as bytes) and contents, read in chunks as materialize
+    reads them (no link followed: a file that is not plain counts by its name), except that
+    a notebook counts by its code cells (source, tags, execution count: the module and the
+    places its messages name) and written answers not at all (`answers.md`,
+    `NAME.answers.md`, a notebook's Markdown cells and outputs), since a batch reads those
+    again on every run. A zip counts by its bytes."""
     import hashlib
 
     digest = hashlib.sha256()
     path = Path(path)
 
-    def add(name: bytes, opener) -> None:
+    def add(name: bytes, opener, where: Path | None = None) -> None:
         digest.update(name + b"\0")
+        if name.endswith(b".ipynb") and where is not None:
+            code = _code_of_notebook(where)
+            if code is not None:
+                digest.update(b"code cells\0" + code)
+                return
         try:
             with os.fdopen(opener(), "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
@@ -682,17 +692,29 @@ def content_hash(path: Path) -> str:
             digest.update(b"<not a plain file>")
 
     if not stat_mod.S_ISDIR(path.lstat().st_mode):
-        add(os.fsencode(path.name), lambda: open_plain(path))
-        beside = path.with_name(f"{path.stem}.answers.md")  # a lone module's written answers
-        if path.suffix == ".py" and os.path.lexists(beside):
-            add(os.fsencode(beside.name), lambda: open_plain(beside))
+        add(os.fsencode(path.name), lambda: open_plain(path), path)
         return digest.hexdigest()
     for root, folders, files, root_fd in os.fwalk(path, follow_symlinks=False):
         folders.sort(key=os.fsencode)
         relative = os.fsencode(os.path.relpath(root, path))
         for name in sorted(files, key=os.fsencode):
-            add(relative + b"/" + os.fsencode(name), lambda: open_plain(name, dir_fd=root_fd))
+            if name == "answers.md" or name.endswith(".answers.md"):
+                continue  # written answers: read again on every run, never a reason to regrade
+            add(relative + b"/" + os.fsencode(name), lambda: open_plain(name, dir_fd=root_fd),
+                Path(root) / name)
     return digest.hexdigest()
+
+
+def _code_of_notebook(path: Path) -> bytes | None:
+    """A notebook's code cells as grading reads them (source, tags, execution count), or
+    None when it cannot be read as a notebook (then its bytes count, and grading says why)."""
+    try:
+        cells = read_notebook_cells(path)
+    except (SubmissionError, OSError):
+        return None
+    code = [[_cell_source(c), sorted(_cell_tags(c)), c.get("execution_count")]
+            for c in cells if c.get("cell_type") == "code"]
+    return json.dumps(code, default=str).encode("utf-8", "surrogatepass")
 
 
 def _safe_unzip(archive: Path, dest: Path) -> None:

@@ -201,3 +201,33 @@ def test_editing_the_written_questions_regrades_nothing(batch, review, browser):
         assert set(book.answers("cy")) == set(book.answers("ada")) == {ITEM}
     finally:
         book.close()
+
+
+def test_an_answer_edited_alone_is_read_again_without_grading_the_code(batch):
+    """dee rewrites the notebook's answer cell and cy the answers.md beside the module; the
+    code is as it was: nothing is graded again (the code's hash is the key), both answers
+    are read anew, and the grades given for the old ones need review."""
+    submissions = batch.parent / "submissions"
+    nbformat.write(_answered(DEE + " Because the features were learned already."), str(submissions / "dee.ipynb"))
+    (submissions / "cy" / "answers.md").write_text(f"# Answers\n\n## {ITEM}\n\n{CY} Edited.\n")
+    result = _grader("batch", str(submissions), "--out", str(batch), "--rubric",
+                     str(batch.parent / "rubric.yaml"), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 submissions, 4 already graded, 0 to grade" in result.stderr
+    book = Gradebook(batch / "gradebook.sqlite")
+    try:
+        assert book.answers("dee")[ITEM]["text"].endswith("learned already.")
+        assert book.answers("cy")[ITEM]["text"].endswith("Edited.")
+        assert book.manual_status("dee")[ITEM] == book.manual_status("cy")[ITEM] == "needs review"
+        assert book.manual_status("ada")[ITEM] == "graded"
+    finally:
+        book.close()
+    # a change to the code is graded again
+    nb = _answered(DEE)
+    code = next(c for c in nb.cells if c.cell_type == "code" and "def preprocess" in c.source)
+    code.source += "\n# a comment the student added\n"
+    nbformat.write(nb, str(submissions / "dee.ipynb"))
+    result = _grader("batch", str(submissions), "--out", str(batch), "--rubric",
+                     str(batch.parent / "rubric.yaml"), "--no-progress")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "4 submissions, 3 already graded, 1 to grade" in result.stderr

@@ -442,3 +442,44 @@ def test_the_module_maps_each_kept_line_back_to_its_cell_and_line(tmp_path):
     assert cell_line(source[:-10] + "\n", 4) is None  # a damaged map maps nothing
     assert LINE_MAP not in notebook_to_source(path, plain=True)
     assert _module(source)["preprocess"]([7]) == 7
+
+
+def test_the_content_hash_counts_code_not_answers(tmp_path):
+    """What grading reads decides a regrade: a notebook's code cells (source, tags, counts),
+    a module; not Markdown cells, outputs, or answers.md files."""
+    import nbformat
+
+    from grader.submission import content_hash
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("My answer."),
+                                         nbformat.v4.new_code_cell("def f():\n    return 1\n")])
+    path = tmp_path / "ada.ipynb"
+    nbformat.write(nb, str(path))
+    before = content_hash(path)
+    nb.cells[0].source = "My answer, rewritten."
+    nb.cells[1].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nbformat.write(nb, str(path))
+    assert content_hash(path) == before
+    for change in (lambda c: setattr(c, "source", "def f():\n    return 2\n"),
+                   lambda c: c.metadata.setdefault("tags", []).append("graded"),
+                   lambda c: setattr(c, "execution_count", 7)):
+        change(nb.cells[1])
+        nbformat.write(nb, str(path))
+        assert content_hash(path) != before
+        before = content_hash(path)
+    folder = tmp_path / "cy"
+    folder.mkdir()
+    (folder / "transfer_learning.py").write_text("x = 1\n")
+    (folder / "answers.md").write_text("## compare_scratch\n\nFirst.\n")
+    before = content_hash(folder)
+    (folder / "answers.md").write_text("## compare_scratch\n\nSecond.\n")
+    assert content_hash(folder) == before
+    (folder / "transfer_learning.py").write_text("x = 2\n")
+    assert content_hash(folder) != before
+    lone = tmp_path / "eve.py"
+    lone.write_text("x = 1\n")
+    before = content_hash(lone)
+    (tmp_path / "eve.answers.md").write_text("## compare_scratch\n\nMine.\n")
+    assert content_hash(lone) == before
+    (tmp_path / "broken.ipynb").write_text("{not json")  # unreadable: its bytes count
+    assert content_hash(tmp_path / "broken.ipynb") != content_hash(path)
