@@ -22,6 +22,7 @@ import yaml
 
 from . import exercise as exercise_mod
 from .errors import RubricError
+from .records import late as late_mod
 
 SCHEMA_VERSION = 1
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
@@ -38,6 +39,7 @@ TOP_LEVEL = {
     "exercise": (str, False, f"the exercise graded (default {exercise_mod.DEFAULT})"),
     "exercise_path": (str, False, "a folder holding the exercise's package, relative to the "
                                   "rubric's folder (for an exercise kept outside the kit)"),
+    "late": (dict, False, "the due date, grace and late penalty (grader/records/late.py)"),
 }
 
 ITEM = {
@@ -125,6 +127,8 @@ class Rubric:
     """the exercise's own sections (Exercise.rubric_sections), as it parsed them"""
     manual: list[ManualItem] = field(default_factory=list)
     """the items a person grades (`check: manual`), in the rubric's order; never run"""
+    late: late_mod.Policy | None = None
+    """the due date and late penalty, applied to the grades exported (None: no due date)"""
 
     def __post_init__(self):
         if self.exercise is None:
@@ -223,7 +227,8 @@ def parse(data: Any, source: str = "<rubric>") -> Rubric:
     sections = {key: parse_section(data.get(key), folder, source)
                 for key, parse_section in exercise.rubric_sections.items()}
     return Rubric(items, data.get("title", exercise.title), default_limit,
-                  data.get("heldout_seed"), source, exercise, sections, manual)
+                  data.get("heldout_seed"), source, exercise, sections, manual,
+                  late_mod.parse(data.get("late"), source))
 
 
 def _manual(raw: dict, where: str, source: str) -> ManualItem:

@@ -10,11 +10,22 @@ import io
 import json
 from pathlib import Path
 
-from . import lms
+from . import late as late_mod, lms
 from ..fsutil import atomic_path, write_text_atomic
 from ..names import csv_cell, file_name, file_names, shown as spelled, shown_text
 
 RELEASED_ALWAYS = {"visible"}
+
+
+def points(value: float) -> str:
+    """A number of points as every export writes it: rounded once, to the hundredth, here
+    (grades.csv, feedback, moodle.csv and the LMS files agree to the digit)."""
+    return f"{round(float(value), 2) + 0.0:g}"
+
+
+def after_penalty(earned: float, late: late_mod.Late) -> float:
+    """What `earned` points are worth after `late`'s penalty (a percent of them)."""
+    return earned * (1 - late.percent / 100)
 
 
 def shown(visibility: str, released: bool) -> bool:
@@ -25,7 +36,7 @@ def shown(visibility: str, released: bool) -> bool:
 
 def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda s: [],
                manual_items: list[dict] = (), manual_of=lambda s: {}, status_of=lambda s: {},
-               files_of=file_name) -> str:
+               files_of=file_name, late_of=None) -> str:
     """One row per student; `flags` lists the kinds of integrity flags raised, for review.
     With manual items: a column each (empty until graded), `manual` (how many are still to
     grade or need review), and `total`/`max` counting them."""
@@ -34,19 +45,23 @@ def grades_csv(rows: list[dict], items_of, item_ids: list[str], flags_of=lambda 
     manual_ids = [m["id"] for m in manual_items]
     manual_max = sum(m["points"] for m in manual_items)
     writer.writerow(["student", *item_ids, *manual_ids, "total", "max", "status",
-                     *(["manual"] if manual_ids else []), "flags", "files"])
+                     *(["manual"] if manual_ids else []), "flags", "files",
+                     *(["late", "penalty_percent", "total_before_penalty"] if late_of else [])])
     for row in rows:
         student = row["student"]
         scores = {i["item"]: i["score"] for i in items_of(student)}
         kinds = sorted({f["kind"] for f in flags_of(student)})
         given = manual_of(student) if manual_ids else {}
         open_ = [s for s in status_of(student).values() if s != "graded"] if manual_ids else []
+        earned = row["score"] + sum(given.values())
+        late = late_of(student) if late_of else late_mod.ON_TIME
         writer.writerow([csv_cell(student), *[f"{scores.get(i, 0):g}" for i in item_ids],
                          *[f"{given[m]:g}" if m in given else "" for m in manual_ids],
-                         f"{row['score'] + sum(given.values()):g}",
-                         f"{row['max_score'] + manual_max:g}", row["status"],
+                         points(after_penalty(earned, late)),
+                         points(row['max_score'] + manual_max), row["status"],
                          *([manual_summary(open_)] if manual_ids else []), " ".join(kinds),
-                         csv_cell(files_of(student))])
+                         csv_cell(files_of(student)),
+                         *([csv_cell(late.reason), f"{late.percent:g}", points(earned)] if late_of else [])])
     return buffer.getvalue()
 
 
@@ -59,7 +74,7 @@ def manual_summary(open_statuses: list[str]) -> str:
 
 
 def feedback_markdown(row: dict, items: list[dict], released: bool,
-                      manual: list[dict] = ()) -> str:
+                      manual: list[dict] = (), late: late_mod.Late = late_mod.ON_TIME) -> str:
     """A student's feedback. `manual`: the manual items with the grade given, each
     {id, title, points, visibility, score, comment} (score None: not graded yet)."""
     visible = [i for i in items if shown(i["visibility"], released)]
@@ -69,8 +84,11 @@ def feedback_markdown(row: dict, items: list[dict], released: bool,
     lines = [f"# Feedback for {spelled(row['student'])}", ""]
     if row["message"]:
         lines += [f"**{spelled(row['message'])}**", ""]
-    lines += [f"Score shown: {score:g} / {top:g}", "", "| item | points | status | feedback |",
-              "|---|---|---|---|"]
+    lines += [f"Score shown: {points(after_penalty(score, late))} / {points(top)}"
+              + (f" ({points(score)} before the late penalty)" if late.percent else "")]
+    if late.late:
+        lines += ["", f"Late: {late.reason}."]
+    lines += ["", "| item | points | status | feedback |", "|---|---|---|---|"]
     for i in visible:
         message = spelled(i["message"].replace("|", "\\|").replace("\n", " "))
         lines.append(f"| {i['title']} | {i['score']:g} / {i['max_score']:g} | {i['status']} | {message} |")
@@ -134,7 +152,7 @@ def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
     writer = csv.writer(buffer)
     writer.writerow(["username", title, "feedback"])
     for row in rows:
-        writer.writerow([csv_cell(row["student"]), f"{total_of(row):g}", csv_cell(feedback_of(row))])
+        writer.writerow([csv_cell(row["student"]), points(total_of(row)), csv_cell(feedback_of(row))])
     return buffer.getvalue()
 
 
@@ -187,12 +205,15 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
         grades.setdefault(grade["student"], []).append(grade)
     manual = {row["student"]: with_grades(manual_items, grades.get(row["student"], [])) for row in rows}
     statuses = book.manual_statuses()
+    late_of = late_judge(book, [row["student"] for row in rows])
     files = file_names([row["student"] for row in rows])  # the whole class's, even for one save
     with atomic_path(out / "grades.csv") as tmp:
         tmp.write_text(grades_csv(rows, results.__getitem__, item_ids, book.flags, manual_items,
                                   lambda s: {m["id"]: m["score"] for m in manual[s] if m["score"] is not None},
-                                  lambda s: statuses.get(s, {}), files.__getitem__), encoding="utf-8")
-    renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]]), "{}.md"),
+                                  lambda s: statuses.get(s, {}), files.__getitem__,
+                                  late_of if book.get_meta("late") else None), encoding="utf-8")
+    renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]],
+                                                          late_of(r["student"])), "{}.md"),
                ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json"))
     problems: list[tuple[str, str]] = []
 
@@ -222,21 +243,24 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
     title = book.get_meta("title") or "Exercise"
     now = {s: [m for m in ms if m["score"] is not None and shown(m["visibility"], released)]
            for s, ms in manual.items()}
-    comments = {s: " | ".join(f"{m['title']}: {m['comment'].strip()}" for m in ms if m["comment"].strip())
+    comments = {s: " | ".join([f"{m['title']}: {m['comment'].strip()}" for m in ms if m["comment"].strip()]
+                              + [f"Late: {late_of(s).reason}"] * late_of(s).late)
                 for s, ms in now.items()}
 
     def total(row: dict) -> float:
+        """what the student may see now, after the late penalty"""
         autograded = sum(i["score"] for i in results[row["student"]]
                          if shown(i["visibility"], released))
-        return round(autograded + sum(m["score"] for m in now[row["student"]]), 4)
+        return after_penalty(autograded + sum(m["score"] for m in now[row["student"]]),
+                             late_of(row["student"]))
 
     with atomic_path(out / MOODLE_FILE) as tmp:
         tmp.write_text(moodle_csv(rows, title, total, lambda r: comments[r["student"]]),
                        encoding="utf-8")
 
     def maximum(row: dict) -> float:
-        return round(sum(i["max_score"] for i in results[row["student"]] if shown(i["visibility"], released))
-                     + sum(m["points"] for m in manual[row["student"]] if shown(m["visibility"], released)), 4)
+        return (sum(i["max_score"] for i in results[row["student"]] if shown(i["visibility"], released))
+                     + sum(m["points"] for m in manual[row["student"]] if shown(m["visibility"], released)))
 
     layout = lms.layout_of([row["student"] for row in rows])
     final = [row for row in rows if row["student"] not in held_back(statuses)]
@@ -287,7 +311,7 @@ def moodle_worksheet(rows: list[dict], total_of, maximum_of, feedback_of, roster
         person = people.get(who.id, {})
         writer.writerow([f"{lms.MOODLE_PARTICIPANT}{who.id}", csv_cell(person.get("name") or who.name),
                          csv_cell(person.get("email", "")), "Submitted for grading",
-                         f"{total_of(row):.2f}", f"{maximum_of(row):.2f}", "Yes", "", stamp,
+                         points(total_of(row)), points(maximum_of(row)), "Yes", "", stamp,
                          csv_cell(feedback_of(row))])
     return buffer.getvalue()
 
@@ -317,11 +341,31 @@ def canvas_csv(rows: list[dict], column: str, total_of, maximum_of, roster: dict
     writer = csv.writer(buffer)
     writer.writerow([*lms.CANVAS_FIRST_COLUMNS, csv_cell(column)])
     if rows:
-        writer.writerow(["    Points Possible", "", "", "", "", f"{maximum_of(rows[0]):.2f}"])
+        writer.writerow(["    Points Possible", "", "", "", "", points(maximum_of(rows[0]))])
     for row in rows:
         who = lms.identify(row["student"], lms.CANVAS)
         person = people.get(who.id, {})
         writer.writerow([csv_cell(person.get("name") or who.name), who.id,
                          *(csv_cell(person.get(k, "")) for k in lms.CANVAS_FIRST_COLUMNS[2:]),
-                         f"{total_of(row):.2f}"])
+                         points(total_of(row))])
     return buffer.getvalue()
+
+
+def late_judge(book, students: list[str]):
+    """student -> late.Late under the policy the last batch recorded (ON_TIME for all when
+    there is none): the LMS's id and late marker from the entry's name, the submission
+    time from a Moodle roster."""
+    raw = book.get_meta("late")
+    if not raw:
+        return lambda student: late_mod.ON_TIME
+    policy = late_mod.Policy.from_dict(json.loads(raw))
+    layout = lms.layout_of(students)
+    roster = json.loads(book.get_meta("roster") or "null") or {}
+    people = roster.get("people", {}) if roster.get("layout") == layout else {}
+    judged = {}
+    for student in students:
+        who = lms.identify(student, layout)
+        submitted = late_mod.moodle_time(people.get(who.id, {}).get("submitted", ""), policy.due.tzinfo) \
+            if layout == lms.MOODLE else None
+        judged[student] = late_mod.judge(policy, [who.id, student], submitted, who.late)
+    return lambda student: judged.get(student, late_mod.ON_TIME)

@@ -138,7 +138,8 @@ def read_roster(path: str | Path) -> dict:
             value = _cell(row, at["Identifier"])
             if value.startswith(MOODLE_PARTICIPANT) and value[len(MOODLE_PARTICIPANT):].isdigit():
                 people[value[len(MOODLE_PARTICIPANT):]] = {
-                    "name": _cell(row, at.get("Full name")), "email": _cell(row, at.get("Email address"))}
+                    "name": _cell(row, at.get("Full name")), "email": _cell(row, at.get("Email address")),
+                    "submitted": _cell(row, at.get("Last modified (submission)"))}
         return {"layout": MOODLE, "people": people, "assignments": []}
     if header[:2] == CANVAS_FIRST_COLUMNS[:2]:
         at = {name: header.index(name) for name in header}

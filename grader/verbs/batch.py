@@ -101,6 +101,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         book.set_meta("title", rubric.title)
         if roster_data is not None:  # else the roster a previous batch was given, if any
             book.set_meta("roster", json.dumps(roster_data))
+        # the due date and penalty the exports apply (the rubric's; none: nothing is late)
+        book.set_meta("late", json.dumps(rubric.late.to_dict()) if rubric.late else "")
         # where the submissions are, for `grader similarity` (which reads them as entries() does)
         book.set_meta("submissions_folder_hex", os.fsencode(str(folder.resolve())).hex())
         if released is not None:  # else as the last batch or export said
@@ -242,6 +244,7 @@ def autograded_text(rubric_file: Path) -> str:
 
     data = yaml.safe_load(rubric_file.read_text(encoding="utf-8"))
     data["items"] = [i for i in data["items"] if i.get("check") != rubric_mod.MANUAL]
+    data.pop("late", None)  # a due date or an extension moved changes the grades exported, not the grading
     return yaml.safe_dump(data, sort_keys=True)
 
 
@@ -272,6 +275,21 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
     layout = lms.describe([r["student"] for r in rows])
     if layout:
         print(f"notice: {layout}")
+    if book.get_meta("late"):
+        judged = exports.late_judge(book, [r["student"] for r in rows])
+        late = [judged(r["student"]) for r in rows]
+        layout = lms.layout_of([r["student"] for r in rows])
+        roster = json.loads(book.get_meta("roster") or "null") or {}
+        if layout == lms.MOODLE and not any(p.get("submitted", "-") not in ("", "-")
+                                            for p in roster.get("people", {}).values()):
+            print("notice: the rubric has a due date, but Moodle's download names do not say when "
+                  "each submission came: pass the grading worksheet as --roster to judge lateness")
+        elif layout == lms.PLAIN:
+            print("notice: the rubric has a due date, but a plain folder does not say when each "
+                  "submission came: nothing is judged late (a Moodle or Canvas download does)")
+        else:
+            print(f"late: {sum(j.late for j in late)} submission(s), {sum(j.percent > 0 for j in late)} "
+                  "charged a penalty in grades.csv, the feedback and the LMS files")
     held = exports.held_back(book.manual_statuses())
     if held and lms.layout_of([r["student"] for r in rows]) != lms.PLAIN:
         print(f"held back from the LMS upload files: {len(held)} grade(s) with a manual item "
