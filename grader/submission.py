@@ -717,7 +717,20 @@ def _code_of_notebook(path: Path) -> bytes | None:
     return json.dumps(code, default=str).encode("utf-8", "surrogatepass")
 
 
-def _safe_unzip(archive: Path, dest: Path) -> None:
+MAX_CLASS_MEMBERS = 200_000    # a class's download (grader batch DOWNLOAD.zip): files and folders
+MAX_CLASS_UNPACKED = 16 << 30  # and bytes; each student's entry is bounded again as a submission
+
+
+def unpack_class(archive: Path, dest: Path) -> None:
+    """A class downloaded from an LMS as one zip (Moodle's or Canvas's "download all
+    submissions"), unpacked into `dest` with the bounds and refusals of a submission's zip
+    at a class's scale; each entry in it is then read as any submission is."""
+    _safe_unzip(archive, dest, MAX_CLASS_MEMBERS, MAX_CLASS_UNPACKED,
+                "download the class again, or unpack it and pass the folder")
+
+
+def _safe_unzip(archive: Path, dest: Path, max_members: int = MAX_MEMBERS,
+                max_bytes: int = MAX_UNPACKED, advice: str = "submit the work alone") -> None:
     import stat
     import zipfile
 
@@ -725,25 +738,24 @@ def _safe_unzip(archive: Path, dest: Path) -> None:
         with os.fdopen(open_plain(archive, label=names.student_id(archive.name)), "rb") as raw, \
                 zipfile.ZipFile(raw) as zf:
             members = zf.infolist()
-            if len(members) > MAX_MEMBERS:
+            if len(members) > max_members:
                 raise SubmissionError(f"{archive.name}: holds {len(members)} files and folders, more "
-                                      f"than the {MAX_MEMBERS} allowed; submit the work alone.")
+                                      f"than the {max_members} allowed; {advice}.")
             total = sum(m.file_size for m in members)
-            if total > MAX_UNPACKED:
+            if total > max_bytes:
                 raise SubmissionError(f"{archive.name}: unpacks to {total >> 20} MB, more than the "
-                                      f"{MAX_UNPACKED >> 20} MB allowed.")
+                                      f"{max_bytes >> 20} MB allowed.")
             folders = {str(Path(m.filename).parent) for m in members}
             implied = {str(parent) for folder in folders for parent in Path(folder).parents} | folders
-            if len(members) + len(implied) > MAX_MEMBERS:
-                raise SubmissionError(f"{archive.name}: holds more than the {MAX_MEMBERS} files and "
-                                      "folders allowed (its paths imply folders too); submit the "
-                                      "work alone.")
+            if len(members) + len(implied) > max_members:
+                raise SubmissionError(f"{archive.name}: holds more than the {max_members} files and "
+                                      f"folders allowed (its paths imply folders too); {advice}.")
             for member in members:
                 name = member.filename
                 parts = Path(name).parts
                 if len(parts) > MAX_DEPTH + 1:
                     raise SubmissionError(f"{archive.name}: holds paths nested more than {MAX_DEPTH} "
-                                          "folders deep; submit the work alone.")
+                                          f"folders deep; {advice}.")
                 if name.startswith(("/", "\\")) or ".." in parts or ":" in name:
                     raise SubmissionError(f"{archive.name}: refusing the path {name!r} that points "
                                           "outside the archive's folder.")

@@ -185,3 +185,43 @@ def _canvas_roster(tmp_path):
     csv.writer(buffer).writerows(rows)
     path.write_text(buffer.getvalue(), encoding="utf-8")
     return path
+
+
+def test_a_moodle_download_zip_is_graded_into_its_worksheet(tmp_path, capsys):
+    """`grader batch DOWNLOAD.zip --out OUT`: the zip Moodle's "Download all submissions"
+    gives (a folder per participant) is unpacked into OUT/download and graded, and the
+    worksheet is keyed by the participant ids; a second run grades nothing again."""
+    import shutil
+
+    import yaml
+
+    from grader.paths import default_rubric
+    from grader.verbs import batch
+    from kit import ROOT
+
+    data = yaml.safe_load(default_rubric().read_text())
+    data["items"] = [i for i in data["items"] if i["id"] == "interface"]
+    rubric = tmp_path / "rubric.yaml"
+    rubric.write_text(yaml.safe_dump(data))
+    download = tmp_path / "Transfer learning-12345.zip"
+    with zipfile.ZipFile(download, "w") as archive:
+        for entry in (MOODLE_NAMES["ada"], MOODLE_NAMES["bo"]):
+            archive.write(ROOT / "solutions" / "transfer_learning.py", f"{entry}/transfer_learning.py")
+    out = tmp_path / "out"
+    for run in (1, 2):
+        capsys.readouterr()
+        summary = batch.main(str(download), str(out), workers=1, rubric_path=str(rubric), progress=False)
+        assert summary["total"] == 2 and not summary["export_problems"]
+        printed = capsys.readouterr()
+        assert f"2 submissions, {2 * (run - 1)} already graded" in printed.err
+        assert "a Moodle download: 2 participant(s)" in printed.out
+    assert sorted(p.name for p in (out / "download").iterdir()) == sorted(
+        [MOODLE_NAMES["ada"], MOODLE_NAMES["bo"]])
+    rows = _rows((out / exports.MOODLE_WORKSHEET).read_text(encoding="utf-8"))
+    assert {r["Identifier"]: r["Grade"] for r in rows} == {"Participant 101": "5", "Participant 102": "5"}
+    shutil.rmtree(out)
+    # a broken download stops the batch in one line, and leaves no OUT behind
+    download.write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(KitError) as error:
+        batch.main(str(download), str(out), workers=1, rubric_path=str(rubric), progress=False)
+    assert "expected a zip archive" in str(error.value) and not out.exists()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -64,9 +65,12 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
          data: list[str] | None = None, no_verify: bool = False,
          scratch_mb: int = sandbox_mod.SCRATCH_MB, roster: str | None = None) -> dict:
     folder = Path(submissions).resolve()  # the same path in the gradebook however it was typed
-    if not folder.is_dir():
+    download = folder if folder.is_file() and folder.suffix.lower() == ".zip" else None
+    if download is not None:  # an LMS's "download all submissions" zip: unpacked into OUT/download
+        folder = Path(out).resolve() / DOWNLOAD_FOLDER
+    elif not folder.is_dir():
         raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
-                       "folder per student).")
+                       "folder per student), or the zip an LMS downloads them in.")
     rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)
     workers = workers or os.cpu_count() or 1
@@ -88,8 +92,13 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
     inputs = rubric.exercise.grading_inputs(rubric, data, weights, no_verify)
     roster_data = lms.read_roster(roster) if roster else None  # read before anything is written
     grading_on = inputs.description
+    unpacked = _unpack_download(download) if download is not None else None  # before OUT exists
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)  # the gradebook is private to the grader
+    if unpacked is not None:  # this download replaces the last one, whole
+        shutil.rmtree(folder, ignore_errors=True)
+        shutil.move(str(unpacked), str(folder))
+        print(f"notice: {download.name} unpacked into {folder}", file=sys.stderr)
     book = Gradebook(out / "gradebook.sqlite")
     try:
         if book.get_meta("heldout_seed") is None:
@@ -235,6 +244,25 @@ def _similarity(out: Path) -> int | None:
         return None
     print(similarity.summary(result, out))
     return len(result.pairs)
+
+
+DOWNLOAD_FOLDER = "download"
+"""where `grader batch CLASS.zip --out OUT` unpacks the class (OUT/download): the same paths on
+every run, so a rerun with a new download grades only what changed"""
+
+
+def _unpack_download(archive: Path) -> Path:
+    """The class zip unpacked into a new temporary folder (refused whole, in one line, when
+    it is not a zip or breaks a bound: nothing is left behind)."""
+    import tempfile
+
+    staging = Path(tempfile.mkdtemp(prefix="grader-download-"))
+    try:
+        submission_mod.unpack_class(archive, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return staging
 
 
 def autograded_text(rubric_file: Path) -> str:
