@@ -107,6 +107,14 @@ def test_a_moodle_class_gives_a_worksheet_and_feedback_zip_moodle_imports(tmp_pa
     rows = _rows((out / exports.MOODLE_WORKSHEET).read_text(encoding="utf-8"))
     assert [r["Identifier"] for r in rows] == ["Participant 101"]
     assert not (out / exports.CANVAS_FILE).exists()
+    # nor is her old grade shown as final anywhere a student reads it
+    assert [r["username"] for r in _rows((out / exports.MOODLE_FILE).read_text(encoding="utf-8"))] == [
+        MOODLE_NAMES["ada"]]
+    eve = (out / "feedback" / f"{MOODLE_NAMES['eve']}.md").read_text()
+    assert "Numbers given." not in eve and "Not graded yet by a person" in eve
+    grades = {r["student"]: r for r in _rows((out / "grades.csv").read_text(encoding="utf-8"))}
+    assert grades[MOODLE_NAMES["eve"]]["compare_scratch"] == "7"  # the TAs still see it
+    assert "needs review" in grades[MOODLE_NAMES["eve"]]["manual"]
     book.close()
 
 

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 
 from . import late as late_mod, lms
+from .gradebook import NEEDS_REVIEW
 from ..fsutil import atomic_path, write_text_atomic
 from ..names import csv_cell, file_name, file_names, shown as spelled, shown_text
 
@@ -147,7 +148,8 @@ def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
     """Moodle's grade import (Grades > Import > CSV file): a `username` column to map to the
     user field, the grade, and a feedback column. Students are named as the batch names them
     (their submission's file or folder): name submissions by Moodle username. The grade is
-    what students may see now (the feedback's "Score shown"): import it once released."""
+    what students may see now (the feedback's "Score shown"): import it once released.
+    `rows`: the students whose grade is final (held_back leaves the others out)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["username", title, "feedback"])
@@ -205,6 +207,10 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
         grades.setdefault(grade["student"], []).append(grade)
     manual = {row["student"]: with_grades(manual_items, grades.get(row["student"], [])) for row in rows}
     statuses = book.manual_statuses()
+    # what students are shown: a grade given for an answer that changed since is held back
+    # until a person has looked again (grades.csv, for the TAs, keeps it with its status)
+    given = {s: [m if statuses.get(s, {}).get(m["id"]) != NEEDS_REVIEW else {**m, "score": None, "comment": ""}
+                 for m in ms] for s, ms in manual.items()}
     late_of = late_judge(book, [row["student"] for row in rows])
     files = file_names([row["student"] for row in rows])  # the whole class's, even for one save
     with atomic_path(out / "grades.csv") as tmp:
@@ -212,9 +218,9 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
                                   lambda s: {m["id"]: m["score"] for m in manual[s] if m["score"] is not None},
                                   lambda s: statuses.get(s, {}), files.__getitem__,
                                   late_of if book.get_meta("late") else None), encoding="utf-8")
-    renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, manual[r["student"]],
+    renders = (("feedback", lambda r, i: feedback_markdown(r, i, released, given[r["student"]],
                                                           late_of(r["student"])), "{}.md"),
-               ("gradescope", lambda r, i: results_json(r, i, manual[r["student"]]), "{}/results.json"))
+               ("gradescope", lambda r, i: results_json(r, i, given[r["student"]]), "{}/results.json"))
     problems: list[tuple[str, str]] = []
 
     def write_one(folder: Path, name: str, row: dict, render, atomic: bool) -> None:
@@ -242,7 +248,7 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
                 write_one(tmp, name, row, render, atomic=False)
     title = book.get_meta("title") or "Exercise"
     now = {s: [m for m in ms if m["score"] is not None and shown(m["visibility"], released)]
-           for s, ms in manual.items()}
+           for s, ms in given.items()}
     comments = {s: " | ".join([f"{m['title']}: {m['comment'].strip()}" for m in ms if m["comment"].strip()]
                               + [f"Late: {late_of(s).reason}"] * late_of(s).late)
                 for s, ms in now.items()}
@@ -254,8 +260,9 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
         return after_penalty(autograded + sum(m["score"] for m in now[row["student"]]),
                              late_of(row["student"]))
 
+    final = [row for row in rows if row["student"] not in held_back(statuses)]
     with atomic_path(out / MOODLE_FILE) as tmp:
-        tmp.write_text(moodle_csv(rows, title, total, lambda r: comments[r["student"]]),
+        tmp.write_text(moodle_csv(final, title, total, lambda r: comments[r["student"]]),
                        encoding="utf-8")
 
     def maximum(row: dict) -> float:
@@ -263,7 +270,6 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
                      + sum(m["points"] for m in manual[row["student"]] if shown(m["visibility"], released)))
 
     layout = lms.layout_of([row["student"] for row in rows])
-    final = [row for row in rows if row["student"] not in held_back(statuses)]
     roster = json.loads(book.get_meta("roster") or "null")
     if layout == lms.MOODLE:
         feedback = renders[0][1]

@@ -319,9 +319,10 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
             print(f"late: {sum(j.late for j in late)} submission(s), {sum(j.percent > 0 for j in late)} "
                   "charged a penalty in grades.csv, the feedback and the LMS files")
     held = exports.held_back(book.manual_statuses())
-    if held and lms.layout_of([r["student"] for r in rows]) != lms.PLAIN:
-        print(f"held back from the LMS upload files: {len(held)} grade(s) with a manual item "
-              f"still to grade or needing review; they are added once graded in `grader review {out}`")
+    if held:
+        print(f"held back from moodle.csv and the LMS upload files: {len(held)} grade(s) with a "
+              f"written question still to grade or needing review; they are added once graded in "
+              f"`grader review {out}`")
     flagged = sorted({f["student"] for f in book.flags()})
     if flagged:
         print(f"flagged for review: {len(flagged)} submission(s) ({shown(', '.join(flagged[:10]))}"
