@@ -144,3 +144,26 @@ def test_a_save_rewrites_the_csvs_and_that_students_files_only(tmp_path):
     assert [t["score"] for t in results["tests"] if t["number"] == "compare_scratch"] == [4]
     assert {r["student"]: r["compare_scratch"] for r in csv.DictReader((out / "grades.csv").open())}["bo"] == "4"
     assert {p: p.stat().st_mtime_ns for p in before} == before  # nobody else's files touched
+
+
+def test_every_export_shows_a_total_rounded_once_the_same_way(tmp_path):
+    """A total with more digits than a cent (cy's accuracy items, partly met) reads the same
+    in grades.csv, moodle.csv and the feedback, and moodle.csv states the maximum."""
+    import re
+
+    out = class_fixture.build(tmp_path / "out")
+    book = Gradebook(out / "gradebook.sqlite")
+    digest = (book.answers("cy").get("compare_scratch") or {}).get("digest", "")
+    book.save_manual("cy", "compare_scratch", 0.0, [], "No answer given.", digest, "ta", 0)
+    raw = book.submission("cy")["score"]
+    exports.write_all(book, out, released=True)
+    book.close()
+    assert raw != round(raw, 2)
+    grades = {r["student"]: r for r in csv.DictReader((out / "grades.csv").open())}
+    moodle = {r["username"]: r for r in csv.DictReader((out / exports.MOODLE_FILE).open())}
+    total = grades["cy"]["total"]
+    assert total == exports.points(raw) and re.fullmatch(r"\d+\.\d{1,2}", total)
+    assert list(moodle["cy"].values())[1] == total
+    assert f"Score shown: {total} / 120" in (out / "feedback" / "cy.md").read_text()
+    assert moodle["cy"]["maximum"] == grades["cy"]["max"] == "120"
+    assert "eve" not in moodle  # her written question is still to grade: held back

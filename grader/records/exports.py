@@ -144,7 +144,7 @@ def results_json(row: dict, items: list[dict], manual: list[dict] = ()) -> str:
 MOODLE_FILE = "moodle.csv"
 
 
-def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
+def moodle_csv(rows: list[dict], title: str, total_of, feedback_of, maximum_of=None) -> str:
     """Moodle's grade import (Grades > Import > CSV file): a `username` column to map to the
     user field, the grade, and a feedback column. Students are named as the batch names them
     (their submission's file or folder): name submissions by Moodle username. The grade is
@@ -152,9 +152,10 @@ def moodle_csv(rows: list[dict], title: str, total_of, feedback_of) -> str:
     `rows`: the students whose grade is final (held_back leaves the others out)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["username", title, "feedback"])
+    writer.writerow(["username", title, "feedback", *(["maximum"] if maximum_of else [])])
     for row in rows:
-        writer.writerow([csv_cell(row["student"]), points(total_of(row)), csv_cell(feedback_of(row))])
+        writer.writerow([csv_cell(row["student"]), points(total_of(row)), csv_cell(feedback_of(row)),
+                         *([points(maximum_of(row))] if maximum_of else [])])
     return buffer.getvalue()
 
 
@@ -260,14 +261,14 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
         return after_penalty(autograded + sum(m["score"] for m in now[row["student"]]),
                              late_of(row["student"]))
 
-    final = [row for row in rows if row["student"] not in held_back(statuses)]
-    with atomic_path(out / MOODLE_FILE) as tmp:
-        tmp.write_text(moodle_csv(final, title, total, lambda r: comments[r["student"]]),
-                       encoding="utf-8")
-
     def maximum(row: dict) -> float:
         return (sum(i["max_score"] for i in results[row["student"]] if shown(i["visibility"], released))
                      + sum(m["points"] for m in manual[row["student"]] if shown(m["visibility"], released)))
+
+    final = [row for row in rows if row["student"] not in held_back(statuses)]
+    with atomic_path(out / MOODLE_FILE) as tmp:
+        tmp.write_text(moodle_csv(final, title, total, lambda r: comments[r["student"]], maximum),
+                       encoding="utf-8")
 
     layout = lms.layout_of([row["student"] for row in rows])
     roster = json.loads(book.get_meta("roster") or "null")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..engine import FLAG_KINDS
+from ..records.exports import points
 from ..records.gradebook import open_existing
 from .similarity import shown
 
@@ -35,7 +36,7 @@ def main(out: str, student: str | None = None) -> list[dict]:
         if flag["student"] != current:
             current = flag["student"]
             row = scores.get(current, {})
-            print(f"{shown(current)}  ({row.get('score', 0):g} / {row.get('max_score', 0):g}, "
+            print(f"{shown(current)}  ({points(row.get('score', 0))} / {points(row.get('max_score', 0))}, "
                   f"{row.get('status', '?')})")
         print(f"  {flag['kind']}: {shown(flag['detail'])}  [{KINDS.get(flag['kind'], '')}]")
     print(f"{len({f['student'] for f in flags})} submission(s) flagged, {len(flags)} flag(s).")

@@ -463,7 +463,8 @@ def create_app(out: Path, token: str, grader: str = ""):
                 static_url_path="/static")
     app.config["MAX_CONTENT_LENGTH"] = 1 << 20
     app.jinja_env.undefined = jinja2.StrictUndefined
-    app.jinja_env.filters["g"] = lambda v: f"{v:g}" if isinstance(v, (int, float)) else v
+    # points as every export writes them (records.exports.points: rounded once, to the hundredth)
+    app.jinja_env.filters["g"] = lambda v: exports.points(v) if isinstance(v, (int, float)) else v
     app.jinja_env.filters["when"] = lambda t: time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
     app.jinja_env.filters["shown"] = shown  # names and texts with a student's file name in them
     app.jinja_env.filters["text"] = shown_text  # messages and notes: their lines kept
