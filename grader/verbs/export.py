@@ -26,8 +26,10 @@ def main(out: str, released: bool | None = None) -> int:
         rows = book.submissions()
     finally:
         book.close()
-    print(f"wrote grades.csv, feedback/, gradescope/ and {exports.MOODLE_FILE} for {len(rows)} "
-          f"submission(s) in {out}, {'released' if released else 'not released'}")
+    lms_files = [n for n in (exports.MOODLE_WORKSHEET, exports.MOODLE_FEEDBACK_ZIP, exports.CANVAS_FILE)
+                 if (Path(out) / n).exists()]
+    print(f"wrote grades.csv, feedback/, gradescope/, {', '.join([exports.MOODLE_FILE, *lms_files])} "
+          f"for {len(rows)} submission(s) in {out}, {'released' if released else 'not released'}")
     for student, problem in problems:  # everyone else's files are written
         print(f"error: {shown(student)}: {problem}", file=sys.stderr)
     return 1 if problems else 0
