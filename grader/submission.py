@@ -684,12 +684,15 @@ def content_hash(path: Path) -> str:
             if code is not None:
                 digest.update(b"code cells\0" + code)
                 return
+        content = hashlib.sha256()  # each file's own digest: no content can pass for a name
         try:
             with os.fdopen(opener(), "rb") as handle:
                 for chunk in iter(lambda: handle.read(1 << 20), b""):
-                    digest.update(chunk)
+                    content.update(chunk)
         except (OSError, SubmissionError):
             digest.update(b"<not a plain file>")
+            return
+        digest.update(content.digest())
 
     if not stat_mod.S_ISDIR(path.lstat().st_mode):
         add(os.fsencode(path.name), lambda: open_plain(path), path)
@@ -706,19 +709,39 @@ def content_hash(path: Path) -> str:
 
 
 def _code_of_notebook(path: Path) -> bytes | None:
-    """A notebook's code cells as grading reads them (source, tags, execution count), or
+    """A notebook's code cells as grading reads them (source, tags, execution count; an
+    experiment or check cell, which the grader drops, by its place only), or
     None when it cannot be read as a notebook (then its bytes count, and grading says why)."""
     try:
         cells = read_notebook_cells(path)
     except (SubmissionError, OSError):
         return None
+    # experiment and check cells are dropped from the module (their place still counts)
     code = [[_cell_source(c), sorted(_cell_tags(c)), c.get("execution_count")]
+            if not _cell_tags(c) & {TAG_EXPERIMENT, TAG_CHECK} else []
             for c in cells if c.get("cell_type") == "code"]
     return json.dumps(code, default=str).encode("utf-8", "surrogatepass")
 
 
 MAX_CLASS_MEMBERS = 200_000    # a class's download (grader batch DOWNLOAD.zip): files and folders
 MAX_CLASS_UNPACKED = 16 << 30  # and bytes; each student's entry is bounded again as a submission
+
+
+MAX_PATH_CHARS = 1024  # a member's path in any zip
+
+
+def _declared_members(handle) -> int | None:
+    """How many entries a zip's end-of-central-directory record declares (zip64 too), read
+    from its last bytes; None when there is no such record (zipfile then says why)."""
+    import zipfile
+
+    try:
+        record = zipfile._EndRecData(handle)  # the standard library's own reader of that record
+    except (OSError, EOFError, ValueError):
+        return None
+    finally:
+        handle.seek(0)
+    return None if record is None else int(record[zipfile._ECD_ENTRIES_TOTAL])
 
 
 def unpack_class(archive: Path, dest: Path) -> None:
@@ -735,9 +758,16 @@ def _safe_unzip(archive: Path, dest: Path, max_members: int = MAX_MEMBERS,
     import zipfile
 
     try:
-        with os.fdopen(open_plain(archive, label=names.student_id(archive.name)), "rb") as raw, \
-                zipfile.ZipFile(raw) as zf:
+        with os.fdopen(open_plain(archive, label=names.student_id(archive.name)), "rb") as raw:
+            declared = _declared_members(raw)  # before zipfile reads every entry into memory
+            if declared is not None and declared > max_members:
+                raise SubmissionError(f"{archive.name}: holds {declared} files and folders, more "
+                                      f"than the {max_members} allowed; {advice}.")
+            zf = zipfile.ZipFile(raw)
             members = zf.infolist()
+            if any(len(m.filename) > MAX_PATH_CHARS for m in members):
+                raise SubmissionError(f"{archive.name}: holds a path longer than {MAX_PATH_CHARS} "
+                                      f"characters; {advice}.")
             if len(members) > max_members:
                 raise SubmissionError(f"{archive.name}: holds {len(members)} files and folders, more "
                                       f"than the {max_members} allowed; {advice}.")
@@ -769,6 +799,7 @@ def _safe_unzip(archive: Path, dest: Path, max_members: int = MAX_MEMBERS,
                 target.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as source, open(target, "wb") as out:
                     shutil.copyfileobj(source, out)
+            zf.close()
     except (zipfile.BadZipFile, EOFError, OSError, NotImplementedError) as exc:
         raise SubmissionError(f"{archive.name}: expected a zip archive, could not read it "
                               f"({type(exc).__name__}).") from None

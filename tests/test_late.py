@@ -95,7 +95,7 @@ def test_the_rubric_carries_the_policy_and_moving_it_regrades_nothing(tmp_path):
 def test_the_exports_carry_the_penalty_everywhere(tmp_path):
     """A Moodle class whose roster says when each handed in: the worksheet, moodle.csv,
     grades.csv and the feedback agree on the penalty, rounded the same way."""
-    roster_file = _moodle_roster(tmp_path)
+    roster_file = _moodle_roster(tmp_path, maximum="120.00")  # Moodle's maximum is the rubric's
     rows = list(csv.reader(io.StringIO(roster_file.read_bytes().decode("utf-8-sig"))))
     column = rows[0].index("Last modified (submission)")
     for row in rows[1:]:
@@ -153,3 +153,25 @@ def test_the_batch_says_how_many_were_late_or_why_it_cannot_tell(tmp_path, capsy
         batch.summarize(book, [], out)
         book.close()
         assert says in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("changes, says", [
+    ({"extensions": ["eve"]}, "extensions must map a student"),
+    ({"grace_minutes": float("inf")}, "grace_minutes must be a number of minutes >= 0"),
+    ({"grace_minutes": float("nan")}, "grace_minutes must be a number of minutes >= 0"),
+    ({"time_zone": "Mars/Olympus"}, "time_zone must be an IANA zone"),
+])
+def test_more_bad_late_sections_are_one_line(changes, says):
+    with pytest.raises(RubricError, match=says):
+        late.parse({**POLICY, **changes}, "rubric.yaml")
+
+
+def test_the_lms_time_zone_counts_summer_time_and_a_login_name_keys_an_extension():
+    policy = late.parse({**POLICY, "due": datetime.datetime(2026, 3, 28, 23, 59, tzinfo=ZONE),
+                         "grace_minutes": 0, "time_zone": "Europe/Berlin",
+                         "extensions": {"ngbo": "waived"}}, "rubric.yaml")
+    # Monday 00:30 in Berlin is summer time (+02:00): 23 h 31 min late, one started day
+    submitted = late.moodle_time("Monday, 30 March 2026, 12:30 AM", policy.zone)
+    assert late.judge(policy, ["7"], submitted, False).percent == 10
+    bo = lms.identify(CANVAS_NAMES["bo"], lms.CANVAS)
+    assert late.judge(policy, [bo.id, CANVAS_NAMES["bo"], bo.name], None, True).percent == 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import datetime
 import io
+import json
 import zipfile
 
 import pytest
@@ -57,8 +58,15 @@ def test_download_names_are_read_as_their_lms_names_them():
     assert "7 of 8 entries are named as an LMS download" in lms.describe(mixed)
     assert lms.identify("late_entry.ipynb", lms.PLAIN).id == "late_entry.ipynb"
     assert lms.describe(["ada.ipynb", "bo.py"]) == ""
-    # two entries with one participant id (a re-download merged by hand) are not a download
-    assert lms.layout_of([MOODLE_NAMES["ada"], "Ada L_101_assignsubmission_file_x.py"]) == lms.PLAIN
+    # Moodle 4.1 and later name a participant's folder without the last underscore
+    assert lms.identify("Ada Lovelace_101_assignsubmission_file", lms.MOODLE).id == "101"
+    # Canvas keeps letters of any script in the login name
+    assert lms.identify("müllerjürgen_LATE_208_77_x.ipynb", lms.CANVAS) == lms.Identity(
+        "canvas", "208", "müllerjürgen", True)
+    # two entries with one participant id (online text beside a file): still Moodle's layout,
+    # and the id is named as shared
+    both = [MOODLE_NAMES["ada"], "Ada Lovelace_101_assignsubmission_onlinetext_"]
+    assert lms.layout_of(both) == lms.MOODLE and lms.shared_ids(both, lms.MOODLE) == {"101": both}
 
 
 def test_a_moodle_class_gives_a_worksheet_and_feedback_zip_moodle_imports(tmp_path):
@@ -76,6 +84,14 @@ def test_a_moodle_class_gives_a_worksheet_and_feedback_zip_moodle_imports(tmp_pa
     rows = {r["Identifier"][len("Participant "):]: r for r in _rows(text)}
     # ada and eve have their written answer graded; the others' grades are not final yet
     assert set(rows) == {"101", "105"}
+    # the roster says Moodle grades out of 100 (it skips a grade above that): scaled from the
+    # rubric's 120 (ada shows 110 before the release: the hidden item is not earned yet)
+    assert rows["101"]["Maximum Grade"] == "100" and rows["101"]["Grade"] == exports.points(110 * 100 / 120)
+    _moodle_roster(tmp_path, maximum="120.00")
+    book.set_meta("roster", json.dumps(lms.read_roster(tmp_path / "worksheet.csv")))
+    exports.write_all(book, out)
+    text = (out / exports.MOODLE_WORKSHEET).read_text(encoding="utf-8")
+    rows = {r["Identifier"][len("Participant "):]: r for r in _rows(text)}
     assert rows["101"]["Full name"] == "Ada Lovelace"
     assert rows["101"]["Email address"] == "ada@example.edu"
     plain = {r["username"]: r for r in _rows((out / exports.MOODLE_FILE).read_text(encoding="utf-8"))}
@@ -85,8 +101,8 @@ def test_a_moodle_class_gives_a_worksheet_and_feedback_zip_moodle_imports(tmp_pa
             float(list(plain[MOODLE_NAMES[student]].values())[1]), abs=0.005)
         assert float(rows[participant]["Maximum Grade"]) >= float(rows[participant]["Grade"])
     assert "Numbers given." in rows["105"]["Feedback comments"]
-    # a date PHP's strtotime reads: Moodle's own "Monday, 7 December 2026, 4:05 PM"
-    datetime.datetime.strptime(rows["101"]["Last modified (grade)"], "%A, %d %B %Y, %I:%M %p")
+    # ISO 8601 with its offset: PHP's strtotime reads it the same in any server time zone
+    assert datetime.datetime.fromisoformat(rows["101"]["Last modified (grade)"]).utcoffset() is not None
 
     # Moodle's feedback zip import: explode('_', name, 5) -> name, id, plugin type, plugin, file
     with zipfile.ZipFile(out / exports.MOODLE_FEEDBACK_ZIP) as archive:
@@ -167,12 +183,12 @@ def test_batch_reads_the_roster_before_it_writes_anything(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def _moodle_roster(tmp_path):
+def _moodle_roster(tmp_path, maximum: str = "100.00"):
     path = tmp_path / "worksheet.csv"
     rows = [lms.MOODLE_WORKSHEET_COLUMNS]
     for student, entry in MOODLE_NAMES.items():
         who = lms.identify(entry, lms.MOODLE)
-        rows.append([f"Participant {who.id}", who.name, f"{student}@example.edu", "Submitted", "", "100.00",
+        rows.append([f"Participant {who.id}", who.name, f"{student}@example.edu", "Submitted", "", maximum,
                      "Yes", "", "-", ""])
     buffer = io.StringIO()
     csv.writer(buffer).writerows(rows)
@@ -233,3 +249,52 @@ def test_a_moodle_download_zip_is_graded_into_its_worksheet(tmp_path, capsys):
     with pytest.raises(KitError) as error:
         batch.main(str(download), str(out), workers=1, rubric_path=str(rubric), progress=False)
     assert "expected a zip archive" in str(error.value) and not out.exists()
+
+
+def test_the_upload_files_carry_each_id_once_from_the_current_download(tmp_path, capsys):
+    """Two entries of one participant (online text beside the file) are left out and named,
+    so is an id the roster does not know (a team's group id), and an entry of an earlier
+    download is not in the upload at all; the others are written."""
+    from grader.verbs import batch
+
+    names = dict(MOODLE_NAMES, bo="Ada Lovelace_101_assignsubmission_onlinetext_",
+                 cy="Team A_5_assignsubmission_file_")
+    roster = lms.read_roster(_moodle_roster(tmp_path))
+    out = class_fixture.build(tmp_path / "out", named=names.get, roster=roster)
+    book = Gradebook(out / "gradebook.sqlite")
+    for student in ("eve", "dee"):
+        _grade(book, names[student], 5.0)
+    book.set_meta("current_entries", json.dumps([v for k, v in names.items() if k != "dee"]))
+    exports.write_all(book, out)
+    rows = _rows((out / exports.MOODLE_WORKSHEET).read_text(encoding="utf-8"))
+    assert [r["Identifier"] for r in rows] == ["Participant 105"]  # eve; ada shares 101, dee is gone
+    capsys.readouterr()
+    batch.summarize(book, [], out)
+    book.close()
+    printed = capsys.readouterr().out
+    assert "Ada Lovelace_101_assignsubmission_file_: 2 entries carry moodle id 101" in printed
+    assert "Team A_5_assignsubmission_file_: moodle id 5 is not in the roster" in printed
+
+
+def test_a_class_zip_is_bounded_before_it_is_read(tmp_path):
+    from grader import submission
+
+    many = tmp_path / "many.zip"
+    with zipfile.ZipFile(many, "w") as archive:
+        for k in range(5):
+            archive.writestr(f"s{k}.py", "x = 1\n")
+    with pytest.raises(KitError, match="holds 5 files and folders, more than the 4 allowed"):
+        submission._safe_unzip(many, tmp_path / "a", max_members=4)
+    deep = tmp_path / "deep.zip"
+    with zipfile.ZipFile(deep, "w") as archive:
+        archive.writestr("x" * 2000 + ".py", "x = 1\n")
+    with pytest.raises(KitError, match="a path longer than 1024 characters"):
+        submission.unpack_class(deep, tmp_path / "b")
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_roster_csv_that_breaks_the_csv_reader_is_one_line(tmp_path):
+    path = tmp_path / "roster.csv"
+    path.write_text('Identifier,Full name\n"Participant 1","' + "x" * 200_000 + '"\n')
+    with pytest.raises(KitError, match="expected a CSV roster, could not read it"):
+        lms.read_roster(path)

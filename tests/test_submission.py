@@ -483,3 +483,19 @@ def test_the_content_hash_counts_code_not_answers(tmp_path):
     assert content_hash(lone) == before
     (tmp_path / "broken.ipynb").write_text("{not json")  # unreadable: its bytes count
     assert content_hash(tmp_path / "broken.ipynb") != content_hash(path)
+    # an experiment cell (the grader drops it; the answer's plots come from it) counts by place
+    from grader.submission import TAG_EXPERIMENT
+
+    nb.cells.append(nbformat.v4.new_code_cell("plot(1)", metadata={"tags": [TAG_EXPERIMENT]}))
+    nbformat.write(nb, str(path))
+    before = content_hash(path)
+    nb.cells[-1].source, nb.cells[-1].execution_count = "plot(2)", 9
+    nbformat.write(nb, str(path))
+    assert content_hash(path) == before
+    # a file's content cannot pass for another file's name and content
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir(), two.mkdir()
+    (one / "data.bin").write_bytes(b"A")
+    (one / "helpers.py").write_text("SCALE = 2\n")
+    (two / "data.bin").write_bytes(b"A./helpers.py\0SCALE = 2\n")
+    assert content_hash(one) != content_hash(two)

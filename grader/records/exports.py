@@ -8,6 +8,7 @@ import contextlib
 import csv
 import io
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import late as late_mod, lms
@@ -212,7 +213,7 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
     # until a person has looked again (grades.csv, for the TAs, keeps it with its status)
     given = {s: [m if statuses.get(s, {}).get(m["id"]) != NEEDS_REVIEW else {**m, "score": None, "comment": ""}
                  for m in ms] for s, ms in manual.items()}
-    late_of = late_judge(book, [row["student"] for row in rows])
+    late_of = late_judge(book, current_students(book, rows))
     files = file_names([row["student"] for row in rows])  # the whole class's, even for one save
     with atomic_path(out / "grades.csv") as tmp:
         tmp.write_text(grades_csv(rows, results.__getitem__, item_ids, book.flags, manual_items,
@@ -270,23 +271,75 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
         tmp.write_text(moodle_csv(final, title, total, lambda r: comments[r["student"]], maximum),
                        encoding="utf-8")
 
-    layout = lms.layout_of([row["student"] for row in rows])
+    chosen = lms_selection(book, rows, statuses)
     roster = json.loads(book.get_meta("roster") or "null")
-    if layout == lms.MOODLE:
+    if chosen.layout == lms.MOODLE:
         feedback = renders[0][1]
         with atomic_path(out / MOODLE_WORKSHEET) as tmp:
-            tmp.write_text(moodle_worksheet(final, total, maximum, lambda r: comments[r["student"]], roster),
+            tmp.write_text(moodle_worksheet(chosen.final, total, maximum, lambda r: comments[r["student"]], roster,
+                                            full_of=lambda r: sum(i["max_score"] for i in results[r["student"]])
+                                            + sum(m["points"] for m in manual[r["student"]])),
                            encoding="utf-8")
         with atomic_path(out / MOODLE_FEEDBACK_ZIP) as tmp:
-            tmp.write_bytes(moodle_feedback_zip(final, lambda r: feedback(r, results[r["student"]])))
-    elif layout == lms.CANVAS:
+            tmp.write_bytes(moodle_feedback_zip(chosen.final, lambda r: feedback(r, results[r["student"]])))
+    elif chosen.layout == lms.CANVAS:
         with atomic_path(out / CANVAS_FILE) as tmp:
-            tmp.write_text(canvas_csv(final, lms.canvas_column(title, roster), total, maximum, roster),
+            tmp.write_text(canvas_csv(chosen.final, lms.canvas_column(title, roster), total, maximum, roster),
                            encoding="utf-8")
     for name, kept in ((MOODLE_WORKSHEET, lms.MOODLE), (MOODLE_FEEDBACK_ZIP, lms.MOODLE), (CANVAS_FILE, lms.CANVAS)):
-        if layout != kept:  # a class read in another layout now: no stale upload file stays
+        if chosen.layout != kept:  # a class read in another layout now: no stale upload file stays
             (out / name).unlink(missing_ok=True)
     return problems
+
+
+HELD = "a written question still to grade or needing review"
+"""why a student is left out of the LMS files until a person has graded (held_back)"""
+
+
+@dataclass
+class Selection:
+    """Who the LMS upload files carry."""
+
+    layout: str
+    final: list[dict]
+    """the rows written, one per LMS id"""
+    left_out: dict[str, str]
+    """student -> why they are not (one line)"""
+
+
+def current_students(book, rows: list[dict]) -> list[str]:
+    """The students of the last batch's download (all rows when it did not say)."""
+    current = json.loads(book.get_meta("current_entries") or "null")
+    return [r["student"] for r in rows if current is None or r["student"] in set(current)]
+
+
+def lms_selection(book, rows: list[dict], statuses: dict) -> Selection:
+    """The rows an LMS upload file may carry: entries of the current download (a student's
+    older entries stay in the gradebook, not in the upload), each LMS id once (an id two
+    entries share is left out: which one is the grade?), in the roster when one was given
+    (a Moodle team's group id is not a participant's), and final (held_back)."""
+    students = current_students(book, rows)
+    layout = lms.layout_of(students)
+    left: dict[str, str] = {}
+    if layout != lms.PLAIN:
+        for shared, names in lms.shared_ids(students, layout).items():
+            for name in names:
+                left[name] = (f"{len(names)} entries carry {layout} id {shared}; grade one folder per "
+                              "student, or take the others out of the download")
+        roster = json.loads(book.get_meta("roster") or "null") or {}
+        people = roster.get("people", {}) if roster.get("layout") == layout else {}
+        if people:
+            for student in students:
+                who = lms.identify(student, layout)
+                if who.id not in people and student not in left:
+                    left[student] = (f"{layout} id {who.id} is not in the roster (a team's group id, "
+                                     "or another course's student)")
+    held = held_back(statuses)
+    for student in students:
+        if student in held and student not in left:
+            left[student] = HELD
+    keep = set(students) - set(left)
+    return Selection(layout, [r for r in rows if r["student"] in keep], left)
 
 
 MOODLE_WORKSHEET = "moodle_worksheet.csv"
@@ -302,25 +355,51 @@ def held_back(statuses: dict[str, dict[str, str]]) -> set[str]:
 
 
 def moodle_worksheet(rows: list[dict], total_of, maximum_of, feedback_of, roster: dict | None,
-                     when=None) -> str:
+                     when=None, full_of=None) -> str:
     """Moodle's grading worksheet (Assignment > Upload grading worksheet), keyed by the
-    "Participant <id>" of the download's names; `Last modified (grade)` is the time of
-    writing, so a grade changed in Moodle later is not overwritten unless the TA says so."""
+    "Participant <id>" of the download's names.
+
+    - `Last modified (grade)` is the time of writing in ISO 8601 with its offset (UTC), which
+      PHP's strtotime reads in any server time zone: a grade changed in Moodle after it is
+      not overwritten unless the TA allows it at upload.
+    - Moodle skips a grade above its own maximum and does not read `Maximum Grade`: when
+      the roster (Moodle's worksheet) gives that maximum, grades are scaled to it from the
+      rubric's whole maximum (`full_of`; what is not released yet counts as not earned).
+    - `Feedback comments` replaces the comments typed in Moodle, so the column is written
+      only when some student has a comment."""
     import datetime
 
-    stamp = lms.moodle_date(when or datetime.datetime.now())
+    stamp = (when or datetime.datetime.now(datetime.timezone.utc)).isoformat(timespec="seconds")
     people = (roster or {}).get("people", {}) if (roster or {}).get("layout") == lms.MOODLE else {}
+    comments = {row["student"]: feedback_of(row) for row in rows}
+    columns = [c for c in lms.MOODLE_WORKSHEET_COLUMNS
+               if c != "Feedback comments" or any(comments.values())]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(lms.MOODLE_WORKSHEET_COLUMNS)
+    writer.writerow(columns)
     for row in rows:
         who = lms.identify(row["student"], lms.MOODLE)
         person = people.get(who.id, {})
-        writer.writerow([f"{lms.MOODLE_PARTICIPANT}{who.id}", csv_cell(person.get("name") or who.name),
-                         csv_cell(person.get("email", "")), "Submitted for grading",
-                         points(total_of(row)), points(maximum_of(row)), "Yes", "", stamp,
-                         csv_cell(feedback_of(row))])
+        total, top = total_of(row), maximum_of(row)
+        moodle_top, full = _number(person.get("maximum", "")), (full_of or maximum_of)(row)
+        if moodle_top and full:
+            total, top = total * moodle_top / full, moodle_top
+        cells = {"Identifier": f"{lms.MOODLE_PARTICIPANT}{who.id}",
+                 "Full name": csv_cell(person.get("name") or who.name),
+                 "Email address": csv_cell(person.get("email", "")), "Status": "Submitted for grading",
+                 "Grade": points(total), "Maximum Grade": points(top), "Grade can be changed": "Yes",
+                 "Last modified (submission)": "", "Last modified (grade)": stamp,
+                 "Feedback comments": csv_cell(comments[row["student"]])}
+        writer.writerow([cells[c] for c in columns])
     return buffer.getvalue()
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text.replace(",", "."))
+    except ValueError:
+        return None
+    return value if value > 0 and value == value and value != float("inf") else None
 
 
 def moodle_feedback_zip(rows: list[dict], feedback_of) -> bytes:
@@ -372,7 +451,7 @@ def late_judge(book, students: list[str]):
     judged = {}
     for student in students:
         who = lms.identify(student, layout)
-        submitted = late_mod.moodle_time(people.get(who.id, {}).get("submitted", ""), policy.due.tzinfo) \
+        submitted = late_mod.moodle_time(people.get(who.id, {}).get("submitted", ""), policy.zone) \
             if layout == lms.MOODLE else None
-        judged[student] = late_mod.judge(policy, [who.id, student], submitted, who.late)
+        judged[student] = late_mod.judge(policy, [who.id, student, who.name], submitted, who.late)
     return lambda student: judged.get(student, late_mod.ON_TIME)

@@ -3,6 +3,8 @@
     late:
       due: 2026-12-14T23:59:00+01:00      # ISO 8601, with its UTC offset
       grace_minutes: 15                    # not late within this (default 0)
+      time_zone: Europe/Berlin             # the LMS's (IANA name): reads its dates with
+                                           # summer time; default: the due date's offset
       penalty: {percent: 10, per: day, cap: 50}   # of the points earned, per started hour
                                            # or day after due + grace, at most `cap` percent;
                                            # `penalty: none` (or no penalty key): late is
@@ -45,18 +47,29 @@ class Policy:
     cap: float = 100.0
     extensions: dict = field(default_factory=dict)
     """student key -> an aware datetime (their due date) or WAIVED"""
+    time_zone: str = ""
+    """the IANA zone the LMS writes its dates in ("": the due date's fixed offset)"""
+
+    @property
+    def zone(self):
+        if self.time_zone:
+            import zoneinfo
+
+            return zoneinfo.ZoneInfo(self.time_zone)
+        return self.due.tzinfo
 
     def to_dict(self) -> dict:
         return {"due": self.due.isoformat(), "grace_minutes": self.grace.total_seconds() / 60,
                 "percent": self.percent, "per": self.per, "cap": self.cap,
-                "extensions": {k: v if v == WAIVED else v.isoformat() for k, v in self.extensions.items()}}
+                "extensions": {k: v if v == WAIVED else v.isoformat() for k, v in self.extensions.items()},
+                "time_zone": self.time_zone}
 
     @classmethod
     def from_dict(cls, data: dict) -> "Policy":
         return cls(datetime.datetime.fromisoformat(data["due"]),
                    datetime.timedelta(minutes=data["grace_minutes"]), data["percent"], data["per"],
                    data["cap"], {k: v if v == WAIVED else datetime.datetime.fromisoformat(v)
-                                 for k, v in data["extensions"].items()})
+                                 for k, v in data["extensions"].items()}, data.get("time_zone", ""))
 
 
 @dataclass(frozen=True)
@@ -81,15 +94,15 @@ def parse(raw, source: str) -> Policy | None:
     if not isinstance(raw, dict):
         raise RubricError(f"{where}: expected a mapping with due (and grace_minutes, penalty, "
                           f"extensions), found {raw!r}.")
-    unknown = sorted(set(raw) - {"due", "grace_minutes", "penalty", "extensions"})
+    unknown = sorted(set(raw) - {"due", "grace_minutes", "penalty", "extensions", "time_zone"})
     if unknown:
         raise RubricError(f"{where}: unknown key {unknown[0]!r}; expected due, grace_minutes, "
-                          "penalty, extensions.")
+                          "penalty, extensions, time_zone.")
     if "due" not in raw:
         raise RubricError(f"{where}: missing key 'due' (the due date, e.g. 2026-12-14T23:59:00+01:00).")
     due = _when(raw["due"], f"{where}: due")
     grace = raw.get("grace_minutes", 0)
-    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or grace < 0:
+    if isinstance(grace, bool) or not isinstance(grace, (int, float)) or not 0 <= grace < 10**7:
         raise RubricError(f"{where}: grace_minutes must be a number of minutes >= 0, found {grace!r}.")
     percent, per, cap = 0.0, "day", 100.0
     penalty = raw.get("penalty", "none")
@@ -99,14 +112,28 @@ def parse(raw, source: str) -> Policy | None:
                               f"day) and cap, found {penalty!r}.")
         percent, per, cap = penalty["percent"], penalty.get("per", "day"), penalty.get("cap", 100)
         for name, value in (("percent", percent), ("cap", cap)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 100:  # NaN fails too
                 raise RubricError(f"{where}: penalty {name} must be a percent in 0..100, found {value!r}.")
         if per not in PERIODS:
             raise RubricError(f"{where}: penalty per must be hour or day, found {per!r}.")
+    zone = raw.get("time_zone", "")
+    if zone:
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError, TypeError):
+            raise RubricError(f"{where}: time_zone must be an IANA zone such as Europe/Berlin, "
+                              f"found {zone!r}.") from None
+    given = raw.get("extensions") or {}
+    if not isinstance(given, dict):
+        raise RubricError(f"{where}: extensions must map a student (LMS id or name) to a due date "
+                          f"or {WAIVED!r}, found {given!r}.")
     extensions = {}
-    for key, value in (raw.get("extensions") or {}).items():
+    for key, value in given.items():
         extensions[str(key)] = WAIVED if value == WAIVED else _when(value, f"{where}: extensions: {key}")
-    return Policy(due, datetime.timedelta(minutes=grace), float(percent), per, float(cap), extensions)
+    return Policy(due, datetime.timedelta(minutes=grace), float(percent), per, float(cap), extensions,
+                  str(zone))
 
 
 def _when(value, where: str) -> datetime.datetime:

@@ -45,9 +45,13 @@ MOODLE = "moodle"
 CANVAS = "canvas"
 PLAIN = "plain"
 
-_MOODLE_NAME = re.compile(r"(?P<name>[^_/]+)_(?P<id>[0-9]{1,18})_assignsubmission_(?P<plugin>[a-z]+)_(?P<file>.*)",
+# Moodle up to 4.0 ends a folder's name with "_", 4.1 and later do not (downloader.php);
+# its own zip importer takes both.
+_MOODLE_NAME = re.compile(r"(?P<name>[^_/]+)_(?P<id>[0-9]{1,18})_assignsubmission_(?P<plugin>[a-z]+)(?:_(?P<file>.*))?",
                           re.DOTALL)
-_CANVAS_NAME = re.compile(r"(?P<login>[a-z0-9]+)(?P<late>_LATE)?_(?P<id>[0-9]{1,18})_(?P<submission>[0-9]{1,18})_"
+# Canvas keeps every word character of the sortable name (any script), lower-cased; the
+# third number is the attachment's id (a new one for each file and each resubmission).
+_CANVAS_NAME = re.compile(r"(?P<login>\w+?)(?P<late>_LATE)?_(?P<id>[0-9]{1,18})_(?P<attachment>[0-9]{1,18})_"
                           r"(?P<file>.+)", re.DOTALL)
 MOODLE_PARTICIPANT = "Participant "
 CANVAS_FIRST_COLUMNS = ["Student", "ID", "SIS User ID", "SIS Login ID", "Section"]
@@ -85,13 +89,22 @@ def identify(student: str, layout: str) -> Identity:
 
 
 def layout_of(students: list[str]) -> str:
-    """moodle or canvas when every entry of the class follows that LMS's download names (and
-    no two entries share an id), else plain."""
-    for layout, pattern, key in ((MOODLE, _MOODLE_NAME, "id"), (CANVAS, _CANVAS_NAME, "id")):
-        found = [pattern.fullmatch(s) for s in students]
-        if students and all(found) and len({m[key] for m in found}) == len(found):
+    """moodle or canvas when every entry of the class follows that LMS's download names, else
+    plain."""
+    for layout, pattern in ((MOODLE, _MOODLE_NAME), (CANVAS, _CANVAS_NAME)):
+        if students and all(pattern.fullmatch(s) for s in students):
             return layout
     return PLAIN
+
+
+def shared_ids(students: list[str], layout: str) -> dict[str, list[str]]:
+    """{id: entries} for the ids more than one entry of the download carries (two files of
+    one Canvas student, Moodle's online text beside a file): one grade cannot be told for
+    them, so the LMS files leave them out and the batch names them."""
+    by_id: dict[str, list[str]] = {}
+    for student in students:
+        by_id.setdefault(identify(student, layout).id, []).append(student)
+    return {i: names for i, names in by_id.items() if len(names) > 1}
 
 
 def describe(students: list[str]) -> str:
@@ -129,7 +142,11 @@ def read_roster(path: str | Path) -> dict:
     except UnicodeDecodeError:
         raise KitError(f"{path}: expected a UTF-8 CSV roster, found other bytes. Export it from "
                        "the LMS as UTF-8 CSV.") from None
-    rows = list(csv.reader(io.StringIO(text)))
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error as exc:
+        raise KitError(f"{path}: expected a CSV roster, could not read it ({exc}). Export it from "
+                       "the LMS's gradebook again.") from None
     header = rows[0] if rows else []
     if "Identifier" in header:
         at = {name: header.index(name) for name in header}
@@ -139,7 +156,8 @@ def read_roster(path: str | Path) -> dict:
             if value.startswith(MOODLE_PARTICIPANT) and value[len(MOODLE_PARTICIPANT):].isdigit():
                 people[value[len(MOODLE_PARTICIPANT):]] = {
                     "name": _cell(row, at.get("Full name")), "email": _cell(row, at.get("Email address")),
-                    "submitted": _cell(row, at.get("Last modified (submission)"))}
+                    "submitted": _cell(row, at.get("Last modified (submission)")),
+                    "maximum": _cell(row, at.get("Maximum Grade"))}
         return {"layout": MOODLE, "people": people, "assignments": []}
     if header[:2] == CANVAS_FIRST_COLUMNS[:2]:
         at = {name: header.index(name) for name in header}

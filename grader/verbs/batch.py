@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from .. import __version__, answers as answers_mod, engine, rubric as rubric_mod, sandbox as sandbox_mod
-from ..records import exports, lms
+from ..records import exports, late as late_mod, lms
 from ..errors import KitError
 from ..records.gradebook import Gradebook
 from ..paths import default_rubric
@@ -92,12 +92,18 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
     inputs = rubric.exercise.grading_inputs(rubric, data, weights, no_verify)
     roster_data = lms.read_roster(roster) if roster else None  # read before anything is written
     grading_on = inputs.description
-    unpacked = _unpack_download(download) if download is not None else None  # before OUT exists
+    # before OUT exists, beside it (one file system: the swap below is two renames)
+    unpacked = _unpack_download(download, out) if download is not None else None
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)  # the gradebook is private to the grader
     if unpacked is not None:  # this download replaces the last one, whole
-        shutil.rmtree(folder, ignore_errors=True)
-        shutil.move(str(unpacked), str(folder))
+        old = out / f".{DOWNLOAD_FOLDER}-replaced"
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        shutil.move(str(unpacked), str(folder))  # a rename, unless OUT's parent was made just now
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(unpacked.parent, ignore_errors=True)
         print(f"notice: {download.name} unpacked into {folder}", file=sys.stderr)
     book = Gradebook(out / "gradebook.sqlite")
     try:
@@ -143,6 +149,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         # the ids the gradebook gave entries of these names, wherever the folder was then
         previous = {r["source"].rsplit("/", 1)[-1]: r["student"] for r in book.submissions()}
         found = submission_mod.entries(folder, previous)
+        # the class as this download has it: the LMS files leave out entries of earlier ones
+        book.set_meta("current_entries", json.dumps([e.student for e in found]))
         hashes, refused = {}, {}  # student -> digest; student -> the problem that refuses it
         for entry in found:
             try:
@@ -251,18 +259,21 @@ DOWNLOAD_FOLDER = "download"
 every run, so a rerun with a new download grades only what changed"""
 
 
-def _unpack_download(archive: Path) -> Path:
-    """The class zip unpacked into a new temporary folder (refused whole, in one line, when
-    it is not a zip or breaks a bound: nothing is left behind)."""
+def _unpack_download(archive: Path, out: Path) -> Path:
+    """The class zip unpacked into a new private folder beside `out` (in the system's
+    temporary folder when `out`'s parent does not exist yet); refused whole, in one line,
+    when it is not a zip or breaks a bound, and then nothing is left behind."""
     import tempfile
 
-    staging = Path(tempfile.mkdtemp(prefix="grader-download-"))
+    parent = Path(out).resolve().parent
+    staging = Path(tempfile.mkdtemp(prefix=".grader-download-", dir=parent if parent.is_dir() else None))
     try:
-        submission_mod.unpack_class(archive, staging)
+        (staging / "unpacked").mkdir()
+        submission_mod.unpack_class(archive, staging / "unpacked")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return staging
+    return staging / "unpacked"
 
 
 def autograded_text(rubric_file: Path) -> str:
@@ -304,12 +315,20 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
     if layout:
         print(f"notice: {layout}")
     if book.get_meta("late"):
-        judged = exports.late_judge(book, [r["student"] for r in rows])
-        late = [judged(r["student"]) for r in rows]
-        layout = lms.layout_of([r["student"] for r in rows])
+        current = exports.current_students(book, rows)
+        judged = exports.late_judge(book, current)
+        late = [judged(s) for s in current]
+        layout = lms.layout_of(current)
         roster = json.loads(book.get_meta("roster") or "null") or {}
-        if layout == lms.MOODLE and not any(p.get("submitted", "-") not in ("", "-")
-                                            for p in roster.get("people", {}).values()):
+        times = [p.get("submitted", "") for p in roster.get("people", {}).values()]
+        times = [t for t in times if t not in ("", "-")]
+        policy_zone = late_mod.Policy.from_dict(json.loads(book.get_meta("late"))).zone
+        unread = [t for t in times if late_mod.moodle_time(t, policy_zone) is None]
+        if layout == lms.MOODLE and unread:
+            print(f"notice: {len(unread)} submission time(s) of the roster could not be read (such as "
+                  f"{shown(repr(unread[0][:60]))}; expected Moodle's English form, \"Monday, 7 December 2026, 4:05 PM\"): "
+                  "those students are not judged late; export the worksheet with English as the language")
+        if layout == lms.MOODLE and not times:
             print("notice: the rubric has a due date, but Moodle's download names do not say when "
                   "each submission came: pass the grading worksheet as --roster to judge lateness")
         elif layout == lms.PLAIN:
@@ -323,6 +342,18 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
         print(f"held back from moodle.csv and the LMS upload files: {len(held)} grade(s) with a "
               f"written question still to grade or needing review; they are added once graded in "
               f"`grader review {out}`")
+    chosen = exports.lms_selection(book, rows, book.manual_statuses())
+    other = {s: why for s, why in chosen.left_out.items() if why != exports.HELD}
+    for student, why in list(other.items())[:10]:
+        print(f"left out of the LMS upload files: {shown(student)}: {why}")
+    if len(other) > 10:
+        print(f"left out of the LMS upload files: {len(other) - 10} more, listed in grades.csv's order")
+    roster = json.loads(book.get_meta("roster") or "null") or {}
+    if chosen.layout == lms.CANVAS and roster.get("assignments") and \
+            lms.canvas_column(book.get_meta("title") or "", roster) not in roster["assignments"]:
+        print(f"notice: canvas.csv's grade column is headed {book.get_meta('title')!r}, which names none "
+              f"of the roster's assignments ({', '.join(roster['assignments'][:5])}): give the rubric "
+              "that assignment's title, or Canvas will offer to make a new assignment")
     flagged = sorted({f["student"] for f in book.flags()})
     if flagged:
         print(f"flagged for review: {len(flagged)} submission(s) ({shown(', '.join(flagged[:10]))}"
