@@ -312,6 +312,8 @@ def public_copy(data: dict, exercise: exercise_mod.Exercise | None = None) -> di
                        or i.get("check") == MANUAL]
     public.pop("heldout_seed", None)
     public.pop("exercise_path", None)  # the instructor's folder means nothing elsewhere
+    if isinstance(public.get("late"), dict):  # the due date is everyone's, extensions are not
+        public["late"].pop("extensions", None)
     exercise = exercise or exercise_mod.load(data.get("exercise", exercise_mod.DEFAULT))
     if exercise.public_sections:
         exercise.public_sections(public)

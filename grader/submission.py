@@ -728,11 +728,13 @@ MAX_CLASS_UNPACKED = 16 << 30  # and bytes; each student's entry is bounded agai
 
 
 MAX_PATH_CHARS = 1024  # a member's path in any zip
+MAX_CENTRAL_DIRECTORY = 256 << 20  # a zip's list of entries, as its end record declares it
 
 
 def _declared_members(handle) -> int | None:
     """How many entries a zip's end-of-central-directory record declares (zip64 too), read
-    from its last bytes; None when there is no such record (zipfile then says why)."""
+    from its last bytes, or more than any bound when the list it declares is larger than
+    MAX_CENTRAL_DIRECTORY; None when there is no such record (zipfile then says why)."""
     import zipfile
 
     try:
@@ -741,7 +743,11 @@ def _declared_members(handle) -> int | None:
         return None
     finally:
         handle.seek(0)
-    return None if record is None else int(record[zipfile._ECD_ENTRIES_TOTAL])
+    if record is None:
+        return None
+    if record[zipfile._ECD_SIZE] > MAX_CENTRAL_DIRECTORY:  # what zipfile would read into memory
+        return 1 << 62
+    return int(record[zipfile._ECD_ENTRIES_TOTAL])
 
 
 def unpack_class(archive: Path, dest: Path) -> None:

@@ -481,8 +481,10 @@ def test_the_content_hash_counts_code_not_answers(tmp_path):
     before = content_hash(lone)
     (tmp_path / "eve.answers.md").write_text("## compare_scratch\n\nMine.\n")
     assert content_hash(lone) == before
-    (tmp_path / "broken.ipynb").write_text("{not json")  # unreadable: its bytes count
-    assert content_hash(tmp_path / "broken.ipynb") != content_hash(path)
+    for k, text in enumerate(("{not json", "{not json either")):  # unreadable: its bytes count
+        (tmp_path / f"b{k}").mkdir()
+        (tmp_path / f"b{k}" / "broken.ipynb").write_text(text)
+    assert content_hash(tmp_path / "b0" / "broken.ipynb") != content_hash(tmp_path / "b1" / "broken.ipynb")
     # an experiment cell (the grader drops it; the answer's plots come from it) counts by place
     from grader.submission import TAG_EXPERIMENT
 

@@ -22,7 +22,8 @@ RELEASED_ALWAYS = {"visible"}
 def points(value: float) -> str:
     """A number of points as every export writes it: rounded once, to the hundredth, here
     (grades.csv, feedback, moodle.csv and the LMS files agree to the digit)."""
-    return f"{round(float(value), 2) + 0.0:g}"
+    text = f"{float(value):.2f}".rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
 
 
 def after_penalty(earned: float, late: late_mod.Late) -> float:
@@ -272,14 +273,15 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
                        encoding="utf-8")
 
     chosen = lms_selection(book, rows, statuses)
-    roster = json.loads(book.get_meta("roster") or "null")
+    roster = roster_of(book)
     if chosen.layout == lms.MOODLE:
         feedback = renders[0][1]
         with atomic_path(out / MOODLE_WORKSHEET) as tmp:
-            tmp.write_text(moodle_worksheet(chosen.final, total, maximum, lambda r: comments[r["student"]], roster,
-                                            full_of=lambda r: sum(i["max_score"] for i in results[r["student"]])
-                                            + sum(m["points"] for m in manual[r["student"]])),
-                           encoding="utf-8")
+            tmp.write_text(moodle_worksheet(
+                chosen.final, total, maximum, roster,
+                lambda r: max([r["graded_at"]] + [g["saved_at"] for g in grades.get(r["student"], [])]),
+                full_of=lambda r: sum(i["max_score"] for i in results[r["student"]])
+                + sum(m["points"] for m in manual[r["student"]])), encoding="utf-8")
         with atomic_path(out / MOODLE_FEEDBACK_ZIP) as tmp:
             tmp.write_bytes(moodle_feedback_zip(chosen.final, lambda r: feedback(r, results[r["student"]])))
     elif chosen.layout == lms.CANVAS:
@@ -307,6 +309,13 @@ class Selection:
     """student -> why they are not (one line)"""
 
 
+def roster_of(book, layout: str | None = None) -> dict:
+    """The roster the last batch was given ({} when none, or when it is another LMS's than
+    `layout`): {"layout", "people", "assignments"} as lms.read_roster reads it."""
+    roster = json.loads(book.get_meta("roster") or "null") or {}
+    return roster if layout is None or roster.get("layout") == layout else {}
+
+
 def current_students(book, rows: list[dict]) -> list[str]:
     """The students of the last batch's download (all rows when it did not say)."""
     current = json.loads(book.get_meta("current_entries") or "null")
@@ -326,8 +335,7 @@ def lms_selection(book, rows: list[dict], statuses: dict) -> Selection:
             for name in names:
                 left[name] = (f"{len(names)} entries carry {layout} id {shared}; grade one folder per "
                               "student, or take the others out of the download")
-        roster = json.loads(book.get_meta("roster") or "null") or {}
-        people = roster.get("people", {}) if roster.get("layout") == layout else {}
+        people = roster_of(book, layout).get("people", {})
         if people:
             for student in students:
                 who = lms.identify(student, layout)
@@ -354,26 +362,25 @@ def held_back(statuses: dict[str, dict[str, str]]) -> set[str]:
     return {s for s, items in statuses.items() if any(v != "graded" for v in items.values())}
 
 
-def moodle_worksheet(rows: list[dict], total_of, maximum_of, feedback_of, roster: dict | None,
-                     when=None, full_of=None) -> str:
+def moodle_worksheet(rows: list[dict], total_of, maximum_of, roster: dict | None,
+                     graded_at, full_of=None) -> str:
     """Moodle's grading worksheet (Assignment > Upload grading worksheet), keyed by the
     "Participant <id>" of the download's names.
 
-    - `Last modified (grade)` is the time of writing in ISO 8601 with its offset (UTC), which
-      PHP's strtotime reads in any server time zone: a grade changed in Moodle after it is
-      not overwritten unless the TA allows it at upload.
+    - `Last modified (grade)` is when the kit last set that student's grade (`graded_at`:
+      the grading or a person's save, whichever came last), in ISO 8601 with its offset,
+      which PHP's strtotime reads the same in any server time zone. Moodle skips a row whose
+      grade was changed in Moodle after that, unless the TA allows it at upload: a fix made
+      in Moodle is not overwritten by a later upload of an unchanged grade.
     - Moodle skips a grade above its own maximum and does not read `Maximum Grade`: when
       the roster (Moodle's worksheet) gives that maximum, grades are scaled to it from the
       rubric's whole maximum (`full_of`; what is not released yet counts as not earned).
-    - `Feedback comments` replaces the comments typed in Moodle, so the column is written
-      only when some student has a comment."""
+    - No `Feedback comments` column: Moodle's import replaces the comments typed in Moodle
+      with the cell, even an empty one. The feedback travels in moodle_feedback.zip."""
     import datetime
 
-    stamp = (when or datetime.datetime.now(datetime.timezone.utc)).isoformat(timespec="seconds")
     people = (roster or {}).get("people", {}) if (roster or {}).get("layout") == lms.MOODLE else {}
-    comments = {row["student"]: feedback_of(row) for row in rows}
-    columns = [c for c in lms.MOODLE_WORKSHEET_COLUMNS
-               if c != "Feedback comments" or any(comments.values())]
+    columns = [c for c in lms.MOODLE_WORKSHEET_COLUMNS if c != "Feedback comments"]
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(columns)
@@ -384,12 +391,13 @@ def moodle_worksheet(rows: list[dict], total_of, maximum_of, feedback_of, roster
         moodle_top, full = _number(person.get("maximum", "")), (full_of or maximum_of)(row)
         if moodle_top and full:
             total, top = total * moodle_top / full, moodle_top
+        stamp = datetime.datetime.fromtimestamp(graded_at(row), datetime.timezone.utc)
         cells = {"Identifier": f"{lms.MOODLE_PARTICIPANT}{who.id}",
                  "Full name": csv_cell(person.get("name") or who.name),
                  "Email address": csv_cell(person.get("email", "")), "Status": "Submitted for grading",
                  "Grade": points(total), "Maximum Grade": points(top), "Grade can be changed": "Yes",
-                 "Last modified (submission)": "", "Last modified (grade)": stamp,
-                 "Feedback comments": csv_cell(comments[row["student"]])}
+                 "Last modified (submission)": "",
+                 "Last modified (grade)": stamp.isoformat(timespec="seconds")}
         writer.writerow([cells[c] for c in columns])
     return buffer.getvalue()
 
@@ -446,8 +454,7 @@ def late_judge(book, students: list[str]):
         return lambda student: late_mod.ON_TIME
     policy = late_mod.Policy.from_dict(json.loads(raw))
     layout = lms.layout_of(students)
-    roster = json.loads(book.get_meta("roster") or "null") or {}
-    people = roster.get("people", {}) if roster.get("layout") == layout else {}
+    people = roster_of(book, layout).get("people", {})
     judged = {}
     for student in students:
         who = lms.identify(student, layout)

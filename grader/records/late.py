@@ -177,8 +177,8 @@ def judge(policy: Policy | None, keys: list[str], submitted: datetime.datetime |
             return ON_TIME
         periods = math.ceil(over / PERIODS[policy.per])
         what = f"submitted {_span(over + policy.grace)} after the due date"
-    elif marked_late and extension is None:
-        periods, what = 1, "marked late by the LMS, which does not say when (charged one period)"
+    elif marked_late and extension in (None, WAIVED):
+        periods, what = 1, "marked late by the LMS, which does not say when (one period, grace or not)"
     else:
         return ON_TIME
     if extension == WAIVED:

@@ -187,14 +187,3 @@ def canvas_column(title: str, roster: dict | None) -> str:
     if len(named) == 1:
         return named[0]
     return columns[0] if len(columns) == 1 else title
-
-
-def moodle_date(when) -> str:
-    """A time as Moodle writes dates in its worksheet (userdate's default), which its import
-    reads back with PHP's strtotime: "Monday, 7 December 2026, 4:05 PM"."""
-    days = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
-    months = ["January", "February", "March", "April", "May", "June", "July", "August",
-              "September", "October", "November", "December"]
-    hour = when.hour % 12 or 12
-    return (f"{days[when.weekday()]}, {when.day} {months[when.month - 1]} {when.year}, "
-            f"{hour}:{when.minute:02d} {'AM' if when.hour < 12 else 'PM'}")

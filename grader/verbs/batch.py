@@ -196,7 +196,8 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                 book.record(student, _source(paths[student]), hashes[student], rubric_hash, report,
                             status, message, host=host, answers=answered)
                 # one line per student as each finishes, above the progress bar
-                bar.write(f"{shown(student)}: {status}, {report.score:g}/{report.max_score:g} in "
+                bar.write(f"{shown(student)}: {status}, {exports.points(report.score)}/"
+                          f"{exports.points(report.max_score)} in "
                           f"{report.seconds:.0f} s" + (f", on {shown(host)}" if client is not None else ""),
                           file=sys.stderr)
                 bar.update(1)
@@ -311,7 +312,7 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
         print(f"notice: {len(leftover)} manual grade(s) for {', '.join(items)}, no longer in the "
               "rubric, are kept in the gradebook and counted nowhere; put the item back to count "
               "them")
-    layout = lms.describe([r["student"] for r in rows])
+    layout = lms.describe(exports.current_students(book, rows))  # as the LMS files read the class
     if layout:
         print(f"notice: {layout}")
     if book.get_meta("late"):
@@ -319,7 +320,7 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
         judged = exports.late_judge(book, current)
         late = [judged(s) for s in current]
         layout = lms.layout_of(current)
-        roster = json.loads(book.get_meta("roster") or "null") or {}
+        roster = exports.roster_of(book, lms.MOODLE)
         times = [p.get("submitted", "") for p in roster.get("people", {}).values()]
         times = [t for t in times if t not in ("", "-")]
         policy_zone = late_mod.Policy.from_dict(json.loads(book.get_meta("late"))).zone
@@ -337,7 +338,8 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
         else:
             print(f"late: {sum(j.late for j in late)} submission(s), {sum(j.percent > 0 for j in late)} "
                   "charged a penalty in grades.csv, the feedback and the LMS files")
-    held = exports.held_back(book.manual_statuses())
+    current = set(exports.current_students(book, rows))
+    held = exports.held_back(book.manual_statuses()) & current
     if held:
         print(f"held back from moodle.csv and the LMS upload files: {len(held)} grade(s) with a "
               f"written question still to grade or needing review; they are added once graded in "
@@ -348,7 +350,7 @@ def summarize(book: Gradebook, item_ids: list[str], out: Path | str = "OUT") -> 
         print(f"left out of the LMS upload files: {shown(student)}: {why}")
     if len(other) > 10:
         print(f"left out of the LMS upload files: {len(other) - 10} more, listed in grades.csv's order")
-    roster = json.loads(book.get_meta("roster") or "null") or {}
+    roster = exports.roster_of(book, lms.CANVAS)
     if chosen.layout == lms.CANVAS and roster.get("assignments") and \
             lms.canvas_column(book.get_meta("title") or "", roster) not in roster["assignments"]:
         print(f"notice: canvas.csv's grade column is headed {book.get_meta('title')!r}, which names none "

@@ -564,7 +564,7 @@ def create_app(out: Path, token: str, grader: str = ""):
                 values = {"score": "", "ticked": [], "comment": "", "version": 0, "digest": digest}
             status = statuses.get(item["id"], TO_GRADE)
             changed = None
-            if status == NEEDS_REVIEW and grade and answer is not None:
+            if status == NEEDS_REVIEW and grade and answer is not None and grade.get("digest") != digest:
                 before = redact(grade["graded_text"], student) if anon else grade["graded_text"]
                 changed = answer_diff(before, text) if grade["graded_text"] else []
             views.append({
