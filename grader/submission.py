@@ -480,6 +480,11 @@ def _cell_tags(cell: dict) -> set[str]:
     return {t for t in tags if isinstance(t, str)} if isinstance(tags, list) else set()
 
 
+def _dropped(tags: set[str]) -> bool:
+    """A code cell the module leaves out: the notebook's experiments and its own checks."""
+    return bool(tags & {TAG_EXPERIMENT, TAG_CHECK})
+
+
 def notebook_to_source(path: Path, plain: bool = False,
                        exercise: exercise_mod.Exercise | None = None) -> str:
     """The module the grader makes of a notebook (`plain`: see definitions_only)."""
@@ -489,8 +494,7 @@ def notebook_to_source(path: Path, plain: bool = False,
             continue
         tags = _cell_tags(cell)
         # Dropped cells keep their number, so "code cell N" is what the student counts.
-        cells.append(("" if tags & {TAG_EXPERIMENT, TAG_CHECK} else _cell_source(cell) + "\n",
-                      TAG_GRADED in tags))
+        cells.append(("" if _dropped(tags) else _cell_source(cell) + "\n", TAG_GRADED in tags))
         count = cell.get("execution_count")
         labels.append(f"code cell {len(cells)}" + (f" (In [{count}])" if type(count) is int and 0 < count < 10**9 else ""))
     code = sum(len(c) for c, _ in cells)
@@ -716,9 +720,8 @@ def _code_of_notebook(path: Path) -> bytes | None:
         cells = read_notebook_cells(path)
     except (SubmissionError, OSError):
         return None
-    # experiment and check cells are dropped from the module (their place still counts)
-    code = [[_cell_source(c), sorted(_cell_tags(c)), c.get("execution_count")]
-            if not _cell_tags(c) & {TAG_EXPERIMENT, TAG_CHECK} else []
+    # the cells the module leaves out count by their place only
+    code = [[] if _dropped(_cell_tags(c)) else [_cell_source(c), sorted(_cell_tags(c)), c.get("execution_count")]
             for c in cells if c.get("cell_type") == "code"]
     return json.dumps(code, default=str).encode("utf-8", "surrogatepass")
 

@@ -36,6 +36,17 @@ def _rows(text: str) -> list[dict]:
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def _exported(tmp_path, names: dict, roster: dict, graded: str, score: float, upload: str):
+    """The fixture class under an LMS's download `names`, `graded`'s written answer given
+    `score`, exported: (out, the open gradebook, the `upload` file's text, its header)."""
+    out = class_fixture.build(tmp_path / "out", named=names.get, roster=roster)
+    book = Gradebook(out / "gradebook.sqlite")
+    _grade(book, names[graded], score)
+    exports.write_all(book, out)
+    text = (out / upload).read_text(encoding="utf-8")
+    return out, book, text, next(csv.reader(io.StringIO(text)))
+
+
 def _grade(book: Gradebook, student: str, score: float) -> None:
     digest = book.answers(student)["compare_scratch"]["digest"]
     book.save_manual(student, "compare_scratch", score, [0], "Numbers given.", digest, "ta", 0)
@@ -71,14 +82,9 @@ def test_download_names_are_read_as_their_lms_names_them():
 
 def test_a_moodle_class_gives_a_worksheet_and_feedback_zip_moodle_imports(tmp_path):
     roster = lms.read_roster(_moodle_roster(tmp_path))
-    out = class_fixture.build(tmp_path / "out", named=MOODLE_NAMES.get, roster=roster)
-    book = Gradebook(out / "gradebook.sqlite")
-    _grade(book, MOODLE_NAMES["eve"], 7.0)
-    exports.write_all(book, out)
+    out, book, text, header = _exported(tmp_path, MOODLE_NAMES, roster, "eve", 7.0, exports.MOODLE_WORKSHEET)
 
     # Moodle's worksheet import: columns found by header; the id is what follows "Participant "
-    text = (out / exports.MOODLE_WORKSHEET).read_text(encoding="utf-8")
-    header = next(csv.reader(io.StringIO(text)))
     for required in ("Identifier", "Grade", "Last modified (grade)", "Maximum Grade"):
         assert required in header
     # no comments column: Moodle would replace the comments typed in Moodle with it (even an
@@ -144,12 +150,7 @@ def test_a_moodle_class_gives_a_worksheet_and_feedback_zip_moodle_imports(tmp_pa
 def test_a_canvas_class_gives_the_gradebook_import_csv(tmp_path):
     roster = lms.read_roster(_canvas_roster(tmp_path))
     assert roster["assignments"] == ["Transfer learning (4711)"]
-    out = class_fixture.build(tmp_path / "out", named=CANVAS_NAMES.get, roster=roster)
-    book = Gradebook(out / "gradebook.sqlite")
-    _grade(book, CANVAS_NAMES["bo"], 3.0)
-    exports.write_all(book, out)
-    text = (out / exports.CANVAS_FILE).read_text(encoding="utf-8")
-    header = next(csv.reader(io.StringIO(text)))
+    out, book, text, header = _exported(tmp_path, CANVAS_NAMES, roster, "bo", 3.0, exports.CANVAS_FILE)
     assert header == ["Student", "ID", "SIS User ID", "SIS Login ID", "Section", "Transfer learning (4711)"]
     rows = _rows(text)
     assert rows[0]["Student"].strip() == "Points Possible"

@@ -263,11 +263,13 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
         return after_penalty(autograded + sum(m["score"] for m in now[row["student"]]),
                              late_of(row["student"]))
 
-    def maximum(row: dict) -> float:
-        return (sum(i["max_score"] for i in results[row["student"]] if shown(i["visibility"], released))
-                     + sum(m["points"] for m in manual[row["student"]] if shown(m["visibility"], released)))
+    def maximum(row: dict, every: bool = False) -> float:
+        """what the student may see now is out of (`every`: the whole rubric's maximum)"""
+        return (sum(i["max_score"] for i in results[row["student"]] if every or shown(i["visibility"], released))
+                + sum(m["points"] for m in manual[row["student"]] if every or shown(m["visibility"], released)))
 
-    final = [row for row in rows if row["student"] not in held_back(statuses)]
+    held = held_back(statuses)
+    final = [row for row in rows if row["student"] not in held]
     with atomic_path(out / MOODLE_FILE) as tmp:
         tmp.write_text(moodle_csv(final, title, total, lambda r: comments[r["student"]], maximum),
                        encoding="utf-8")
@@ -280,8 +282,7 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
             tmp.write_text(moodle_worksheet(
                 chosen.final, total, maximum, roster,
                 lambda r: max([r["graded_at"]] + [g["saved_at"] for g in grades.get(r["student"], [])]),
-                full_of=lambda r: sum(i["max_score"] for i in results[r["student"]])
-                + sum(m["points"] for m in manual[r["student"]])), encoding="utf-8")
+                full_of=lambda r: maximum(r, every=True)), encoding="utf-8")
         with atomic_path(out / MOODLE_FEEDBACK_ZIP) as tmp:
             tmp.write_bytes(moodle_feedback_zip(chosen.final, lambda r: feedback(r, results[r["student"]])))
     elif chosen.layout == lms.CANVAS:
