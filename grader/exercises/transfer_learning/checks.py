@@ -81,6 +81,9 @@ class JudgeContext:
     heldout_labels: np.ndarray
     train_images: np.ndarray | None = None
     heldout_images: np.ndarray | None = None
+    names: np.ndarray | None = None
+    """the item's renaming of the classes (class c is called names[c]), for behaviour
+    kept the same whatever the batch's private seed"""
 
 
 # ---------------------------------------------------------------- worker-side helpers
@@ -944,6 +947,56 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
 
 # ---------------------------------------------------------------- 1 interface
 
+# ---------------------------------------------------------------- behaviour, for similarity
+# What a run did, kept in an item's details under "behaviour" for `grader similarity`
+# (grader/behaviour.py): numbers (compared within a tolerance) or values
+# (compared exactly), a few hundred at most, so the gradebook stays small. Every submission
+# is run under the same seeds and batches, so two copies of one program agree here however
+# their code was rewritten, while independent solutions agree only where the exercise
+# leaves no choice (and that, many submissions share). Each batch draws its own private
+# seed, which draws the probe images, renames the classes and seeds every item; what is
+# kept does not depend on it (images the seed does not draw, logits with the classes named
+# back), so the kit's own solutions, graded once, can be held against any class on the
+# default. What cannot be kept so (the pipeline's order, which the item's seed shuffles)
+# is marked "within": compared inside one batch only.
+
+# The accuracy items keep none: they run on held-out images that each course draws with
+# its own seed, so the kit's own solutions (the background of what honest work does,
+# tests/corpus/behaviour.json) could not be held against a class on them.
+
+BEHAVIOUR_VALUES = 320
+"""numbers one behaviour keeps (32 images' logits)"""
+
+
+def _kept_numbers(values) -> dict:
+    flat = np.asarray(values, dtype=np.float64).reshape(-1)[:BEHAVIOUR_VALUES]
+    return {"numbers": [float(v) if math.isfinite(v) else 0.0
+                        for v in flat.astype(np.float32).tolist()]}
+
+
+def _kept_value(value) -> dict:
+    return {"value": value}
+
+
+def _named_back(logits, ctx) -> np.ndarray:
+    """Logits with each class's column where its own name puts it, whatever the batch's
+    renaming (training under renamed labels is the same computation, columns permuted)."""
+    logits = np.asarray(logits)
+    names = getattr(ctx, "names", None)
+    if names is None or logits.ndim != 2 or logits.shape[1] != len(names):
+        return logits
+    return logits[:, names]
+
+
+def _chain_shown(chain) -> list | str:
+    """A dataset's chain as ops and their constant arguments (the seeds left out: the grader
+    passes them), or why it has none."""
+    if isinstance(chain, str):
+        return "none"
+    return [[step.kind, sorted((k, str(v)) for k, v in step.args.items() if "seed" not in k),
+             list(step.function_ops)[:40]] for step in chain[:40]]
+
+
 def _raises_not_implemented(function) -> bool:
     """Does the function still hold the skeleton's `raise NotImplementedError`?"""
     import ast
@@ -1062,14 +1115,16 @@ def judge_preprocess(obs, ctx, params):
     if out.shape != expected.shape:
         return 0.0, (f"expected output shape {list(expected.shape)}, found {list(out.shape)[:8]}. "
                      "Hint: preprocessing works pixel by pixel and keeps the shape.")
+    # the probe's last two images are all 0 and all 255 whatever the seed: every 8th pixel
+    behaviour = {"behaviour": {"output": _kept_numbers(out[-2:, ::8, ::8, :]), "dtype": _kept_value(dtype)}}
     if np.allclose(out, expected, atol=params["tolerance"]):
         if dtype != "float32":
-            return 0.5, f"values are right but the dtype is {dtype}, expected float32"
-        return 1.0, "matches x*255 - ImageNet mean (RGB) on probe images"
+            return 0.5, f"values are right but the dtype is {dtype}, expected float32", behaviour
+        return 1.0, "matches x*255 - ImageNet mean (RGB) on probe images", behaviour
     if (message := _named_mistake(out, x, max(params["tolerance"], 1e-2))) is not None:
-        return 0.0, f"expected x*255 - [123.68, 116.779, 103.939]: {message}"
+        return 0.0, f"expected x*255 - [123.68, 116.779, 103.939]: {message}", behaviour
     return 0.0, (f"expected x*255 - [123.68, 116.779, 103.939] per pixel; largest difference "
-                 f"{np.max(np.abs(out - expected)):.4g}. Hint: convert_image_dtype gives 0..1.")
+                 f"{np.max(np.abs(out - expected)):.4g}. Hint: convert_image_dtype gives 0..1."), behaviour
 
 
 # ---------------------------------------------------------------- 3 layer shapes
@@ -1715,9 +1770,19 @@ def judge_training(obs, ctx, params):
     missing = [kind for kind, accepted in (("loss", LOSS_TAGS), ("accuracy", ACCURACY_TAGS))
                if not leaves & accepted]
     found = ", ".join(sorted(leaves)[:6]) or "none"
-    details = {"curves": _mapping(obs.get("curves", {}), "the curves"),
+    curves = _mapping(obs.get("curves", {}), "the curves")
+    logged = {kind: [p for p in points if isinstance(p, list) and len(p) == 2
+                     and all(isinstance(v, (int, float)) for v in p)]
+              for kind, points in curves.items() if isinstance(points, list)}
+    details = {"curves": curves,
                "train_accuracy": [training_accuracy(obs["before"]["logits"], labels),
-                                  training_accuracy(obs["after"]["logits"], labels)]}
+                                  training_accuracy(obs["after"]["logits"], labels)],
+               "behaviour": {
+                   "logits": _kept_numbers(_named_back(obs["after"]["logits"], ctx)),
+                   "logged": _kept_numbers([v for kind in sorted(logged) for _, v in logged[kind]]),
+                   "logging": _kept_value({"tags": sorted(str(t)[:MAX_TEXT] for t in tags)[:40],
+                                           "steps": {kind: [int(p[0]) for p in points][:BEHAVIOUR_VALUES]
+                                                     for kind, points in sorted(logged.items())}})}}
     return *_fraction_and_messages([
         (0.5, learned, diagnosis),
         (0.5, not missing, f"no TensorBoard scalar for the training {' or '.join(missing)} under "
@@ -1925,6 +1990,7 @@ def _checkpoint_files(scratch: Path) -> dict:
         found["error"] = str(exc)[:MAX_TEXT * 2]
         return found
     found["name"] = Path(newest).name
+    found["keys"] = sorted(key[:MAX_TEXT] for key in held.entries)[:MAX_ENTRIES]
     found["integers"] = sorted({int(v) for v in held.values.values()
                                 if v.ndim == 0 and v.dtype.kind in "iu"})
     found["arrays"] = [v for v in held.values.values() if v.ndim >= 1 and v.dtype.kind == "f"]
@@ -2018,7 +2084,17 @@ def judge_checkpoint(obs, ctx, params):
         and obs["resume_final_step"] in (STRAIGHT_STEPS, -1)
     optimizer_kept = np.allclose(resumed, straight, rtol=1e-3, atol=1e-3)
     empty_ok = obs.get("empty_step") == 0
-    return _fraction_and_messages([
+    behaviour = {"logits": _kept_numbers(_named_back(obs["straight_taught"]["logits"], ctx)),
+                 "layout": _kept_value({
+                     # the objects it holds by name (model, optimizer, step): the paths
+                     # below them follow the model's style, which a rewrite changes
+                     "objects": sorted({_text(k, "a checkpoint key").split("/")[0] for k in
+                                        _entries(files.get("keys", []), "the checkpoint keys")}),
+                     "name": _text(files.get("name", ""), "the checkpoint's name"),
+                     "kept": [kept, _integer(resumed_files.get("kept", 0), "the checkpoints kept")],
+                     "steps": [obs["restored_step"], obs.get("empty_step", -1), obs["straight_pulled"],
+                               obs["resume_pulled"], obs["resume_final_step"]]})}
+    return *_fraction_and_messages([
         (0.3, same and obs["restored_step"] == ROUND_TRIP_STEPS and not saved,
          saved or f"restoring into a fresh model gave {'the same' if same else 'different'} "
                   f"outputs and step {obs['restored_step']} (expected identical outputs and step "
@@ -2044,7 +2120,7 @@ def judge_checkpoint(obs, ctx, params):
         (0.1, empty_ok, "restore_checkpoint on an empty folder should return 0, "
                         + (f"it raised {empty_error}" if empty_error is not None
                            else f"it returned {obs.get('empty_step')}")),
-    ])
+    ]), {"behaviour": behaviour}
 
 
 # ---------------------------------------------------------------- 10 tf.data pipeline
@@ -2316,7 +2392,10 @@ def judge_pipeline(obs, ctx, params):
         message = seen_message if not seen else fact[1]
         if message:
             messages.append(message)
-    return score, "; ".join(messages) if messages else "all good"
+    behaviour = {"order": {**_kept_value([[int(v) for v in flat1], [int(v) for v in flat2],
+                                          [int(v) for v in stream][:3 * size]]), "within": "batch"},
+                 "ops": _kept_value({name: _chain_shown(chain) for name, chain in chains.items()})}
+    return score, "; ".join(messages) if messages else "all good", {"behaviour": behaviour}
 
 
 def accuracy_of(observation, labels: np.ndarray, images: int) -> float | None:

@@ -94,7 +94,8 @@ class GradingInputs:
     def judge_context(self, item: Item) -> JudgeContext:
         names = renaming(self.probe_key, item, NUM_CLASSES)
         return JudgeContext(self.weights, names[self.train_labels], self.probe_for(item.id),
-                            names[self.heldout_labels], self.train_images, self.heldout_images)
+                            names[self.heldout_labels], self.train_images, self.heldout_images,
+                            names)
 
     def fingerprint(self) -> str:
         """A digest of what grading reads (the weights' arrays, the training and held-out
