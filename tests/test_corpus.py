@@ -14,8 +14,8 @@ import pytest
 import yaml
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader.verbs import corpus
-from grader import engine, rubric
+from grader.verbs import corpus, similarity
+from grader import behaviour, engine, rubric
 from grader.exercises.transfer_learning import vgg_weights
 from kit import DEFAULT_RUBRIC
 from grader.submission import prepare
@@ -133,16 +133,47 @@ def test_a_variant_is_graded_on_the_items_that_reach_its_edit():
         assert variant.loses <= {i.id for i in variant_rubric(variant).items}, variant.name
 
 
-def test_regrade_gives_identical_scores(shipped_inputs, tmp_path_factory):
-    """Does grading the same submission again repeat every item's score and message?
+def kept_behaviour(report) -> dict:
+    """What the report's checks kept of the run, as `grader similarity` reads it."""
+    return {f"{r.id}: {name}": spec for r in report.items
+            for name, spec in (r.details or {}).get("behaviour", {}).items()}
+
+
+def test_regrade_gives_identical_scores_and_behaviour(shipped_inputs, tmp_path_factory):
+    """Does grading the same program again repeat every item's score, message and
+    behaviour? Graded again as a heavily disguised copy (tests/corpus/copies: another
+    module layout, helpers split and inlined, loops rewritten, every name changed), which
+    must behave as its source to the last digit kept: what grader similarity relies on.
     (A model.fit solution: Keras' own shuffling and initialisers are seeded per item.)"""
     name = "sequential_fit"
     first = full_report(name, shipped_inputs, tmp_path_factory)
     # The visible items: the hidden one repeats the accuracy check with a longer budget.
     visible = dataclasses.replace(SHIPPED, items=[i for i in SHIPPED.items if i.visibility == "visible"])
-    again = grade(CORRECT[name], visible, shipped_inputs, tmp_path_factory.mktemp("again"))
+    copy = corpus.default_corpus() / "copies" / "sequential_fit__heavy.py"
+    again = grade(copy, visible, shipped_inputs, tmp_path_factory.mktemp("again"))
     assert [(r.id, r.score, r.message) for r in again.items] == \
         [(r.id, r.score, r.message) for r in first.items if r.visibility == "visible"]
+    mine, theirs = kept_behaviour(again), kept_behaviour(first)
+    assert len(mine) >= behaviour.MIN_COMPARED and set(mine) <= set(theirs)
+    assert [(a.a, a.b) for a in behaviour.compare({"copy": mine, name: theirs}).alike] == [("copy", name)]
+
+
+def test_behaviour_background_is_what_the_kit_solutions_did(shipped_inputs, tmp_path_factory):
+    """tests/corpus/behaviour.json, the behaviour grader similarity holds a class against,
+    is what each correct solution did when graded here (benchmarks/bench_behaviour.py
+    --write-background writes it again). And no two of them are reported as running alike,
+    even with no background: the two pairs that follow the skeleton to the letter run
+    alike, but in nothing of their own."""
+    stored = similarity.background_behaviour()
+    assert set(stored) == set(GRADED)
+    for name in GRADED:
+        kept = kept_behaviour(full_report(name, shipped_inputs, tmp_path_factory))
+        assert set(kept) == set(stored[name]), name
+        assert all(behaviour.agree(spec, stored[name][key]) for key, spec in kept.items()), \
+            (name, [key for key, spec in kept.items() if not behaviour.agree(spec, stored[name][key])])
+    found = behaviour.compare(stored)
+    assert found.alike == [] and found.background_met is False, [(a.a, a.b, a.rare) for a in found.alike]
+    assert behaviour.compare(stored, background=stored).background_met
 
 
 def test_shipped_rubric_records_its_calibration():
