@@ -3,25 +3,22 @@
 Every submission is graded under the same seeds, batches and probe images, and each
 check keeps a little of what the run did in its item's details, under "behaviour": numbers
 (logits after training, the losses the run logged) or values (the pipeline's order and
-ops, the checkpoint's keys and steps, the TensorBoard tags and the steps they were written
-at). A copy does what its original does however its code was rewritten: renaming, another
-model style, `fit` for a hand-written loop, comprehensions for loops leave every number the
-same to the last digits. Independent solutions differ somewhere: measured on the kit's
-own correct solutions, every pair differs in at least one behaviour (the README gives the
-figures).
+ops, the checkpoint's objects and steps, the TensorBoard tags and the steps they were
+written at). A copy does what its original does however its code was rewritten: renaming,
+another model style, comprehensions for loops leave every number the same.
 
-Two submissions behave alike when they kept at least MIN_COMPARED behaviours in common
-and every one of them agrees: numbers within TOLERANCE of their scale, other values
-exactly. What the skeleton pins (the loss, Adam at its learning rate, the logging code it
-gives), honest students share: two of the kit's own 91 pairs of independent solutions
-behave alike in every check, each pair a solution that follows the skeleton to the letter.
-So, as for code, a behaviour is an idiom and counts for no one when IDIOM or more of the
-kit's own independent solutions show it (the background, graded once in the shipped
-setting: tests/corpus/behaviour.json), or the reference solution alone does (the
-skeleton is made from it, so behaving as it does is following the skeleton), or more
-than COMMON submissions of the class do.
-Such groups are named in a notice, not reported. Nothing here reads code, runs anything
-or changes a score.
+But the grader pins most of a run (the head starts at zeros, the batches and the frozen
+layers are given), so honest runs agree in most behaviours too, and differ only where a
+choice was left: the optimizer, the shuffle buffer, the tag names, the checkpoint's
+objects. Two of the kit's 91 pairs of independent solutions behave alike in everything
+kept; both follow the skeleton to the letter. So a pair is reported when every behaviour
+both kept agrees (at least MIN_COMPARED; numbers within TOLERANCE of their size, other
+values exactly) and, in RARE_CHECKS checks or more, they agree in a way of their own: a
+value that none of the kit's own solutions shows (the background, graded once in the
+shipped setting: tests/corpus/behaviour.json) and at most COMMON submissions of the class
+show, and that is not degenerate (logits that never moved). Pairs that behaved alike
+without that are named in a notice, not reported. Nothing here reads code, runs anything
+or changes a score; it shows that two runs were the same program, not who wrote it.
 """
 from __future__ import annotations
 
@@ -29,18 +26,22 @@ import json
 from dataclasses import dataclass, field
 
 TOLERANCE = 1e-5
-"""numbers agree when they differ by at most this share of their scale (the larger
-absolute value, at least 1). Copies agree exactly at the six digits kept; Adam and AdamW at
-the same learning rate differ by 3e-5 of it after the training item's steps."""
+"""two numbers agree when they differ by at most this share of the larger of them (at
+least 1). Copies agree exactly; Adam and AdamW at the same learning rate differ by 3e-5
+after the training item's steps."""
+LARGEST = 1e30
+"""numbers kept are finite and smaller than this, or the behaviour is not read"""
 MIN_COMPARED = 6
 """behaviours two submissions must both have kept to be compared at all (a submission
 whose checks mostly failed has kept few, and agreeing on two says little); of the 9 the
 transfer-learning checks keep, 8 do not depend on the batch's private seed"""
 COMMON = 3
-"""a behaviour more than this many submissions show whole is an idiom of the class (the
-skeleton followed to the letter): a ring of more copies than this is named, not reported"""
-IDIOM = 2
-"""a behaviour this many of the kit's own independent solutions show is an idiom"""
+"""a value of a behaviour that more than this many submissions show is the class's (a
+ring of more copies than this is named, not reported)"""
+RARE_CHECKS = 2
+"""checks in which a pair must agree in a way of their own: a value no kit solution shows
+and at most COMMON submissions do. One shared choice (a shuffle buffer, tag names,
+another optimizer) is something two honest students can make; a copy carries them all."""
 
 
 @dataclass
@@ -50,18 +51,17 @@ class Alike:
     b: str
     agreed: list[str]
     """the behaviours compared, all of which agreed ("training: logits", ...)"""
-    group: int
-    """how many submissions of the class behave this way (2: these two alone)"""
+    rare: list[str]
+    """the checks in which they agreed in a way no kit solution and few submissions did"""
 
 
 @dataclass
 class Comparison:
     alike: list[Alike] = field(default_factory=list)
     idioms: list[list[str]] = field(default_factory=list)
-    """groups of more than COMMON submissions that behave alike (not reported)"""
-    as_background: list[tuple[list[str], list[str]]] = field(default_factory=list)
-    """(submissions, the kit's solutions) that behave alike, IDIOM or more of the latter:
-    the behaviour honest work converges on (not reported)"""
+    """groups joined by pairs that behaved alike, but in fewer than RARE_CHECKS checks in
+    a way of their own: what the kit's solutions or many submissions also do (not
+    reported)"""
     kept: int = 0
     """submissions with behaviour to compare"""
     background_met: bool = False
@@ -96,7 +96,8 @@ def _valid(spec) -> bool:
         return False
     if "numbers" in spec:
         return isinstance(spec["numbers"], list) and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in spec["numbers"])
+            isinstance(v, (int, float)) and not isinstance(v, bool)
+            and abs(v) < LARGEST for v in spec["numbers"])  # False for NaN and infinities
     return "value" in spec
 
 
@@ -119,35 +120,96 @@ def agree(first: dict, second: dict) -> bool:
     if "numbers" not in first:
         return _key(first) == _key(second)
     x, y = first["numbers"], second["numbers"]
-    if len(x) != len(y):
+    return len(x) == len(y) and all(abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))
+                                    for a, b in zip(x, y))
+
+
+def _prepared(kept: dict[str, dict]) -> dict[str, tuple]:
+    """Each behaviour as compared: ("v", its exact key) or ("n", its numbers as an array,
+    the largest of their absolute values), made once per submission."""
+    import numpy as np
+
+    found = {}
+    for name, spec in kept.items():
+        if "numbers" in spec:
+            values = np.asarray(spec["numbers"], dtype=np.float64)
+            found[name] = ("n", values, np.maximum(np.abs(values), 1.0))
+        else:
+            found[name] = ("v", _key(spec), None)
+    return found
+
+
+def _same(first: tuple, second: tuple) -> bool:
+    import numpy as np
+
+    if first[0] != second[0]:
         return False
-    scale = max([1.0, *map(abs, x), *map(abs, y)])
-    return all(abs(a - b) <= TOLERANCE * scale for a, b in zip(x, y))
+    if first[0] == "v":
+        return first[1] == second[1]
+    if first[1].shape != second[1].shape:
+        return False
+    return bool(np.all(np.abs(first[1] - second[1]) <= TOLERANCE * np.maximum(first[2], second[2])))
 
 
 def _alike(x: dict, y: dict) -> list[str] | None:
+    """The behaviours two prepared submissions both kept, when there are MIN_COMPARED or
+    more and every one agrees; else None."""
     both = sorted(set(x) & set(y))
-    if len(both) < MIN_COMPARED or any(not agree(x[name], y[name]) for name in both):
+    if len(both) < MIN_COMPARED or any(not _same(x[name], y[name]) for name in both):
         return None
     return both
 
 
 def compare(behaviours: dict[str, dict[str, dict]], common: int = COMMON,
-            background: dict[str, dict[str, dict]] | None = None,
-            given: frozenset[str] = frozenset()) -> Comparison:
-    """Every pair that behaved alike in a group of at most `common`, and as fewer than
-    IDIOM of the `background` solutions and none of those named in `given` (the solution
-    the skeleton was made from: behaving as it does is following the skeleton). Pairs
-    are compared only within a bucket of the same exact values (independent solutions
-    rarely share them), so a class of hundreds costs little."""
+            background: dict[str, dict[str, dict]] | None = None) -> Comparison:
+    """Every pair that behaved alike and, in RARE_CHECKS checks or more, in a way that
+    none of the `background` solutions did and at most `common` submissions of the class
+    did. Pairs are compared only within a bucket of the same exact values (independent
+    solutions rarely share them), so a class of hundreds costs little."""
+    prepared = {student: _prepared(kept) for student, kept in behaviours.items()}
+    pairs = _alike_pairs(behaviours, prepared)
+    result = Comparison(kept=len(behaviours))
+    known = {name: _prepared(portable(kept)) for name, kept in (background or {}).items()}
+    result.background_met = _met(known, prepared)
+    held: dict[tuple[str, str], bool] = {}
+    portable_names = {student: set(portable(kept)) for student, kept in behaviours.items()}
+
+    def rare(student: str, name: str) -> bool:
+        """Whether the student's value of this behaviour is its own: not a degenerate
+        value, shown by none of the kit's solutions and by at most `common` submissions."""
+        if (student, name) not in held:
+            mine = prepared[student][name]
+            # what depends on the batch's seed cannot be held against the kit's solutions:
+            # it must agree, but is never a pair's own (the pipeline's order follows its
+            # ops, which are)
+            held[(student, name)] = (
+                name in portable_names[student] and not _degenerate(mine)
+                and not any(name in theirs and _same(mine, theirs[name]) for theirs in known.values())
+                and sum(name in other and _same(mine, other[name])
+                        for other in prepared.values()) <= common)
+        return held[(student, name)]
+
+    explained: dict[tuple[str, str], list[str]] = {}
+    for (a, b), agreed in sorted(pairs.items()):
+        checks = sorted({name.split(": ", 1)[0] for name in agreed if rare(a, name)})
+        if len(checks) >= RARE_CHECKS:
+            result.alike.append(Alike(a, b, agreed, checks))
+        else:
+            explained[(a, b)] = checks
+    for members in _groups(explained):
+        result.idioms.append(members)
+    return result
+
+
+def _alike_pairs(behaviours: dict, prepared: dict) -> dict[tuple[str, str], list[str]]:
+    """{(a, b): the behaviours both kept} of every pair that behaved alike."""
     buckets: dict[tuple, list[str]] = {}
     for student in sorted(behaviours):
-        kept = behaviours[student]
-        signature = tuple(sorted((name, _key(spec)) for name, spec in kept.items()))
+        signature = tuple(sorted((name, _key(spec)) for name, spec in behaviours[student].items()))
         buckets.setdefault(signature, []).append(student)
     # submissions that kept different sets of behaviours (one item failed) may still be
-    # alike on what both kept: buckets are merged by what they share, below, only when
-    # their common behaviours' exact values agree
+    # alike on what both kept: two buckets are compared when the exact values they share
+    # agree
     keys = list(buckets)
     pairs: dict[tuple[str, str], list[str]] = {}
     for i, first in enumerate(keys):
@@ -157,41 +219,40 @@ def compare(behaviours: dict[str, dict[str, dict]], common: int = COMMON,
                 shared = set(a) & set(b)
                 if len(shared) < MIN_COMPARED or any(a[n] != b[n] for n in shared):
                     continue
-            members = buckets[first] if first is second else None
-            group_pairs = ([(x, y) for k, x in enumerate(members) for y in members[k + 1:]]
-                           if members is not None else
-                           [(x, y) for x in buckets[first] for y in buckets[second]])
-            for x, y in group_pairs:
-                agreed = _alike(behaviours[x], behaviours[y])
+                candidates = [(x, y) for x in buckets[first] for y in buckets[second]]
+            else:
+                members = buckets[first]
+                candidates = [(x, y) for k, x in enumerate(members) for y in members[k + 1:]]
+            for x, y in candidates:
+                agreed = _alike(prepared[x], prepared[y])
                 if agreed is not None:
                     pairs[tuple(sorted((x, y)))] = agreed
-    groups = _groups(pairs)
-    result = Comparison(kept=len(behaviours))
-    background = {name: portable(kept) for name, kept in (background or {}).items()}
-    result.background_met = _met(background, behaviours)
-    converged = set()
-    for members in groups:
-        like = sorted(name for name, theirs in background.items()
-                      if _alike(portable(behaviours[members[0]]), theirs) is not None)
-        if len(like) >= IDIOM or set(like) & given:
-            result.as_background.append((members, like))
-            converged.update(members)
-        elif len(members) > common:
-            result.idioms.append(members)
-    size = {m: len(g) for g in groups for m in g}
-    for (a, b), agreed in sorted(pairs.items()):
-        if size[a] <= common and a not in converged:
-            result.alike.append(Alike(a, b, agreed, size[a]))
-    return result
+    return pairs
+
+
+def _degenerate(spec: tuple) -> bool:
+    """A value that tells nothing of who wrote the code: numbers all equal (logits that
+    never moved from zero, a diverged run's), an empty value."""
+    import numpy as np
+
+    if spec[0] == "n":
+        return spec[1].size == 0 or bool(np.all(spec[1] == spec[1].flat[0]))
+    return spec[1] in ("[]", "{}", '""', "null")
 
 
 def _met(background: dict, behaviours: dict, most: int = 20) -> bool:
-    """Whether any of (at most `most` of) the submissions agrees with any of the kit's
-    solutions in any behaviour: in the setting the background was graded in, the
-    preprocessing alone of any correct submission does."""
+    """Whether some submission agrees with some of the kit's solutions in a behaviour
+    whose numbers differ between the kit's own solutions (numbers that follow the
+    choices made, so only the setting they were graded in can make them agree)."""
+    varied = set()
+    names = {name for theirs in background.values() for name, spec in theirs.items() if spec[0] == "n"}
+    for name in names:
+        values = [theirs[name] for theirs in background.values() if name in theirs]
+        if any(not _same(values[0], other) for other in values[1:]):
+            varied.add(name)
     for mine in list(behaviours.values())[:most]:
         for theirs in background.values():
-            if any(name in theirs and agree(spec, theirs[name]) for name, spec in mine.items()):
+            if any(name in theirs and name in mine and _same(mine[name], theirs[name]) for name in varied):
                 return True
     return False
 

@@ -249,11 +249,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     if _available("verbs.similarity"):
         p = verbs.add_parser("similarity", help="compare a batch's submissions for copied code, "
-                             "the given code removed (advisory: for a person to judge)")
+                             "the given code removed, and for runs that behaved alike in ways of "
+                             "their own (advisory: for a person to judge)")
         p.add_argument("out", help="the --out folder of `grader batch`")
         p.add_argument("--threshold", type=float, default=_verb("verbs.similarity").THRESHOLD,
-                       help="report pairs whose score is at least this (default: %(default)s, "
-                            "measured; see the README)")
+                       help="report pairs whose code score is at least this (default: "
+                            "%(default)s, measured; see the README); pairs that behaved alike "
+                            "are reported at any code score")
         p.add_argument("--given", nargs="+", metavar="FILE",
                        help="the code students were given (.py, .ipynb, or a handout's code "
                             "blocks; default: the course's skeletons/)")

@@ -11,55 +11,81 @@ from grader import behaviour
 from grader.records.gradebook import Gradebook
 
 
-def kept(seed: float = 0.0, tags=("loss", "accuracy"), objects=("model", "optimizer", "step")) -> dict:
-    """One submission's behaviour, as the transfer-learning checks keep it."""
+def kept(seed: float = 0.0, tags=("loss", "accuracy"), objects=("model", "optimizer", "step"),
+         buffer: int = 50) -> dict:
+    """One submission's behaviour, as the transfer-learning checks keep it: `seed` moves
+    the numbers (another optimizer), the others are choices of the code."""
     return {
         "preprocess: output": {"numbers": [-123.68, -116.779, -103.939, 1.5]},
         "preprocess: dtype": {"value": "float32"},
         "training: logits": {"numbers": [0.25 + seed, -1.5, 3.0]},
         "training: logged": {"numbers": [2.3, 1.9 + seed, 1.1]},
         "training: logging": {"value": {"tags": list(tags), "steps": {"loss": [1, 2, 3]}}},
-        "pipeline: order": {"value": [[3, 1, 2], [2, 3, 1]]},
+        "pipeline: ops": {"value": [["Shuffle", [["buffer_size", str(buffer)]]]]},
+        "pipeline: order": {"value": [[3, 1, 2], [2, 3, 1]], "within": "batch"},
         "checkpoint: layout": {"value": {"objects": list(objects), "kept": [1, 2]}},
     }
 
 
-def test_copies_behave_alike_and_independent_runs_do_not():
-    found = behaviour.compare({"ann": kept(), "bob": kept(), "cy": kept(0.5),
-                               "dee": kept(tags=("train/loss", "train/accuracy"))})
-    assert [(a.a, a.b, a.group) for a in found.alike] == [("ann", "bob", 2)]
-    assert len(found.alike[0].agreed) == 7 and found.idioms == [] and found.kept == 4
+KIT = {"k1": kept(), "k2": kept(tags=("train/loss", "train/acc")), "k3": kept(0.5, buffer=1000)}
+"""the kit's own solutions: the skeleton followed, other tag names, another optimizer and buffer"""
 
 
-def test_numbers_agree_within_the_tolerance_of_their_scale_only():
+def test_a_copy_is_reported_when_it_shares_choices_of_its_own_in_two_checks():
+    own = kept(0.25, objects=("net", "opt", "step"))  # another optimizer, other object names
+    found = behaviour.compare({"ann": own, "bob": json.loads(json.dumps(own)), "cy": kept(0.5)},
+                              background=KIT)
+    assert [(a.a, a.b, a.rare) for a in found.alike] == [("ann", "bob", ["checkpoint", "training"])]
+    assert len(found.alike[0].agreed) == 8 and found.idioms == [] and found.kept == 3
+
+
+def test_one_shared_choice_is_what_honest_students_share():
+    """Two honest students who pick the same shuffle buffer, or the kit's own choices,
+    run alike: named, not reported."""
+    one = kept(buffer=1000)  # k3 holds the buffer with another optimizer: pipeline only
+    found = behaviour.compare({"ann": one, "bob": kept(buffer=1000)}, background=KIT)
+    assert found.alike == [] and found.idioms == [["ann", "bob"]]
+    as_kit = behaviour.compare({"ann": kept(), "bob": kept()}, background=KIT)
+    assert as_kit.alike == [] and as_kit.idioms == [["ann", "bob"]]
+
+
+def test_numbers_agree_within_the_tolerance_of_their_size_only():
     close = kept()
-    close["training: logits"] = {"numbers": [0.25 + 2e-5, -1.5, 3.0]}  # 0.7e-5 of the scale 3
+    close["training: logits"] = {"numbers": [0.25, -1.5, 3.0 + 2e-5]}  # 0.7e-5 of 3
     far = kept()
-    far["training: logits"] = {"numbers": [0.25 + 1e-4, -1.5, 3.0]}  # 3e-5: Adam against AdamW
+    far["training: logits"] = {"numbers": [0.25 + 1e-4, -1.5, 3.0]}  # 4e-4 of 0.25 (scale 1)
     assert behaviour.agree(kept()["training: logits"], close["training: logits"])
     assert not behaviour.agree(kept()["training: logits"], far["training: logits"])
-    assert [a.b for a in behaviour.compare({"ann": kept(), "bob": close, "cy": far}).alike] == ["bob"]
+    # a large number elsewhere does not widen the tolerance of the small ones
+    big, other = ({"numbers": [1e6, 0.25 + d, 3.0]} for d in (0.0, 0.01))
+    assert not behaviour.agree(big, other)
 
 
-def test_what_more_than_common_submissions_do_is_an_idiom_named_not_reported():
-    """The skeleton followed to the letter: four alike are not reported, and are named."""
-    class_ = {name: kept() for name in ("ann", "bob", "cy", "dee")}
-    class_["eve"] = kept(0.5)
-    found = behaviour.compare(class_)
+def test_what_more_than_common_submissions_do_is_the_class_s():
+    own = kept(0.25, objects=("net", "opt", "step"))
+    class_ = {name: json.loads(json.dumps(own)) for name in ("ann", "bob", "cy", "dee")}
+    found = behaviour.compare(class_, background=KIT)
     assert found.alike == [] and found.idioms == [["ann", "bob", "cy", "dee"]]
-    three = behaviour.compare({name: kept() for name in ("ann", "bob", "cy")})
+    three = behaviour.compare({name: class_[name] for name in ("ann", "bob", "cy")}, background=KIT)
     assert {(a.a, a.b) for a in three.alike} == {("ann", "bob"), ("ann", "cy"), ("bob", "cy")}
-    assert behaviour.compare(class_, common=4).idioms == []
+    assert len(behaviour.compare(class_, common=4, background=KIT).alike) == 6
 
 
-def test_too_few_behaviours_in_common_are_not_compared():
-    """A submission whose checks mostly failed kept little; agreeing on that says little."""
-    few = {name: spec for name, spec in kept().items() if name.startswith("preprocess")}
+def test_too_few_behaviours_in_common_and_degenerate_values_count_for_nothing():
+    """A submission whose checks mostly failed kept little; logits that never moved from
+    zero are the same for every submission that never applied its gradients."""
+    few = {name: spec for name, spec in kept(0.25).items() if name.startswith("preprocess")}
     assert behaviour.compare({"ann": few, "bob": dict(few)}).alike == []
+    stuck = kept(objects=("net", "opt", "step"))
+    stuck["training: logits"] = {"numbers": [0.0, 0.0, 0.0]}
+    stuck["training: logged"] = {"numbers": [2.3, 2.3, 2.3]}
+    found = behaviour.compare({"ann": stuck, "bob": json.loads(json.dumps(stuck))}, background=KIT)
+    assert found.alike == [] and found.idioms == [["ann", "bob"]]
     # one item lost on one side: compared on what both kept
-    partial = {k: v for k, v in kept().items() if k != "checkpoint: layout"}
-    assert [(a.a, a.b, len(a.agreed)) for a in behaviour.compare({"ann": kept(), "bob": partial}).alike] \
-        == [("ann", "bob", 6)]
+    own = kept(0.25, objects=("net", "opt", "step"))
+    partial = {k: v for k, v in own.items() if k != "pipeline: ops"}
+    assert [(a.a, a.b, len(a.agreed)) for a in behaviour.compare({"ann": own, "bob": partial}).alike] \
+        == [("ann", "bob", 7)]
 
 
 def test_read_keeps_only_well_formed_behaviour(tmp_path):
@@ -95,27 +121,30 @@ def test_the_background_is_held_against_what_does_not_depend_on_the_batch_seed()
     """Each batch draws its own private seed; a behaviour that depends on it (marked
     "within": "batch") is compared inside the class only, never with the kit's solutions
     graded once under another seed."""
-    mine = kept()
-    mine["pipeline: order"] = {"value": [[1, 3, 2]], "within": "batch"}
-    theirs = kept()
+    own = kept(0.25, objects=("net", "opt", "step"))
+    assert behaviour.portable(own).keys() == own.keys() - {"pipeline: order"}
+    theirs = json.loads(json.dumps(own))
     theirs["pipeline: order"] = {"value": [[2, 1, 3]], "within": "batch"}
-    assert behaviour.portable(mine).keys() == mine.keys() - {"pipeline: order"}
-    class_ = {"ann": mine, "bob": json.loads(json.dumps(mine))}
-    # as two of the kit's solutions behave, but for the seeded order: an idiom
-    found = behaviour.compare(class_, background={"k1": theirs, "k2": theirs})
-    assert found.alike == [] and found.as_background == [(["ann", "bob"], ["k1", "k2"])]
-    assert found.background_met
+    # the kit ran as these two do, but for the seeded order: nothing of theirs is their own
+    found = behaviour.compare({"ann": own, "bob": json.loads(json.dumps(own))},
+                              background={**KIT, "k4": theirs})
+    assert found.alike == [] and found.background_met
     # inside the class the seeded order counts: a different order is a different run
-    other = json.loads(json.dumps(mine))
+    other = json.loads(json.dumps(own))
     other["pipeline: order"] = {"value": [[2, 1, 3]], "within": "batch"}
-    assert behaviour.compare({"ann": mine, "bob": other}).alike == []
-    # one of the kit's own is not enough, unless it is the solution the skeleton came from
-    assert [(a.a, a.b) for a in behaviour.compare(class_, background={"k1": theirs}).alike] == [("ann", "bob")]
-    assert behaviour.compare(class_, background={"k1": theirs}, given=frozenset({"k1"})).alike == []
+    assert behaviour.compare({"ann": own, "bob": other}).alike == []
 
 
 def test_a_background_from_another_setting_is_said_to_tell_nothing():
-    far = {name: ({"numbers": [v + 7 for v in spec["numbers"]]} if "numbers" in spec else {"value": "x"})
-           for name, spec in kept().items()}
-    found = behaviour.compare({"ann": kept(), "bob": kept()}, background={"k1": far, "k2": far})
-    assert not found.background_met and [(a.a, a.b) for a in found.alike] == [("ann", "bob")]
+    """Graded elsewhere (other data or steps), the kit's numbers that follow its choices
+    agree with no submission's: the notice says the background tells nothing."""
+    moved = {name: {key: ({"numbers": [v + 7 for v in spec["numbers"]]}
+                          if "numbers" in spec and key.startswith("training") else spec)
+                    for key, spec in kit.items()} for name, kit in KIT.items()}
+    assert behaviour.compare({"ann": kept(), "bob": kept(0.5)}, background=KIT).background_met
+    assert not behaviour.compare({"ann": kept(), "bob": kept(0.5)}, background=moved).background_met
+
+
+def test_numbers_that_are_not_finite_or_too_large_are_not_read(tmp_path):
+    for bad in (float("inf"), float("nan"), 1e300, 10 ** 400):
+        assert not behaviour._valid({"numbers": [1.0, bad]})

@@ -211,7 +211,7 @@ def test_hostile_names_and_messages_are_escaped(tmp_path):
     assert numbers["flags"]["network"] == {"flags": 1, "submissions": 1,
                                            "description": numbers["flags"]["network"]["description"]}
     assert numbers["flags"]["similar"]["flags"] == 1 and numbers["flags"]["similar"]["submissions"] == 2
-    assert numbers["similar"] == [{"a": name, "b": "bo", "score": 0.9}]
+    assert numbers["similar"] == [{"a": name, "b": "bo", "score": 0.9, "evidence": "0.90"}]
     assert "3 flag(s), 4 submission(s) to review, 1 similar pair(s)" in printed.getvalue()
     progress = numbers["manual"]["compare_scratch"]
     assert (progress["graded"], progress["needs review"], progress["to grade"]) == (1, 1, 6)

@@ -240,6 +240,87 @@ def test_verb_records_advisory_flags_and_writes_the_page(tmp_path):
     book.close()
 
 
+def _book_with_behaviour(out: Path, sources: dict[str, tuple[Path, dict]]) -> None:
+    """A gradebook whose items kept the behaviour given (as "item: name" -> values)."""
+    out.mkdir()
+    book = Gradebook(out / "gradebook.sqlite")
+    for student, (path, kept) in sources.items():
+        by_item: dict[str, dict] = {}
+        for key, spec in kept.items():
+            item, name = key.split(": ", 1)
+            by_item.setdefault(item, {})[name] = spec
+        items = [ItemResult(item, item, 1, 1, "passed", "", 0.0, "visible", {"behaviour": found})
+                 for item, found in by_item.items()]
+        items.append(ItemResult("curves", "c", 1, 1, "passed", "", 0.0, "visible",
+                                {"curves": {"loss": [[1, 2.3], [2, 1.7], [3, 0.9]]}}))
+        book.record(student, str(path), "hash", "rubric", Report(student, items), "graded")
+    book.close()
+
+
+def _moved(kept: dict, checks=("training", "checkpoint")) -> dict:
+    """A kit solution's behaviour with the numbers of `checks` moved, as another choice of
+    optimizer moves them: a run no kit solution made."""
+    return {key: ({"numbers": [v * 1.01 + 0.1 for v in spec["numbers"]]}
+                  if "numbers" in spec and key.split(": ")[0] in checks else spec)
+            for key, spec in kept.items()}
+
+
+def test_copies_that_ran_alike_are_reported_whatever_their_code(tmp_path):
+    """A held-out heavy copy scores far under the code threshold against its source, and
+    ran as it did, in two checks a way no kit solution ran: reported, with the behaviour
+    beside the code. Two independent solutions that both follow the skeleton to the letter
+    run alike too, as the kit's own do: nothing of theirs is their own, so they are named
+    in a notice, not reported."""
+    background = similarity.background_behaviour()
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    own = _moved(background["table_driven"])
+    plan = {"ann": (CORPUS / "correct" / "table_driven.py", own),
+            "bob": (CORPUS / "heldout" / "table_driven__heavy_b.py", own),
+            "cat": (CORPUS / "correct" / "subclassed_fit.py", background["subclassed_fit"]),
+            "dee": (CORPUS / "correct" / "sequential_eager.py", background["sequential_eager"]),
+            "eve": (CORPUS / "correct" / "student_notebook_a.ipynb", background["student_notebook_a"])}
+    sources = {}
+    for student, (path, kept) in plan.items():
+        target = subs / (student + path.suffix)
+        target.write_bytes(path.read_bytes())
+        sources[student] = (target, kept)
+    out = tmp_path / "out"
+    _book_with_behaviour(out, sources)
+    result = similarity.run(out)
+    by_pair = {frozenset((p.a, p.b)): p for p in result.pairs}
+    copy = by_pair[frozenset(("ann", "bob"))]
+    assert copy.score < similarity.THRESHOLD and copy.behaviour is not None
+    assert copy.strength == "behaviour" and len(copy.behaviour.agreed) >= 8
+    assert copy.behaviour.rare == ["checkpoint", "training"]
+    assert frozenset(("dee", "eve")) not in by_pair and len(result.pairs) == 1
+    assert any(n.startswith("dee, eve ran alike") and "kit's own" in n for n in result.notices)
+    page = (out / "similarity.html").read_text()
+    assert "Behaviour when graded" in page and "<polyline" in page and "training: logits" in page
+    flags = subprocess.run([sys.executable, "-m", "grader", "flags", str(out)],
+                           capture_output=True, text=True, cwd=ROOT)
+    assert "similar to bob, ran alike in all" in flags.stdout and "code 0." in flags.stdout
+
+
+def test_behaviour_alike_joins_the_code_evidence_of_a_pair_already_reported(tmp_path):
+    """A light copy is found by its code and ran as its source: one entry, strong."""
+    background = similarity.background_behaviour()
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    (subs / "ann.py").write_bytes((CORPUS / "correct" / "functional_adamw.py").read_bytes())
+    (subs / "bob.py").write_bytes((COPIES / "functional_adamw__light.py").read_bytes())
+    out = tmp_path / "out"
+    _book_with_behaviour(out, {name: (subs / f"{name}.py", _moved(background["functional_adamw"]))
+                               for name in ("ann", "bob")})
+    result = similarity.run(out)
+    assert [(p.a, p.b, p.strength) for p in result.pairs] == [("ann", "bob", "strong: code and behaviour")]
+    book = Gradebook(out / "gradebook.sqlite")
+    try:
+        assert [s["evidence"].endswith("(strong)") for s in book.similar()] == [True, True]
+    finally:
+        book.close()
+
+
 def test_verb_errors_are_one_line(tmp_path):
     run = subprocess.run([sys.executable, "-m", "grader", "similarity", str(tmp_path)],
                          capture_output=True, text=True, cwd=ROOT)

@@ -83,7 +83,8 @@ CREATE TABLE IF NOT EXISTS manual (   -- a person's grade of a manual item; grad
 CREATE TABLE IF NOT EXISTS similar (  -- advisory: pairs `grader similarity` reported
     student TEXT NOT NULL,
     other TEXT NOT NULL,
-    score REAL NOT NULL,
+    score REAL NOT NULL,                -- the code's score
+    evidence TEXT NOT NULL DEFAULT '',  -- what was found: the score, and behaviour alike
     PRIMARY KEY (student, other)
 );
 CREATE TABLE IF NOT EXISTS flags (
@@ -109,6 +110,8 @@ class Gradebook:
             self.db.execute("ALTER TABLE items ADD COLUMN details TEXT NOT NULL DEFAULT '{}'")
         if "graded_text" not in {row[1] for row in self.db.execute("PRAGMA table_info(manual)")}:
             self.db.execute("ALTER TABLE manual ADD COLUMN graded_text TEXT NOT NULL DEFAULT ''")
+        if "evidence" not in {row[1] for row in self.db.execute("PRAGMA table_info(similar)")}:
+            self.db.execute("ALTER TABLE similar ADD COLUMN evidence TEXT NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.db.close()
@@ -298,21 +301,26 @@ class Gradebook:
         cursor = self.db.execute(query + " ORDER BY student, rowid", args)
         return [dict(zip(("student", "kind", "detail"), row)) for row in cursor.fetchall()]
 
-    def set_similar(self, pairs: list[tuple[str, str, float]]) -> None:
-        """Replace the similarity entries with `pairs` (a, b, score), recorded both ways."""
+    def set_similar(self, pairs: list[tuple]) -> None:
+        """Replace the similarity entries with `pairs` (a, b, score[, evidence]), recorded
+        both ways. `evidence` says what was found ("0.83", or that the two behaved alike)."""
+        rows = []
+        for a, b, score, *more in pairs:
+            evidence = more[0] if more else f"{score:.2f}"
+            rows += [(a, b, score, evidence), (b, a, score, evidence)]
         with self.db:
             self.db.execute("BEGIN")
             self.db.execute("DELETE FROM similar")
-            self.db.executemany("INSERT OR REPLACE INTO similar VALUES (?, ?, ?)",
-                                [row for a, b, score in pairs for row in ((a, b, score), (b, a, score))])
+            self.db.executemany("INSERT OR REPLACE INTO similar (student, other, score, evidence) "
+                                "VALUES (?, ?, ?, ?)", rows)
 
     def similar(self, student: str | None = None) -> list[dict]:
         """Similarity entries, of one student or of all, highest score first."""
-        query, args = "SELECT student, other, score FROM similar", ()
+        query, args = "SELECT student, other, score, evidence FROM similar", ()
         if student is not None:
             query, args = query + " WHERE student = ?", (student,)
         cursor = self.db.execute(query + " ORDER BY student, score DESC, other", args)
-        return [dict(zip(("student", "other", "score"), row)) for row in cursor.fetchall()]
+        return [dict(zip(("student", "other", "score", "evidence"), row)) for row in cursor.fetchall()]
 
 
 def _text(value):

@@ -14,8 +14,8 @@ from ..records.exports import points
 from ..records.gradebook import open_existing
 from .similarity import shown
 
-KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives (grader similarity); "
-         "advisory, for a person to judge"}
+KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives, or ran as another "
+         "submission did, in ways of its own (grader similarity); advisory, for a person to judge"}
 
 
 def main(out: str, student: str | None = None) -> list[dict]:
@@ -23,7 +23,8 @@ def main(out: str, student: str | None = None) -> list[dict]:
     try:
         flags = book.flags(student)
         flags += [{"student": s["student"], "kind": "similar",
-                   "detail": f"similar to {s['other']}, {s['score']:.2f}"} for s in book.similar(student)]
+                   "detail": f"similar to {s['other']}, {s['evidence'] or format(s['score'], '.2f')}"}
+                  for s in book.similar(student)]
         flags.sort(key=lambda f: f["student"])  # stable: each student's own order kept
         scores = {r["student"]: r for r in book.submissions()}
     finally:

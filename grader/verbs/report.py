@@ -225,9 +225,11 @@ def _flags(book, students: set[str]) -> dict:
     """Flags by kind (engine.FLAG_KINDS order, then others, then `similar` pairs)."""
     flags = [f for f in book.flags() if f["student"] in students]
     pairs = {}
+    evidence = {}
     for s in book.similar():  # each pair is recorded both ways
         if s["student"] in students and s["other"] in students:
             pairs[tuple(sorted((s["student"], s["other"])))] = s["score"]
+            evidence[tuple(sorted((s["student"], s["other"])))] = s.get("evidence") or f"{s['score']:.2f}"
     kinds = [k for k in FLAG_KINDS if any(f["kind"] == k for f in flags)]
     kinds += sorted({f["kind"] for f in flags} - set(kinds))
     by_kind = {k: {"flags": sum(f["kind"] == k for f in flags),
@@ -237,7 +239,7 @@ def _flags(book, students: set[str]) -> dict:
         by_kind["similar"] = {"flags": len(pairs), "submissions": len({s for p in pairs for s in p}),
                               "description": KINDS["similar"]}
     return {"flags": by_kind, "flag_list": flags,
-            "similar": [{"a": a, "b": b, "score": score}
+            "similar": [{"a": a, "b": b, "score": score, "evidence": evidence[(a, b)]}
                         for (a, b), score in sorted(pairs.items(), key=lambda p: (-p[1], p[0]))],
             "flagged": sorted({f["student"] for f in flags} | {s for p in pairs for s in p})}
 
@@ -559,7 +561,7 @@ given so far.</p>
 {% if n.flag_list %}<table><tr><th>submission</th><th>kind</th><th>detail</th></tr>
 {% for f in n.flag_list %}<tr><td>{{ f.student|shown }}</td><td>{{ f.kind }}</td><td class="msg">{{ f.detail }}</td></tr>{% endfor %}</table>{% endif %}
 {% if n.similar %}<table><tr><th>submission</th><th>submission</th><th>similarity</th></tr>
-{% for p in n.similar %}<tr><td>{{ p.a|shown }}</td><td>{{ p.b|shown }}</td><td class="num">{{ "%.2f"|format(p.score) }}</td></tr>{% endfor %}</table>{% endif %}
+{% for p in n.similar %}<tr><td>{{ p.a|shown }}</td><td>{{ p.b|shown }}</td><td>{{ p.evidence|shown }}</td></tr>{% endfor %}</table>{% endif %}
 {% else %}<p>No flags.</p>{% endif %}
 
 <h2 id="manual">Manual grading</h2>

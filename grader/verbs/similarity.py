@@ -50,6 +50,7 @@ import bisect
 import functools
 import hashlib
 import json
+import math
 import os
 import re
 import sys
@@ -57,6 +58,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import behaviour
 from ..errors import KitError, SubmissionError
 from ..fsutil import atomic_path
 from ..names import shown, shown_text
@@ -100,11 +102,33 @@ class Pair:
     a: str
     b: str
     score: float
+    """the code's score (0 when the two share no fingerprint)"""
     shares: tuple[float, float]
     slices: tuple = ()
+    behaviour: object = None
+    """behaviour.Alike when the two behaved alike when graded"""
+    code_reported: bool = True
+    """the code's score reaches the threshold"""
+
+    @property
+    def strength(self) -> str:
+        """One advisory strength: both kinds of evidence, or one."""
+        if self.behaviour is not None and self.code_reported:
+            return "strong: code and behaviour"
+        return "behaviour" if self.behaviour is not None else "code"
+
+    def evidence(self) -> str:
+        """What `grader flags` and the review page say of the pair, after the other's name."""
+        if self.behaviour is None:
+            return f"{self.score:.2f}"
+        alike = (f"ran alike in all {len(self.behaviour.agreed)} behaviours both kept, "
+                 f"their own in {', '.join(self.behaviour.rare)}")
+        if self.code_reported:
+            return f"{self.score:.2f}, and {alike} (strong)"
+        return f"{alike}; code {self.score:.2f}"
 
     def label(self) -> str:
-        return f"{self.a} and {self.b}: {self.score:.2f}"
+        return f"{self.a} and {self.b}: {self.evidence()}"
 
 
 @dataclass
@@ -118,6 +142,28 @@ class Result:
     seconds: float = 0.0
     too_little: list[str] = field(default_factory=list)
     notices: list[str] = field(default_factory=list)
+    scores: dict = field(default_factory=dict)
+    """{(a, b): code score} of every compared pair that shares a fingerprint (a < b)"""
+    behaviour_kept: int = 0
+    """submissions whose grading kept behaviour to compare"""
+    behaviours: dict = field(default_factory=dict)
+    """{student: {behaviour: its values}} as read from the gradebook (behaviour.read)"""
+    losses: dict = field(default_factory=dict)
+    """{student: the losses its run logged, in step order} for the reported pairs' plots"""
+
+    def nearest(self) -> list[tuple[str, str, float, float]]:
+        """(student, its nearest partner by code, their score, how far it stands above the
+        student's next score), the farthest first: the relative view of the code scores."""
+        by: dict[str, list[tuple[float, str]]] = {}
+        for (a, b), score in self.scores.items():
+            by.setdefault(a, []).append((score, b))
+            by.setdefault(b, []).append((score, a))
+        rows = []
+        for student, found in by.items():
+            found.sort(reverse=True)
+            second = found[1][0] if len(found) > 1 else 0.0
+            rows.append((student, found[0][1], found[0][0], found[0][0] - second))
+        return sorted(rows, key=lambda r: (-r[3], r[0]))
 
 
 @functools.lru_cache(maxsize=1 << 16)
@@ -546,6 +592,28 @@ def background_code() -> list[str]:
             for name, path in {**correct_solutions(), **student_notebooks()}.items()]
 
 
+BEHAVIOUR_BACKGROUND = "behaviour.json"
+"""in the corpus folder: what the kit's own solutions did when graded in the shipped setting
+(benchmarks/bench_behaviour.py --write-background writes it, tests/test_corpus.py keeps it
+true)"""
+
+
+def background_behaviour() -> dict[str, dict[str, dict]]:
+    """{solution: its behaviour} of the kit's own correct solutions; empty outside a course
+    folder or when the file is not of the shape written."""
+    from .corpus import default_corpus
+
+    try:
+        path = Path(default_corpus()) / BEHAVIOUR_BACKGROUND
+        found = json.loads(path.read_text(encoding="utf-8"))["solutions"]
+    except (KitError, OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {name: {key: spec for key, spec in kept.items() if behaviour._valid(spec)}
+            for name, kept in found.items() if isinstance(kept, dict)}
+
+
 def compare(codes: list[Code], given: list[str], threshold: float = THRESHOLD,
             min_own: int = MIN_OWN, keep_below: bool = False, common_above: int = COMMON,
             background: list[str] = (), idiom_at: int = IDIOM) -> Result:
@@ -596,10 +664,11 @@ def compare(codes: list[Code], given: list[str], threshold: float = THRESHOLD,
         for i, first in enumerate(holders):
             for second in holders[i + 1:]:
                 candidates.add((first, second))
-    pairs = []
+    pairs, scores = [], {}
     for i, j in sorted(candidates):
         _, shares, slices = compare_files(able[i].fingerprint, able[j].fingerprint)
         score = float(max(shares))
+        scores[tuple(sorted((able[i].student, able[j].student)))] = score
         if keep_below or score >= threshold:
             spans = tuple(_char_spans(s, c.fingerprint.spans)
                           for s, c in zip(slices, (able[i], able[j])))
@@ -608,7 +677,47 @@ def compare(codes: list[Code], given: list[str], threshold: float = THRESHOLD,
     pairs.sort(key=lambda p: (-p.score, p.a, p.b))
     return Result(codes, pairs, _groups([p for p in pairs if p.score >= threshold]), threshold,
                   compared=len(able) * (len(able) - 1) // 2, seconds=time.perf_counter() - start,
-                  too_little=[c.student for c in codes if c.own < min_own])
+                  too_little=[c.student for c in codes if c.own < min_own], scores=scores)
+
+
+def with_behaviour(result: Result, found) -> Result:
+    """`result` with the pairs that behaved alike (behaviour.Comparison) joined to it: a
+    pair reported by its code gains the behaviour evidence, one that behaved alike under
+    the code's threshold is reported too, with its code shown as compared. Groups are
+    formed again from all reported pairs; groups too common to count are named."""
+    from copydetect import compare_files
+
+    by_pair = {frozenset((p.a, p.b)): p for p in result.pairs}
+    codes = {c.student: c for c in result.codes}
+    for alike in found.alike:
+        pair = by_pair.get(frozenset((alike.a, alike.b)))
+        if pair is None:
+            first, second = codes.get(alike.a), codes.get(alike.b)
+            shares, slices = (0.0, 0.0), ((), ())
+            if first is not None and second is not None and first.fingerprint is not None \
+                    and second.fingerprint is not None and first.fingerprint.hash_idx \
+                    and second.fingerprint.hash_idx:
+                _, found_shares, found_slices = compare_files(first.fingerprint, second.fingerprint)
+                shares = (float(found_shares[0]), float(found_shares[1]))
+                slices = tuple(_char_spans(s, c.fingerprint.spans)
+                               for s, c in zip(found_slices, (first, second)))
+            pair = Pair(alike.a, alike.b, max(shares), shares, slices, code_reported=False)
+            by_pair[frozenset((alike.a, alike.b))] = pair
+            result.pairs.append(pair)
+        pair.behaviour = alike
+    result.pairs = [p for p in result.pairs if p.code_reported or p.behaviour is not None]
+    result.pairs.sort(key=lambda p: (p.behaviour is None or not p.code_reported,
+                                     p.behaviour is None, -p.score, p.a, p.b))
+    result.groups = _groups(result.pairs)
+    result.behaviour_kept = found.kept
+    for members in found.idioms:
+        result.notices.append(
+            f"{', '.join(members[:6])}{', ...' if len(members) > 6 else ''} ran alike in every "
+            f"behaviour both kept, but in fewer than {behaviour.RARE_CHECKS} checks in a way of "
+            "their own (the rest as the kit's own solutions, or more than "
+            f"{behaviour.COMMON} submissions, ran): what honest work can share, not reported; "
+            "if their code is close too, look at them together")
+    return result
 
 
 def _char_spans(slices, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -654,8 +763,8 @@ mark { background: #ffd54f; }
 </style></head><body>
 <h1>Similarity in {{ title }}</h1>
 <p>{{ codes|length }} submissions; {{ compared }} pairs compared in {{ "%.1f"|format(seconds) }} s;
-reported at a score of {{ "%.2f"|format(threshold) }} or more: {{ pairs|length }} pair(s),
-{{ groups|length }} group(s) of three or more. A score is the larger of the two shares of
+reported, with a code score of {{ "%.2f"|format(threshold) }} or more or behaviour alike:
+{{ pairs|length }} pair(s), {{ groups|length }} group(s) of three or more. A score is the larger of the two shares of
 a submission's own code (the given code and the lines honest solutions share removed)
 found in the other. This is advice for a
 person: it changes no score. Names, comments, layout, strings and the order of functions are
@@ -667,16 +776,35 @@ only, or only lines honest solutions share): {{ too_little|join(", ") }}.</p>{% 
 <li class="note">{{ code.student }}: {{ code.note }}</li>{% endfor %}</ul>{% endif %}
 {% if groups %}<h2>Groups</h2><ul>{% for group in groups %}
 <li>{{ group|join(", ") }}</li>{% endfor %}</ul>{% endif %}
+<p>Behaviour: {{ behaviour_kept }} submissions kept what they did when graded. Two runs that
+agree in every behaviour both kept (the same numbers to float precision: losses, logits
+after training, the pipeline's order, the checkpoint's objects and steps, the TensorBoard
+tags), and in {{ rare_checks }} checks or more in a way that none of the kit's own solutions
+and at most {{ behaviour_common }} submissions ran, are reported whatever their code looks
+like. It shows that two runs were the same program, not who wrote it.</p>
 {% if pairs %}<h2>Pairs</h2>
-<table><tr><th>score</th><th>submission</th><th>share</th><th>submission</th><th>share</th></tr>
-{% for pair in pairs %}<tr><td><a href="#pair-{{ loop.index }}">{{ "%.2f"|format(pair.score) }}</a></td>
+<table><tr><th>strength</th><th>code score</th><th>submission</th><th>share</th><th>submission</th><th>share</th><th>behaviour</th></tr>
+{% for pair in pairs %}<tr><td>{{ pair.strength }}</td><td><a href="#pair-{{ loop.index }}">{{ "%.2f"|format(pair.score) }}</a></td>
 <td>{{ pair.a }}</td><td>{{ "%.2f"|format(pair.shares[0]) }}</td>
-<td>{{ pair.b }}</td><td>{{ "%.2f"|format(pair.shares[1]) }}</td></tr>{% endfor %}</table>
+<td>{{ pair.b }}</td><td>{{ "%.2f"|format(pair.shares[1]) }}</td>
+<td>{% if pair.behaviour %}alike in all {{ pair.behaviour.agreed|length }}{% else %}not alike{% endif %}</td></tr>{% endfor %}</table>
 {% for pair in pairs %}<section class="pair" id="pair-{{ loop.index }}">
-<h3>{{ pair.a }} and {{ pair.b }}: {{ "%.2f"|format(pair.score) }}</h3>
+<h3>{{ pair.a }} and {{ pair.b }}: {{ pair.evidence() }}</h3>
+{% if pair.behaviour %}<h4>Behaviour when graded (every value both kept agrees; their own in
+{{ pair.behaviour.rare|join(", ") }})</h4>
+{% if curves[loop.index0] %}{{ curves[loop.index0] }}{% endif %}
+<table><tr><th>behaviour</th><th>{{ pair.a }}</th><th>{{ pair.b }}</th></tr>
+{% for row in behaviour_rows[loop.index0] %}<tr><td>{{ row[0] }}</td><td><code>{{ row[1] }}</code></td><td><code>{{ row[2] }}</code></td></tr>{% endfor %}</table>{% endif %}
+<h4>Code</h4>
 <div class="side"><div><b>{{ pair.a }}</b><pre>{{ views[loop.index0][0] }}</pre></div>
 <div><b>{{ pair.b }}</b><pre>{{ views[loop.index0][1] }}</pre></div></div></section>
-{% endfor %}{% else %}<p>No pair reaches the threshold.</p>{% endif %}
+{% endfor %}{% else %}<p>No pair reaches the threshold, and none behaved alike.</p>{% endif %}
+{% if nearest %}<h2>Nearest partners by code</h2>
+<p>Each submission's highest code score, and how far it stands above that submission's next
+one. Measured on the kit's solutions, an honest pair stands out as far as a disguised copy
+does, so this reports nothing: it is for a person looking at one submission.</p>
+<table><tr><th>submission</th><th>nearest</th><th>score</th><th>above the next</th></tr>
+{% for row in nearest %}<tr><td>{{ row[0] }}</td><td>{{ row[1] }}</td><td>{{ "%.2f"|format(row[2]) }}</td><td>{{ "%.2f"|format(row[3]) }}</td></tr>{% endfor %}</table>{% endif %}
 </body></html>
 """
 
@@ -710,22 +838,76 @@ def _page_value(value):
     return shown(value)
 
 
+def _curves_svg(first: list, second: list, labels: tuple[str, str], width: int = 420,
+                height: int = 120):
+    """The losses two submissions logged, overlaid (the second dashed): equal runs draw one
+    line. None when neither logged any."""
+    from markupsafe import Markup, escape
+
+    values = [v for v in (*first, *second) if isinstance(v, (int, float))]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    span = (high - low) or 1.0
+
+    def line(points, style):
+        if len(points) < 2:
+            return ""
+        step = (width - 20) / (len(points) - 1)
+        xy = " ".join(f"{10 + k * step:.1f},{height - 10 - (v - low) / span * (height - 20):.1f}"
+                      for k, v in enumerate(points))
+        return f'<polyline fill="none" stroke-width="2" {style} points="{xy}"/>'
+
+    blue = line(first, 'stroke="#1565c0"')
+    orange = line(second, 'stroke="#e65100" stroke-dasharray="6 4"')
+    return Markup(f'<svg width="{width}" height="{height}" role="img" aria-label="losses logged">'
+                  f'{blue}{orange}</svg>') + Markup("<p>Losses logged: ") + escape(shown(labels[0])) \
+        + Markup(" (blue), ") + escape(shown(labels[1])) \
+        + Markup(f" (orange, dashed), from {low:.4g} to {high:.4g}.</p>")
+
+
 def render(result: Result, title: str) -> str:
     import jinja2
 
     environment = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined,
                                      finalize=_page_value)
     texts = {c.student: c.text for c in result.codes}
-    views = [(_highlighted(texts[p.a], p.slices[0]), _highlighted(texts[p.b], p.slices[1]))
+    views = [(_highlighted(texts.get(p.a, ""), p.slices[0] if p.slices else ()),
+              _highlighted(texts.get(p.b, ""), p.slices[1] if p.slices else ()))
              for p in result.pairs]
+    rows, curves = [], []
+    for pair in result.pairs:
+        kept_a, kept_b = (result.behaviours.get(pair.a, {}), result.behaviours.get(pair.b, {}))
+        agreed = pair.behaviour.agreed if pair.behaviour is not None else []
+        rows.append([(name, behaviour.shown_values(kept_a[name]), behaviour.shown_values(kept_b[name]))
+                     for name in agreed if name in kept_a and name in kept_b])
+        curves.append(_curves_svg(result.losses.get(pair.a, []), result.losses.get(pair.b, []),
+                                  (pair.a, pair.b)) if pair.behaviour is not None else None)
     return environment.from_string(PAGE).render(
         title=title, codes=result.codes, compared=result.compared, seconds=result.seconds,
         threshold=result.threshold, pairs=result.pairs, groups=result.groups, views=views,
         too_little=result.too_little, notes=[c for c in result.codes if c.note],
-        notices=result.notices)
+        notices=result.notices, behaviour_kept=result.behaviour_kept,
+        behaviour_common=behaviour.COMMON, rare_checks=behaviour.RARE_CHECKS,
+        behaviour_rows=rows, curves=curves,
+        nearest=result.nearest()[:30])
 
 
 # --- the verb ---------------------------------------------------------------------------
+
+def _logged_losses(book, student: str) -> list[float]:
+    """The loss curve a submission's run logged, as an item's details keep it for the
+    review page ({"curves": {"loss": [[step, value], ...]}}); empty when none did."""
+    for item in book.items(student):
+        details = item.get("details")
+        curves = details.get("curves") if isinstance(details, dict) else None
+        points = curves.get("loss") if isinstance(curves, dict) else None
+        if isinstance(points, list):
+            return [float(p[1]) for p in points if isinstance(p, list) and len(p) == 2
+                    and isinstance(p[1], (int, float)) and not isinstance(p[1], bool)
+                    and math.isfinite(p[1]) and abs(p[1]) < behaviour.LARGEST]
+    return []
+
 
 def graded_folder(book) -> Path | None:
     """The submissions folder the batch last graded (kept as its bytes, in hex: a folder's
@@ -810,7 +992,26 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
             codes.append(read_code(row["student"], path, exercise))
         result = compare(codes, pieces, threshold, common_above=common, background=background)
         result.notices = notices
-        book.set_similar([(p.a, p.b, p.score) for p in result.pairs])
+        kept = behaviour.read(book)
+        known = background_behaviour() if own else {}
+        found = behaviour.compare(kept, background=known)
+        result = with_behaviour(result, found)
+        result.behaviours = kept
+        if not kept:
+            result.notices.append("no submission's grading kept what it did (a gradebook from "
+                                  "before behaviour was kept: grade again with --regrade), so "
+                                  "only code is compared")
+        elif not found.background_met:
+            result.notices.append(
+                "none of the kit's own solutions behaved as any submission here in any check ("
+                + ("they were graded in another setting: other data, weights or rubric"
+                   if known else "their behaviour was not found: tests/corpus/behaviour.json")
+                + "), so the behaviour honest work converges on is known from this class alone: "
+                "two honest submissions that both follow the skeleton to the letter can be "
+                "reported as behaving alike")
+        result.losses = {name: _logged_losses(book, name)
+                         for name in {n for p in result.pairs if p.behaviour for n in (p.a, p.b)}}
+        book.set_similar([(p.a, p.b, p.score, p.evidence()) for p in result.pairs])
     finally:
         book.close()
     with atomic_path(out / "similarity.html") as tmp:
@@ -819,9 +1020,13 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
 
 
 def summary(result: Result, out: Path) -> str:
-    lines = [f"similarity: {len(result.pairs)} pair(s) at {result.threshold:.2f} or more, "
+    lines = [f"similarity: {len(result.pairs)} pair(s) reported (code at {result.threshold:.2f} or "
+             "more, or behaviour alike), "
              f"{len(result.groups)} group(s), among {len(result.codes)} submissions "
              f"({result.compared} pairs in {result.seconds:.1f} s); {shown(out / 'similarity.html')}"]
+    alike = sum(p.behaviour is not None for p in result.pairs)
+    lines.append(f"  behaviour: {alike} of these reported for running alike, in ways of their own "
+                 f"({result.behaviour_kept} submissions kept what they did when graded)")
     lines += [f"  {shown(p.label())}" for p in result.pairs[:10]]
     if len(result.pairs) > 10:
         lines.append(f"  ... and {len(result.pairs) - 10} more in the page")
