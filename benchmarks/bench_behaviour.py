@@ -72,7 +72,7 @@ def independent() -> dict[str, Path]:
     return {Path(e["file"]).stem: CORPUS / "heldout" / e["file"] for e in held["independent"]}
 
 
-def grade_all(out: Path) -> dict[str, Path]:
+def grade_all(out: Path, regrade: bool = False) -> dict[str, Path]:
     """Everything graded into out/gradebook.sqlite; {name: file}."""
     files = {**kit_solutions(), **independent(), **{c["name"]: c["path"] for c in copies()}}
     folder = out / "class"
@@ -83,7 +83,7 @@ def grade_all(out: Path) -> dict[str, Path]:
             shutil.copyfile(path, target)
     start = time.perf_counter()
     subprocess.run([sys.executable, "-m", "grader", "batch", str(folder), "--out", str(out / "graded"),
-                    "--no-progress"], check=True, cwd=ROOT)
+                    "--no-progress", *(["--regrade"] if regrade else [])], check=True, cwd=ROOT)
     print(f"graded (or found graded) {len(files)} submissions in {time.perf_counter() - start:.0f} s")
     return files
 
@@ -226,8 +226,10 @@ def main() -> None:
     parser.add_argument("--out", default="/tmp/bench-behaviour", type=Path)
     parser.add_argument("--splits", type=int, default=20)
     parser.add_argument("--write-background", action="store_true")
+    parser.add_argument("--regrade", action="store_true", help="grade everything again (after the "
+                        "checks changed what they keep)")
     args = parser.parse_args()
-    files = grade_all(args.out)
+    files = grade_all(args.out, args.regrade)
     book = Gradebook(args.out / "graded" / "gradebook.sqlite")
     try:
         kept = behaviour.read(book)

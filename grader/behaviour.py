@@ -34,7 +34,7 @@ LARGEST = 1e30
 MIN_COMPARED = 6
 """behaviours two submissions must both have kept to be compared at all (a submission
 whose checks mostly failed has kept few, and agreeing on two says little); of the 9 the
-transfer-learning checks keep, 8 do not depend on the batch's private seed"""
+transfer-learning checks keep, 7 do not depend on the batch's private seed"""
 COMMON = 3
 """a value of a behaviour that more than this many submissions show is the class's (a
 ring of more copies than this is named, not reported)"""

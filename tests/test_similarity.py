@@ -260,7 +260,7 @@ def _book_with_behaviour(out: Path, sources: dict[str, tuple[Path, dict]]) -> No
 def _moved(kept: dict, checks=("training", "checkpoint")) -> dict:
     """A kit solution's behaviour with the numbers of `checks` moved, as another choice of
     optimizer moves them: a run no kit solution made."""
-    return {key: ({"numbers": [v * 1.01 + 0.1 for v in spec["numbers"]]}
+    return {key: ({**spec, "numbers": [v * 1.01 + 0.1 for v in spec["numbers"]]}
                   if "numbers" in spec and key.split(": ")[0] in checks else spec)
             for key, spec in kept.items()}
 

@@ -957,8 +957,8 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
 # seed, which draws the probe images, renames the classes and seeds every item; what is
 # kept does not depend on it (images the seed does not draw, logits with the classes named
 # back), so the kit's own solutions, graded once, can be held against any class on the
-# default. What cannot be kept so (the pipeline's order, which the item's seed shuffles)
-# is marked "within": compared inside one batch only.
+# default. What cannot be kept so (the pipeline's order, which the item's seed shuffles;
+# the accuracy logged) is marked "within": compared inside one batch only.
 
 # The accuracy items keep none: they run on held-out images that each course draws with
 # its own seed, so the kit's own solutions (the background of what honest work does,
@@ -1779,7 +1779,10 @@ def judge_training(obs, ctx, params):
                                   training_accuracy(obs["after"]["logits"], labels)],
                "behaviour": {
                    "logits": _kept_numbers(_named_back(obs["after"]["logits"], ctx)),
-                   "logged": _kept_numbers([v for kind in sorted(logged) for _, v in logged[kind]]),
+                   # the accuracy logged ties at the first steps (a head at zeros answers
+                   # class 0, whichever the batch's seed named so): compared within a batch
+                   "logged": {**_kept_numbers([v for kind in sorted(logged) for _, v in logged[kind]]),
+                              "within": "batch"},
                    "logging": _kept_value({"tags": sorted(str(t)[:MAX_TEXT] for t in tags)[:40],
                                            "steps": {kind: [int(p[0]) for p in points][:BEHAVIOUR_VALUES]
                                                      for kind, points in sorted(logged.items())}})}}
