@@ -69,7 +69,7 @@ def test_pipeline_judge_accepts_shuffled_examples():
     rng = np.random.default_rng(0)
     first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
     stream = sum(first + second + _shuffled_epoch(rng), [])
-    score, message = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
+    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
                                            {"batch_size": 16})
     assert score == pytest.approx(1.0), message
 
@@ -78,7 +78,7 @@ def test_pipeline_judge_refuses_shuffled_batches():
     """Batches shuffled as wholes: new order every epoch, but the same examples together."""
     blocks = [list(range(i, min(i + 16, 50))) for i in range(0, 50, 16)]
     first, second = [blocks[2], blocks[0], blocks[3], blocks[1]], [blocks[1], blocks[3], blocks[0], blocks[2]]
-    score, message = checks.judge_pipeline(_pipeline_obs([first, second]), None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second]), None, {"batch_size": 16})
     assert score < 1 and "the same examples share a batch" in message
 
 
@@ -86,7 +86,7 @@ def test_pipeline_judge_refuses_epochs_mixed_by_repeat_before_shuffle():
     rng = np.random.default_rng(1)
     first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
     mixed = rng.permutation(list(range(50)) * 3).tolist()
-    score, message = checks.judge_pipeline(_pipeline_obs([first, second], mixed), None,
+    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second], mixed), None,
                                            {"batch_size": 16})
     assert score < 1 and "epochs mix into each other" in message
 
@@ -428,7 +428,7 @@ def test_a_dataset_of_many_one_label_batches_is_refused_on_its_counts():
     """205,000 one-label batches cost the old judge's sum(first, []) 48 s: the count of an
     epoch's labels is checked first, and the item scores 0."""
     many = [[k % 50] for k in range(20_000)]
-    score, message = checks.judge_pipeline(_pipeline_obs([many, many]), None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(_pipeline_obs([many, many]), None, {"batch_size": 16})
     assert score == 0 and message.startswith(MALFORMED), message
     assert "the first epoch holds 20000 entries, more than 1000" in message
 
@@ -445,7 +445,7 @@ def test_the_pipeline_judge_flattens_batches_in_linear_time(monkeypatch):
     rng = np.random.default_rng(0)
     first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
     stream = [label for batch in first + second + _shuffled_epoch(rng) for label in batch]
-    score, message = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
+    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
                                            {"batch_size": 16})
     assert score == pytest.approx(1.0), message
     assert checks._flat([[1], [2, 3], []]) == [1, 2, 3]
@@ -590,7 +590,7 @@ def test_a_crafted_observation_scores_zero_with_the_reason(check, obs, params, s
 
 
 def test_an_observation_that_is_not_a_mapping_scores_zero():
-    score, message = checks.judge_pipeline([1, 2, 3], None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline([1, 2, 3], None, {"batch_size": 16})
     assert score == 0 and message == MALFORMED + "the observation is not a mapping"
 
 
@@ -749,7 +749,7 @@ def _graphed(stream_seed=0, **changed):
 
 
 def test_pipeline_judge_accepts_honest_elements_and_graphs():
-    score, message = checks.judge_pipeline(_graphed(), None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(_graphed(), None, {"batch_size": 16})
     assert score == pytest.approx(1.0) and message == "all good", message
 
 
@@ -760,7 +760,7 @@ def test_a_prefetch_the_worker_claims_but_the_graph_lacks_earns_nothing():
     obs = _graphed(once=[shuffle(), batch()], endless=[shuffle(), batch(), REPEAT],
                    forever=[batch(), REPEAT])
     obs["kinds"] = ["_PrefetchDataset", "PrefetchDataset"]
-    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == pytest.approx(0.9), message
     assert message.startswith("no prefetch after batch in the graph of make_dataset(shuffle=True, "
                               "repeat=False)") and "Hint: end with .prefetch" in message, message
@@ -788,7 +788,7 @@ def test_a_graph_that_disagrees_with_the_elements_costs_its_part(changed, lost, 
              "repeats": [shuffle(), batch(), REPEAT, PREFETCH],
              "repeat 3": [batch(), ("RepeatDataset", {"count": 3}), PREFETCH]}
     [(name, kind)] = changed.items()
-    score, message = checks.judge_pipeline(_graphed(**{name: steps[kind]}), None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(_graphed(**{name: steps[kind]}), None, {"batch_size": 16})
     assert score == pytest.approx(1.0 - lost), message
     assert says in message and "\n" not in message, message
 
@@ -797,7 +797,7 @@ def test_a_pipeline_without_a_graph_loses_the_parts_that_need_it_with_one_line()
     """A py_function: TensorFlow refuses to serialize the pipeline; the spec, the pairing
     and the coverage of an epoch still count."""
     why = "FailedPreconditionError: Failed to serialize the input pipeline graph: EagerPyFunc is stateful."
-    score, message = checks.judge_pipeline(_graphed(once=why), None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(_graphed(once=why), None, {"batch_size": 16})
     assert score == pytest.approx(0.3), message
     assert message == (f"the graph of make_dataset(shuffle=True, repeat=False) could not be read ({why}), "
                        "so its batch, shuffle, repeat and prefetch were not checked. Hint: build the "
@@ -809,10 +809,10 @@ def test_hostile_graph_bytes_lose_the_graphs_parts_with_what_the_reader_found():
 
     obs = _graphed()
     obs["graphs"]["endless"] = np.frombuffer(HONEST[:len(HONEST) // 2], np.uint8)
-    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == pytest.approx(0.3) and "its graph could not be read: a length of" in message, message
     obs["graphs"]["endless"] = np.zeros((8 << 20) + 1, np.uint8)
-    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == pytest.approx(0.3) and "its graph is 8388609 bytes, more than 8 MB" in message, message
 
 
@@ -826,5 +826,5 @@ def test_hostile_graph_bytes_lose_the_graphs_parts_with_what_the_reader_found():
 def test_graphs_no_collect_half_sends_are_malformed(graphs, says):
     obs = _graphed()
     obs["graphs"] = graphs
-    score, message = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == 0 and message == MALFORMED + says, message
