@@ -115,13 +115,8 @@ def _key(spec: dict) -> str:
 
 
 def agree(first: dict, second: dict) -> bool:
-    if ("numbers" in first) != ("numbers" in second):
-        return False
-    if "numbers" not in first:
-        return _key(first) == _key(second)
-    x, y = first["numbers"], second["numbers"]
-    return len(x) == len(y) and all(abs(a - b) <= TOLERANCE * max(1.0, abs(a), abs(b))
-                                    for a, b in zip(x, y))
+    prepared = _prepared({"first": first, "second": second})
+    return _same(prepared["first"], prepared["second"])
 
 
 def _prepared(kept: dict[str, dict]) -> dict[str, tuple]:
@@ -196,7 +191,7 @@ def compare(behaviours: dict[str, dict[str, dict]], common: int = COMMON,
             result.alike.append(Alike(a, b, agreed, checks))
         else:
             explained[(a, b)] = checks
-    for members in _groups(explained):
+    for members in groups(explained):
         result.idioms.append(members)
     return result
 
@@ -257,7 +252,8 @@ def _met(background: dict, behaviours: dict, most: int = 20) -> bool:
     return False
 
 
-def _groups(pairs) -> list[list[str]]:
+def groups(pairs) -> list[list[str]]:
+    """The submissions joined by `pairs` ((a, b), ...), largest group first."""
     parent: dict[str, str] = {}
 
     def root(name: str) -> str:

@@ -144,8 +144,6 @@ class Result:
     notices: list[str] = field(default_factory=list)
     scores: dict = field(default_factory=dict)
     """{(a, b): code score} of every compared pair that shares a fingerprint (a < b)"""
-    behaviour_kept: int = 0
-    """submissions whose grading kept behaviour to compare"""
     behaviours: dict = field(default_factory=dict)
     """{student: {behaviour: its values}} as read from the gradebook (behaviour.read)"""
     losses: dict = field(default_factory=dict)
@@ -709,7 +707,6 @@ def with_behaviour(result: Result, found) -> Result:
     result.pairs.sort(key=lambda p: (p.behaviour is None or not p.code_reported,
                                      p.behaviour is None, -p.score, p.a, p.b))
     result.groups = _groups(result.pairs)
-    result.behaviour_kept = found.kept
     for members in found.idioms:
         result.notices.append(
             f"{', '.join(members[:6])}{', ...' if len(members) > 6 else ''} ran alike in every "
@@ -729,21 +726,8 @@ def _char_spans(slices, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
 
 
 def _groups(pairs: list[Pair]) -> list[list[str]]:
-    """Three or more submissions joined by pairs above the threshold."""
-    parent: dict[str, str] = {}
-
-    def root(name: str) -> str:
-        while parent.setdefault(name, name) != name:
-            parent[name] = parent[parent[name]]
-            name = parent[name]
-        return name
-
-    for pair in pairs:
-        parent[root(pair.a)] = root(pair.b)
-    members: dict[str, list[str]] = {}
-    for name in list(parent):
-        members.setdefault(root(name), []).append(name)
-    return sorted((sorted(m) for m in members.values() if len(m) >= 3), key=lambda m: (-len(m), m))
+    """Three or more submissions joined by reported pairs."""
+    return [members for members in behaviour.groups((p.a, p.b) for p in pairs) if len(members) >= 3]
 
 
 # --- the page ---------------------------------------------------------------------------
@@ -887,7 +871,7 @@ def render(result: Result, title: str) -> str:
         title=title, codes=result.codes, compared=result.compared, seconds=result.seconds,
         threshold=result.threshold, pairs=result.pairs, groups=result.groups, views=views,
         too_little=result.too_little, notes=[c for c in result.codes if c.note],
-        notices=result.notices, behaviour_kept=result.behaviour_kept,
+        notices=result.notices, behaviour_kept=len(result.behaviours),
         behaviour_common=behaviour.COMMON, rare_checks=behaviour.RARE_CHECKS,
         behaviour_rows=rows, curves=curves,
         nearest=result.nearest()[:30])
@@ -1026,7 +1010,7 @@ def summary(result: Result, out: Path) -> str:
              f"({result.compared} pairs in {result.seconds:.1f} s); {shown(out / 'similarity.html')}"]
     alike = sum(p.behaviour is not None for p in result.pairs)
     lines.append(f"  behaviour: {alike} of these reported for running alike, in ways of their own "
-                 f"({result.behaviour_kept} submissions kept what they did when graded)")
+                 f"({len(result.behaviours)} submissions kept what they did when graded)")
     lines += [f"  {shown(p.label())}" for p in result.pairs[:10]]
     if len(result.pairs) > 10:
         lines.append(f"  ... and {len(result.pairs) - 10} more in the page")
