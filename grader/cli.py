@@ -254,7 +254,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("out", help="the --out folder of `grader batch`")
         p.add_argument("--threshold", type=float, default=_verb("verbs.similarity").THRESHOLD,
                        help="report pairs whose code score is at least this (default: "
-                            "%(default)s, measured; see the README); pairs that behaved alike "
+                            "%(default)s, measured; see docs/copying.md); pairs that behaved alike "
                             "are reported at any code score")
         p.add_argument("--given", nargs="+", metavar="FILE",
                        help="the code students were given (.py, .ipynb, or a handout's code "

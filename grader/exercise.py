@@ -6,7 +6,7 @@ through this interface. An exercise is a package under `grader.exercises` whose 
 its checks (each one `Check`), the extra sections its rubric may hold, and how it builds
 its grading inputs (what the grading process holds, what the worker may see, what each
 item is given when it starts) and the context its collect halves run in. The kit's own is
-`grader/exercises/transfer_learning`; README "Adding an exercise" walks through writing
+`grader/exercises/transfer_learning`; docs/adding-an-exercise.md walks through writing
 another.
 
 A rubric names its exercise (`exercise:`, default `transfer_learning`); an exercise kept

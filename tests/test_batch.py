@@ -366,7 +366,7 @@ def test_a_hostile_class_stays_in_bounds_and_nothing_shows_raw(corpus):
     holds a raw control or bidi character, and no CSV cell starts a formula."""
     at_start, peak = corpus["peak_kb"]
     # this process holds the earlier tests' leftovers too: what the batch added is measured,
-    # against 2 GB less the 400 MB a batch process starts from (README, bench_hostile)
+    # against 2 GB less the 400 MB a batch process starts from (docs/security.md, bench_hostile)
     assert peak - at_start < 1600 << 10, f"the batch took this process from {at_start >> 10} MB to {peak >> 10} MB"
     printed = corpus["printed"]
     assert not [c for c in printed if not c.isprintable() and c != "\n"], repr(printed[-2000:])

@@ -42,7 +42,7 @@ def dask_cluster(tmp_path_factory):
     root = tmp_path_factory.mktemp("dask")
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2",
                DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES="2",
-               DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION="1.0")  # as the README advises
+               DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION="1.0")  # as docs/tas.md advises
     dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
     scheduler_file = root / "scheduler.json"
     processes = [_start([*dask, "--scheduler-file", str(scheduler_file), "--port", "0",

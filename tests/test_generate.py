@@ -227,7 +227,7 @@ def test_committed_files_match_a_fresh_generation():
 
 
 def test_section_6_quotes_the_figures_the_readme_measured():
-    """The handout's section 6 and the README's table are one measurement: the range the
+    """The handout's section 6 and the instructors' guide's table are one measurement: the range the
     handout gives at its step count is the table's, and the notebook runs that many steps
     on the default."""
     import re
@@ -236,7 +236,7 @@ def test_section_6_quotes_the_figures_the_readme_measured():
 
     figures = handout.SCRATCH_FIGURES
     assert handout.DEFAULT_STEPS["synthetic"] == figures["steps"]
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "instructors.md").read_text(encoding="utf-8")
     table = readme[readme.index("| seed | 20 steps |"):]
     header = table.splitlines()[0].split("|")[1:-1]
     column = [h.strip() for h in header].index(f"{figures['steps']} steps")

@@ -306,7 +306,7 @@ def test_the_key_is_erased_from_its_buffer():
     assert buffer == bytearray(channel.KEY_BYTES) and mac.copy().digest()
 
 
-# Found by an attacker briefed only with the kit (see the README's security section).
+# Found by an attacker briefed only with the kit (see docs/security.md).
 
 FRAME_WALK = '''
 import sys

@@ -23,7 +23,7 @@ COPIES = CORPUS / "copies"
 # solutions are the background that tells idioms from copies (a real run has all 14).
 FIXED_CLASS = ("transfer_learning", "sequential_fit", "functional_adamw", "custom_tfnn_layers",
                "untagged_subclassed_globals", "subclassed_eager", "untagged_kit_data")
-# measured at the shipped threshold (benchmarks/bench_similarity.py; the README's table)
+# measured at the shipped threshold (benchmarks/bench_similarity.py; docs/copying.md's table)
 COPIES_FOUND = 13
 
 

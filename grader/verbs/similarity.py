@@ -41,7 +41,7 @@ with the shared regions highlighted side by side (`similarity.html`); each membe
 an advisory entry that `grader flags` lists ("similar to NAME, 0.83"). It never changes
 a score. K, COMMON and THRESHOLD come from measurements: disguised copies of correct
 solutions against independent correct solutions (tests/corpus/copies,
-`benchmarks/bench_similarity.py`, the README).
+`benchmarks/bench_similarity.py`, docs/copying.md).
 """
 from __future__ import annotations
 
@@ -71,7 +71,7 @@ GUARANTEE = 17
 """shared runs at least this long are always found (the winnowing window is
 GUARANTEE - K + 1)."""
 THRESHOLD = 0.45
-"""reported at or above this score (see the module docstring and the README)"""
+"""reported at or above this score (see the module docstring and docs/copying.md)"""
 MIN_OWN = 150
 """fingerprinted tokens of its own a submission needs to be compared at all"""
 MIN_BACKGROUND = 7
@@ -946,7 +946,7 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
             notices.append(f"{len(background)} of the kit's own correct solutions were found here "
                            f"(tests/corpus; measured with {MIN_BACKGROUND} or more), so the lines "
                            "honest solutions share are recognised mostly within this class: honest "
-                           "pairs can score higher than the README's measurements")
+                           "pairs can score higher than the measurements in docs/copying.md")
         codes = []
         found = _entries(Path(submissions) if submissions else graded_folder(book))
         for row in book.submissions():

@@ -171,7 +171,7 @@ plot the curves, and show that a second run resumes from the checkpoint.
 
 SCRATCH_FIGURES = {"steps": 60, "transfer": "0.89 to 0.98", "scratch": "0.43 to 0.67", "level": 150}
 """section 6 on the offline default, measured with `python benchmarks/bench_transfer_default.py
---seeds 1 2 3 4 5 --steps 300 --at 20 40 60 150` (the README's table holds every figure)"""
+--seeds 1 2 3 4 5 --steps 300 --at 20 40 60 150` (the table in docs/instructors.md holds every figure)"""
 
 SCRATCH_MD = """\
 ## 6. Transfer against training from scratch
