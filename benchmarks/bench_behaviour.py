@@ -38,9 +38,9 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from grader import behaviour  # noqa: E402
+from grader.copying import behaviour  # noqa: E402
 from grader.records.gradebook import Gradebook  # noqa: E402
-from grader.verbs import similarity  # noqa: E402
+from grader import copying  # noqa: E402
 
 CORPUS = ROOT / "tests" / "corpus"
 BACKGROUND = CORPUS / "behaviour.json"
@@ -89,9 +89,9 @@ def grade_all(out: Path, regrade: bool = False) -> dict[str, Path]:
 
 
 def code_scores(names: list[str], files: dict[str, Path], background: list[str]) -> dict:
-    codes = [similarity.read_code(n, files[n]) for n in names]
-    texts = [similarity.read_code(n, files[n]).text for n in background]
-    result = similarity.compare(codes, similarity.given_code(), keep_below=True, background=texts)
+    codes = [copying.read_code(n, files[n]) for n in names]
+    texts = [copying.read_code(n, files[n]).text for n in background]
+    result = copying.compare(codes, copying.given_code(), keep_below=True, background=texts)
     return {frozenset((p.a, p.b)): p.score for p in result.pairs}
 
 
@@ -101,7 +101,7 @@ def judge(names: list[str], kept: dict, files: dict, background: list[str], copy
                               background={n: kept[n] for n in background if n in kept})
     alike = {frozenset((a.a, a.b)) for a in found.alike}
     code = code_scores(names, files, background)
-    by_code = {pair for pair, score in code.items() if score >= similarity.THRESHOLD}
+    by_code = {pair for pair, score in code.items() if score >= copying.THRESHOLD}
     rows, honest = [], []
     for name in names:
         if name in copy_of:
@@ -215,7 +215,7 @@ def write_background(kept: dict) -> None:
     BACKGROUND.write_text(json.dumps({
         "about": "What the kit's own correct solutions did when graded with the shipped rubric on "
                  "the embedded default: the background of what honest work converges on, for "
-                 "grader similarity. Written by benchmarks/bench_behaviour.py --write-background; "
+                 "grader copying. Written by benchmarks/bench_behaviour.py --write-background; "
                  "tests/test_corpus.py checks it against this session's gradings.",
         "solutions": solutions}, indent=1, sort_keys=True) + "\n")
     print(f"wrote {BACKGROUND.relative_to(ROOT)} ({len(solutions)} solutions)")

@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 sys.path.insert(0, str(ROOT / "tests"))
 
-from grader.verbs import similarity  # noqa: E402
-from test_similarity import FIXED_CLASS  # noqa: E402  (the split the tests assert on)
+from grader import copying  # noqa: E402
+from test_copying import FIXED_CLASS  # noqa: E402  (the split the tests assert on)
 
 COPIES = ROOT / "tests" / "corpus" / "copies"
 
@@ -53,10 +53,10 @@ def measure(class_names, texts: dict[str, str], given: list[str]) -> dict:
     """Scores of each copy (of a source in the class) against its source, and of every
     honest pair of the class, with the other solutions as the background."""
     entries = [e for e in copies() if Path(e["source"]).stem in class_names]
-    codes = [similarity.Code(name, texts[name]) for name in sorted(class_names)]
-    codes += [similarity.read_code("copy:" + e["file"], COPIES / e["file"]) for e in entries]
+    codes = [copying.Code(name, texts[name]) for name in sorted(class_names)]
+    codes += [copying.read_code("copy:" + e["file"], COPIES / e["file"]) for e in entries]
     background = [text for name, text in texts.items() if name not in class_names]
-    result = similarity.compare(codes, given, keep_below=True, background=background)
+    result = copying.compare(codes, given, keep_below=True, background=background)
     score = {frozenset((p.a, p.b)): p.score for p in result.pairs}
     names = sorted(class_names)
     return {"copies": {e["file"]: score.get(frozenset(("copy:" + e["file"], Path(e["source"]).stem)), 0.0)
@@ -75,10 +75,10 @@ def table(copy_scores: list[float], honest_scores: list[float], thresholds: list
 
 
 def quality(splits: int, sizes: list[int], thresholds: list[float]) -> None:
-    texts = {name: similarity.read_code(name, path).text for name, path in honest_files().items()}
-    given = similarity.given_code()
-    print(f"k = {similarity.K} tokens, window {similarity.GUARANTEE - similarity.K + 1}; idioms: held by "
-          f"{similarity.IDIOM}+ background solutions or more than {similarity.COMMON} submissions")
+    texts = {name: copying.read_code(name, path).text for name, path in honest_files().items()}
+    given = copying.given_code()
+    print(f"k = {copying.K} tokens, window {copying.GUARANTEE - copying.K + 1}; idioms: held by "
+          f"{copying.IDIOM}+ background solutions or more than {copying.COMMON} submissions")
     found = measure(FIXED_CLASS, texts, given)
     print(f"fixed split (the tests'): {len(FIXED_CLASS)} solutions and {len(found['copies'])} copies "
           f"in the class, {len(texts) - len(FIXED_CLASS)} in the background")
@@ -117,10 +117,10 @@ def timing(sizes: list[int]) -> None:
                 target.write_text("\n\n\n".join([head, *rng.sample(blocks, 8)]) + "\n")
                 paths.append(target)
             start = time.perf_counter()
-            codes = [similarity.read_code(p.stem, p) for p in paths]
+            codes = [copying.read_code(p.stem, p) for p in paths]
             read = time.perf_counter() - start
-            result = similarity.compare(codes, similarity.given_code(),
-                                        background=similarity.background_code())
+            result = copying.compare(codes, copying.given_code(),
+                                        background=copying.background_code())
             total = time.perf_counter() - start
             print(f"  {n:5d}   {n * (n - 1) // 2:6d}    {read:7.2f}   {result.seconds:9.2f}   {total:8.2f}")
 

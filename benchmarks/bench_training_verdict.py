@@ -26,7 +26,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader.verbs import corpus as corpus_mod
+from grader import corpus as corpus_mod
 from grader import engine, rubric as rubric_mod  # noqa: E402
 from grader.exercises.transfer_learning import checks, vgg_weights  # noqa: E402
 from grader.modules import import_tensorflow_quietly, load_module  # noqa: E402

@@ -11,7 +11,7 @@ VARIANTS = ("no_shuffle", "conv_left_trainable", "restarts_step_count")
 
 def mixed_submissions(work: Path, copies: int = 1) -> Path:
     """A folder of 6 x `copies` submissions under `work`."""
-    from grader.verbs import corpus
+    from grader import corpus
 
     variants = {v.name: v for v in corpus.load_variants()}
     subs = work / "subs"

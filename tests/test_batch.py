@@ -284,7 +284,7 @@ def test_students_notebooks_in_a_batch_full_marks_and_named_skips(tmp_path):
     that fails to load: the rest is graded and the feedback names the cell and the error."""
     import nbformat
 
-    from grader.verbs import corpus as corpus_mod
+    from grader import corpus as corpus_mod
     from kit import DEFAULT_RUBRIC
 
     subs = tmp_path / "subs"

@@ -1,4 +1,4 @@
-"""grader/behaviour.py: which submissions behaved alike when graded, from what the checks
+"""grader/copying/behaviour.py: which submissions behaved alike when graded, from what the checks
 kept in their items' details. Values made here; tests/test_corpus.py holds it against the
 kit's own correct solutions, graded."""
 from __future__ import annotations
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from grader import behaviour
+from grader.copying import behaviour
 from grader.records.gradebook import Gradebook
 
 

@@ -21,7 +21,8 @@ import yaml
 distributed = pytest.importorskip("distributed")
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader.verbs import batch, cluster as cluster_mod
+from grader.engine import cluster as cluster_mod
+from grader.verbs import batch
 from grader import engine, rubric
 from grader.records import gradebook  # noqa: E402
 from grader.exercises.transfer_learning import vgg_weights  # noqa: E402

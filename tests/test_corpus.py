@@ -14,8 +14,9 @@ import pytest
 import yaml
 
 from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader.verbs import corpus, similarity
-from grader import behaviour, engine, rubric
+from grader import copying, corpus
+from grader import engine, rubric
+from grader.copying import behaviour
 from grader.exercises.transfer_learning import vgg_weights
 from kit import DEFAULT_RUBRIC
 from grader.submission import prepare
@@ -164,7 +165,7 @@ def test_behaviour_background_is_what_the_kit_solutions_did(shipped_inputs, tmp_
     --write-background writes it again). And no two of them are reported as running alike,
     even with no background: the two pairs that follow the skeleton to the letter run
     alike, but in nothing of their own."""
-    stored = similarity.background_behaviour()
+    stored = copying.background_behaviour()
     assert set(stored) == set(GRADED)
     for name in GRADED:
         kept = kept_behaviour(full_report(name, shipped_inputs, tmp_path_factory))

@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from grader.verbs import corpus
+from grader import corpus
 from grader import notebook, rubric as rubric_mod
 from grader.errors import KitError
 from grader.submission import TAG_CHECK, TAG_EXPERIMENT, notebook_to_source

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from ..answers import Answers
-from ..engine import Report
+from ..engine import FLAG_KINDS, Report
 
 TO_GRADE, GRADED, NEEDS_REVIEW = "to grade", "graded", "needs review"
 MANUAL_STATUSES = (TO_GRADE, NEEDS_REVIEW, GRADED)
@@ -26,6 +26,11 @@ MANUAL_STATUSES = (TO_GRADE, NEEDS_REVIEW, GRADED)
 
 class Conflict(Exception):
     """A manual score was saved over a version other than the one it was loaded at."""
+
+FLAG_MEANINGS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives, or ran as "
+                 "another submission did, in ways of its own (grader similarity); advisory, for a "
+                 "person to judge"}
+"""what each kind of flag the gradebook holds means, for `grader flags` and the report"""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

@@ -136,7 +136,7 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         items = rubric.select(include_hidden=True)
         client = cluster = None
         if scheduler:
-            from . import cluster as cluster_mod
+            from ..engine import cluster as cluster_mod
             client, cluster = cluster_mod.connect(scheduler)
             where = (f"on the Dask cluster at {getattr(client.scheduler, 'address', scheduler)} "
                      "(sandboxed on each worker)")
@@ -236,12 +236,12 @@ def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers
 
 
 def _similarity(out: Path) -> int | None:
-    """Compare the batch's submissions for copying (advisory, see grader.similarity);
+    """Compare the batch's submissions for copying (advisory, see grader/copying);
     the number of pairs reported, or None when it could not run (said in one line)."""
-    from . import similarity
+    from .. import copying
 
     try:
-        result = similarity.run(out)
+        result = copying.run(out)
     except KitError as exc:
         print(f"notice: similarity not computed: {shown(exc)} Run `grader similarity {out}` "
               "with --given.", file=sys.stderr)
@@ -251,7 +251,7 @@ def _similarity(out: Path) -> int | None:
               f"recorded. Run `grader --debug similarity {out}` for details.",
               file=sys.stderr)
         return None
-    print(similarity.summary(result, out))
+    print(copying.summary(result, out))
     return len(result.pairs)
 
 

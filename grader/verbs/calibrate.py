@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import corpus as corpus_mod
+from .. import corpus as corpus_mod
 from .. import engine, exercise as exercise_mod, rubric as rubric_mod
 from ..exercises.transfer_learning import data as course_data, inputs as inputs_mod
 from ..errors import KitError

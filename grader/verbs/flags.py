@@ -9,13 +9,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..engine import FLAG_KINDS
 from ..records.exports import points
-from ..records.gradebook import open_existing
-from .similarity import shown
+from ..records.gradebook import FLAG_MEANINGS, open_existing
+from ..names import shown
 
-KINDS = {**FLAG_KINDS, "similar": "shares code beyond what the exercise gives, or ran as another "
-         "submission did, in ways of its own (grader similarity); advisory, for a person to judge"}
 
 
 def main(out: str, student: str | None = None) -> list[dict]:
@@ -39,6 +36,6 @@ def main(out: str, student: str | None = None) -> list[dict]:
             row = scores.get(current, {})
             print(f"{shown(current)}  ({points(row.get('score', 0))} / {points(row.get('max_score', 0))}, "
                   f"{row.get('status', '?')})")
-        print(f"  {flag['kind']}: {shown(flag['detail'])}  [{KINDS.get(flag['kind'], '')}]")
+        print(f"  {flag['kind']}: {shown(flag['detail'])}  [{FLAG_MEANINGS.get(flag['kind'], '')}]")
     print(f"{len({f['student'] for f in flags})} submission(s) flagged, {len(flags)} flag(s).")
     return flags

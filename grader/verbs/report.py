@@ -27,9 +27,8 @@ from pathlib import Path
 from ..engine import FLAG_KINDS
 from ..errors import KitError
 from ..fsutil import atomic_path
-from ..records.gradebook import GRADED, MANUAL_STATUSES, NEEDS_REVIEW, TO_GRADE, open_existing
-from .flags import KINDS
-from .similarity import shown
+from ..records.gradebook import FLAG_MEANINGS, GRADED, MANUAL_STATUSES, NEEDS_REVIEW, TO_GRADE, open_existing
+from ..names import shown
 
 FIGURES = ("scores", "items", "feedback", "accuracy", "time", "flags", "manual")
 """The figures, each written as NAME.png, in the order of the page."""
@@ -234,10 +233,10 @@ def _flags(book, students: set[str]) -> dict:
     kinds += sorted({f["kind"] for f in flags} - set(kinds))
     by_kind = {k: {"flags": sum(f["kind"] == k for f in flags),
                    "submissions": len({f["student"] for f in flags if f["kind"] == k}),
-                   "description": KINDS.get(k, "")} for k in kinds}
+                   "description": FLAG_MEANINGS.get(k, "")} for k in kinds}
     if pairs:
         by_kind["similar"] = {"flags": len(pairs), "submissions": len({s for p in pairs for s in p}),
-                              "description": KINDS["similar"]}
+                              "description": FLAG_MEANINGS["similar"]}
     return {"flags": by_kind, "flag_list": flags,
             "similar": [{"a": a, "b": b, "score": score, "evidence": evidence[(a, b)]}
                         for (a, b), score in sorted(pairs.items(), key=lambda p: (-p[1], p[0]))],

@@ -77,7 +77,7 @@ from ..records import exports
 from ..records.gradebook import GRADED, NEEDS_REVIEW, TO_GRADE, Conflict, open_existing
 from ..rubric import ManualItem
 from ..names import shown_text
-from .similarity import shown
+from ..names import shown
 
 PACKAGE = Path(__file__).resolve().parent.parent
 TEMPLATES = PACKAGE / "templates" / "review"

@@ -949,7 +949,7 @@ def explain_logits(witness: dict, images: np.ndarray, rows=None) -> str | None:
 
 # ---------------------------------------------------------------- behaviour, for similarity
 # What a run did, kept in an item's details under "behaviour" for `grader similarity`
-# (grader/behaviour.py): numbers (compared within a tolerance) or values
+# (grader/copying/behaviour.py): numbers (compared within a tolerance) or values
 # (compared exactly), a few hundred at most, so the gradebook stays small. Every submission
 # is run under the same seeds and batches, so two copies of one program agree here however
 # their code was rewritten, while independent solutions agree only where the exercise

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import KitError
-from ..paths import course_root, solution
+from .errors import KitError
+from .paths import course_root, solution
 
 
 def default_corpus() -> Path:
@@ -135,7 +135,7 @@ def variant_items(variant: Variant, items: list, corpus: Path | None = None) -> 
     base solution's code, which earns full marks on every item; grading it again would only
     repeat that verdict. A hidden item whose check the variant passes in its visible form
     repeats that check with a longer budget, which the correct runs of calibration pass too."""
-    from ..exercise import load
+    from .exercise import load
 
     REGISTRY = load().checks
     USES = REGISTRY.uses
@@ -158,7 +158,7 @@ def touched_functions(variant: Variant, corpus: Path | None = None) -> set[str] 
     every top-level function and class (then anything may change)."""
     import ast
 
-    from ..exercise import load
+    from .exercise import load
 
     CONTRACT = load().contract
 

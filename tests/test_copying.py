@@ -12,8 +12,10 @@ import nbformat
 import pytest
 import yaml
 
-from grader.verbs import similarity
+from grader import copying
+from grader.copying import code as code_mod, fingerprints
 from grader.engine import ItemResult, Report
+from grader.errors import KitError
 from grader.records.gradebook import Gradebook
 from kit import ROOT
 
@@ -35,7 +37,7 @@ def honest_files() -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def given():
-    return similarity.given_code()
+    return copying.given_code()
 
 
 @pytest.fixture(scope="module")
@@ -44,10 +46,10 @@ def class_result(given):
     entries = yaml.safe_load((COPIES / "copies.yaml").read_text())
     assert {Path(e["source"]).stem for e in entries} <= set(FIXED_CLASS)
     files = honest_files()
-    codes = [similarity.read_code(name, files[name]) for name in FIXED_CLASS]
-    codes += [similarity.read_code("copy:" + e["file"], COPIES / e["file"]) for e in entries]
-    background = [similarity.read_code(n, p).text for n, p in files.items() if n not in FIXED_CLASS]
-    return entries, similarity.compare(codes, given, background=background)
+    codes = [copying.read_code(name, files[name]) for name in FIXED_CLASS]
+    codes += [copying.read_code("copy:" + e["file"], COPIES / e["file"]) for e in entries]
+    background = [copying.read_code(n, p).text for n, p in files.items() if n not in FIXED_CLASS]
+    return entries, copying.compare(codes, given, background=background)
 
 
 def test_disguised_copies_are_found_against_their_source(class_result):
@@ -82,15 +84,15 @@ def test_copies_of_one_source_form_a_group(class_result):
 
 
 def test_the_given_code_never_counts(given):
-    skeleton_py = similarity.read_code("skeleton_py", ROOT / "skeletons" / "transfer_learning.py")
-    skeleton_nb = similarity.read_code("skeleton_nb", ROOT / "skeletons" / "transfer_learning.ipynb")
-    empty = similarity.Code("empty", "")
-    honest = similarity.read_code("honest", ROOT / "tests" / "corpus" / "correct" / "sequential_fit.py")
-    result = similarity.compare([skeleton_py, skeleton_nb, empty,
-                                 similarity.Code("skeleton_again", skeleton_py.text), honest], given)
+    skeleton_py = copying.read_code("skeleton_py", ROOT / "skeletons" / "transfer_learning.py")
+    skeleton_nb = copying.read_code("skeleton_nb", ROOT / "skeletons" / "transfer_learning.ipynb")
+    empty = copying.Code("empty", "")
+    honest = copying.read_code("honest", ROOT / "tests" / "corpus" / "correct" / "sequential_fit.py")
+    result = copying.compare([skeleton_py, skeleton_nb, empty,
+                                 copying.Code("skeleton_again", skeleton_py.text), honest], given)
     assert result.pairs == []
     assert set(result.too_little) == {"skeleton_py", "skeleton_nb", "empty", "skeleton_again"}
-    assert honest.own > similarity.MIN_OWN
+    assert honest.own > copying.MIN_OWN
 
 
 def test_names_comments_and_order_are_ignored(given):
@@ -103,7 +105,7 @@ def test_names_comments_and_order_are_ignored(given):
     disguised = "\n\n\n".join(reversed(blocks))
     disguised = "\n".join(line.split("  #")[0] for line in disguised.splitlines()
                           if line.strip() and not line.lstrip().startswith("#"))
-    result = similarity.compare([similarity.Code("a", source), similarity.Code("b", disguised)],
+    result = copying.compare([copying.Code("a", source), copying.Code("b", disguised)],
                                 given, keep_below=True)
     assert result.pairs[0].score > 0.9
 
@@ -130,16 +132,16 @@ def test_changes_that_leave_the_program_as_it_was_are_seen_through(given, change
     changed = NO_OPS[change](source)
     assert changed != source
     compile(changed.removeprefix("\ufeff"), "changed", "exec")  # still a valid program
-    codes = [similarity.Code("a", source), similarity.Code("b", changed.removeprefix("\ufeff"))
-             if change != "a byte order mark" else similarity.Code("b", changed)]
-    result = similarity.compare(codes, given, keep_below=True)
+    codes = [copying.Code("a", source), copying.Code("b", changed.removeprefix("\ufeff"))
+             if change != "a byte order mark" else copying.Code("b", changed)]
+    result = copying.compare(codes, given, keep_below=True)
     assert result.pairs and result.pairs[0].score > 0.9, (change, result.pairs[:1])
 
 
 def test_a_byte_order_mark_is_read_past(given, tmp_path):
     source = (CORPUS / "correct" / "functional_adamw.py").read_text()
     (tmp_path / "bom.py").write_text("\ufeff" + source, encoding="utf-8")
-    code = similarity.read_code("bom", tmp_path / "bom.py")
+    code = copying.read_code("bom", tmp_path / "bom.py")
     assert code.text == source and code.note == ""
 
 
@@ -147,9 +149,9 @@ def test_given_code_stays_given_when_students_bind_what_it_leaves_open(given):
     """The skeleton reads names the student binds (its training loop's `step`): two
     untouched skeletons that each bind one of them are still the given code only."""
     skeleton = (ROOT / "skeletons" / "transfer_learning.py").read_text()
-    a = similarity.Code("a", skeleton + "\nstep = None\n")
-    b = similarity.Code("b", skeleton + "\nstep = 0\n")
-    result = similarity.compare([a, b], given, keep_below=True)
+    a = copying.Code("a", skeleton + "\nstep = None\n")
+    b = copying.Code("b", skeleton + "\nstep = 0\n")
+    result = copying.compare([a, b], given, keep_below=True)
     assert result.pairs == [] and set(result.too_little) == {"a", "b"}
 
 
@@ -157,11 +159,11 @@ def test_hostile_code_is_read_without_harm(given, tmp_path):
     deep = tmp_path / "deep.py"
     deep.write_text("x = 1" + " + 1" * 5000 + "\n")
     huge = tmp_path / "huge.py"
-    huge.write_text("x = 1\n" * (similarity.MAX_TEXT // 4))
-    codes = [similarity.read_code("deep", deep), similarity.read_code("huge", huge)]
-    similarity.compare(codes, given)
+    huge.write_text("x = 1\n" * (code_mod.MAX_TEXT // 4))
+    codes = [copying.read_code("deep", deep), copying.read_code("huge", huge)]
+    copying.compare(codes, given)
     assert "RecursionError" in codes[0].note or "MemoryError" in codes[0].note
-    assert len(codes[1].text) <= similarity.MAX_TEXT and "longer than" in codes[1].note
+    assert len(codes[1].text) <= code_mod.MAX_TEXT and "longer than" in codes[1].note
 
 
 def test_code_that_cannot_be_read_is_compared_as_text_and_says_so(given, tmp_path):
@@ -176,9 +178,9 @@ def test_code_that_cannot_be_read_is_compared_as_text_and_says_so(given, tmp_pat
     with zipfile.ZipFile(refused, "w") as archive:
         archive.writestr("../evil.txt", "x")
         archive.writestr("work/transfer_learning.py", source.read_text())
-    codes = [similarity.read_code("source", source), similarity.read_code("broken", broken),
-             similarity.read_code("notebook", notebook), similarity.read_code("refused", refused)]
-    result = similarity.compare(codes, given)
+    codes = [copying.read_code("source", source), copying.read_code("broken", broken),
+             copying.read_code("notebook", notebook), copying.read_code("refused", refused)]
+    result = copying.compare(codes, given)
     notes = {c.student: c.note for c in codes}
     assert "does not parse" in notes["broken"] and "read as text" in notes["broken"]
     assert "recovered" in notes["notebook"]
@@ -192,9 +194,9 @@ def test_code_that_cannot_be_read_is_compared_as_text_and_says_so(given, tmp_pat
 def test_the_page_shows_student_code_as_text(given):
     source = (CORPUS / "correct" / "functional_adamw.py").read_text()
     hostile = source + '\nNOTE = "</pre><script>alert(1)</script><img src=x onerror=alert(2)>"\n'
-    result = similarity.compare([similarity.Code("a", hostile), similarity.Code("b<script>", hostile)],
+    result = copying.compare([copying.Code("a", hostile), copying.Code("b<script>", hostile)],
                                 given)
-    page = similarity.render(result, "class <b>1</b>")
+    page = copying.render(result, "class <b>1</b>")
     assert "<script>" not in page and "<img" not in page and "<b>1" not in page
     assert "&lt;script&gt;alert(1)" in page and "<mark>" in page
 
@@ -227,7 +229,7 @@ def test_verb_records_advisory_flags_and_writes_the_page(tmp_path):
     flags = subprocess.run([sys.executable, "-m", "grader", "flags", str(out)],
                            capture_output=True, text=True, cwd=ROOT)
     assert "similar to bob" in flags.stdout and "similar to ann" in flags.stdout
-    assert similarity.shown("carol\nfake (10 / 10, graded)") == "carol\\nfake (10 / 10, graded)"
+    assert copying.shown("carol\nfake (10 / 10, graded)") == "carol\\nfake (10 / 10, graded)"
     assert "cat" not in flags.stdout
     # advisory: no score moved
     book = Gradebook(out / "gradebook.sqlite")
@@ -271,7 +273,7 @@ def test_copies_that_ran_alike_are_reported_whatever_their_code(tmp_path):
     beside the code. Two independent solutions that both follow the skeleton to the letter
     run alike too, as the kit's own do: nothing of theirs is their own, so they are named
     in a notice, not reported."""
-    background = similarity.background_behaviour()
+    background = copying.background_behaviour()
     subs = tmp_path / "subs"
     subs.mkdir()
     own = _moved(background["table_driven"])
@@ -287,10 +289,10 @@ def test_copies_that_ran_alike_are_reported_whatever_their_code(tmp_path):
         sources[student] = (target, kept)
     out = tmp_path / "out"
     _book_with_behaviour(out, sources)
-    result = similarity.run(out)
+    result = copying.run(out)
     by_pair = {frozenset((p.a, p.b)): p for p in result.pairs}
     copy = by_pair[frozenset(("ann", "bob"))]
-    assert copy.score < similarity.THRESHOLD and copy.behaviour is not None
+    assert copy.score < copying.THRESHOLD and copy.behaviour is not None
     assert copy.strength == "behaviour" and len(copy.behaviour.agreed) >= 8
     assert copy.behaviour.rare == ["checkpoint", "training"]
     assert frozenset(("dee", "eve")) not in by_pair and len(result.pairs) == 1
@@ -304,7 +306,7 @@ def test_copies_that_ran_alike_are_reported_whatever_their_code(tmp_path):
 
 def test_behaviour_alike_joins_the_code_evidence_of_a_pair_already_reported(tmp_path):
     """A light copy is found by its code and ran as its source: one entry, strong."""
-    background = similarity.background_behaviour()
+    background = copying.background_behaviour()
     subs = tmp_path / "subs"
     subs.mkdir()
     (subs / "ann.py").write_bytes((CORPUS / "correct" / "functional_adamw.py").read_bytes())
@@ -312,7 +314,7 @@ def test_behaviour_alike_joins_the_code_evidence_of_a_pair_already_reported(tmp_
     out = tmp_path / "out"
     _book_with_behaviour(out, {name: (subs / f"{name}.py", _moved(background["functional_adamw"]))
                                for name in ("ann", "bob")})
-    result = similarity.run(out)
+    result = copying.run(out)
     assert [(p.a, p.b, p.strength) for p in result.pairs] == [("ann", "bob", "strong: code and behaviour")]
     book = Gradebook(out / "gradebook.sqlite")
     try:
@@ -344,21 +346,21 @@ def test_byte_columns_of_a_megabyte_line_are_mapped_by_one_table():
 
     line = ("é" + "a" * 3 + "€" + "\U0001F600") * ((1 << 20) // 6)
     data = line.encode()
-    table = similarity._byte_starts(line)
+    table = fingerprints._byte_starts(line)
     assert len(table) == len(line) + 1 and table[-1] == len(data)
     random.seed(31)
     columns = [0, len(data), len(data) + 5, *random.sample(range(len(data)), 100)]
     for col in columns:
-        assert similarity._char_index(table, col) == len(data[:col].decode("utf-8", "replace"))
-    assert similarity._byte_starts("x = 1") == 5 and similarity._char_index(5, 9) == 5
+        assert fingerprints._char_index(table, col) == len(data[:col].decode("utf-8", "replace"))
+    assert fingerprints._byte_starts("x = 1") == 5 and fingerprints._char_index(5, 9) == 5
 
 
 def test_a_long_line_of_statements_builds_its_column_table_once(monkeypatch):
     built = []
-    real = similarity._byte_starts
-    monkeypatch.setattr(similarity, "_byte_starts", lambda line: built.append(len(line)) or real(line))
+    real = fingerprints._byte_starts
+    monkeypatch.setattr(fingerprints, "_byte_starts", lambda line: built.append(len(line)) or real(line))
     line = '"é"; ' * 2000 + 'import os; x = "ü"'
-    found = similarity._names("y = 1\n" + line + "\n", [])
+    found = fingerprints._names("y = 1\n" + line + "\n", [])
     assert built == [len(line)]  # one table for the one line with dropped statements
     text = "y = 1\n" + line + "\n"
     dropped = [text[a:b] for a, b in sorted(found.dropped)]
@@ -387,12 +389,12 @@ def test_a_zip_with_a_member_name_that_is_not_utf8_is_one_note(tmp_path):
     _bad_name_zip(subs / "zed.zip", source)
     out = tmp_path / "out"
     _book(out, {p.stem: p for p in sorted(subs.iterdir())})
-    result = similarity.run(out)  # the class is still compared
+    result = copying.run(out)  # the class is still compared
     assert [(p.a, p.b) for p in result.pairs] == [("ann", "bob")]
     assert result.too_little == ["zed"]
     note = {c.student: c.note for c in result.codes}["zed"]
     assert "zed.zip" in note and "UnicodeDecodeError" in note
-    text = similarity.summary(result, out)
+    text = copying.summary(result, out)
     assert sum("zed" in line for line in text.splitlines()) == 2  # not compared; why
     assert "zed.zip" in (out / "similarity.html").read_text()
 
@@ -409,21 +411,21 @@ def test_any_failure_reading_or_normalising_one_submission_is_its_own(given, mon
         raise MemoryError
 
     monkeypatch.setattr(grader.submission, "graded_code", refuse)
-    monkeypatch.setattr(similarity, "_raw_text", no_memory)
-    unread = similarity.read_code("unread", tmp_path / "any.py")
+    monkeypatch.setattr(code_mod, "_raw_text", no_memory)
+    unread = copying.read_code("unread", tmp_path / "any.py")
     assert unread.text == "" and "any.py" in unread.note and "MemoryError" in unread.note
 
-    real = similarity.tokens
+    real = copying.tokens
 
     def tokens(text, names=frozenset()):
         if "POISON" in text:
             raise RecursionError("deep")
         return real(text, names)
 
-    monkeypatch.setattr(similarity, "tokens", tokens)
-    codes = [similarity.Code("a", source), similarity.Code("b", source),
-             similarity.Code("poison", source + "\nPOISON = 1\n"), unread]
-    result = similarity.compare(codes, given)
+    monkeypatch.setattr(code_mod, "tokens", tokens)
+    codes = [copying.Code("a", source), copying.Code("b", source),
+             copying.Code("poison", source + "\nPOISON = 1\n"), unread]
+    result = copying.compare(codes, given)
     assert [(p.a, p.b) for p in result.pairs] == [("a", "b")]
     assert set(result.too_little) == {"poison", "unread"}
     assert "RecursionError" in codes[2].note
@@ -434,22 +436,22 @@ def test_names_and_messages_are_shown_as_one_printable_line(given, tmp_path):
     terminal it is spelled out, in names, notes, groups, the title and the code views."""
     from grader import names
 
-    assert similarity.shown is names.shown
+    assert copying.shown is names.shown
     source = (CORPUS / "correct" / "functional_adamw.py").read_text()
-    codes = [similarity.Code("ann", source), similarity.Code("\u202enna", source),
-             similarity.Code("\u202ebob", source + "\nx = '\u202e'  # \u2066\n"),
-             similarity.Code("empty\u200b", "", "sub\u202emitted.py: could not be read.")]
-    result = similarity.compare(codes, given)
+    codes = [copying.Code("ann", source), copying.Code("\u202enna", source),
+             copying.Code("\u202ebob", source + "\nx = '\u202e'  # \u2066\n"),
+             copying.Code("empty\u200b", "", "sub\u202emitted.py: could not be read.")]
+    result = copying.compare(codes, given)
     result.notices = ["the batch graded \u202eyppa"]
     assert result.groups and result.pairs
-    page = similarity.render(result, "class \u202e1")
-    terminal = similarity.summary(result, tmp_path / "out\u202e")
+    page = copying.render(result, "class \u202e1")
+    terminal = copying.summary(result, tmp_path / "out\u202e")
     for shown in (page, terminal):
         assert not any(c in shown for c in "\u202e\u2066\u200b"), shown[:200]
         assert "\\u202enna" in shown and "empty\\u200b" in shown and "sub\\u202emitted" in shown
         assert "\\u202eyppa" in shown
     assert "class \\u202e1" in page and "out\\u202e" in terminal
     assert "x = &#39;\\u202e&#39;  # \\u2066\n" in page  # the code view: its lines kept
-    with pytest.raises(similarity.KitError) as error:
-        similarity.run(tmp_path / "no\u202ebook")
+    with pytest.raises(KitError) as error:
+        copying.run(tmp_path / "no\u202ebook")
     assert "\u202e" not in str(error.value)
