@@ -187,16 +187,16 @@ class Exercise:
     """the functions the module defines, each with the parameters the grader passes by name"""
     checks: Registry
     grading_inputs: Callable[..., GradingInputs]
-    """grading_inputs(rubric, data=None, weights=None, no_verify=False): the inputs for
-    grading with this rubric; data (`--data KIND [PATH]`), weights (`--weights FILE`) and
-    no_verify (`--no-verify`) are the command line's overrides"""
+    """grading_inputs(rubric, options): the inputs for grading with this rubric, with the
+    command line's overrides (options.DataOptions: `--data KIND [PATH]`, `--weights FILE`,
+    `--no-verify`)"""
     worker_context: Callable[[dict, Path, Path], Any]
     """worker_context(arrays, scratch, submission_dir): what the collect halves see, built
     in the worker from WorkerInputs.to_bytes's arrays; its `given(arrays)` takes each
     item's WorkerInputs.asked"""
-    check_options: Callable[[Any, Any], None] | None = None
-    """check_options(data, weights): raises KitError in one line when the command line's
-    --data or --weights cannot apply to this exercise, before anything starts"""
+    check_options: Callable[[Any], None] | None = None
+    """check_options(options): raises KitError in one line when the command line's
+    DataOptions cannot apply to this exercise, before anything starts"""
     rubric_sections: Mapping[str, Callable[[Any, Path, str], Any]] = field(default_factory=dict)
     """extra top-level rubric keys: key -> parse(value or None, the rubric's folder, source)
     -> the validated value (raising RubricError), kept in Rubric.sections"""
@@ -204,7 +204,7 @@ class Exercise:
     """public_sections(data): removes in place what students' copy of a rubric must not
     hold of these sections (the instructor's paths)"""
     shipped: Callable[..., tuple] | None = None
-    """shipped(rubric, data, weights, no_verify) -> ({name in the package: bytes or a
+    """shipped(rubric, options) -> ({name in the package: bytes or a
     file}, {rubric section: value}): the files a Gradescope package carries for grading
     and the rubric sections that point at them (see grader/verbs/gradescope.py)"""
     public_modules: tuple[str, ...] = ()
@@ -214,6 +214,9 @@ class Exercise:
     student_modules: tuple[str, ...] = ()
     """modules of its package that students' commands load by name (`grader train`): the
     student wheel carries them with what they import"""
+    commands: Mapping[str, str] = field(default_factory=dict)
+    """commands of its own on the command line (`grader train`): name -> a module of its
+    package holding HELP, add_arguments(parser) and execute(args), as a verb does"""
     search_path: tuple[str, ...] = ()
     """folders outside the kit this exercise was found in (a rubric's exercise_path)"""
 

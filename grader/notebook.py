@@ -28,6 +28,7 @@ from .verbs import check as check_mod
 from . import engine, exercise as exercise_mod, rubric as rubric_mod, sandbox as sandbox_mod
 from .errors import KitError
 from .modules import check_tensorflow
+from .options import DataOptions
 from .paths import default_rubric
 
 _inputs_cache: dict = {}
@@ -214,23 +215,22 @@ def select(rubric: rubric_mod.Rubric, names: tuple[str, ...]) -> tuple[list, lis
             [i for i in chosen if i.visibility != "visible"])
 
 
-def _setting(rubric: rubric_mod.Rubric, weights, data, no_verify) -> str:
+def _setting(rubric: rubric_mod.Rubric, options: DataOptions) -> str:
     """All the grading inputs are made from (the rubric as parsed, its data and weights,
     the options and $GRADER_WEIGHTS): the key of the cached inputs and of the standby."""
-    return repr((rubric, str(weights), data, no_verify, os.environ.get("GRADER_WEIGHTS")))
+    return repr((rubric, options, os.environ.get("GRADER_WEIGHTS")))
 
 
-def _inputs(pool: ThreadPoolExecutor, rubric: rubric_mod.Rubric, weights, data, no_verify):
+def _inputs(pool: ThreadPoolExecutor, rubric: rubric_mod.Rubric, options: DataOptions):
     """The grading inputs (a Future), made once per kernel for the same setting: the first
     check's worker imports TensorFlow while they are made. The key holds all they are made
     from (_setting), so an edited rubric or a new weights file takes effect at the next
     check."""
-    key = _setting(rubric, weights, data, no_verify)
+    key = _setting(rubric, options)
     cached = _inputs_cache.get(key)
     if cached is None or (cached.done() and cached.exception() is not None):
         _inputs_cache.clear()
-        _inputs_cache[key] = cached = check_mod.prepare_inputs(pool, rubric, weights, data,
-                                                               no_verify)
+        _inputs_cache[key] = cached = check_mod.prepare_inputs(pool, rubric, options)
     return cached
 
 
@@ -261,8 +261,8 @@ def discard_standby() -> None:
         _standby.pop().discard()
 
 
-def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream=None,
-        data=None, no_verify=False):
+def run(names: tuple[str, ...], notebook=None, rubric=None, stream=None,
+        options: DataOptions = DataOptions()):
     """Grade `names` (all visible items when empty) and print the table; returns the
     report, or None when nothing could be graded (the reason is printed)."""
     stream = stream or sys.stdout
@@ -281,10 +281,12 @@ def run(names: tuple[str, ...], notebook=None, rubric=None, weights=None, stream
                   "latest code.", file=stream)
         report = None
         if run_items:
-            key = _setting(loaded, weights, data, no_verify)
+            if loaded.exercise.check_options:
+                loaded.exercise.check_options(options)
+            key = _setting(loaded, options)
             with ThreadPoolExecutor(1) as pool, check_mod.Ticker(stream, live=True) as ticker:
                 report = engine.grade_submission(path, loaded,
-                                                 _inputs(pool, loaded, weights, data, no_verify),
+                                                 _inputs(pool, loaded, options),
                                                  include_hidden=False,
                                                  only=[i.id for i in run_items], name=path.name,
                                                  own_folder=True, progress=ticker,
@@ -308,16 +310,21 @@ def check(*names: str, notebook=None, rubric=None, weights=None, data=None,
     if not names:
         print("check: name a task, e.g. check('preprocess'), or run check_all().")
         return
-    run(names, notebook, rubric, weights, data=_data_option(data), no_verify=no_verify)
+    _run_with(names, notebook, rubric, weights, data, no_verify)
 
 
 def check_all(notebook=None, rubric=None, weights=None, data=None, no_verify=False) -> None:
     """Every visible item, as `grader check NOTEBOOK` runs them."""
-    run((), notebook, rubric, weights, data=_data_option(data), no_verify=no_verify)
+    _run_with((), notebook, rubric, weights, data, no_verify)
 
 
-def _data_option(data) -> list[str] | None:
-    """The notebook's `data=` as the command line's `--data` values."""
-    if data is None:
-        return None
-    return [data] if isinstance(data, str) else [str(part) for part in data]
+def _run_with(names, notebook, rubric, weights, data, no_verify) -> None:
+    """`run` with the notebook's `data=` ("synthetic", "cifar10" or ("cifar10", PATH)),
+    `weights=` and `no_verify=` read as the command line's options are."""
+    try:
+        options = DataOptions.parse(data if data is None or isinstance(data, str)
+                                    else [str(part) for part in data], weights, no_verify)
+    except KitError as exc:
+        print(f"check: {exc}")
+        return
+    run(names, notebook, rubric, options=options)

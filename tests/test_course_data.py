@@ -22,6 +22,7 @@ from grader.verbs import batch, calibrate, gradescope
 from grader import engine, rubric
 from grader.exercises.transfer_learning import cifar10, data as course_data, synthetic, vgg_weights
 from grader.errors import DataError, KitError, RubricError, WeightsError
+from grader.options import DataOptions
 from conftest import cifar_batch_pickle, write_cifar_archive
 from kit import DEFAULT_RUBRIC, SOLUTION
 
@@ -97,11 +98,11 @@ def test_students_copy_keeps_checksums_drops_the_instructors_paths():
 def test_command_line_overrides_the_rubric(tmp_path, archive):
     declared = rubric.load(_rubric_file(tmp_path, [INTERFACE], data={"kind": "cifar10", "md5": "a" * 32}))
     assert course_data.setting(declared).kind == "cifar10"
-    assert course_data.setting(declared, ["synthetic"]) == course_data.Setting()
-    found = course_data.setting(declared, ["cifar10", str(archive)], no_verify=True)
+    assert course_data.setting(declared, DataOptions.parse(["synthetic"])) == course_data.Setting()
+    found = course_data.setting(declared, DataOptions.parse(["cifar10", str(archive)], no_verify=True))
     assert (found.path, found.md5, found.verify) == (str(archive), "a" * 32, False)
     with pytest.raises(KitError, match="--data: expected 'synthetic' or 'cifar10 \\[PATH\\]'"):
-        course_data.setting(declared, ["synthetic", "x"])
+        course_data.setting(declared, DataOptions.parse(["synthetic", "x"]))
 
 
 def test_an_archive_is_checked_against_the_rubrics_md5(tmp_path, archive):
@@ -114,7 +115,7 @@ def test_an_archive_is_checked_against_the_rubrics_md5(tmp_path, archive):
                                                                    "md5": "0" * 32}))
     with pytest.raises(DataError, match=f"MD5 {right} does not match 0{{32}}, the archive the rubric declares"):
         course_data.resolve(wrong)
-    assert course_data.resolve(wrong, no_verify=True)[1] is not None
+    assert course_data.resolve(wrong, DataOptions(no_verify=True))[1] is not None
     # no MD5 declared: the official one is expected
     undeclared = rubric.load(_rubric_file(tmp_path, [INTERFACE], data={"kind": "cifar10",
                                                                         "path": str(archive)}))
@@ -134,7 +135,7 @@ def test_declared_weights_are_enforced_unless_overridden(tmp_path, weights, monk
     with pytest.raises(WeightsError, match="the rubric grades with weights of SHA-256"):
         course_data.load_weights(course_data.setting(bad))
     # an explicit --weights is the instructor's override
-    assert course_data.load_weights(course_data.setting(bad, weights=str(other)))[1] == str(other)
+    assert course_data.load_weights(course_data.setting(bad, DataOptions(weights=str(other))))[1] == str(other)
     # $GRADER_WEIGHTS and the stand-in weights are held to the declared digest too
     declared_only = rubric.load(_rubric_file(tmp_path, [INTERFACE], weights={"sha256": digest}))
     monkeypatch.setenv("GRADER_WEIGHTS", str(other))
@@ -218,7 +219,7 @@ def test_batch_reads_the_rubrics_data_and_regrades_when_it_changes(tmp_path, arc
     assert f"grading on stand-in weights (NOT ImageNet-trained); CIFAR-10 ({archive})" in capsys.readouterr().err
     batch.main(str(subs), str(tmp_path / "out"), rubric_path=str(path), progress=False)
     assert "1 submissions, 1 already graded, 0 to grade" in capsys.readouterr().err
-    batch.main(str(subs), str(tmp_path / "out"), rubric_path=str(path), progress=False, data=["synthetic"])
+    batch.main(str(subs), str(tmp_path / "out"), rubric_path=str(path), progress=False, options=DataOptions.parse(["synthetic"]))
     assert "1 submissions, 0 already graded, 1 to grade" in capsys.readouterr().err
     bad = _rubric_file(tmp_path, [INTERFACE], data={"kind": "cifar10", "path": str(archive), "md5": "0" * 32})
     with pytest.raises(DataError, match="does not match"):
@@ -228,7 +229,7 @@ def test_batch_reads_the_rubrics_data_and_regrades_when_it_changes(tmp_path, arc
 
 def test_gradescope_package_ships_the_archive_and_refuses_a_damaged_copy(tmp_path, archive):
     path = _rubric_file(tmp_path, [INTERFACE, PREPROCESS], data={"kind": "cifar10", "path": str(archive)})
-    package = gradescope.build_package(tmp_path / "ag.zip", rubric_path=str(path), no_verify=True)
+    package = gradescope.build_package(tmp_path / "ag.zip", rubric_path=str(path), options=DataOptions(no_verify=True))
     root = tmp_path / "autograder"
     with zipfile.ZipFile(package) as zipped:
         packaged = yaml.safe_load(zipped.read("kit/rubric.yaml"))
@@ -257,7 +258,7 @@ def test_calibrate_measures_on_the_archive_and_names_it_in_the_rubric(tmp_path, 
     data["items"] = [i for i in data["items"] if i["id"] in ("interface", "training")]
     path = tmp_path / "rubric.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
-    bounds, _, runs = calibrate.run(path, seeds=(5,), data=["cifar10", str(archive)], no_verify=True,
+    bounds, _, runs = calibrate.run(path, seeds=(5,), options=DataOptions.parse(["cifar10", str(archive)], no_verify=True),
                                     solutions=["reference"], log=lambda line: None)
     trained = bounds["training"]
     [correct] = [r for r in runs if r.kind == "correct"]

@@ -12,6 +12,7 @@ import pytest
 from grader import corpus
 from grader import notebook, rubric as rubric_mod
 from grader.errors import KitError
+from grader.options import DataOptions
 from grader.submission import TAG_CHECK, TAG_EXPERIMENT, notebook_to_source
 from kit import DEFAULT_RUBRIC, ROOT
 
@@ -141,10 +142,10 @@ def test_a_wrong_data_file_is_one_line_and_an_edited_rubric_is_read_again(tmp_pa
     rubric_file = tmp_path / "rubric.yaml"
     rubric_file.write_text("schema_version: 1\nitems:\n- {id: interface, title: I, points: 1, check: interface}\n")
     with notebook.ThreadPoolExecutor(1) as pool:
-        first = notebook._inputs(pool, rubric_mod.load(rubric_file), None, None, False)
-        assert notebook._inputs(pool, rubric_mod.load(rubric_file), None, None, False) is first
+        first = notebook._inputs(pool, rubric_mod.load(rubric_file), DataOptions())
+        assert notebook._inputs(pool, rubric_mod.load(rubric_file), DataOptions()) is first
         rubric_file.write_text(rubric_file.read_text() + "data: {kind: cifar10, path: missing.tar.gz}\n")
-        second = notebook._inputs(pool, rubric_mod.load(rubric_file), None, None, False)
+        second = notebook._inputs(pool, rubric_mod.load(rubric_file), DataOptions())
         assert second is not first
         with pytest.raises(KitError, match="missing.tar.gz: no such file or folder"):
             second.result()

@@ -24,6 +24,7 @@ from .. import __version__, answers as answers_mod, engine, rubric as rubric_mod
 from ..records import exports, late as late_mod, lms
 from ..errors import KitError
 from ..records.gradebook import Gradebook
+from ..options import DataOptions, add_data_arguments, add_release_arguments, add_rubric_argument
 from ..paths import default_rubric
 from .. import submission as submission_mod
 from ..names import shown, student_id
@@ -57,12 +58,52 @@ def _local_results(todo, rubric, inputs, sandbox: sandbox_mod.Sandbox, startup_l
                     student, rubric, True, f"internal grader error ({type(exc).__name__}: {exc})"), host
 
 
+HELP = ("grade a folder of submissions (TAs): parallel, sandboxed, resumable; CSV, feedback and "
+        "Gradescope exports")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("submissions", help="folder of .py, .ipynb, .zip files or per-student folders")
+    parser.add_argument("--out", required=True, help="output folder (gradebook.sqlite, grades.csv, ...)")
+    parser.add_argument("--workers", type=int, help="submissions graded at once (default: cores)")
+    parser.add_argument("--scheduler", metavar="ADDRESS",
+                        help="grade on a Dask cluster: tcp://HOST:8786, or local:N for N local "
+                             "worker processes (needs the [cluster] extra); judging and the "
+                             "gradebook stay here")
+    parser.add_argument("--regrade", action="store_true", help="grade again even if unchanged")
+    add_rubric_argument(parser)
+    add_data_arguments(parser)
+    parser.add_argument("--memory-mb", type=int, default=sandbox_mod.BATCH_MEMORY_MB,
+                        help="address-space cap per worker (default: %(default)s)")
+    parser.add_argument("--scratch-mb", type=int, default=sandbox_mod.SCRATCH_MB,
+                        help="what one submission may write in all (a root grader's size-limited "
+                             "tmpfs; 0: no limit)")
+    parser.add_argument("--user", default="auto", help="the unprivileged user a root grader runs "
+                        "submissions as (default: nobody; ignored when not run as root)")
+    parser.add_argument("--allow-network", action="store_true", help="do not cut the network")
+    parser.add_argument("--roster", metavar="CSV", help="the class as the LMS exports it (Moodle's "
+                        "grading worksheet, Canvas's gradebook CSV): e-mails, SIS ids, sections "
+                        "and the Canvas assignment column for the LMS upload files")
+    add_release_arguments(parser)
+    parser.add_argument("--no-progress", action="store_true")
+
+
+def execute(args) -> int:
+    summary = main(args.submissions, args.out, workers=args.workers, regrade=args.regrade,
+                   rubric_path=args.rubric, options=DataOptions.from_args(args),
+                   memory_mb=args.memory_mb, scratch_mb=args.scratch_mb, user=args.user,
+                   network=args.allow_network, released=args.released,
+                   progress=not args.no_progress, scheduler=args.scheduler, roster=args.roster)
+    # every student has a recorded grade; a file that could not be written for one is an
+    # error the TA must see (said above in one line each), the others' files are written
+    return 1 if summary["export_problems"] else 0
+
+
 def main(submissions: str, out: str, workers: int | None = None, regrade: bool = False,
-         rubric_path: str | None = None, weights: str | None = None,
+         rubric_path: str | None = None, options: DataOptions = DataOptions(),
          memory_mb: int = sandbox_mod.BATCH_MEMORY_MB,
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
          released: bool | None = None, progress: bool = True, scheduler: str | None = None,
-         data: list[str] | None = None, no_verify: bool = False,
          scratch_mb: int = sandbox_mod.SCRATCH_MB, roster: str | None = None) -> dict:
     folder = Path(submissions).resolve()  # the same path in the gradebook however it was typed
     download = folder if folder.is_file() and folder.suffix.lower() == ".zip" else None
@@ -89,7 +130,9 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
         finally:
             existing.close()
     rubric.heldout_seed = int(seed or engine.private_seed())
-    inputs = rubric.exercise.grading_inputs(rubric, data, weights, no_verify)
+    if rubric.exercise.check_options:  # a malformed --data fails before anything starts
+        rubric.exercise.check_options(options)
+    inputs = rubric.exercise.grading_inputs(rubric, options)
     roster_data = lms.read_roster(roster) if roster else None  # read before anything is written
     grading_on = inputs.description
     # before OUT exists, beside it (one file system: the swap below is two renames)

@@ -27,6 +27,7 @@ from .. import engine, exercise as exercise_mod, rubric as rubric_mod
 from ..exercises.transfer_learning import data as course_data, inputs as inputs_mod
 from ..errors import KitError
 from ..fsutil import atomic_path, write_text_atomic
+from ..options import DataOptions, add_data_arguments
 from ..paths import default_rubric
 from ..submission import prepare
 
@@ -283,8 +284,7 @@ def declared_data(found: course_data.Setting, rubric_path: Path) -> dict:
 
 
 def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
-        seeds=SEEDS, weights: str | None = None, data: list[str] | None = None,
-        no_verify: bool = False, margin: float = MARGIN, time_factor: float = TIME_FACTOR, write: bool = True,
+        seeds=SEEDS, options: DataOptions = DataOptions(), margin: float = MARGIN, time_factor: float = TIME_FACTOR, write: bool = True,
         plot_path: str | Path | None = None, solutions: list[str] | None = None,
         log=print) -> tuple[dict[str, Bounds], dict[str, float], list[Run]]:
     rubric_path = Path(rubric_path or default_rubric())
@@ -294,7 +294,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
                        f"({exercise_mod.DEFAULT}) on its corpus, found a rubric for "
                        f"{rubric.exercise.name}; set that rubric's bounds by hand.")
     corpus = Path(corpus or corpus_mod.default_corpus())
-    found = course_data.setting(rubric, data, weights, no_verify)
+    found = course_data.setting(rubric, options)
     conv_weights, weights_source = course_data.load_weights(found)
     dataset, data_description = course_data.load_dataset(found), found.describe_data()
     correct = corpus_mod.correct_solutions(corpus)
@@ -355,10 +355,10 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         raw = yaml.safe_load(rubric_path.read_text(encoding="utf-8"))
         updated = update_rubric_data(raw, bounds, limits, provenance)
         # bounds hold for the data and weights they were measured on: the rubric now names them
-        if data:
+        if options.kind:
             updated["data"] = declared_data(found, rubric_path)
-        if weights:
-            updated["weights"] = {"path": _beside(Path(weights), rubric_path),
+        if options.weights:
+            updated["weights"] = {"path": _beside(Path(options.weights), rubric_path),
                                   "sha256": course_data.sha256_of(conv_weights)}
         rubric_mod.parse(updated, str(rubric_path))  # never write a rubric that does not load
         header = [line for line in rubric_path.read_text(encoding="utf-8").splitlines()
@@ -369,7 +369,28 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
     return bounds, limits, runs
 
 
-def main(rubric_path=None, corpus=None, seeds=SEEDS, weights=None, data=None, no_verify=False,
-         margin=MARGIN, time_factor=TIME_FACTOR, write=True, plot_path=None, solutions=None) -> None:
-    run(rubric_path, corpus, seeds, weights, data, no_verify, margin, time_factor, write,
-        plot_path, solutions, log=lambda line: print(line, file=sys.stderr, flush=True))
+HELP = ("instructors: grade the corpus of correct solutions and low variants, then write "
+        "accuracy bounds and time limits into the rubric")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--rubric", help="rubric YAML to calibrate (default: rubrics/transfer_learning.yaml)")
+    parser.add_argument("--corpus", help="corpus folder with correct/ and variants.yaml "
+                        "(default: tests/corpus)")
+    parser.add_argument("--solution", action="append", metavar="NAME",
+                        help="calibrate on these correct solutions only (repeatable)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS),
+                        help="grading seeds; each correct solution runs once per seed")
+    add_data_arguments(parser)
+    parser.add_argument("--margin", type=float, default=MARGIN,
+                        help="upper bound = lowest correct accuracy minus this")
+    parser.add_argument("--time-factor", type=float, default=TIME_FACTOR,
+                        help="time limit = this multiple of the slowest correct run")
+    parser.add_argument("--plot", metavar="PNG", help="write a plot of the accuracy distributions")
+    parser.add_argument("--dry-run", action="store_true", help="print the table, leave the rubric")
+
+
+def execute(args) -> None:
+    run(args.rubric, args.corpus, tuple(args.seeds), DataOptions.from_args(args), args.margin,
+        args.time_factor, not args.dry_run, args.plot, args.solution,
+        log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from .. import engine, rubric as rubric_mod
 from ..fsutil import write_text_atomic
 from ..modules import check_tensorflow
+from ..options import DataOptions, add_data_arguments, add_rubric_argument
 from ..paths import default_rubric
 
 STATUS_MARK = {"passed": "ok", "partial": "part", "failed": "FAIL", "error": "ERROR",
@@ -106,24 +107,37 @@ class Ticker:
             self._width = max(self._width, len(line))
 
 
-def prepare_inputs(pool: ThreadPoolExecutor, rubric, weights: str | None, data=None,
-                   no_verify: bool = False):
+def prepare_inputs(pool: ThreadPoolExecutor, rubric, options: DataOptions = DataOptions()):
     """A Future of the grading inputs, made in a thread while the worker imports
     TensorFlow. A wrong weights or data file ends the grading with its one-line error when
     the inputs are first needed."""
-    return pool.submit(rubric.exercise.grading_inputs, rubric, data, weights, no_verify)
+    return pool.submit(rubric.exercise.grading_inputs, rubric, options)
+
+
+HELP = "grade one submission (.py or .ipynb) and print a table"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("submission")
+    add_rubric_argument(parser)
+    parser.add_argument("--json", metavar="FILE", help="also write the results as JSON")
+    parser.add_argument("--all", action="store_true", help="include hidden items (instructors)")
+    add_data_arguments(parser)
+
+
+def execute(args) -> None:
+    main(args.submission, args.rubric, args.json, args.all, DataOptions.from_args(args))
 
 
 def main(submission: str, rubric_path: str | None = None, json_out: str | None = None,
-         include_hidden: bool = False, weights: str | None = None, data: list[str] | None = None,
-         no_verify: bool = False) -> engine.Report:
+         include_hidden: bool = False, options: DataOptions = DataOptions()) -> engine.Report:
     rubric = rubric_mod.load(rubric_path or default_rubric())
     if rubric.exercise.check_options:  # a malformed --data fails before anything starts
-        rubric.exercise.check_options(data, weights)
+        rubric.exercise.check_options(options)
     if notice := check_tensorflow():
         print(notice, file=sys.stderr)
     with ThreadPoolExecutor(1) as pool:
-        inputs = prepare_inputs(pool, rubric, weights, data, no_verify)
+        inputs = prepare_inputs(pool, rubric, options)
         with Ticker() as ticker:
             report = engine.grade_submission(submission, rubric, inputs,
                                              include_hidden=include_hidden, name=str(submission),

@@ -11,9 +11,23 @@ import sys
 from pathlib import Path
 
 from ..names import shown
+from ..options import add_release_arguments
 
 from ..records import exports
 from ..records.gradebook import open_existing
+
+
+HELP = ("rebuild a batch's CSV, feedback, Gradescope and Moodle files from its gradebook "
+        "(manual grades included)")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", help="the --out folder of `grader batch`")
+    add_release_arguments(parser)
+
+
+def execute(args) -> int:
+    return main(args.out, released=args.released)
 
 
 def main(out: str, released: bool | None = None) -> int:

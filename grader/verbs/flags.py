@@ -15,6 +15,18 @@ from ..names import shown
 
 
 
+HELP = "list the integrity flags a batch raised, for review"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", help="the --out folder of `grader batch`")
+    parser.add_argument("--student", help="only this student's flags")
+
+
+def execute(args) -> None:
+    main(args.out, args.student)
+
+
 def main(out: str, student: str | None = None) -> list[dict]:
     book = open_existing(Path(out))
     try:

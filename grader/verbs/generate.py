@@ -259,6 +259,18 @@ def drift(root: Path | None = None, solution: Path | None = None) -> list[str]:
                                                                  shallow=False)]
 
 
+HELP = "generate skeletons, notebooks and the student bundle from the marked solution"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--check", action="store_true",
+                        help="only report generated files that are out of date (exit 2 if any)")
+
+
+def execute(args):
+    return main(check=args.check)
+
+
 def main(check: bool = False, root: Path | None = None, solution: Path | None = None) -> int:
     root = root or course_root()
     if check:

@@ -24,6 +24,7 @@ from .. import engine, rubric as rubric_mod, wheel
 from ..records import exports
 from ..errors import KitError
 from ..fsutil import atomic_path
+from ..options import DataOptions, add_data_arguments, add_rubric_argument
 from ..paths import PACKAGE, default_rubric
 
 SETUP_SH = """\
@@ -48,19 +49,31 @@ PYTHONPATH="$ROOT/source/kit" exec "$PY" -m grader.verbs.gradescope --root "$ROO
 """
 
 
+HELP = "build a Gradescope autograder zip"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", nargs="?", default="dist/gradescope-autograder.zip")
+    add_rubric_argument(parser)
+    add_data_arguments(parser)
+
+
+def execute(args) -> None:
+    build_package(args.out, rubric_path=args.rubric, options=DataOptions.from_args(args))
+
+
 def build_package(out: str | os.PathLike, rubric_path: str | None = None,
-                  weights: str | None = None, data: list[str] | None = None,
-                  no_verify: bool = False) -> Path:
+                  options: DataOptions = DataOptions()) -> Path:
     import yaml
 
     rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)  # never ship an invalid rubric
     exercise = rubric.exercise
     if exercise.check_options:
-        exercise.check_options(data, weights)
+        exercise.check_options(options)
     # What the exercise grades with (its data, its weights), with the rubric's sections
     # pointing at the copies in the package.
-    shipped, sections = exercise.shipped(rubric, data, weights, no_verify) if exercise.shipped \
+    shipped, sections = exercise.shipped(rubric, options) if exercise.shipped \
         else ({}, {})
     shipped = {f"kit/{name}": content for name, content in shipped.items()}
     # A fresh 128-bit held-out seed for this package: the one in the instructor's rubric may
@@ -130,7 +143,7 @@ def run(root: Path) -> dict:
                            or f"no submission found: upload {name}.py or {name}.ipynb")
         # the shipped weights and data, checked against the packaged rubric's checksums
         report = engine.grade_submission(root / "submission", rubric,
-                                         rubric.exercise.grading_inputs(rubric),
+                                         rubric.exercise.grading_inputs(rubric, DataOptions()),
                                          include_hidden=True, name="submission")
         data = report.to_dict()
         row = {"score": data["score"], "seconds": data["seconds"], "message": "",

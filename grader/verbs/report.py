@@ -45,6 +45,18 @@ NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
 FULL = 1e-9  # a score this close to the item's points is full marks
 
 
+HELP = "instructors: a one-file HTML report of a batch, with its figures as PNG files"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", help="the --out folder of `grader batch`")
+    parser.add_argument("--to", help="folder for report.html and the PNGs (default: OUT/report)")
+
+
+def execute(args) -> None:
+    main(args.out, dest=args.to)
+
+
 def main(out: str, dest: str | None = None) -> dict:
     out = Path(out)
     book = open_existing(out)

@@ -877,6 +877,24 @@ def browser_page(link: str):
             shutil.rmtree(folder, ignore_errors=True)
 
 
+HELP = "TAs: a local web page to go through a batch and grade the manual items"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", help="the --out folder of `grader batch`")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to listen on (default: %(default)s, this machine only)")
+    parser.add_argument("--port", type=int, default=0, help="port (default: a free one)")
+    parser.add_argument("--grader", default=os.environ.get("USER", ""),
+                        help="your name, saved with each grade (default: $USER)")
+    parser.add_argument("--no-browser", action="store_true", help="print the URL, open no browser")
+
+
+def execute(args) -> None:
+    main(args.out, host=args.host, port=args.port, grader=args.grader,
+         open_browser=not args.no_browser)
+
+
 def main(out: str, host: str = "127.0.0.1", port: int = 0, grader: str = "",
          open_browser: bool = True) -> None:
     token = secrets.token_urlsafe(24)

@@ -9,6 +9,17 @@ from . import vgg_weights
 from ...errors import WeightsError
 
 
+HELP = "write the course weights file from Keras' ImageNet VGG16 (needs internet)"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("out", nargs="?", default="vgg16-conv-weights.npz")
+
+
+def execute(args) -> None:
+    main(args.out)
+
+
 def main(out: str = "vgg16-conv-weights.npz") -> None:
     from ...modules import import_tensorflow_quietly
 

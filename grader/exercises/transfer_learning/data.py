@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import KitError, RubricError, WeightsError
+from ...options import DataOptions
 from ...rubric import Rubric, check_keys
 from . import vgg_weights
 
@@ -110,20 +111,18 @@ class Setting:
         return f"CIFAR-10 ({self.path or 'the cache'})"
 
 
-def parse_data_option(values: list[str] | None) -> tuple[str | None, str | None]:
-    """(kind, path) from `--data KIND [PATH]`, or (None, None) when it was not given."""
-    if not values:
-        return None, None
-    kind, *rest = values
-    if kind not in DATA_KINDS or len(rest) > 1 or (kind == "synthetic" and rest):
-        raise KitError(f"--data: expected 'synthetic' or 'cifar10 [PATH]', found {' '.join(values)}.")
-    return kind, rest[0] if rest else None
+def check_options(options: DataOptions) -> None:
+    """Raises KitError in one line when `--data` names a kind this exercise does not have."""
+    if options.kind is not None and (options.kind not in DATA_KINDS
+                                     or (options.kind == "synthetic" and options.path)):
+        raise KitError(f"--data: expected 'synthetic' or 'cifar10 [PATH]', found "
+                       f"{options.kind}{' ' + options.path if options.path else ''}.")
 
 
-def setting(rubric: Rubric, data: list[str] | None = None, weights: str | None = None,
-            no_verify: bool = False) -> Setting:
+def setting(rubric: Rubric, options: DataOptions = DataOptions()) -> Setting:
     """The rubric's data and weights with the command line's overrides applied."""
-    kind, path = parse_data_option(data)
+    check_options(options)
+    kind, path, weights = options.kind, options.path, options.weights
     declared = rubric.sections["data"]
     if kind is None:
         kind, path, md5 = declared["kind"], declared.get("path"), declared.get("md5")
@@ -131,7 +130,7 @@ def setting(rubric: Rubric, data: list[str] | None = None, weights: str | None =
         md5 = declared.get("md5") if kind == declared["kind"] else None
         path = str(Path(path).expanduser().resolve()) if path else (
             declared.get("path") if kind == declared["kind"] else None)
-    found = Setting(kind, path, md5, not no_verify, rubric.sections["weights"].get("path"),
+    found = Setting(kind, path, md5, not options.no_verify, rubric.sections["weights"].get("path"),
                     rubric.sections["weights"].get("sha256"))
     if weights:
         found = replace(found, weights=str(weights), weights_overridden=True)
@@ -175,10 +174,9 @@ def load_dataset(found: Setting):
                         md5=found.md5)
 
 
-def resolve(rubric: Rubric, data: list[str] | None = None, weights: str | None = None,
-            no_verify: bool = False):
+def resolve(rubric: Rubric, options: DataOptions = DataOptions()):
     """(weights, dataset or None, description of both) for grading with `rubric`."""
-    found = setting(rubric, data, weights, no_verify)
+    found = setting(rubric, options)
     conv_weights, weights_description = load_weights(found)
     return conv_weights, load_dataset(found), f"{weights_description}; {found.describe_data()}"
 
@@ -186,8 +184,7 @@ def resolve(rubric: Rubric, data: list[str] | None = None, weights: str | None =
 WEIGHTS_NAME = "weights.npz"
 
 
-def shipped(rubric: Rubric, data: list[str] | None = None, weights: str | None = None,
-            no_verify: bool = False) -> tuple[dict, dict]:
+def shipped(rubric: Rubric, options: DataOptions = DataOptions()) -> tuple[dict, dict]:
     """What a Gradescope package carries to grade as `rubric` does, here and now: ({name:
     bytes or a file to copy}, the rubric sections pointing at them, with their checksums).
     The archive must load (and match its checksum) before it ships."""
@@ -195,7 +192,7 @@ def shipped(rubric: Rubric, data: list[str] | None = None, weights: str | None =
 
     from . import cifar10
 
-    found = setting(rubric, data, weights, no_verify)
+    found = setting(rubric, options)
     conv_weights, _ = load_weights(found)
     buffer = io.BytesIO()
     np.savez(buffer, **conv_weights)

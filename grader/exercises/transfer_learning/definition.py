@@ -16,10 +16,11 @@ EXERCISE = Exercise(
     checks=REGISTRY,
     grading_inputs=grading_inputs,
     worker_context=worker_context,
-    check_options=lambda data_option, weights: data.parse_data_option(data_option),
+    check_options=data.check_options,
     rubric_sections={"data": data.parse_data, "weights": data.parse_weights},
     public_sections=data.public_sections,
     shipped=data.shipped,
     student_modules=("train",),
+    commands={"train": "train", "convert-weights": "convert_weights"},
     public_modules=("synthetic", "cifar10", "vgg_weights", "network"),
 )

@@ -19,6 +19,7 @@ import numpy as np
 
 from ...engine.seeds import grading_seed
 from ...exercise import SECOND_PART
+from ...options import DataOptions
 from ...rubric import Item, Rubric
 from . import data as data_mod, synthetic
 from .checks import REGISTRY, JudgeContext
@@ -144,11 +145,10 @@ class WorkerInputs:
         return _npz(arrays)
 
 
-def grading_inputs(rubric: Rubric, data: list[str] | None = None, weights: str | None = None,
-                   no_verify: bool = False) -> GradingInputs:
+def grading_inputs(rubric: Rubric, options: DataOptions = DataOptions()) -> GradingInputs:
     """The inputs for grading with `rubric` on the data and weights it declares, with the
     command line's overrides (grader/exercises/transfer_learning/data.py)."""
-    conv_weights, dataset, description = data_mod.resolve(rubric, data, weights, no_verify)
+    conv_weights, dataset, description = data_mod.resolve(rubric, options)
     return build(rubric, conv_weights, dataset, description)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import cifar10, synthetic, vgg_weights
 from ...errors import KitError
+from ...options import DataOptions
 
 DEFAULT_STEPS = 300
 """the global step `grader train` trains up to when not told"""
@@ -48,6 +49,37 @@ def ensure_writable_dir(path: str | os.PathLike, what: str) -> Path:
         raise KitError(f"{what} {path}: expected a writable folder, {exc.strerror.lower()}. "
                        f"Choose another folder with the matching option.") from None
     return path
+
+
+HELP = "train the reference (or a module) end to end; run again to resume"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", nargs="+", default=["synthetic"], metavar="KIND [PATH]",
+                        help="'synthetic' (default, offline) or 'cifar10 [PATH]' (archive or "
+                             "extracted folder; downloaded into the cache when PATH is left out)")
+    parser.add_argument("--weights", help="vgg16-conv-weights.npz (default: $GRADER_WEIGHTS, "
+                        "else stand-in weights)")
+    parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                        help="global step to train up to (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--learning-rate", type=float, help="default: the module's own")
+    parser.add_argument("--checkpoint-dir", default="runs/reference/checkpoints")
+    parser.add_argument("--checkpoint-every", type=int, default=100)
+    parser.add_argument("--log-dir", default="runs/reference/logs")
+    parser.add_argument("--no-verify", action="store_true",
+                        help="accept a CIFAR-10 archive whose MD5 is not the official one")
+    parser.add_argument("--module", help="exercise module to train (default: the reference "
+                        "solution of the course folder)")
+
+
+def execute(args) -> None:
+    options = DataOptions.from_args(args)
+    main(data=options.kind, data_path=options.path, weights=options.weights, steps=args.steps,
+         batch_size=args.batch_size, learning_rate=args.learning_rate,
+         checkpoint_dir=args.checkpoint_dir, log_dir=args.log_dir,
+         checkpoint_every=args.checkpoint_every, verify_checksum=not options.no_verify,
+         module=args.module)
 
 
 def main(data: str = "synthetic", data_path: str | None = None, weights: str | None = None,

@@ -72,14 +72,14 @@ class GradingInputs:
         return digest.hexdigest()
 
 
-def check_options(data, weights) -> None:
-    if data or weights:
+def check_options(options) -> None:
+    if options.kind or options.weights:
         raise KitError("the logreg exercise grades on its own blobs: expected no --data or "
                        "--weights, found them; leave them out.")
 
 
-def grading_inputs(rubric, data=None, weights=None, no_verify=False) -> GradingInputs:
-    check_options(data, weights)
+def grading_inputs(rubric, options) -> GradingInputs:
+    check_options(options)
     seed = grading_seed(rubric)
     train_x, train_y = blobs(TRAIN, TRAIN_SEED)
     heldout_x, heldout_y = blobs(HELDOUT, seed)
