@@ -36,7 +36,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from grader import rubric as rubric_mod  # noqa: E402
-from grader.exercises.transfer_learning.checks import REGISTRY, ROUND_TRIP_STEPS, STRAIGHT_STEPS  # noqa: E402
+from grader.exercises.transfer_learning.checks import REGISTRY  # noqa: E402
+from grader.exercises.transfer_learning.checks.checkpoint import ROUND_TRIP_STEPS, STRAIGHT_STEPS  # noqa: E402
 
 SHARES = REGISTRY.shares
 from grader.paths import default_rubric, solution  # noqa: E402
@@ -49,7 +50,7 @@ CHECKPOINT_STEPS = ROUND_TRIP_STEPS + STRAIGHT_STEPS + (STRAIGHT_STEPS - ROUND_T
 
 
 def images_needed(item: rubric_mod.Item, items: list[rubric_mod.Item]) -> int:
-    """Images the item pushes through the frozen network (collect_* in grader/exercises/transfer_learning/checks.py);
+    """Images the item pushes through the frozen network (collect_* in grader/exercises/transfer_learning/checks/);
     an item that observes another's run (Check.shares) needs none of its own."""
     p = item.params
     if SHARES.get(item.check) in {i.check for i in items}:

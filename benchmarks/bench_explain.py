@@ -3,10 +3,10 @@
     python benchmarks/bench_explain.py [--images 500] [--repeats 5]
 
 For the reference model with the stand-in weights, on `--images` held-out images:
-- logits:   the model's forward pass in the worker (checks._outputs, traced);
+- logits:   the model's forward pass in the worker (checks.model._outputs, traced);
 - witness:  what the worker reads besides the logits (conv1_1's input, the conv weights,
             the head, flatten's order);
-- explain:  the grading process's check (checks.explain_logits: the colour-transform fit
+- explain:  the grading process's check (checks.explain.explain_logits: the colour-transform fit
             over every pixel and the VGG front end recomputed on 12 images).
 The best of `--repeats` rounds of each is reported (noise only slows a round down).
 """
@@ -48,13 +48,13 @@ def main() -> None:
     spec.loader.exec_module(module)
     model = module.build_model(vgg_weights.stand_in(), num_classes=10)
     images, _ = synthetic.generate(args.images, seed=9)
-    checks._outputs(model, images)  # the trace, as the items' first call pays it
-    witness = checks.logit_witness(model, module, images)
-    assert checks.explain_logits(witness, images) is None
-    logits = best(lambda: checks._outputs(model, images), args.repeats)
-    extra = best(lambda: (checks._inputs_of(model, module, images), checks._conv_weights(model),
-                          checks._head(model), checks._flatten_order(model)), args.repeats)
-    explain = best(lambda: checks.explain_logits(witness, images), args.repeats)
+    checks.model._outputs(model, images)  # the trace, as the items' first call pays it
+    witness = checks.witness.logit_witness(model, module, images)
+    assert checks.explain.explain_logits(witness, images) is None
+    logits = best(lambda: checks.model._outputs(model, images), args.repeats)
+    extra = best(lambda: (checks.witness._inputs_of(model, module, images), checks.model._conv_weights(model),
+                          checks.witness._head(model), checks.witness._flatten_order(model)), args.repeats)
+    explain = best(lambda: checks.explain.explain_logits(witness, images), args.repeats)
     print(f"{args.images} images: logits {logits:.3f} s, witness {extra:.3f} s "
           f"({extra / logits:.2f} of the logits), explain {explain:.3f} s ({explain / logits:.2f})")
 

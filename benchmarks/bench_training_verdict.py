@@ -39,17 +39,17 @@ def measure(path: Path, inputs: tl_inputs.GradingInputs, steps_list: list[int], 
     module = load_module(prepare(path, tmp / "module"), f"m_{abs(hash(str(path)))}")
     rows = []
     for steps in steps_list:
-        ctx = checks.WorkerContext(inputs.weights, inputs.train_images, inputs.train_labels,
+        ctx = checks.common.WorkerContext(inputs.weights, inputs.train_images, inputs.train_labels,
                                    np.zeros((0, 32, 32, 3), np.uint8), np.zeros((0, 32, 32, 3), np.uint8),
                                    tmp, path.parent)
         with contextlib.redirect_stdout(io.StringIO()):
-            obs = checks.collect_training(module, ctx, {"steps": steps})
-        labels = inputs.train_labels[:checks.TRAINING_IMAGES]
+            obs = checks.training.collect_training(module, ctx, {"steps": steps})
+        labels = inputs.train_labels[:checks.training.TRAINING_IMAGES]
         before, after = obs["before"]["logits"], obs["after"]["logits"]
-        learned, message = checks.learning_diagnosis(before, after, labels, steps, bar)
+        learned, message = checks.training.learning_diagnosis(before, after, labels, steps, bar)
         rows.append({"steps": steps,
-                     "loss_before": checks.cross_entropy(before, labels),
-                     "loss_after": checks.cross_entropy(after, labels),
+                     "loss_before": checks.training.cross_entropy(before, labels),
+                     "loss_after": checks.training.cross_entropy(after, labels),
                      "acc_before": float((before.argmax(1) == labels).mean()),
                      "acc_after": float((after.argmax(1) == labels).mean()),
                      "learned": learned})

@@ -287,9 +287,9 @@ def _canned_head(inputs, n: int = 300) -> str:
 
     from grader.exercises.transfer_learning import checks
 
-    images = inputs.train_images[:n].astype(np.float32) - checks.IMAGENET_MEAN_RGB
-    convs = {name: [inputs.weights[f"{name}_W"], inputs.weights[f"{name}_b"]] for name in checks.CONV_LAYERS}
-    features = checks.vgg_front(images, convs)["pool3"].reshape(n, -1).astype(np.float64)
+    images = inputs.train_images[:n].astype(np.float32) - checks.common.IMAGENET_MEAN_RGB
+    convs = {name: [inputs.weights[f"{name}_W"], inputs.weights[f"{name}_b"]] for name in checks.common.CONV_LAYERS}
+    features = checks.explain.vgg_front(images, convs)["pool3"].reshape(n, -1).astype(np.float64)
     mean, scale = features.mean(axis=0), features.std(axis=0) + 1e-6
     scaled = (features - mean) / scale
     targets = 2.0 * np.eye(10)[inputs.train_labels[:n]] - 1.0

@@ -32,7 +32,7 @@ def test_variables_held_as_plain_tf_variables_are_found():
 
     layer = Conv(name="conv1_1")
     assert layer.weights == []  # what Keras itself reports
-    kernel, bias = checks.kernel_and_bias(layer)
+    kernel, bias = checks.model.kernel_and_bias(layer)
     assert tuple(kernel.shape) == (3, 3, 3, 4) and tuple(bias.shape) == (4,)
     kernel.assign(np.full((3, 3, 3, 4), 2.0, np.float32))
     assert float(layer.k.numpy().mean()) == 2.0
@@ -43,8 +43,8 @@ def test_nested_layers_are_found_by_name():
 
     inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="fc")], name="head")
     outer = keras.Sequential([keras.Input((4,)), inner])
-    assert checks.find_layer(outer, "fc") is inner.layers[0]
-    assert checks.find_layer(outer, "nothing") is None
+    assert checks.model.find_layer(outer, "fc") is inner.layers[0]
+    assert checks.model.find_layer(outer, "nothing") is None
 
 
 def _pipeline_obs(batches_per_epoch, stream=None, ordered=None):
@@ -69,7 +69,7 @@ def test_pipeline_judge_accepts_shuffled_examples():
     rng = np.random.default_rng(0)
     first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
     stream = sum(first + second + _shuffled_epoch(rng), [])
-    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
+    score, message, *_ = checks.pipeline.judge_pipeline(_pipeline_obs([first, second], stream), None,
                                            {"batch_size": 16})
     assert score == pytest.approx(1.0), message
 
@@ -78,7 +78,7 @@ def test_pipeline_judge_refuses_shuffled_batches():
     """Batches shuffled as wholes: new order every epoch, but the same examples together."""
     blocks = [list(range(i, min(i + 16, 50))) for i in range(0, 50, 16)]
     first, second = [blocks[2], blocks[0], blocks[3], blocks[1]], [blocks[1], blocks[3], blocks[0], blocks[2]]
-    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second]), None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(_pipeline_obs([first, second]), None, {"batch_size": 16})
     assert score < 1 and "the same examples share a batch" in message
 
 
@@ -86,7 +86,7 @@ def test_pipeline_judge_refuses_epochs_mixed_by_repeat_before_shuffle():
     rng = np.random.default_rng(1)
     first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
     mixed = rng.permutation(list(range(50)) * 3).tolist()
-    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second], mixed), None,
+    score, message, *_ = checks.pipeline.judge_pipeline(_pipeline_obs([first, second], mixed), None,
                                            {"batch_size": 16})
     assert score < 1 and "epochs mix into each other" in message
 
@@ -102,7 +102,7 @@ def test_pipeline_judge_refuses_epochs_mixed_by_repeat_before_shuffle():
 def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok, monkeypatch):
     import tensorflow as tf
 
-    monkeypatch.setattr(checks, "explain_logits", lambda *args: None)  # tested below
+    monkeypatch.setattr(checks.training, "explain_logits", lambda *args: None)  # tested below
 
     writer = tf.summary.create_file_writer(str(tmp_path / "train"))
     with writer.as_default():
@@ -114,8 +114,8 @@ def test_training_judge_reads_the_usual_summary_tags(tmp_path, tags, ok, monkeyp
     learned = np.eye(10, dtype=np.float32)[labels] * 5
     obs = {"before": {"logits": np.zeros((256, 10), np.float32)}, "after": {"logits": learned},
            "log_dir": str(tmp_path)}
-    obs = checks.finish_training(obs, tmp_path)  # what the engine does where the worker ran
-    score, message, _ = checks.judge_training(obs, _Ctx(), {"steps": 3, "learned_accuracy": 0.5})
+    obs = checks.training.finish_training(obs, tmp_path)  # what the engine does where the worker ran
+    score, message, _ = checks.training.judge_training(obs, _Ctx(), {"steps": 3, "learned_accuracy": 0.5})
     assert (score == 1.0) == ok, message
 
 
@@ -136,7 +136,7 @@ def test_learning_is_the_accuracy_on_the_training_images_against_the_calibrated_
         accuracy, scale, learned, says):
     labels = np.arange(200) % 10
     before = np.zeros((200, 10), np.float32)
-    found, message = checks.learning_diagnosis(before, _logits_with_accuracy(labels, accuracy, scale),
+    found, message = checks.training.learning_diagnosis(before, _logits_with_accuracy(labels, accuracy, scale),
                                                labels, 60, bar=0.3)
     assert found == learned and says in message, message
     assert f"0.10 -> {accuracy:.2f} (learned from 0.30)" in message
@@ -155,7 +155,7 @@ def test_the_training_hint_names_what_the_grader_saw_of_the_network(causes, says
     """Loss up, accuracy below the bar: the inputs conv1_1 is given, or the convolutions'
     weights, when they are off; the learning rate when both were read and are right."""
     labels = np.arange(200) % 10
-    found, message = checks.learning_diagnosis(np.zeros((200, 10), np.float32),
+    found, message = checks.training.learning_diagnosis(np.zeros((200, 10), np.float32),
                                                _logits_with_accuracy(labels, 0.2, 40.0), labels, 60,
                                                0.3, **causes)
     assert not found and says in message and not_says not in message, message
@@ -169,12 +169,12 @@ def test_an_accuracy_below_its_bounds_names_the_likely_cause():
 
     weights, images = _small_weights(), _images(40)
     labels = np.arange(40) % 10
-    convs = {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in checks.CONV_LAYERS}
-    right = images.astype(np.float32) - checks.IMAGENET_MEAN_RGB
+    convs = {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in checks.common.CONV_LAYERS}
+    right = images.astype(np.float32) - checks.common.IMAGENET_MEAN_RGB
     wrong = (np.eye(10, dtype=np.float32)[(labels + 1) % 10] * 50)
     wrong[:8] = np.eye(10, dtype=np.float32)[labels[:8]] * 50  # 0.2 right, confidently wrong on the rest
     witness = {"logits": wrong, "inputs": right, "convs": convs, "head": [[0, 0, "linear"]]}
-    unscaled = images / np.float32(255) - checks.IMAGENET_MEAN_RGB
+    unscaled = images / np.float32(255) - checks.common.IMAGENET_MEAN_RGB
     for changed, says in (({"inputs": unscaled}, "inputs are off: the pixels were not multiplied by 255"),
                           ({"convs": {**convs, "conv1_1": [convs["conv1_1"][0] * 0, convs["conv1_1"][1]]}},
                            "do not hold the VGG16 weights (conv1_1 differ"),
@@ -182,13 +182,13 @@ def test_an_accuracy_below_its_bounds_names_the_likely_cause():
                           ({}, "most likely a learning rate too large"),
                           ({"logits": wrong / 100}, "it learns, too slowly"),
                           ({"inputs": None}, None)):
-        cause = checks._accuracy_cause({**witness, **changed}, images, labels, weights)
+        cause = checks.training._accuracy_cause({**witness, **changed}, images, labels, weights)
         assert (cause is None if says is None else says in cause), cause
 
 
 def test_outputs_that_never_moved_name_the_missing_update():
     labels = np.arange(200) % 10
-    found, message = checks.learning_diagnosis(np.zeros((200, 10)), np.zeros((200, 10)), labels, 60, 0.3)
+    found, message = checks.training.learning_diagnosis(np.zeros((200, 10)), np.zeros((200, 10)), labels, 60, 0.3)
     assert not found and "fc was never updated" in message
 
 
@@ -215,14 +215,14 @@ def test_outputs_traced_equal_eager_and_an_untraceable_model_is_called_eagerly()
     eager = np.asarray(model(images, training=False))
     # float32 sums of 3072 terms in another order: equal to a few ulps of the largest output
     scale = float(np.abs(eager).max())
-    np.testing.assert_allclose(checks._outputs(model, images), eager, rtol=0, atol=1e-5 * scale)
+    np.testing.assert_allclose(checks.model._outputs(model, images), eager, rtol=0, atol=1e-5 * scale)
 
     class NumpyOnly(keras.Model):
         def call(self, x, training=False):
             return np.asarray(x, np.float32).reshape(len(x), -1)[:, :10]
 
     numpy_only = NumpyOnly()
-    found = checks._outputs(numpy_only, images)
+    found = checks.model._outputs(numpy_only, images)
     np.testing.assert_array_equal(found, images.reshape(300, -1)[:, :10].astype(np.float32))
 
 
@@ -234,8 +234,8 @@ def test_the_traced_forward_pass_does_not_keep_its_model_alive():
 
     model = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Flatten(),
                               keras.layers.Dense(10, name="fc")])
-    checks._outputs(model, np.zeros((checks.TRACE_FROM, 32, 32, 3), np.uint8))
-    assert model in checks._forward  # traced once, kept for the model's next evaluation
+    checks.model._outputs(model, np.zeros((checks.model.TRACE_FROM, 32, 32, 3), np.uint8))
+    assert model in checks.model._forward  # traced once, kept for the model's next evaluation
     gone = weakref.ref(model)
     del model
     gc.collect()
@@ -320,47 +320,47 @@ def test_logits_of_the_named_layers_are_explained_and_other_logits_are_not():
         fc = model.get_layer("fc")
         fc.set_weights([np.random.default_rng(2).normal(0, 1e-2, (4096, 10)).astype(np.float32),
                         np.arange(10, dtype=np.float32)])
-        witness = checks.logit_witness(model, None, images)
-        assert checks.explain_logits(witness, images) is None
+        witness = checks.witness.logit_witness(model, None, images)
+        assert checks.explain.explain_logits(witness, images) is None
         forged = dict(witness, logits=witness["logits"] + np.eye(10)[np.arange(20) % 10] * 3)
-        assert "not fc applied" in checks.explain_logits(forged, images, rows=np.arange(20))
+        assert "not fc applied" in checks.explain.explain_logits(forged, images, rows=np.arange(20))
 
     Fake, module = _fake_model_module()
     fake = Fake(weights)
-    witness = checks.logit_witness(fake, module, images)
-    assert set(witness["convs"]) == set(checks.CONV_LAYERS)
-    assert "not fc applied" in checks.explain_logits(witness, images)
+    witness = checks.witness.logit_witness(fake, module, images)
+    assert set(witness["convs"]) == set(checks.common.CONV_LAYERS)
+    assert "not fc applied" in checks.explain.explain_logits(witness, images)
 
 
 def test_explanation_refuses_inputs_that_are_not_a_colour_transform_of_the_images():
     weights, images = _small_weights(), _images(6)
     inputs = images.astype(np.float32) - 120.0
-    features = checks.vgg_front(inputs, {n: [weights[f"{n}_W"], weights[f"{n}_b"]]
-                                         for n in checks.CONV_LAYERS})
+    features = checks.explain.vgg_front(inputs, {n: [weights[f"{n}_W"], weights[f"{n}_b"]]
+                                         for n in checks.common.CONV_LAYERS})
     kernel = np.random.default_rng(3).normal(0, 1e-2, (4096, 10)).astype(np.float32)
-    convs = {n: [weights[f"{n}_W"], weights[f"{n}_b"]] for n in checks.CONV_LAYERS}
+    convs = {n: [weights[f"{n}_W"], weights[f"{n}_b"]] for n in checks.common.CONV_LAYERS}
     head = [[kernel, np.zeros(10, np.float32), "linear"]]
     logits = features["pool3"].reshape(6, -1) @ kernel
     honest = {"logits": logits, "inputs": inputs, "convs": convs, "head": head, "flatten_order": None}
-    assert checks.explain_logits(honest, images) is None
+    assert checks.explain.explain_logits(honest, images) is None
     # inputs that encode something else than the pixels (here: shifted by one pixel)
     shifted = np.roll(inputs, 1, axis=2)
-    features = checks.vgg_front(shifted, convs)
+    features = checks.explain.vgg_front(shifted, convs)
     crafted = dict(honest, inputs=shifted, logits=features["pool3"].reshape(6, -1) @ kernel)
-    assert "colour transform" in checks.explain_logits(crafted, images)
+    assert "colour transform" in checks.explain.explain_logits(crafted, images)
 
 
 def test_frozen_is_compared_in_the_grading_process():
     """The frozen verdict comes from the arrays the worker reports, compared here."""
-    convs = {n: [np.ones((3, 3, 1, 1), np.float32), np.zeros(1, np.float32)] for n in checks.CONV_LAYERS}
+    convs = {n: [np.ones((3, 3, 1, 1), np.float32), np.zeros(1, np.float32)] for n in checks.common.CONV_LAYERS}
     trainable = [["fc/kernel", [4096, 10], True], ["fc/bias", [10], True]]
     obs = {"trainable": trainable, "before": convs, "steps": 3,
            "after": {**convs, "conv2_1": [np.full((3, 3, 1, 1), 2, np.float32), np.zeros(1, np.float32)]},
            "fc_before": [np.zeros((4096, 10), np.float32), np.zeros(10, np.float32)],
            "fc_after": [np.ones((4096, 10), np.float32), np.zeros(10, np.float32)]}
-    score, message = checks.judge_frozen(obs, None, {})
+    score, message = checks.features.judge_frozen(obs, None, {})
     assert score == pytest.approx(0.6) and "training changed conv2_1" in message
-    score, _ = checks.judge_frozen(dict(obs, after=convs), None, {})
+    score, _ = checks.features.judge_frozen(dict(obs, after=convs), None, {})
     assert score == pytest.approx(1.0)
 
 
@@ -376,10 +376,10 @@ def test_frozen_is_compared_in_the_grading_process():
 def test_the_frozen_hint_names_what_is_trainable(trainable, says, not_says):
     """Is a model whose only trainable layer is an fc of the wrong size, or a dense layer
     the table lacks, told so, rather than to freeze its convolutions?"""
-    convs = {n: [np.ones((3, 3, 1, 1), np.float32), np.zeros(1, np.float32)] for n in checks.CONV_LAYERS}
+    convs = {n: [np.ones((3, 3, 1, 1), np.float32), np.zeros(1, np.float32)] for n in checks.common.CONV_LAYERS}
     obs = {"trainable": trainable, "before": convs, "after": convs, "steps": 3,
            "fc_before": [np.zeros((4, 10), np.float32)], "fc_after": [np.ones((4, 10), np.float32)]}
-    score, message = checks.judge_frozen(obs, None, {})
+    score, message = checks.features.judge_frozen(obs, None, {})
     assert score == pytest.approx(0.6) and says in message and not_says not in message, message
 
 
@@ -389,10 +389,10 @@ def test_a_transposed_kernel_and_weights_never_set_are_named():
     weights = _small_weights()
     ctx = SimpleNamespace(weights=weights)
     arrays = {**weights, "conv2_1_W": np.transpose(weights["conv2_1_W"], (1, 0, 2, 3))}
-    score, message = checks.judge_weights({"arrays": arrays}, ctx, {})
+    score, message = checks.structure.judge_weights({"arrays": arrays}, ctx, {})
     assert score < 1 and "conv2_1_W is the file's kernel with its height and width axes swapped" in message
     unset = {key: np.zeros_like(value) for key, value in weights.items()}
-    score, message = checks.judge_weights({"arrays": unset}, ctx, {})
+    score, message = checks.structure.judge_weights({"arrays": unset}, ctx, {})
     assert score == 0 and "as if they were never set" in message, message
 
 
@@ -419,7 +419,8 @@ def sorting_sizes(monkeypatch):
         sizes.append(np.size(values))
         return real_sort(values, *args, **kwargs)
 
-    monkeypatch.setattr(checks, "sorted", counted_sorted, raising=False)
+    for part in (checks.common, checks.explain, checks.features):
+        monkeypatch.setattr(part, "sorted", counted_sorted, raising=False)
     monkeypatch.setattr(np, "sort", counted_sort)
     return sizes
 
@@ -428,7 +429,7 @@ def test_a_dataset_of_many_one_label_batches_is_refused_on_its_counts():
     """205,000 one-label batches cost the old judge's sum(first, []) 48 s: the count of an
     epoch's labels is checked first, and the item scores 0."""
     many = [[k % 50] for k in range(20_000)]
-    score, message, *_ = checks.judge_pipeline(_pipeline_obs([many, many]), None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(_pipeline_obs([many, many]), None, {"batch_size": 16})
     assert score == 0 and message.startswith(MALFORMED), message
     assert "the first epoch holds 20000 entries, more than 1000" in message
 
@@ -441,14 +442,14 @@ def test_the_pipeline_judge_flattens_batches_in_linear_time(monkeypatch):
         assert not isinstance(start, list), "sum() of lists: quadratic in their number"
         return builtins.sum(values, start)
 
-    monkeypatch.setattr(checks, "sum", no_list_sums, raising=False)
+    monkeypatch.setattr(checks.pipeline, "sum", no_list_sums, raising=False)
     rng = np.random.default_rng(0)
     first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
     stream = [label for batch in first + second + _shuffled_epoch(rng) for label in batch]
-    score, message, *_ = checks.judge_pipeline(_pipeline_obs([first, second], stream), None,
+    score, message, *_ = checks.pipeline.judge_pipeline(_pipeline_obs([first, second], stream), None,
                                            {"batch_size": 16})
     assert score == pytest.approx(1.0), message
-    assert checks._flat([[1], [2, 3], []]) == [1, 2, 3]
+    assert checks.pipeline._flat([[1], [2, 3], []]) == [1, 2, 3]
 
 
 def _features_obs(seed=0):
@@ -457,8 +458,8 @@ def _features_obs(seed=0):
 
     weights, probe = _small_weights(seed), _images(6)
     ctx = SimpleNamespace(probe=probe, weights=weights)
-    expected = checks.reference_features(probe, weights)
-    kernel, bias = checks.probe_fc_arrays([[4096, 10], [10]])
+    expected = checks.features.reference_features(probe, weights)
+    kernel, bias = checks.model.probe_fc_arrays([[4096, 10], [10]])
     obs = {"chain": dict(expected), "fc_shapes": [[4096, 10], [10]],
            "logits": (expected["pool3"].reshape(6, -1) @ kernel + bias).astype(np.float32),
            "flatten_order": np.arange(4096, dtype=np.float64)}
@@ -470,13 +471,13 @@ def test_a_flatten_order_is_checked_on_its_size_before_it_is_sorted(sorting_size
     sorted(order.tolist()): an order that is not pool3's 4096 values is refused on its size,
     and only the logits' part of the item is lost."""
     obs, ctx = _features_obs()
-    score, message = checks.judge_features(obs, ctx, {"tolerance": 1e-3})
+    score, message = checks.features.judge_features(obs, ctx, {"tolerance": 1e-3})
     assert score == pytest.approx(1.0), message
     assert max(sorting_sizes) <= 4096
     sorting_sizes.clear()
     for order in (np.tile(np.arange(4096, dtype=np.float64), 5),
                   np.broadcast_to(np.float64(0), (60_000_000,))):  # 60 M values in no memory
-        score, message = checks.judge_features(dict(obs, flatten_order=order), ctx, {"tolerance": 1e-3})
+        score, message = checks.features.judge_features(dict(obs, flatten_order=order), ctx, {"tolerance": 1e-3})
         assert not sorting_sizes, sorting_sizes  # nothing of it sorted
         assert score == pytest.approx(0.6) and "does not reorder pool3's 4096 values" in message
 
@@ -486,13 +487,13 @@ def test_fc_shapes_are_checked_before_the_grader_makes_probe_values_of_them(monk
     than a kernel [4096, k] and a bias [k], k bounded, are never drawn."""
     obs, ctx = _features_obs()
     drawn = []
-    real = checks.probe_fc_arrays
-    monkeypatch.setattr(checks, "probe_fc_arrays", lambda shapes: drawn.append(shapes) or real(shapes))
+    real = checks.model.probe_fc_arrays
+    monkeypatch.setattr(checks.features, "probe_fc_arrays", lambda shapes: drawn.append(shapes) or real(shapes))
     for shapes in ([[4096, 5000], [5000]], [[1 << 20, 1 << 20], [1 << 20]], [[4096, 10]] * 3):
-        score, message = checks.judge_features(dict(obs, fc_shapes=shapes), ctx, {"tolerance": 1e-3})
+        score, message = checks.features.judge_features(dict(obs, fc_shapes=shapes), ctx, {"tolerance": 1e-3})
         assert drawn == []
         assert score == pytest.approx(0.6) and "not fc applied to the flattened pool3" in message
-    score, message = checks.judge_features(dict(obs, fc_shapes=[[1]] * 17), ctx, {"tolerance": 1e-3})
+    score, message = checks.features.judge_features(dict(obs, fc_shapes=[[1]] * 17), ctx, {"tolerance": 1e-3})
     assert score == 0 and "fc's variables holds 17 entries, more than 16" in message
 
 
@@ -500,9 +501,9 @@ def _honest_witness(n=6):
     """A set of logits logit_witness could send, for `n` images (_images(n))."""
     weights, images = _small_weights(), _images(n)
     inputs = images.astype(np.float32) - 120.0
-    convs = {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in checks.CONV_LAYERS}
+    convs = {name: [weights[f"{name}_W"], weights[f"{name}_b"]] for name in checks.common.CONV_LAYERS}
     kernel = np.random.default_rng(3).normal(0, 1e-2, (4096, 10)).astype(np.float32)
-    features = checks.vgg_front(inputs, convs)
+    features = checks.explain.vgg_front(inputs, convs)
     logits = features["pool3"].reshape(n, -1) @ kernel
     return {"logits": logits, "inputs": inputs, "convs": convs,
             "head": [[kernel, np.zeros(10, np.float32), "linear"]], "flatten_order": None}, images
@@ -513,7 +514,7 @@ def test_a_witness_flatten_order_is_checked_on_its_size_before_it_is_sorted(sort
     rows = np.arange(6)
     for order in (np.tile(np.arange(4096, dtype=np.float64), 5),
                   np.broadcast_to(np.float64(0), (60_000_000,))):
-        assert checks.explain_logits(dict(witness, flatten_order=order), images, rows) is None
+        assert checks.explain.explain_logits(dict(witness, flatten_order=order), images, rows) is None
         assert not sorting_sizes, sorting_sizes
 
 
@@ -537,7 +538,7 @@ def _crafted():
         + [[np.zeros((8, 10), np.float32), np.zeros(10, np.float32), "linear"]]
     accuracy = {"mode": "train", "steps": 1, "images": 6, "lower": 0.2, "upper": 0.8}
     names = [f"p{k}" for k in range(5000)]
-    # what the grading process read from the checkpoint files (checks.finish_checkpoint)
+    # what the grading process read from the checkpoint files (checks.checkpoint.finish_checkpoint)
     files = {"files": {"kept": 1, "name": "ckpt-4", "integers": [4], "arrays": [kernel, bias]},
              "files_resumed": {"kept": 2, "name": "ckpt-6", "integers": [6], "arrays": [kernel, bias]}}
     return [
@@ -558,7 +559,7 @@ def _crafted():
         ("accuracy", dict(witness, head=narrow), accuracy,
          "the head (the dense layers up to fc) holds 41 entries, more than 16"),
         ("accuracy", dict(witness, head=[hidden] * 4 + [[kernel, bias, "linear"]]), accuracy,
-         f"values (at most {checks.MAX_HEAD_VALUES} are recomputed)"),
+         f"values (at most {checks.common.MAX_HEAD_VALUES} are recomputed)"),
         ("checkpoint", {"trained": dict(witness, logits=np.zeros((6, 10 ** 5), np.float32)),
                         "restored": witness, "straight": witness, "resumed": witness, **files,
                         "restored_step": 4, "straight_pulled": 6, "resume_pulled": 2,
@@ -590,7 +591,7 @@ def test_a_crafted_observation_scores_zero_with_the_reason(check, obs, params, s
 
 
 def test_an_observation_that_is_not_a_mapping_scores_zero():
-    score, message, *_ = checks.judge_pipeline([1, 2, 3], None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline([1, 2, 3], None, {"batch_size": 16})
     assert score == 0 and message == MALFORMED + "the observation is not a mapping"
 
 
@@ -635,13 +636,13 @@ def test_a_structural_mistake_is_explained_by_the_models_own_chain():
     rows = np.arange(len(images))
     for model in (_table_model(weights, activation=None),
                   _table_model(weights, pool=keras.layers.AveragePooling2D)):
-        witness = checks.logit_witness(model, None, images)
+        witness = checks.witness.logit_witness(model, None, images)
         assert [entry["kind"] for entry in witness["chain"]][:3] == ["conv", "conv", "pool"]
-        assert checks.explain_logits(witness, images) is None
-        assert "not fc applied" in checks.explain_logits(dict(witness, chain=None), images, rows)
+        assert checks.explain.explain_logits(witness, images) is None
+        assert "not fc applied" in checks.explain.explain_logits(dict(witness, chain=None), images, rows)
         forged = witness["logits"].copy()
         forged[3] = forged[3][::-1]
-        assert "not fc applied" in checks.explain_logits(dict(witness, logits=forged), images, rows)
+        assert "not fc applied" in checks.explain.explain_logits(dict(witness, logits=forged), images, rows)
 
     class Swapped(keras.Model):  # call() order differs from the attributes' order
         def __init__(self, inner):
@@ -658,19 +659,19 @@ def test_a_structural_mistake_is_explained_by_the_models_own_chain():
             return x
 
     swapped = Swapped(_table_model(weights))
-    witness = checks.logit_witness(swapped, None, images)
+    witness = checks.witness.logit_witness(swapped, None, images)
     assert [e["name"] for e in witness["chain"] if e["kind"] == "conv"][-3:] == ["conv3_1", "conv3_3", "conv3_2"]
-    assert checks.explain_logits(witness, images) is None
+    assert checks.explain.explain_logits(witness, images) is None
 
     Fake, module = _fake_model_module()
-    witness = checks.logit_witness(Fake(weights), module, images)
-    assert "not fc applied" in checks.explain_logits(witness, images)
+    witness = checks.witness.logit_witness(Fake(weights), module, images)
+    assert "not fc applied" in checks.explain.explain_logits(witness, images)
 
 
 def _chain_witness():
     model = _table_model(_small_weights())
     images = _images(6)
-    return checks.logit_witness(model, None, images), images
+    return checks.witness.logit_witness(model, None, images), images
 
 
 def test_a_reported_chain_must_be_the_tables_network_of_standard_layers():
@@ -680,12 +681,12 @@ def test_a_reported_chain_must_be_the_tables_network_of_standard_layers():
     layers is malformed."""
     witness, images = _chain_witness()
     rows = np.arange(6)
-    assert checks.explain_logits(witness, images, rows) is None
+    assert checks.explain.explain_logits(witness, images, rows) is None
     chain = witness["chain"]
     with_table_head = dict(witness, head=[])  # only the chain could explain these logits
 
     def refused(entries, says):
-        message = checks.explain_logits(dict(with_table_head, chain=entries), images, rows)
+        message = checks.explain.explain_logits(dict(with_table_head, chain=entries), images, rows)
         assert message is not None and says in message, message
 
     strided = [dict(e, strides=[2, 2]) if e.get("name") == "conv2_1" else e for e in chain]
@@ -698,8 +699,8 @@ def test_a_reported_chain_must_be_the_tables_network_of_standard_layers():
     for crafted, says in (([{"kind": "lookup"}], "of no known kind"),
                           ([chain[0]] * 41, "holds 41 entries, more than 40"),
                           ("conv", "is not a list")):
-        with pytest.raises(checks.Malformed, match=says):
-            checks.explain_logits(dict(witness, chain=crafted), images, rows)
+        with pytest.raises(checks.common.Malformed, match=says):
+            checks.explain.explain_logits(dict(witness, chain=crafted), images, rows)
 
 
 def test_features_are_judged_on_the_models_own_preprocessing_and_name_what_differs():
@@ -715,21 +716,21 @@ def test_features_are_judged_on_the_models_own_preprocessing_and_name_what_diffe
 
     def observe(model):
         module = SimpleNamespace(preprocess=None, build_model=lambda weights, num_classes: model)
-        return checks.collect_features(module, SimpleNamespace(weights=weights, probe=probe), {})
+        return checks.features.collect_features(module, SimpleNamespace(weights=weights, probe=probe), {})
 
     unscaled = observe(_table_model(weights, scale=1 / 255))
-    score, message = checks.judge_features(unscaled, ctx, {"tolerance": 1e-3})
+    score, message = checks.features.judge_features(unscaled, ctx, {"tolerance": 1e-3})
     assert score == pytest.approx(1.0), message
     # Unread, its preprocessing makes the same layers depart at once from the grader's
     # computation; the message names the pixel scale, not the layers or call() (issue 33)
-    score, message = checks.judge_features(dict(unscaled, inputs=None), ctx, {"tolerance": 1e-3})
+    score, message = checks.features.judge_features(dict(unscaled, inputs=None), ctx, {"tolerance": 1e-3})
     assert score < 1 and "only because of what conv1_1 is given: the pixels were not " \
         "multiplied by 255" in message and "pixel scale" in message, message
     assert "layer order" not in message and "call()" not in message, message
     for model, says in ((_table_model(weights, activation=None), "no ReLU after conv1_1, conv1_2"),
                         (_table_model(weights, pool=keras.layers.AveragePooling2D),
                          "pool1, pool2, pool3 average")):
-        score, message = checks.judge_features(observe(model), ctx, {"tolerance": 1e-3})
+        score, message = checks.features.judge_features(observe(model), ctx, {"tolerance": 1e-3})
         assert score == 0 and says in message, message
 
 
@@ -749,7 +750,7 @@ def _graphed(stream_seed=0, **changed):
 
 
 def test_pipeline_judge_accepts_honest_elements_and_graphs():
-    score, message, *_ = checks.judge_pipeline(_graphed(), None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(_graphed(), None, {"batch_size": 16})
     assert score == pytest.approx(1.0) and message == "all good", message
 
 
@@ -760,7 +761,7 @@ def test_a_prefetch_the_worker_claims_but_the_graph_lacks_earns_nothing():
     obs = _graphed(once=[shuffle(), batch()], endless=[shuffle(), batch(), REPEAT],
                    forever=[batch(), REPEAT])
     obs["kinds"] = ["_PrefetchDataset", "PrefetchDataset"]
-    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == pytest.approx(0.9), message
     assert message.startswith("no prefetch after batch in the graph of make_dataset(shuffle=True, "
                               "repeat=False)") and "Hint: end with .prefetch" in message, message
@@ -788,7 +789,7 @@ def test_a_graph_that_disagrees_with_the_elements_costs_its_part(changed, lost, 
              "repeats": [shuffle(), batch(), REPEAT, PREFETCH],
              "repeat 3": [batch(), ("RepeatDataset", {"count": 3}), PREFETCH]}
     [(name, kind)] = changed.items()
-    score, message, *_ = checks.judge_pipeline(_graphed(**{name: steps[kind]}), None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(_graphed(**{name: steps[kind]}), None, {"batch_size": 16})
     assert score == pytest.approx(1.0 - lost), message
     assert says in message and "\n" not in message, message
 
@@ -797,7 +798,7 @@ def test_a_pipeline_without_a_graph_loses_the_parts_that_need_it_with_one_line()
     """A py_function: TensorFlow refuses to serialize the pipeline; the spec, the pairing
     and the coverage of an epoch still count."""
     why = "FailedPreconditionError: Failed to serialize the input pipeline graph: EagerPyFunc is stateful."
-    score, message, *_ = checks.judge_pipeline(_graphed(once=why), None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(_graphed(once=why), None, {"batch_size": 16})
     assert score == pytest.approx(0.3), message
     assert message == (f"the graph of make_dataset(shuffle=True, repeat=False) could not be read ({why}), "
                        "so its batch, shuffle, repeat and prefetch were not checked. Hint: build the "
@@ -809,10 +810,10 @@ def test_hostile_graph_bytes_lose_the_graphs_parts_with_what_the_reader_found():
 
     obs = _graphed()
     obs["graphs"]["endless"] = np.frombuffer(HONEST[:len(HONEST) // 2], np.uint8)
-    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == pytest.approx(0.3) and "its graph could not be read: a length of" in message, message
     obs["graphs"]["endless"] = np.zeros((8 << 20) + 1, np.uint8)
-    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == pytest.approx(0.3) and "its graph is 8388609 bytes, more than 8 MB" in message, message
 
 
@@ -826,5 +827,5 @@ def test_hostile_graph_bytes_lose_the_graphs_parts_with_what_the_reader_found():
 def test_graphs_no_collect_half_sends_are_malformed(graphs, says):
     obs = _graphed()
     obs["graphs"] = graphs
-    score, message, *_ = checks.judge_pipeline(obs, None, {"batch_size": 16})
+    score, message, *_ = checks.pipeline.judge_pipeline(obs, None, {"batch_size": 16})
     assert score == 0 and message == MALFORMED + says, message

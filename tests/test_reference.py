@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from grader.exercises.transfer_learning.checks import LAYER_SHAPES
+from grader.exercises.transfer_learning.network import LAYER_SHAPES
 
 
 @pytest.fixture(scope="module")

@@ -34,7 +34,8 @@ def test_student_modules_leave_out_instructor_verbs():
     from grader.exercise import load
 
     carried = set(wheel.exercise_files(load()))
-    assert {"grader/exercises/transfer_learning/checks.py",
+    assert {"grader/exercises/transfer_learning/checks/__init__.py",
+            "grader/exercises/transfer_learning/checks/training.py",
             "grader/exercises/transfer_learning/definition.py",
             "grader/exercises/transfer_learning/train.py"} <= carried
     assert "grader/exercises/transfer_learning/handout.py" not in carried
@@ -194,7 +195,7 @@ def test_nothing_of_the_solution_or_the_hidden_items_is_installed(installed):
     # The whole tree was read (TensorFlow's files included), and every hit, if any, lies
     # in a file another distribution installed.
     assert scanned > 1000 and len(others) > 1000
-    ours = site_packages / "grader" / "exercises" / "transfer_learning" / "checks.py"
+    ours = site_packages / "grader" / "exercises" / "transfer_learning" / "checks" / "training.py"
     assert ours.is_file() and ours.resolve() not in others  # the checker's files do count
     assert lines & {s.strip() for s in (ROOT / "solutions" / "transfer_learning.py").read_text().splitlines()}
     assert not leaks, "\n".join(leaks[:20])

@@ -248,7 +248,7 @@ def _within(limit: float, function: Callable, *args):
     have passed without its answer. A thread cannot be killed: a judge past the limit runs
     on in the background (a daemon thread, so it never keeps the process from exiting),
     taking its share of this process's time until it ends. That is why the checks bound
-    the work of every judge by the sizes of what it reads (checks.py: a crafted observation
+    the work of every judge by the sizes of what it reads (the checks: a crafted observation
     is refused before it costs anything); this limit keeps grading going whatever slips
     past them."""
     answer: dict = {}

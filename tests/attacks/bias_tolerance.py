@@ -30,8 +30,8 @@ frozen (minus its "fc changed by training" part) = about 62; forged: training (l
 half; the logged loss is made up too), accuracy_quick, accuracy, checkpoint.
 Batch route (private 128-bit seed): cd /tmp/attackwork && grader batch subs --out bout --workers 1
 with this file as one of 3 submissions: 110/110, `flags` column empty.
-Let through by: grader/exercises/transfer_learning/checks.py:_apply_head (bias counted in the bound) and
-grader/exercises/transfer_learning/checks.py:explain_logits (tolerance relative to that bound).
+Let through by: grader/exercises/transfer_learning/checks/:_apply_head (bias counted in the bound) and
+grader/exercises/transfer_learning/checks/:explain_logits (tolerance relative to that bound).
 """
 import numpy as np
 import tensorflow as tf

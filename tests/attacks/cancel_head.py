@@ -24,9 +24,9 @@ Score (cd /tmp/attackwork && grader check /work/main/tests/attacks/cancel_head.p
     accuracy 10/10 -> 110/110, no flags (measured 2026-12-01, 35.9 s)
 Batch route (private 128-bit seed): cd /tmp/attackwork && grader batch subs --out bout --workers 1
 with this file as one of 3 submissions: 110/110, `flags` column empty.
-Let through by: grader/exercises/transfer_learning/checks.py:_apply_head (bound = |x| @ |kernel| + |bias| through
+Let through by: grader/exercises/transfer_learning/checks/:_apply_head (bound = |x| @ |kernel| + |bias| through
 every dense layer, so large cancelling terms inflate it) and
-grader/exercises/transfer_learning/checks.py:explain_logits (tolerance EXPLAIN_TOLERANCE * bound).
+grader/exercises/transfer_learning/checks/:explain_logits (tolerance EXPLAIN_TOLERANCE * bound).
 """
 import numpy as np
 import tensorflow as tf

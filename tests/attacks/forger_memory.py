@@ -46,8 +46,8 @@ Score (cd /tmp/attackwork && grader check /work/main/tests/attacks/protocol_forg
     accuracy 10/10 -> 110/110, no flags (measured 2026-12-01)
 Genuinely implemented: nothing (0 points).
 Let through by: grader/worker.py:main (key/signer, job and ctx reachable from the
-submission's frames) + grader/exercises/transfer_learning/checks.py:explain_logits/_apply_head (bias-inflated
-tolerance) + grader/exercises/transfer_learning/checks.py:judge_features (the grader's own numpy VGG is in the
+submission's frames) + grader/exercises/transfer_learning/checks/:explain_logits/_apply_head (bias-inflated
+tolerance) + grader/exercises/transfer_learning/checks/:judge_features (the grader's own numpy VGG is in the
 worker) + judge_pipeline/judge_frozen/judge_weights/judge_layer_shapes/judge_interface
 (public answers).
 """

@@ -37,8 +37,8 @@ Genuinely implemented: nothing (0 points).
 Batch route (private 128-bit seed): cd /tmp/attackwork && grader batch subs --out bout --workers 1
 with this file as one of 3 submissions: 110/110, `flags` column empty.
 Let through by: grader/worker.py:main (key/signer, job and ctx reachable from the
-submission's frames) + grader/exercises/transfer_learning/checks.py:explain_logits/_apply_head (bias-inflated
-tolerance) + grader/exercises/transfer_learning/checks.py:judge_features (the grader's own numpy VGG is in the
+submission's frames) + grader/exercises/transfer_learning/checks/:explain_logits/_apply_head (bias-inflated
+tolerance) + grader/exercises/transfer_learning/checks/:judge_features (the grader's own numpy VGG is in the
 worker) + judge_pipeline/judge_frozen/judge_weights/judge_layer_shapes/judge_interface
 (public answers).
 """

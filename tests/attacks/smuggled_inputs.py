@@ -9,11 +9,11 @@ Before the fix it passed the kit's own explain_logits, judge_accuracy, judge_tra
 judge_checkpoint on every row (checked in numpy against those functions).
 
 MECHANISM
-explain_logits (grader/exercises/transfer_learning/checks.py, `def explain_logits`) recomputes the logits from what the
+explain_logits (grader/exercises/transfer_learning/checks/, `def explain_logits`) recomputes the logits from what the
 worker reports: `inputs` (the conv1_1 input), `convs` and `head`. Two of its assumptions
 do not hold against a key holder:
 
-1. `_pixelwise` (grader/exercises/transfer_learning/checks.py, `def _pixelwise`) accepts the inputs as "a colour
+1. `_pixelwise` (grader/exercises/transfer_learning/checks/, `def _pixelwise`) accepts the inputs as "a colour
    transform of each pixel" when the least-squares residual is within
        1e-3 * (1.0 + max|y|)
    i.e. RELATIVE TO THE LARGEST INPUT VALUE, which the worker chooses. With every input
@@ -48,12 +48,12 @@ Everything else (interface, preprocess, layer_shapes, weights, frozen, features,
 pipeline, summaries) is protocol_forger.py's forging, unchanged.
 
 KIT LINES RELIED ON
-- grader/exercises/transfer_learning/checks.py `_pixelwise`: `return float(np.max(np.abs(design @ solution - y)...)) <=
+- grader/exercises/transfer_learning/checks/ `_pixelwise`: `return float(np.max(np.abs(design @ solution - y)...)) <=
   1e-3 * (1.0 + float(np.max(np.abs(y), initial=0.0)))`  (tolerance scales with the
   attacker's offset);
-- grader/exercises/transfer_learning/checks.py `explain_logits`: `lacking = [...]` only checks conv SHAPES;
+- grader/exercises/transfer_learning/checks/ `explain_logits`: `lacking = [...]` only checks conv SHAPES;
   `features = _cached_front(np.asarray(inputs)[rows], convs)` uses the reported convs;
-- grader/exercises/transfer_learning/checks.py judge_accuracy / judge_training / judge_checkpoint: no comparison of
+- grader/exercises/transfer_learning/checks/ judge_accuracy / judge_training / judge_checkpoint: no comparison of
   the witness's convs or inputs with the weights file or with preprocess;
 - grader/worker.py main(): locals `send`, `job`, `ctx`, `asked`, `collectors`, reached by
   walking tb_frame.f_back (not an audited event, so not flagged) -- as protocol_forger.

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from ...exercise import Exercise
 from . import data
-from .checks import REGISTRY, worker_context
+from .checks import REGISTRY
+from .checks.common import worker_context
 from .inputs import grading_inputs
 from .network import CONTRACT
 

@@ -22,7 +22,8 @@ from ...exercise import SECOND_PART
 from ...options import DataOptions
 from ...rubric import Item, Rubric
 from . import data as data_mod, synthetic
-from .checks import REGISTRY, JudgeContext
+from .checks import REGISTRY
+from .checks.common import JudgeContext
 from .network import CONV_LAYERS, NUM_CLASSES
 
 GRADING_TRAIN = 2000
