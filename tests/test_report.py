@@ -24,6 +24,8 @@ from grader.engine import Flag, ItemResult, Report  # noqa: E402
 from grader.errors import KitError  # noqa: E402
 from grader.records.gradebook import Gradebook  # noqa: E402
 from grader.verbs import report  # noqa: E402
+from grader.reporting.numbers import normalised  # noqa: E402
+from grader.reporting import figures  # noqa: E402
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NAMES = ["scores.png", "items.png", "feedback.png", "accuracy.png", "time.png", "flags.png",
@@ -115,9 +117,9 @@ def test_feedback_grouped_by_normalised_message(klass, book):
 
 
 def test_normalised():
-    assert report.normalised("accuracy  0.113 on\n500 unseen images") == "accuracy # on # unseen images"
-    assert report.normalised("moved by -1.5e-05, not 3") == "moved by #, not #"
-    assert len(report.normalised("x " * 200)) == 120
+    assert normalised("accuracy  0.113 on\n500 unseen images") == "accuracy # on # unseen images"
+    assert normalised("moved by -1.5e-05, not 3") == "moved by #, not #"
+    assert len(normalised("x " * 200)) == 120
 
 
 def test_accuracy_panels(klass, book):
@@ -285,7 +287,7 @@ def test_an_error_leaves_no_half_written_report(klass, tmp_path, monkeypatch):
     def broken(numbers):
         raise RuntimeError("drawing failed")
 
-    monkeypatch.setattr(report, "_time", broken)
+    monkeypatch.setattr(figures, "_time", broken)
     with pytest.raises(RuntimeError):
         report.main(str(out), dest=str(tmp_path / "new"))
     assert not (tmp_path / "new").exists()
