@@ -19,6 +19,11 @@ import class_fixture
 from grader.errors import KitError
 from grader.records.gradebook import GRADED, NEEDS_REVIEW, Gradebook
 from grader.verbs import review
+from grader import review as review_app
+from grader.review import grades as review_grades
+from grader.review import guard as review_guard
+from grader.review import pages as review_pages
+from grader.review import server as review_server
 from review_kit import csv_score, grade_of, hidden_fields, logged_in
 
 TOKEN = "test-token-0123456789abcdef"
@@ -39,7 +44,7 @@ def out(built, tmp_path) -> Path:
 
 @pytest.fixture
 def app(out):
-    return review.create_app(out, TOKEN, grader="ta-two")
+    return review_app.create_app(out, TOKEN, grader="ta-two")
 
 
 @pytest.fixture
@@ -104,8 +109,8 @@ def test_token_redirect_stays_on_this_server(app):
 def test_security_headers_on_every_response(app, client):
     for response in (client.get("/"), client.get("/s/dee"), client.get("/static/review.js"),
                      app.test_client().get("/"), client.get("/s/nobody")):
-        assert response.headers["Content-Security-Policy"] == review.CSP
-        assert "default-src 'none'" in review.CSP and "script-src 'self'" in review.CSP
+        assert response.headers["Content-Security-Policy"] == review_guard.CSP
+        assert "default-src 'none'" in review_guard.CSP and "script-src 'self'" in review_guard.CSP
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert response.headers["Cache-Control"] == "no-store"
@@ -211,7 +216,7 @@ def test_scores_outside_zero_to_points_are_refused(client, out, score):
 
 @pytest.mark.parametrize("fields", [{"line": "4"}, {"line": "-1"}, {"line": "x"}, {"line": "\u00b2"},
                                     {"version": "x"}, {"version": "-1"},
-                                    {"comment": "c" * (review.MAX_COMMENT + 1)}])
+                                    {"comment": "c" * (review_grades.MAX_COMMENT + 1)}])
 def test_other_bad_fields_are_refused(client, out, fields):
     before = snapshot(out)
     assert client.post("/save", data={**grade_form(client, "/s/bo", score="5"), **fields}).status_code == 400
@@ -262,7 +267,7 @@ def test_a_hostile_answer_is_inert(client):
 
 
 def test_markdown_keeps_only_safe_links():
-    out = str(review.render_markdown(
+    out = str(review_pages.render_markdown(
         "[a](https://example.org) [m](mailto:x@example.org) [b](javascript:alert(1)) [c](/s/ada) "
         "[d](data:text/html,x) ![e](https://example.org/t.png)\n\n<b onclick=x>raw</b>"))
     assert '<a href="https://example.org" rel="noopener noreferrer">a</a>' in out
@@ -277,7 +282,7 @@ def test_names_feedback_and_flags_are_escaped(out):
     book.db.execute("UPDATE flags SET detail = '<img src=x onerror=alert(1)>' WHERE student = 'fay'")
     book.set_similar([("fay", "<b>bo</b>", 0.9)])
     book.close()
-    client = review.create_app(out, TOKEN).test_client()
+    client = review_app.create_app(out, TOKEN).test_client()
     client.get(f"/?token={TOKEN}")
     for url in ("/", "/s/fay", "/?q=%3Cb%3E"):
         page = client.get(url).get_data(as_text=True)
@@ -309,7 +314,7 @@ def test_grading_by_question_with_names_hidden_names_no_one(client, out):
             assert "[name hidden].ipynb" in page  # gus's file name, blanked
     assert len(seen) == len(NAMES)  # each index is another submission
     # the order is the same on another start (another server, another token)
-    again = review.create_app(out, "another-token").test_client()
+    again = review_app.create_app(out, "another-token").test_client()
     again.get("/?token=another-token")
     first = without_images(client.get(f"/q/{ITEM}?anon=1&i=1").get_data(as_text=True))
     other = without_images(again.get(f"/q/{ITEM}?anon=1&i=1").get_data(as_text=True))
@@ -399,29 +404,29 @@ def test_training_curves_and_accuracy_are_drawn(client):
 
 
 def test_figures_survive_hostile_details():
-    assert review.curve_svg("nope", "loss") is None
-    assert review.curve_svg([["a", 1], [1, float("nan")], [True, 2]], "loss") is None
-    assert review.curve_svg([[1e308, 0], [-1e308, 1]], "loss") is None
-    one = str(review.curve_svg([[0, 1]], "<b>x</b>"))
+    assert review_pages.curve_svg("nope", "loss") is None
+    assert review_pages.curve_svg([["a", 1], [1, float("nan")], [True, 2]], "loss") is None
+    assert review_pages.curve_svg([[1e308, 0], [-1e308, 1]], "loss") is None
+    one = str(review_pages.curve_svg([[0, 1]], "<b>x</b>"))
     assert "<b>" not in one and "&lt;b&gt;" in one
-    many = review.curve_points([[i, i] for i in range(10_000)])
-    assert len(many) <= review.MAX_CURVE_POINTS + 1 and many[-1] == (9999.0, 9999.0)
-    assert review.accuracy_svg({"accuracy": "0.9", "lower": 0, "upper": 1}) is None
-    assert "marker" in str(review.accuracy_svg({"accuracy": 2.0, "lower": 0.1, "upper": 0.8}))
+    many = review_pages.curve_points([[i, i] for i in range(10_000)])
+    assert len(many) <= review_pages.MAX_CURVE_POINTS + 1 and many[-1] == (9999.0, 9999.0)
+    assert review_pages.accuracy_svg({"accuracy": "0.9", "lower": 0, "upper": 1}) is None
+    assert "marker" in str(review_pages.accuracy_svg({"accuracy": 2.0, "lower": 0.1, "upper": 0.8}))
 
 
 # --- the verb ---------------------------------------------------------------------------------
 
 def test_a_folder_without_a_gradebook_is_one_clear_error(tmp_path):
     with pytest.raises(KitError, match="expected the output folder of `grader batch`"):
-        review.create_app(tmp_path, TOKEN)
+        review_app.create_app(tmp_path, TOKEN)
     with pytest.raises(KitError):
         review.main(str(tmp_path), open_browser=False)
 
 
 def test_loopback_hosts():
-    assert review._loopback("127.0.0.1") and review._loopback("localhost") and review._loopback("::1")
-    assert not review._loopback("0.0.0.0") and not review._loopback("192.168.1.5")
+    assert review_guard._loopback("127.0.0.1") and review_guard._loopback("localhost") and review_guard._loopback("::1")
+    assert not review_guard._loopback("0.0.0.0") and not review_guard._loopback("192.168.1.5")
 
 
 def test_served_by_waitress(app):
@@ -434,7 +439,7 @@ def test_served_by_waitress(app):
         with opener.open(f"{url}?token={TOKEN}", timeout=10) as response:
             page = response.read().decode()
             assert response.status == 200 and response.url == url
-            assert response.headers["Content-Security-Policy"] == review.CSP
+            assert response.headers["Content-Security-Policy"] == review_guard.CSP
         assert "ada" in page
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(url, timeout=10)
@@ -453,7 +458,7 @@ def test_main_prints_the_url_opens_it_and_serves(out, monkeypatch, capsys):
         return made["server"], url
 
     monkeypatch.setattr(review, "serve", serve)
-    monkeypatch.setattr(review.webbrowser, "open", opened.append)
+    monkeypatch.setattr(review_server.webbrowser, "open", opened.append)
     thread = threading.Thread(target=review.main, args=(str(out),), kwargs={"grader": "ta"}, daemon=True)
     thread.start()
     for _ in range(100):

@@ -39,6 +39,10 @@ from grader.answers import Answer, Answers
 from grader.engine import Flag, ItemResult, Report
 from grader.records.gradebook import Gradebook
 from grader.verbs import report, review
+from grader import review as review_app
+from grader.review import guard as review_guard
+from grader.review import pages as review_pages
+from grader.review import server as review_server
 from review_kit import chromium, hidden_fields, logged_in, needs_browser, served
 
 TOKEN = "attack-token-0123456789abcdef"
@@ -85,7 +89,7 @@ def out(tmp_path_factory) -> Path:
 
 @pytest.fixture
 def app(out):
-    return review.create_app(out, TOKEN, grader="ta-attacks")
+    return review_app.create_app(out, TOKEN, grader="ta-attacks")
 
 
 @pytest.fixture
@@ -122,11 +126,11 @@ def test_a_page_of_another_site_pointed_here_is_refused(app, out):
     for host in ("localhost", "localhost:8000", "127.0.0.1:8000", "[::1]:8000", "LOCALHOST:1"):
         assert stranger.get(f"/?token={TOKEN}", headers={"Host": host}).status_code == 302, host
     # listening on every interface: any IP address too (no one can point one elsewhere), no other name
-    names = set(review.LOOPBACK_NAMES)
-    assert review.host_allowed("192.168.1.5:8000", names, any_address=True)
-    assert review.host_allowed("[fe80::1]:8000", names, any_address=True)
-    assert not review.host_allowed("192.168.1.5:8000", names)
-    assert not review.host_allowed("evil.example:8000", names, any_address=True)
+    names = set(review_guard.LOOPBACK_NAMES)
+    assert review_guard.host_allowed("192.168.1.5:8000", names, any_address=True)
+    assert review_guard.host_allowed("[fe80::1]:8000", names, any_address=True)
+    assert not review_guard.host_allowed("192.168.1.5:8000", names)
+    assert not review_guard.host_allowed("evil.example:8000", names, any_address=True)
 
 
 def test_the_served_review_answers_its_own_address_only(app):
@@ -171,7 +175,7 @@ def _main_running(out, monkeypatch, browser=None):
             browser(url)
 
     monkeypatch.setattr(review, "serve", serve)
-    monkeypatch.setattr(review.webbrowser, "open", open_)
+    monkeypatch.setattr(review_server.webbrowser, "open", open_)
     thread = threading.Thread(target=review.main, args=(str(out),), daemon=True)
     thread.start()
     for _ in range(200):
@@ -260,7 +264,7 @@ def test_the_page_is_removed_when_ctrl_c_stops_the_review(out, monkeypatch, caps
 
     monkeypatch.setattr(review, "serve", lambda app, host, port: (Server(), "http://127.0.0.1:1/"))
     monkeypatch.setattr(review, "shutdown", lambda server: seen.setdefault("shut", True))
-    monkeypatch.setattr(review.webbrowser, "open", lambda url: seen.setdefault("opened", url))
+    monkeypatch.setattr(review_server.webbrowser, "open", lambda url: seen.setdefault("opened", url))
     review.main(str(out))
     page = _path(seen["opened"])
     assert seen["while serving"] == (True, True) and seen["shut"]
@@ -270,9 +274,9 @@ def test_the_page_is_removed_when_ctrl_c_stops_the_review(out, monkeypatch, caps
 
 def test_the_page_escapes_the_url_it_sends_to(monkeypatch):
     opened = []
-    monkeypatch.setattr(review.webbrowser, "open", opened.append)
+    monkeypatch.setattr(review_server.webbrowser, "open", opened.append)
     link = 'http://127.0.0.1:1/?token=a"><script>alert(1)</script>&x=\'</script>'
-    with review.browser_page(link) as page:
+    with review_server.browser_page(link) as page:
         text = page.read_text(encoding="utf-8")
         assert opened == [page.as_uri()] and "<script>alert" not in text
         assert text.count("</script>") == 1  # its own
@@ -285,8 +289,8 @@ def test_a_page_that_cannot_be_written_leaves_the_printed_url(out, monkeypatch, 
         raise OSError(28, "No space left on device")
 
     served = []
-    monkeypatch.setattr(review.tempfile, "mkdtemp", full)
-    monkeypatch.setattr(review.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    monkeypatch.setattr(review_server.tempfile, "mkdtemp", full)
+    monkeypatch.setattr(review_server.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
     monkeypatch.setattr(review, "serve", lambda app, host, port: (
         type("S", (), {"run": lambda s: served.append(True)})(), "http://127.0.0.1:1/"))
     monkeypatch.setattr(review, "shutdown", lambda server: None)
@@ -298,8 +302,8 @@ def test_a_page_that_cannot_be_written_leaves_the_printed_url(out, monkeypatch, 
 
 
 def test_no_browser_no_page(out, monkeypatch):
-    monkeypatch.setattr(review.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
-    monkeypatch.setattr(review.tempfile, "mkdtemp", lambda **kw: pytest.fail("wrote a page"))
+    monkeypatch.setattr(review_server.webbrowser, "open", lambda url: pytest.fail(f"opened {url}"))
+    monkeypatch.setattr(review_server.tempfile, "mkdtemp", lambda **kw: pytest.fail("wrote a page"))
     monkeypatch.setattr(review, "serve", lambda app, host, port: (type("S", (), {"run": lambda s: None})(), "http://x/"))
     monkeypatch.setattr(review, "shutdown", lambda server: None)
     review.main(str(out), open_browser=False)
@@ -340,7 +344,7 @@ def test_the_report_spells_out_names_too(out, tmp_path, capsys):
 @pytest.mark.parametrize("raw", [[[2 ** 60, 1.0]], [[0, 1e17], [5, 1e17]], [[1.7e308, 0.0]],
                                  [[0, -1e300], [1, -1e300]], [[0, 5e-324]]])
 def test_a_curve_of_one_huge_step_or_value_is_drawn(raw):
-    svg = review.curve_svg(raw, "loss")
+    svg = review_pages.curve_svg(raw, "loss")
     assert svg is not None and "polyline" in svg
     assert "nan" not in svg.lower() and "inf" not in svg.lower()
 
@@ -426,7 +430,7 @@ def test_an_encrypted_or_corrupt_zip_gives_a_problem(tmp_path):
 @pytest.fixture(scope="module")
 def browser(out):
     pytest.importorskip("selenium.webdriver")
-    with served(review.create_app(out, TOKEN, grader="ta-attacks")) as url, chromium() as driver:
+    with served(review_app.create_app(out, TOKEN, grader="ta-attacks")) as url, chromium() as driver:
         driver.get(f"{url}?token={TOKEN}")
         driver.base = url
         yield driver

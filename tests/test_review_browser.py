@@ -14,6 +14,7 @@ import pytest
 import class_fixture
 from grader.records.gradebook import Gradebook
 from grader.verbs import review
+from grader import review as review_app
 from review_kit import csv_score, grade_of, chromium, ctrl, keys, needs_browser, served, wait
 
 pytestmark = needs_browser
@@ -35,7 +36,7 @@ def out(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def url(out):
     """The base URL of the review, served by waitress in a thread for the module."""
-    with served(review.create_app(out, TOKEN, grader="ta-browser")) as base:
+    with served(review_app.create_app(out, TOKEN, grader="ta-browser")) as base:
         yield base
 
 
