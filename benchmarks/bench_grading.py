@@ -87,7 +87,7 @@ def main() -> None:
         env = dict(os.environ, MPLBACKEND="Agg")
         # The instructor notebook without its check cells: what a notebook grader executes.
         import nbformat
-        from grader.submission import TAG_CHECK
+        from grader.cells import TAG_CHECK
 
         nb = nbformat.read(str(ROOT / "solutions" / "transfer_learning.ipynb"), as_version=4)
         nb.cells = [c for c in nb.cells if TAG_CHECK not in c.metadata.get("tags", [])]

@@ -1,6 +1,6 @@
 """What a hostile class costs the grading process (issue: a batch no submission can stop).
 
-- The notebook filter (grader.submission.definitions_only) on chains of assignments of
+- The notebook filter (grader.cells.definitions_only) on chains of assignments of
   25,000, 50,000 and 100,000 lines, each line reading the next: linear time shows as a
   ratio near 4 between 100,000 and 25,000 lines (the old fixed point took one pass per line:
   16, and a minute at 24,000 lines).
@@ -43,7 +43,7 @@ RUBRIC = {"schema_version": 1, "time_limit": 20, "items": [
 
 
 def chain_times() -> dict[int, float]:
-    from grader.submission import definitions_only
+    from grader.cells import definitions_only
 
     times = {}
     for n in (25_000, 50_000, 100_000):
@@ -64,7 +64,7 @@ def hwm():
 """
 STATEMENTS = HWM + textwrap.dedent("""
     import resource, time
-    from grader.submission import MAX_STATEMENTS, definitions_only
+    from grader.cells import MAX_STATEMENTS, definitions_only
     start = time.perf_counter()
     definitions_only([("a\\n" * (MAX_STATEMENTS - 1000), False)])
     print(MAX_STATEMENTS - 1000, time.perf_counter() - start,
@@ -85,7 +85,7 @@ PEAK = HWM + textwrap.dedent("""
     resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
     try:
         if sys.argv[1] == "grader":
-            from grader.submission import notebook_to_source
+            from grader.cells import notebook_to_source
             notebook_to_source(sys.argv[2])
         else:
             import nbformat

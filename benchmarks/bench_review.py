@@ -2,7 +2,7 @@
 `grader report` on a class of realistic size.
 
 - Reading a notebook's answers (grader.answers, once per submission in a batch) against
-  turning the same notebook into the module to grade (grader.submission, which the batch
+  turning the same notebook into the module to grade (grader.cells, which the batch
   already does for every notebook): the instructor notebook, its answer written and a plot
   saved under it.
 - On a class of --students made by tests/class_fixture.py (a gradebook as a batch leaves
@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 import nbformat  # noqa: E402
 
 import class_fixture  # noqa: E402
-from grader import answers, submission  # noqa: E402
+from grader import answers, cells  # noqa: E402
 from grader.records import exports  # noqa: E402
 from grader.records.gradebook import Gradebook  # noqa: E402
 from grader.verbs import report, review  # noqa: E402
@@ -68,7 +68,7 @@ def main() -> None:
         tmp = Path(tmp)
         path = _notebook(tmp)
         read = _median(lambda: answers.extract(path, ["compare_scratch"]), args.rounds * 4)
-        convert = _median(lambda: submission.notebook_to_source(path), args.rounds * 4)
+        convert = _median(lambda: cells.notebook_to_source(path), args.rounds * 4)
         print(f"answers of one notebook: {read * 1000:.1f} ms; its module: {convert * 1000:.1f} ms "
               f"(ratio {read / convert:.2f})")
 

@@ -135,7 +135,7 @@ def _source(value) -> str:
 
 def from_notebook(path: Path, item_ids: list[str]) -> Answers:
     from .errors import SubmissionError
-    from .submission import read_plain
+    from .plainfile import read_plain
 
     found = Answers.none(item_ids)
     try:
@@ -199,7 +199,7 @@ def _answers_file(folder: Path, module: Path) -> Path | None:
 
 def _from_file(path: Path, item_ids: list[str]) -> Answers:
     from .errors import SubmissionError
-    from .submission import read_plain
+    from .plainfile import read_plain
 
     try:
         text = read_plain(path, MAX_FILE_BYTES).decode("utf-8")
@@ -216,7 +216,7 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
     `own_folder`: the .py is in the student's own folder (grader check), where answers.md
     beside it is theirs too; in a batch's folder only NAME.answers.md is."""
     from .errors import SubmissionError
-    from .submission import _find_module, _safe_unzip, copy_folder
+    from .submission import find_module, safe_unzip, copy_folder
 
     path = Path(path).resolve() if own_folder else Path(path)  # a student's own link is theirs
     if not item_ids:
@@ -233,12 +233,12 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
         folder = Path(tmp)
         try:
             if path.is_file() and path.suffix == ".zip":
-                _safe_unzip(path, folder)
+                safe_unzip(path, folder)
             elif own_folder:  # a student's own folder: theirs to link as they like
                 folder = path
             else:  # copied as materialize copies it: a folder swapped for a link is never read
                 copy_folder(path, folder)
-            module = _find_module(folder, path.name, exercise)
+            module = find_module(folder, path.name, exercise)
         except SubmissionError as exc:
             return Answers.none(item_ids, str(exc))
         except Exception as exc:  # noqa: BLE001 - an encrypted or corrupt member, and the like

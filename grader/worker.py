@@ -32,7 +32,7 @@ from types import MappingProxyType
 
 from .exercise import PUBLIC_KIT
 from .job import Job
-from .submission import SKIPPED, cell_line
+from .cells import SKIPPED, cell_line
 
 WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 INTROSPECTION = {"gc.get_objects", "gc.get_referrers", "gc.get_referents",
@@ -71,7 +71,7 @@ _KERAS_CALL = re.compile(r"Exception encountered when calling (?P<layer>[^\n]*?)
 
 class Source:
     """The module being graded, read before any of its code runs: its lines, and where
-    each came from (a notebook's cell and line: submission.cell_line)."""
+    each came from (a notebook's cell and line: cells.cell_line)."""
 
     def __init__(self, module_file: str = "", text: str = ""):
         self.file, self.text = module_file, text
@@ -155,7 +155,7 @@ def describe(exc: BaseException, module_file: str = "", source: Source | None = 
 
 
 def skipped_notes(module) -> list[str]:
-    """What a notebook's tolerant import skipped (submission.SKIPPED), one line each."""
+    """What a notebook's tolerant import skipped (cells.SKIPPED), one line each."""
     notes = []
     entries = module.__dict__.get(SKIPPED)
     for entry in list(entries)[:MAX_NOTES] if isinstance(entries, list) else []:

@@ -19,7 +19,7 @@ from grader import engine, rubric
 from grader.copying import behaviour
 from grader.exercises.transfer_learning import vgg_weights
 from kit import DEFAULT_RUBRIC
-from grader.submission import prepare
+from grader.cells import prepare
 
 SHIPPED = rubric.load(DEFAULT_RUBRIC)
 CORRECT = corpus.correct_solutions()

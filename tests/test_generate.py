@@ -12,7 +12,7 @@ from grader.verbs import generate
 from grader.errors import MarkerError
 from grader.modules import load_module
 from kit import ROOT, SOLUTION
-from grader.submission import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED
+from grader.cells import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED
 
 
 def test_block_becomes_prompt_and_raise_keeping_indentation():

@@ -13,7 +13,7 @@ from grader import corpus
 from grader import notebook, rubric as rubric_mod
 from grader.errors import KitError
 from grader.options import DataOptions
-from grader.submission import TAG_CHECK, TAG_EXPERIMENT, notebook_to_source
+from grader.cells import TAG_CHECK, TAG_EXPERIMENT, notebook_to_source
 from kit import DEFAULT_RUBRIC, ROOT
 
 TOTAL = re.compile(r"total: ([\d.]+) / ([\d.]+) points")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from grader import provenance, sandbox as sandbox_mod
-from grader.submission import notebook_to_source
+from grader.cells import notebook_to_source
 from kit import ROOT, SOLUTION
 
 ATTACK = ROOT / "tests" / "attacks" / "unseen_children.py"

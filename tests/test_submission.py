@@ -11,7 +11,7 @@ import numpy as np
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from grader.errors import SubmissionError
-from grader.submission import definitions_only, notebook_to_source
+from grader.cells import definitions_only, notebook_to_source
 
 
 def _module(source: str) -> dict:
@@ -301,7 +301,7 @@ def test_links_pipes_and_sizes_are_refused_from_metadata_alone(tmp_path):
 def test_a_long_chain_of_assignments_is_kept_whole(tmp_path):
     """The closure over names is a work list: 20,000 assignments, each reading the next,
     are all kept (the old fixed point took one pass per line here)."""
-    from grader.submission import definitions_only
+    from grader.cells import definitions_only
 
     n = 20_000
     code = "\n".join(f"x{i} = x{i + 1} + 1" for i in range(n)) + f"\nx{n} = 0\n"
@@ -312,7 +312,7 @@ def test_a_long_chain_of_assignments_is_kept_whole(tmp_path):
 
 
 def test_a_cell_too_deep_to_parse_is_skipped_and_the_rest_kept(tmp_path):
-    from grader.submission import SKIPPED, definitions_only
+    from grader.cells import SKIPPED, definitions_only
 
     deep = "y = a" + ".a" * 200_000
     module = definitions_only([(deep, False), ("def preprocess(images):\n    return images\n", True)])
@@ -326,7 +326,8 @@ def test_a_cell_too_deep_to_parse_is_skipped_and_the_rest_kept(tmp_path):
 def test_notebooks_are_bounded_before_they_are_parsed(tmp_path):
     """Millions of values, or a notebook whose code is over the module's bound, end in one
     line; an attachment of many empty lists is read without nbformat's validator."""
-    from grader.submission import MAX_MODULE_BYTES, notebook_to_source
+    from grader.submission import MAX_MODULE_BYTES
+    from grader.cells import notebook_to_source
 
     values = tmp_path / "values.ipynb"
     values.write_text('{"cells": [], "nbformat": 4, "x": [' + "0," * 2_100_000 + "0]}")
@@ -412,7 +413,7 @@ def test_the_module_maps_each_kept_line_back_to_its_cell_and_line(tmp_path):
     """Does every line copied from a cell map back to "code cell N (In [n])" and the line in
     that cell, counted as the student sees it (leading blank lines and a %%time line
     included), while the lines the grader adds map to nothing and `plain` carries no map?"""
-    from grader.submission import LINE_MAP, cell_line
+    from grader.cells import LINE_MAP, cell_line
 
     nb = new_notebook(cells=[
         new_markdown_cell("# Mine"),
@@ -486,7 +487,7 @@ def test_the_content_hash_counts_code_not_answers(tmp_path):
         (tmp_path / f"b{k}" / "broken.ipynb").write_text(text)
     assert content_hash(tmp_path / "b0" / "broken.ipynb") != content_hash(tmp_path / "b1" / "broken.ipynb")
     # an experiment cell (the grader drops it; the answer's plots come from it) counts by place
-    from grader.submission import TAG_EXPERIMENT
+    from grader.cells import TAG_EXPERIMENT
 
     nb.cells.append(nbformat.v4.new_code_cell("plot(1)", metadata={"tags": [TAG_EXPERIMENT]}))
     nbformat.write(nb, str(path))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from grader import worker
 from grader.exercise import load
-from grader.submission import SKIPPED
+from grader.cells import SKIPPED
 
 
 def test_public_data_modules_import_unflagged_and_the_machinery_flagged(tmp_path):
@@ -96,7 +96,7 @@ def test_process_starts_from_the_submission_are_flagged_once_and_never_from_a_ch
 
 def _built_notebook(tmp_path, cells, labels=None):
     """A module built from notebook cells, written where the worker would import it."""
-    from grader.submission import definitions_only
+    from grader.cells import definitions_only
 
     path = tmp_path / "transfer_learning.py"
     path.write_text(definitions_only(cells, labels=labels))

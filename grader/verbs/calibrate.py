@@ -29,7 +29,7 @@ from ..errors import KitError
 from ..fsutil import atomic_path, write_text_atomic
 from ..options import DataOptions, add_data_arguments
 from ..paths import default_rubric
-from ..submission import prepare
+from ..cells import prepare
 
 MARGIN = 0.05
 """upper sits this far below the lowest accuracy of a correct run"""

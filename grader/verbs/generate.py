@@ -29,7 +29,7 @@ from ..paths import MODULE_NAME, RUBRIC_NAME, SOLUTION_REL, course_root
 from ..exercises.transfer_learning import handout, network
 from ..exercises.transfer_learning.checks import REGISTRY
 from ..modules import TENSORFLOW_TESTED
-from ..submission import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
+from ..cells import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
 PROMPT = "# PROMPT:"
