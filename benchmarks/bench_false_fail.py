@@ -36,17 +36,17 @@ def main() -> None:
     args = parser.parse_args()
     variant_seeds = args.variant_seeds or args.seeds
 
-    from grader.verbs import calibrate, corpus
-    from grader import rubric
-    from grader.exercises.transfer_learning import vgg_weights
+    from grader import corpus, rubric
+    from grader.options import DataOptions
+    from grader.verbs import calibrate
     from grader.paths import default_rubric
     DEFAULT_RUBRIC = default_rubric()
 
     shipped = rubric.load(DEFAULT_RUBRIC)
-    weights = vgg_weights.stand_in()
+    inputs = shipped.exercise.calibration(shipped, DataOptions()).inputs  # the rubric's data
     log = lambda line: print(line, file=sys.stderr, flush=True)
     start = time.perf_counter()
-    correct = calibrate.grade_runs(corpus.correct_solutions(), "correct", shipped, weights,
+    correct = calibrate.grade_runs(corpus.correct_solutions(), "correct", shipped, inputs,
                                    args.seeds, log=log)
     false_fail = Counter(item.id for r in correct for item in shipped.items
                          if r.scores[item.id] < 1.0)
@@ -56,7 +56,7 @@ def main() -> None:
             items = corpus.variant_items(variant, shipped.items)
             sub = dataclasses.replace(shipped, items=items)
             path = corpus.write_variant(variant, Path(tmp) / variant.name)
-            for run in calibrate.grade_runs({variant.name: path}, "variant", sub, weights,
+            for run in calibrate.grade_runs({variant.name: path}, "variant", sub, inputs,
                                             variant_seeds, log=log):
                 for item in items:
                     graded[item.id] += 1

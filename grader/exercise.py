@@ -175,6 +175,20 @@ class GradingInputs(Protocol):
         """A digest of everything grading reads, so a batch regrades when it changes."""
 
 
+@dataclass
+class Measured:
+    """What calibration grades the corpus on, loaded once (Exercise.calibration)."""
+    inputs: Callable[[Any], GradingInputs]
+    """inputs(rubric) -> the grading inputs for that rubric (its heldout_seed set per run)"""
+    description: str
+    """the data and weights, for the log"""
+    provenance: dict
+    """what the rubric's `calibration` section records of them"""
+    sections: Callable[[Path], dict]
+    """sections(rubric_path) -> the rubric sections naming what was measured on, when the
+    command line chose it (the bounds hold for that)"""
+
+
 @dataclass(frozen=True, eq=False)
 class Exercise:
     """One exercise, as the kit sees it."""
@@ -214,6 +228,15 @@ class Exercise:
     student_modules: tuple[str, ...] = ()
     """modules of its package that students' commands load by name (`grader train`): the
     student wheel carries them with what they import"""
+    handout: Callable[[], Any] | None = None
+    """handout() -> the module `grader generate` builds the notebooks and the student bundle
+    from (TITLE, intro(), BEFORE, CHECK_SETUP, EXPERIMENTS_MD, EXPERIMENTS, SCRATCH_MD,
+    SCRATCH_QUESTION_MD, SCRATCH, EVIDENCE, question_md, grading_section, CHECK_ALL_MD,
+    answers_file, STUDENT_README, WRITTEN: see the kit's own, exercises/transfer_learning/
+    handout.py); None: the exercise has no generated handout"""
+    calibration: Callable[..., Any] | None = None
+    """calibration(rubric, options) -> Measured: what `grader calibrate` grades the corpus
+    on, loaded once; None: the exercise's bounds are set by hand"""
     commands: Mapping[str, str] = field(default_factory=dict)
     """commands of its own on the command line (`grader train`): name -> a module of its
     package holding HELP, add_arguments(parser) and execute(args), as a verb does"""

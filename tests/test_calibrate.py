@@ -59,10 +59,11 @@ def test_the_training_bar_sits_between_the_correct_runs_and_the_low_ones():
 
 
 def test_calibration_judges_the_training_item_without_its_bar():
-    items = rubric.parse({"schema_version": 1, "items": [
+    parsed = rubric.parse({"schema_version": 1, "items": [
         {"id": "training", "title": "t", "points": 10, "check": "training",
-         "params": {"learned_accuracy": 0.9}}, {"id": "i", "title": "i", "points": 1, "check": "interface"}]}).items
-    unbarred = calibrate.unbarred(items)
+         "params": {"learned_accuracy": 0.9}}, {"id": "i", "title": "i", "points": 1, "check": "interface"}]})
+    items = parsed.items
+    unbarred = calibrate.unbarred(items, parsed.exercise.checks)
     assert unbarred[0].params["learned_accuracy"] == 0.0 and items[0].params["learned_accuracy"] == 0.9
     assert unbarred[1] is items[1]
 

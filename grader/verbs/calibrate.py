@@ -24,7 +24,6 @@ import yaml
 
 from .. import corpus as corpus_mod
 from .. import engine, exercise as exercise_mod, rubric as rubric_mod
-from ..exercises.transfer_learning import data as course_data, inputs as inputs_mod
 from ..errors import KitError
 from ..fsutil import atomic_path, write_text_atomic
 from ..options import DataOptions, add_data_arguments
@@ -58,60 +57,59 @@ class Run:
     messages: dict[str, str] = field(default_factory=dict)
 
 
-def _checks():
-    """The course folder's exercise's checks (the items calibrated are its own)."""
-    return exercise_mod.load().checks
-
-
-def calibration_of(item: rubric_mod.Item) -> exercise_mod.Calibration | None:
-    """How calibration sets an item's bounds (None: it has none to set)."""
-    calibration = _checks()[item.check].calibration
+def calibration_of(item: rubric_mod.Item, checks) -> exercise_mod.Calibration | None:
+    """How calibration sets an item's bounds (None: it has none to set); `checks`: the
+    rubric's exercise's registry."""
+    calibration = checks[item.check].calibration
     return calibration if calibration and calibration.calibrates(item.params) else None
 
 
-def measured_accuracy(item: rubric_mod.Item, observation, inputs: engine.GradingInputs) -> float | None:
+def measured_accuracy(item: rubric_mod.Item, observation, inputs: engine.GradingInputs,
+                      checks) -> float | None:
     """What an item's bounds are set from (the check's Calibration.measure): held-out
     accuracy for accuracy items, the accuracy on the training item's images after its
     run for the training item."""
-    calibration = calibration_of(item)
+    calibration = calibration_of(item, checks)
     return calibration.measure(observation, inputs.judge_context(item), item.params) \
         if calibration else None
 
 
-def unbarred(items: list[rubric_mod.Item]) -> list[rubric_mod.Item]:
+def unbarred(items: list[rubric_mod.Item], checks) -> list[rubric_mod.Item]:
     """The items as calibration judges them: an item with a bar counts any gain as
     reaching it (the bar is what is being measured), so a correct run loses it only to
     what has no bound (the training item's TensorBoard scalars, logits the VGG front end
     does not explain)."""
     out = []
     for item in items:
-        calibration = calibration_of(item)
+        calibration = calibration_of(item, checks)
         out.append(replace(item, params={**item.params, calibration.bar: 0.0})
                    if calibration and calibration.kind == "bar" else item)
     return out
 
 
-def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric, weights: dict,
-               seeds, data=None, log=print) -> list[Run]:
-    """Grade each solution on every item of `rubric` under each seed."""
+def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric, make_inputs,
+               seeds, log=print) -> list[Run]:
+    """Grade each solution on every item of `rubric` under each seed; `make_inputs(rubric)`
+    gives the grading inputs (Measured.inputs)."""
+    checks = rubric.exercise.checks
     runs = []
     for seed in seeds:
         seeded = replace(rubric, heldout_seed=seed)
-        inputs = inputs_mod.build(seeded, weights, data)
+        inputs = make_inputs(seeded)
         for name, path in solutions.items():
             with tempfile.TemporaryDirectory(prefix="grader-calibrate-") as tmp:
                 module = prepare(path, Path(tmp) / "module")
                 outcomes = engine.collect(module, path.parent, seeded.items, inputs,
                                           Path(tmp) / "run", seeded.exercise, seed=seed).outcomes
-                results = engine.judge(unbarred(seeded.items), outcomes, inputs, seeded.exercise)
+                results = engine.judge(unbarred(seeded.items, checks), outcomes, inputs, seeded.exercise)
             run = Run(name, seed, kind)
             for item, result in zip(seeded.items, results):
                 run.scores[item.id] = result.score / item.points if item.points else 1.0
                 run.seconds[item.id] = result.seconds
                 run.messages[item.id] = f"{result.status}: {result.message}"
                 outcome = outcomes.get(item.id)
-                if calibration_of(item) and isinstance(outcome, engine.Observed):
-                    acc = measured_accuracy(item, outcome.observation, inputs)
+                if calibration_of(item, checks) and isinstance(outcome, engine.Observed):
+                    acc = measured_accuracy(item, outcome.observation, inputs, checks)
                     if acc is not None:
                         run.accuracy[item.id] = acc
             log(f"  {kind:7s} {name:28s} seed {seed}: " + ", ".join(
@@ -130,8 +128,9 @@ class Bounds:
     slowest: float
     time_limit: float
     check: str = "accuracy"
-    """the item's check: its Calibration says whether the bounds are a range (lower,
-    upper) or one bar (`upper`, written to the Calibration's `bar` parameter)"""
+    calibration: exercise_mod.Calibration | None = None
+    """the item's check's: whether the bounds are a range (lower, upper) or one bar
+    (`upper`, written to the Calibration's `bar` parameter)"""
 
 
 def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
@@ -145,7 +144,7 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
         limits[item.id] = float(max(MIN_TIME_LIMIT, math.ceil(time_factor * slowest / 5) * 5))
     bounds = {}
     for item in rubric.items:
-        calibration = calibration_of(item)
+        calibration = calibration_of(item, rubric.exercise.checks)
         if calibration is None:
             continue
         values = [r.accuracy.get(item.id) for r in correct]
@@ -176,13 +175,13 @@ def compute(rubric: rubric_mod.Rubric, runs: list[Run], margin: float = MARGIN,
             upper = min(upper, math.floor(round((lower + min_correct) / 2 * 100, 6)) / 100)
         bounds[item.id] = Bounds(item.id, lower, upper, min_correct, max_low,
                                  max(r.seconds.get(item.id, 0.0) for r in correct), limits[item.id],
-                                 item.check)
+                                 item.check, calibration)
     return bounds, limits
 
 
-def _ranged(item: rubric_mod.Item) -> bool:
+def _ranged(item: rubric_mod.Item, checks) -> bool:
     """Scored between calibrated bounds: losing points there is what the bounds measure."""
-    calibration = _checks()[item.check].calibration
+    calibration = checks[item.check].calibration
     return bool(calibration and calibration.kind == "range")
 
 
@@ -191,7 +190,7 @@ def false_fails(rubric: rubric_mod.Rubric, runs: list[Run]) -> list[str]:
     item judged without its calibrated bar, see `unbarred`)."""
     return [f"{r.solution} (seed {r.seed}) lost {item.id}: {r.messages[item.id]}"
             for r in runs if r.kind == "correct" for item in rubric.items
-            if not _ranged(item) and r.scores.get(item.id, 0) < 1.0]
+            if not _ranged(item, rubric.exercise.checks) and r.scores.get(item.id, 0) < 1.0]
 
 
 def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, float],
@@ -205,7 +204,7 @@ def update_rubric_data(data: dict, bounds: dict[str, Bounds], limits: dict[str, 
             raw["time_limit"] = limits[raw["id"]]
         if raw["id"] in bounds:
             params = dict(raw.get("params") or {})
-            bar = _checks()[bounds[raw["id"]].check].calibration.bar
+            bar = bounds[raw["id"]].calibration.bar
             if bar:
                 params[bar] = bounds[raw["id"]].upper
             else:
@@ -248,7 +247,7 @@ def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
         ax.axvline(b.upper, color="tab:green", linestyle="--", linewidth=1)
         ax.set_yticks([0, 1], ["low", "correct"])
         ax.set_xlim(0, 1.02)
-        if _checks()[b.check].calibration.kind == "bar":
+        if b.calibration.kind == "bar":
             title = f"{item_id} (training images): learned from {b.upper:.2f}"
         else:
             title = f"{item_id}: no points at or below {b.lower:.2f}, full points from {b.upper:.2f}"
@@ -260,43 +259,18 @@ def plot(bounds: dict[str, Bounds], runs: list[Run], path: Path) -> None:
     plt.close(fig)
 
 
-def _beside(path: Path, rubric_path: Path) -> str:
-    """`path` as the rubric should name it: relative to the rubric's folder when inside it
-    (the course folder can move), else absolute."""
-    path, folder = path.resolve(), rubric_path.resolve().parent
-    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
-
-
-def declared_data(found: course_data.Setting, rubric_path: Path) -> dict:
-    """The rubric's `data` section for what calibration measured on: the archive with its
-    MD5 (the cached one when no path was given)."""
-    if found.kind == "synthetic":
-        return {"kind": "synthetic"}
-    from ..exercises.transfer_learning import cifar10
-
-    declared = {"kind": found.kind}
-    archive = Path(found.path) if found.path else cifar10.download_path()
-    if found.path:
-        declared["path"] = _beside(archive, rubric_path)
-    if archive.is_file():
-        declared["md5"] = cifar10.md5sum(archive)
-    return declared
-
-
 def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         seeds=SEEDS, options: DataOptions = DataOptions(), margin: float = MARGIN, time_factor: float = TIME_FACTOR, write: bool = True,
         plot_path: str | Path | None = None, solutions: list[str] | None = None,
         log=print) -> tuple[dict[str, Bounds], dict[str, float], list[Run]]:
     rubric_path = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_path)
-    if rubric.exercise.name != exercise_mod.DEFAULT:
-        raise KitError(f"{rubric_path}: grader calibrate measures the kit's own exercise "
-                       f"({exercise_mod.DEFAULT}) on its corpus, found a rubric for "
-                       f"{rubric.exercise.name}; set that rubric's bounds by hand.")
+    if rubric.exercise.calibration is None:
+        raise KitError(f"{rubric_path}: grader calibrate measures an exercise that says what to "
+                       f"grade its corpus on (Exercise.calibration); {rubric.exercise.name} does "
+                       "not. Set that rubric's bounds by hand.")
     corpus = Path(corpus or corpus_mod.default_corpus())
-    found = course_data.setting(rubric, options)
-    conv_weights, weights_source = course_data.load_weights(found)
-    dataset, data_description = course_data.load_dataset(found), found.describe_data()
+    measured = rubric.exercise.calibration(rubric, options)
     correct = corpus_mod.correct_solutions(corpus)
     if solutions:
         unknown = [s for s in solutions if s not in correct]
@@ -306,13 +280,13 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         correct = {s: correct[s] for s in solutions}
     low_variants = [v for v in corpus_mod.load_variants(corpus) if v.low]
     log(f"calibrating {rubric_path} on {len(correct)} correct solutions and {len(low_variants)} "
-        f"low variants, seeds {', '.join(map(str, seeds))} ({weights_source}; {data_description})")
+        f"low variants, seeds {', '.join(map(str, seeds))} ({measured.description})")
     with tempfile.TemporaryDirectory(prefix="grader-variants-") as tmp:
         low = {v.name: corpus_mod.write_variant(v, Path(tmp), corpus) for v in low_variants}
-        calibrated_items = [i for i in rubric.items if calibration_of(i)]
-        runs = grade_runs(correct, "correct", rubric, conv_weights, seeds, dataset, log)
+        calibrated_items = [i for i in rubric.items if calibration_of(i, rubric.exercise.checks)]
+        runs = grade_runs(correct, "correct", rubric, measured.inputs, seeds, log)
         low_rubric = replace(rubric, items=calibrated_items)
-        runs += grade_runs(low, "low", low_rubric, conv_weights, seeds, dataset, log)
+        runs += grade_runs(low, "low", low_rubric, measured.inputs, seeds, log)
     problems = false_fails(rubric, runs)
     if problems:
         raise KitError(f"calibration stopped: a correct solution lost points on a check that "
@@ -326,12 +300,9 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
     import keras
     import tensorflow as tf
 
-    digest = course_data.sha256_of(conv_weights)
     provenance = {
         "date": datetime.date.today().isoformat(),
-        "data": data_description,
-        "weights": weights_source,
-        "weights_sha256": digest,
+        **measured.provenance,
         "tensorflow": tf.__version__,
         "keras": keras.__version__,
         "seeds": list(seeds),
@@ -355,11 +326,7 @@ def run(rubric_path: str | Path | None = None, corpus: str | Path | None = None,
         raw = yaml.safe_load(rubric_path.read_text(encoding="utf-8"))
         updated = update_rubric_data(raw, bounds, limits, provenance)
         # bounds hold for the data and weights they were measured on: the rubric now names them
-        if options.kind:
-            updated["data"] = declared_data(found, rubric_path)
-        if options.weights:
-            updated["weights"] = {"path": _beside(Path(options.weights), rubric_path),
-                                  "sha256": course_data.sha256_of(conv_weights)}
+        updated.update(measured.sections(rubric_path))
         rubric_mod.parse(updated, str(rubric_path))  # never write a rubric that does not load
         header = [line for line in rubric_path.read_text(encoding="utf-8").splitlines()
                   if line.startswith("#")]

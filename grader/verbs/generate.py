@@ -26,8 +26,6 @@ from .. import answers, rubric as rubric_mod
 from ..errors import KitError, MarkerError
 from .. import wheel
 from ..paths import MODULE_NAME, RUBRIC_NAME, SOLUTION_REL, course_root
-from ..exercises.transfer_learning import handout, network
-from ..exercises.transfer_learning.checks import REGISTRY
 from ..modules import TENSORFLOW_TESTED
 from ..cells import TAG_CHECK, TAG_EXPERIMENT, TAG_GRADED, TAG_HANDOUT
 
@@ -142,12 +140,14 @@ def _split_top_level(source: str) -> list[tuple[str | None, str]]:
     return [(n, c) for n, c in chunks if c.strip()]
 
 
-def notebook(module_source: str, title_note: str, public_items: list):
-    """The handout notebook around `module_source` (nbformat v4, deterministic ids)."""
+def notebook(module_source: str, title_note: str, public_items: list, exercise):
+    """The handout notebook around `module_source` (nbformat v4, deterministic ids), from
+    the exercise's handout (Exercise.handout)."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-    intro = handout.INTRO.replace("LAYER_TABLE", network.layer_table_markdown())
+    handout = exercise.handout()
+    intro = handout.intro()
     cells = [new_markdown_cell(f"{handout.TITLE}\n\n{title_note}\n\n{intro}",
                                metadata={"tags": [TAG_HANDOUT]}),
              new_markdown_cell(handout.grading_section(public_items), metadata={"tags": [TAG_HANDOUT]})]
@@ -157,7 +157,7 @@ def notebook(module_source: str, title_note: str, public_items: list):
         if fname in handout.BEFORE:
             cells.append(new_markdown_cell(handout.BEFORE[fname], metadata={"tags": [TAG_HANDOUT]}))
         cells.append(new_code_cell(chunk, metadata={"tags": [TAG_GRADED]}))
-        if fname is not None and fname in REGISTRY.task_of.values():
+        if fname is not None and fname in exercise.checks.task_of.values():
             cells.append(new_code_cell(f"check({fname!r})", metadata=check_tag))
     cells.append(new_markdown_cell(handout.EXPERIMENTS_MD, metadata={"tags": [TAG_HANDOUT]}))
     cells.extend(new_code_cell(code.rstrip("\n"), metadata={"tags": [TAG_EXPERIMENT]})
@@ -214,16 +214,20 @@ def build(out: Path, root: Path, solution: Path | None = None) -> None:
         raise MarkerError(f"{rel}: the generated skeleton does not parse at line {exc.lineno} "
                           f"({exc.msg}); check the markers around it.") from None
     rubric_data = yaml.safe_load(rubric_path.read_text(encoding="utf-8"))
-    rubric_mod.parse(rubric_data, str(rubric_path))  # never ship an invalid rubric
+    exercise = rubric_mod.parse(rubric_data, str(rubric_path)).exercise  # never ship an invalid rubric
+    if exercise.handout is None:
+        raise KitError(f"{rubric_path}: grader generate builds the handout of an exercise that "
+                       f"has one (Exercise.handout); {exercise.name} has none.")
+    handout = exercise.handout()
     public = rubric_mod.public_copy(rubric_data)
 
     (out / "skeletons").mkdir(parents=True)
     (out / "solutions").mkdir()
     (out / "skeletons" / f"{MODULE_NAME}.py").write_text(skeleton, encoding="utf-8")
-    student_nb = notebook(skeleton, STUDENT_NOTEBOOK_HEADER, public["items"])
+    student_nb = notebook(skeleton, STUDENT_NOTEBOOK_HEADER, public["items"], exercise)
     _write_notebook(student_nb, out / "skeletons" / f"{MODULE_NAME}.ipynb")
     _write_notebook(notebook(source, f"*Instructor version with solutions, generated from {rel} by "
-                             "`grader generate` -- do not edit.*", public["items"]),
+                             "`grader generate` -- do not edit.*", public["items"], exercise),
                     out / "solutions" / f"{MODULE_NAME}.ipynb")
 
     bundle = out / "dist" / "student-bundle"

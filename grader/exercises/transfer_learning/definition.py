@@ -2,6 +2,8 @@
 rubric and the grading verbs know of it is here."""
 from __future__ import annotations
 
+import importlib
+
 from ...exercise import Exercise
 from . import data
 from .checks import REGISTRY
@@ -22,6 +24,9 @@ EXERCISE = Exercise(
     public_sections=data.public_sections,
     shipped=data.shipped,
     student_modules=("train",),
+    handout=lambda: importlib.import_module(f"{__package__}.handout"),
+    calibration=lambda rubric, options: importlib.import_module(
+        f"{__package__}.calibration").measured(rubric, options),
     commands={"train": "train", "convert-weights": "convert_weights"},
     public_modules=("synthetic", "cifar10", "vgg_weights", "network"),
 )

@@ -44,6 +44,14 @@ conv4_1 and everything after pool3 in the file (conv4, conv5, and fc6-fc8 in the
 VGG16 file) is not used here.
 """
 
+
+def intro() -> str:
+    """INTRO with the network's layer table in it (network.py)."""
+    from .network import layer_table_markdown
+
+    return INTRO.replace("LAYER_TABLE", layer_table_markdown())
+
+
 BEFORE = {
     "preprocess": """\
 ## 1. Preprocessing
