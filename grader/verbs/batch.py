@@ -105,112 +105,34 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
          user: str = "auto", network: bool = False, startup_limit: float = engine.STARTUP_LIMIT,
          released: bool | None = None, progress: bool = True, scheduler: str | None = None,
          scratch_mb: int = sandbox_mod.SCRATCH_MB, roster: str | None = None) -> dict:
-    folder = Path(submissions).resolve()  # the same path in the gradebook however it was typed
-    download = folder if folder.is_file() and folder.suffix.lower() == ".zip" else None
-    if download is not None:  # an LMS's "download all submissions" zip: unpacked into OUT/download
-        folder = Path(out).resolve() / DOWNLOAD_FOLDER
-    elif not folder.is_dir():
-        raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
-                       "folder per student), or the zip an LMS downloads them in.")
+    folder, download = _submissions_folder(submissions, out)
     rubric_file = Path(rubric_path or default_rubric())
     rubric = rubric_mod.load(rubric_file)
     workers = workers or os.cpu_count() or 1
     if workers < 1:
         raise KitError(f"--workers must be at least 1, found {workers}.")
     out = Path(out)
-    # A private held-out seed per gradebook: a submission cannot regenerate the labels.
-    # 128 bits, because the seeds the items run under are derived from it and reach the
-    # worker: a small seed could be found from them by brute force. The inputs are made
-    # before the output folder, so a wrong data or weights file leaves nothing behind.
-    seed = None
-    if (out / "gradebook.sqlite").is_file():
-        existing = Gradebook(out / "gradebook.sqlite")
-        try:
-            seed = existing.get_meta("heldout_seed")
-        finally:
-            existing.close()
-    rubric.heldout_seed = int(seed or engine.private_seed())
+    rubric.heldout_seed = _heldout_seed(out)
     if rubric.exercise.check_options:  # a malformed --data fails before anything starts
         rubric.exercise.check_options(options)
+    # the inputs are made before the output folder: a wrong data or weights file leaves nothing
     inputs = rubric.exercise.grading_inputs(rubric, options)
     roster_data = lms.read_roster(roster) if roster else None  # read before anything is written
-    grading_on = inputs.description
-    # before OUT exists, beside it (one file system: the swap below is two renames)
-    unpacked = _unpack_download(download, out) if download is not None else None
-    out.mkdir(parents=True, exist_ok=True)
-    os.chmod(out, 0o700)  # the gradebook is private to the grader
-    if unpacked is not None:  # this download replaces the last one, whole
-        old = out / f".{DOWNLOAD_FOLDER}-replaced"
-        shutil.rmtree(old, ignore_errors=True)
-        if folder.exists():
-            folder.rename(old)
-        shutil.move(str(unpacked), str(folder))  # a rename, unless OUT's parent was made just now
-        shutil.rmtree(old, ignore_errors=True)
-        shutil.rmtree(unpacked.parent, ignore_errors=True)
-        print(f"notice: {download.name} unpacked into {folder}", file=sys.stderr)
+    _make_out(out, folder, download)
     book = Gradebook(out / "gradebook.sqlite")
     try:
-        if book.get_meta("heldout_seed") is None:
-            book.set_meta("heldout_seed", str(rubric.heldout_seed))
-        # what `grader similarity` reads the submissions as
-        book.set_meta("exercise", json.dumps({"name": rubric.exercise.name,
-                                              "search_path": list(rubric.exercise.search_path)}))
-        # what review, report and the exports read of the rubric
-        book.set_meta("title", rubric.title)
-        if roster_data is not None:  # else the roster a previous batch was given, if any
-            book.set_meta("roster", json.dumps(roster_data))
-        # the due date and penalty the exports apply (the rubric's; none: nothing is late)
-        book.set_meta("late", json.dumps(rubric.late.to_dict()) if rubric.late else "")
-        # where the submissions are, for `grader similarity` (which reads them as entries() does)
-        book.set_meta("submissions_folder_hex", os.fsencode(str(folder.resolve())).hex())
-        if released is not None:  # else as the last batch or export said
-            book.set_meta("released", "1" if released else "0")
-        released = book.get_meta("released") == "1"
-        book.set_meta("rubric_items", json.dumps([
-            {"id": i.id, "title": i.title, "points": i.points, "check": i.check,
-             "visibility": i.visibility, "params": i.params} for i in rubric.items], default=str))
-        book.set_manual_items([m.to_dict() for m in rubric.manual])
+        released = _record_setting(book, rubric, folder, roster_data, released)
         manual_ids = [m.id for m in rubric.manual]
         # the weights and data are part of what a grade was given under: changing either regrades
         # (the manual items are not: a prompt or a rubric line edited mid-grading must not
         # retrain the class, see autograded_text)
         rubric_hash = hashlib.sha256(autograded_text(rubric_file).encode()
                                      + inputs.fingerprint().encode()).hexdigest()[:16]
-        items = rubric.select(include_hidden=True)
-        client = cluster = None
-        if scheduler:
-            from ..engine import cluster as cluster_mod
-            client, cluster = cluster_mod.connect(scheduler)
-            where = (f"on the Dask cluster at {getattr(client.scheduler, 'address', scheduler)} "
-                     "(sandboxed on each worker)")
-        else:
-            sandbox = sandbox_mod.choose(memory_mb, network, user, [out, rubric_file.parent, folder],
-                                         scratch_mb=scratch_mb)
-            for notice in sandbox.notices:
-                print(f"notice: {notice}", file=sys.stderr)
-            where = f"with {workers} worker(s); sandbox: {sandbox.describe()}"
-        # the ids the gradebook gave entries of these names, wherever the folder was then
-        previous = {r["source"].rsplit("/", 1)[-1]: r["student"] for r in book.submissions()}
-        found = submission_mod.entries(folder, previous)
-        # the class as this download has it: the LMS files leave out entries of earlier ones
-        book.set_meta("current_entries", json.dumps([e.student for e in found]))
-        hashes, refused = {}, {}  # student -> digest; student -> the problem that refuses it
-        for entry in found:
-            try:
-                if not entry.problem:
-                    hashes[entry.student] = content_hash(entry.path)
-            except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
-                refused[entry.student] = f"{entry.student}: could not be read ({type(exc).__name__})."
-            if entry.problem:
-                refused[entry.student] = entry.problem
+        runner = _Runner(rubric, inputs, scheduler, workers, startup_limit, memory_mb, network,
+                         user, scratch_mb, [out, rubric_file.parent, folder])
+        found, hashes, refused = _read_class(book, folder, rubric, rubric_hash)
         entries = [(e.student, e.path) for e in found if e.student in hashes]
         paths = {e.student: e.path for e in found}
-        for student, problem in refused.items():  # recorded as this student's problem, nobody else's
-            report = engine.unreadable_report(student, rubric, True, problem)
-            digest = "refused:" + hashlib.sha256(problem.encode()).hexdigest()
-            book.record(student, _source(paths[student]), digest, rubric_hash, report, "failed",
-                        problem, answers=answers_mod.Answers.none(manual_ids, problem))
-            print(f"refused: {problem}", file=sys.stderr)
         todo = [(s, p) for s, p in entries
                 if regrade or not book.is_current(s, hashes[s], __version__, rubric_hash)]
         if manual_ids:  # unchanged submissions: their answers, read for the current items
@@ -220,46 +142,186 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                     book.set_answers(student, _answers(path, manual_ids, rubric.exercise))
         print(f"{len(found)} submissions, {len(entries) - len(todo)} already graded, "
               + (f"{len(refused)} refused, " if refused else "")
-              + f"{len(todo)} to grade {where}; grading on {grading_on}", file=sys.stderr)
-        from tqdm import tqdm
-        bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
-        try:
-            if client is not None:
-                finished = cluster_mod.results(
-                    client, todo, rubric, inputs, memory_mb=memory_mb, network=network, user=user,
-                    scratch_mb=scratch_mb,
-                    startup_limit=startup_limit,
-                    threads=max(1, (os.cpu_count() or 1) // int(scheduler.split(":")[1]))
-                    if scheduler.startswith("local:") else None)
-            else:
-                finished = _local_results(todo, rubric, inputs, sandbox, startup_limit, workers)
-            for student, report, host in finished:
-                status, message = status_of(report)
-                answered = _answers(paths[student], manual_ids, rubric.exercise)
-                book.record(student, _source(paths[student]), hashes[student], rubric_hash, report,
-                            status, message, host=host, answers=answered)
-                # one line per student as each finishes, above the progress bar
-                bar.write(f"{shown(student)}: {status}, {exports.points(report.score)}/"
-                          f"{exports.points(report.max_score)} in "
-                          f"{report.seconds:.0f} s" + (f", on {shown(host)}" if client is not None else ""),
-                          file=sys.stderr)
-                bar.update(1)
-        finally:
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
-        bar.close()
+              + f"{len(todo)} to grade {runner.where}; grading on {inputs.description}",
+              file=sys.stderr)
+        runner.grade(todo, progress, lambda student, report, host: _record_graded(
+            book, student, paths[student], hashes[student], rubric_hash, report, host, manual_ids,
+            rubric.exercise, runner.remote))
         problems = exports.write_all(book, out, released)
         for student, problem in problems:
             print(f"error: {shown(student)}: {problem}", file=sys.stderr)
-        summary = summarize(book, [i.id for i in items], out)
+        summary = summarize(book, [i.id for i in rubric.select(include_hidden=True)], out)
     finally:
         book.close()
     summary["refused"] = sorted(refused)
     summary["export_problems"] = problems
     summary["similar"] = _similarity(out)
     return summary
+
+
+def _submissions_folder(submissions: str, out: str) -> tuple[Path, Path | None]:
+    """(the folder to grade, the LMS download zip it is unpacked from, or None)."""
+    folder = Path(submissions).resolve()  # the same path in the gradebook however it was typed
+    download = folder if folder.is_file() and folder.suffix.lower() == ".zip" else None
+    if download is not None:  # an LMS's "download all submissions" zip: unpacked into OUT/download
+        return Path(out).resolve() / DOWNLOAD_FOLDER, download
+    if not folder.is_dir():
+        raise KitError(f"{folder}: expected a folder of submissions (.py, .ipynb, .zip or one "
+                       "folder per student), or the zip an LMS downloads them in.")
+    return folder, None
+
+
+def _heldout_seed(out: Path) -> int:
+    """The gradebook's private held-out seed, or a new one: a submission cannot regenerate
+    the labels. 128 bits, because the seeds the items run under are derived from it and
+    reach the worker: a small seed could be found from them by brute force."""
+    seed = None
+    if (out / "gradebook.sqlite").is_file():
+        existing = Gradebook(out / "gradebook.sqlite")
+        try:
+            seed = existing.get_meta("heldout_seed")
+        finally:
+            existing.close()
+    return int(seed or engine.private_seed())
+
+
+def _make_out(out: Path, folder: Path, download: Path | None) -> None:
+    """OUT, private to the grader, with the download unpacked into it (replacing the last
+    one whole)."""
+    # before OUT exists, beside it (one file system: the swap below is two renames)
+    unpacked = _unpack_download(download, out) if download is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)  # the gradebook is private to the grader
+    if unpacked is not None:
+        old = out / f".{DOWNLOAD_FOLDER}-replaced"
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        shutil.move(str(unpacked), str(folder))  # a rename, unless OUT's parent was made just now
+        shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(unpacked.parent, ignore_errors=True)
+        print(f"notice: {download.name} unpacked into {folder}", file=sys.stderr)
+
+
+def _record_setting(book: Gradebook, rubric, folder: Path, roster_data, released) -> bool:
+    """What the other verbs read of this batch, kept in its gradebook; whether the grades
+    are released (as said now, else as the last batch or export said)."""
+    if book.get_meta("heldout_seed") is None:
+        book.set_meta("heldout_seed", str(rubric.heldout_seed))
+    # what `grader similarity` reads the submissions as
+    book.set_meta("exercise", json.dumps({"name": rubric.exercise.name,
+                                          "search_path": list(rubric.exercise.search_path)}))
+    # what review, report and the exports read of the rubric
+    book.set_meta("title", rubric.title)
+    if roster_data is not None:  # else the roster a previous batch was given, if any
+        book.set_meta("roster", json.dumps(roster_data))
+    # the due date and penalty the exports apply (the rubric's; none: nothing is late)
+    book.set_meta("late", json.dumps(rubric.late.to_dict()) if rubric.late else "")
+    # where the submissions are, for `grader similarity` (which reads them as entries() does)
+    book.set_meta("submissions_folder_hex", os.fsencode(str(folder.resolve())).hex())
+    if released is not None:
+        book.set_meta("released", "1" if released else "0")
+    book.set_meta("rubric_items", json.dumps([
+        {"id": i.id, "title": i.title, "points": i.points, "check": i.check,
+         "visibility": i.visibility, "params": i.params} for i in rubric.items], default=str))
+    book.set_manual_items([m.to_dict() for m in rubric.manual])
+    return book.get_meta("released") == "1"
+
+
+def _read_class(book: Gradebook, folder: Path, rubric, rubric_hash: str):
+    """(the folder's entries, {student: content hash}, {student: why refused}); each refused
+    entry is recorded as that student's problem, nobody else's."""
+    # the ids the gradebook gave entries of these names, wherever the folder was then
+    previous = {r["source"].rsplit("/", 1)[-1]: r["student"] for r in book.submissions()}
+    found = submission_mod.entries(folder, previous)
+    # the class as this download has it: the LMS files leave out entries of earlier ones
+    book.set_meta("current_entries", json.dumps([e.student for e in found]))
+    hashes, refused = {}, {}
+    for entry in found:
+        try:
+            if not entry.problem:
+                hashes[entry.student] = content_hash(entry.path)
+        except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
+            refused[entry.student] = f"{entry.student}: could not be read ({type(exc).__name__})."
+        if entry.problem:
+            refused[entry.student] = entry.problem
+    paths = {e.student: e.path for e in found}
+    manual_ids = [m.id for m in rubric.manual]
+    for student, problem in refused.items():
+        report = engine.unreadable_report(student, rubric, True, problem)
+        digest = "refused:" + hashlib.sha256(problem.encode()).hexdigest()
+        book.record(student, _source(paths[student]), digest, rubric_hash, report, "failed",
+                    problem, answers=answers_mod.Answers.none(manual_ids, problem))
+        print(f"refused: {problem}", file=sys.stderr)
+    return found, hashes, refused
+
+
+def _record_graded(book: Gradebook, student: str, path: Path, digest: str, rubric_hash: str,
+                   report, host: str, manual_ids: list[str], exercise, remote: bool) -> None:
+    """One graded submission into the gradebook (one transaction), and its line."""
+    status, message = status_of(report)
+    answered = _answers(path, manual_ids, exercise)
+    book.record(student, _source(path), digest, rubric_hash, report, status, message, host=host,
+                answers=answered)
+
+
+class _Runner:
+    """Where the submissions' code runs: the local pool in the sandbox, or a Dask cluster."""
+
+    def __init__(self, rubric, inputs, scheduler, workers, startup_limit, memory_mb, network,
+                 user, scratch_mb, readable):
+        self.rubric, self.inputs, self.scheduler = rubric, inputs, scheduler
+        self.workers, self.startup_limit = workers, startup_limit
+        self.limits = dict(memory_mb=memory_mb, network=network, user=user, scratch_mb=scratch_mb)
+        self.client = self.cluster = self.sandbox = None
+        if scheduler:
+            from ..engine import cluster as cluster_mod
+            self.client, self.cluster = cluster_mod.connect(scheduler)
+            self.where = (f"on the Dask cluster at "
+                          f"{getattr(self.client.scheduler, 'address', scheduler)} "
+                          "(sandboxed on each worker)")
+        else:
+            self.sandbox = sandbox_mod.choose(memory_mb, network, user, readable,
+                                              scratch_mb=scratch_mb)
+            for notice in self.sandbox.notices:
+                print(f"notice: {notice}", file=sys.stderr)
+            self.where = f"with {workers} worker(s); sandbox: {self.sandbox.describe()}"
+
+    @property
+    def remote(self) -> bool:
+        return self.client is not None
+
+    def grade(self, todo, progress: bool, record) -> None:
+        """Grade `todo` ([(student, path)]), calling record(student, report, host) as each
+        finishes, with one line per student above a progress bar."""
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
+        try:
+            if self.client is not None:
+                from ..engine import cluster as cluster_mod
+                local = self.scheduler.startswith("local:")
+                finished = cluster_mod.results(
+                    self.client, todo, self.rubric, self.inputs, **self.limits,
+                    startup_limit=self.startup_limit,
+                    threads=max(1, (os.cpu_count() or 1) // int(self.scheduler.split(":")[1]))
+                    if local else None)
+            else:
+                finished = _local_results(todo, self.rubric, self.inputs, self.sandbox,
+                                          self.startup_limit, self.workers)
+            for student, report, host in finished:
+                record(student, report, host)
+                bar.write(f"{shown(student)}: {status_of(report)[0]}, {exports.points(report.score)}/"
+                          f"{exports.points(report.max_score)} in {report.seconds:.0f} s"
+                          + (f", on {shown(host)}" if self.client is not None else ""),
+                          file=sys.stderr)
+                bar.update(1)
+        finally:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+            bar.close()
 
 
 def _source(path: Path) -> str:
