@@ -101,7 +101,7 @@ def test_every_grader_command_shown_exists(page):
 def test_every_file_named_exists(page):
     missing = []
     for code in _code(page.read_text(encoding="utf-8")):
-        for token in re.findall(r"(?:^|[\s(=])((?:%s)[\w./-]*)" % "|".join(map(re.escape, TRACKED)),
+        for token in re.findall(r"(?:^|[\s(=])((?:%s)[\w./<>*-]*)" % "|".join(map(re.escape, TRACKED)),
                                 code):
             path = token.rstrip(".,:;)").split("::")[0]
             if not re.search(r"[*<]|[A-Z]{3,}", path) and not (ROOT / path).exists():
