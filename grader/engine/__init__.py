@@ -44,6 +44,7 @@ from ..errors import SubmissionError
 from ..exercise import SECOND_PART, Exercise, GradingInputs, WorkerInputs
 from ..job import Job, JobItem
 from ..rubric import Item, Rubric
+from . import seeds as seeds_mod
 from .seeds import DEFAULT_HELDOUT_SEED, grading_seed, item_seed, private_seed
 from .process import Standby, _Worker, _prepare_work_dir, _readable, worker_env
 from .protocol import GAP_LIMIT, MAX_NOTES, Phase, Stop, _run_worker
@@ -100,7 +101,7 @@ def _collect(module_file, submission_dir, items, inputs, work_dir: Path, exercis
     # What the kept source reaches for, read before any of it runs (a flag, never a score).
     source_flags = {Flag(provenance.KIND, detail): None for detail in provenance.scan_file(module_file)}
     submission_dir = Path(submission_dir).resolve() if submission_dir else module_file.parent
-    item_seeds = item_seeds or {i.id: item_seed(seed, i.id) for i in items}
+    item_seeds = item_seeds or seeds_mod.item_seeds(seed, items)
     _readable(module_file.parent)
     env = worker_env(scratch, threads)
     # an exercise kept outside the kit is imported by the worker from where it is: its
@@ -397,7 +398,7 @@ def grade_submission(source: str | os.PathLike, rubric: Rubric,
     a `standby` is the first worker if it serves the submission (collect_submission)."""
     items = [i for i in rubric.select(include_hidden) if only is None or i.id in only]
     start = time.monotonic()
-    seeds = {i.id: item_seed(grading_seed(rubric), i.id) for i in items}
+    seeds = seeds_mod.item_seeds(grading_seed(rubric), items)
 
     def resolved() -> GradingInputs:
         return inputs.result() if isinstance(inputs, Future) else inputs

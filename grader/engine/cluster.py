@@ -33,6 +33,7 @@ import warnings
 from pathlib import Path
 
 from .. import engine, sandbox as sandbox_mod
+from . import seeds as seeds_mod
 from ..errors import KitError, SubmissionError
 from ..submission import pack
 
@@ -122,7 +123,7 @@ def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: in
     from distributed.scheduler import KilledWorker
 
     items = rubric.select(include_hidden=True)
-    seeds = {i.id: engine.item_seed(engine.grading_seed(rubric), i.id) for i in items}
+    seeds = seeds_mod.item_seeds(engine.grading_seed(rubric), items)
     # Sent once, as a task of its own rather than scattered data: if every worker holding
     # it dies, the scheduler computes it again instead of cancelling the submissions.
     with warnings.catch_warnings():  # the inputs (about 16 MB) are meant to go in this once

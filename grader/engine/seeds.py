@@ -25,3 +25,8 @@ def item_seed(seed: int, item_id: str) -> int:
 
 def grading_seed(rubric) -> int:
     return DEFAULT_HELDOUT_SEED if rubric.heldout_seed is None else rubric.heldout_seed
+
+
+def item_seeds(seed: int, items) -> dict[str, int]:
+    """{item id: the seed it runs under} for `items`, from the grading seed."""
+    return {item.id: item_seed(seed, item.id) for item in items}
