@@ -14,7 +14,7 @@ from pathlib import Path
 from . import late as late_mod, lms
 from .gradebook import NEEDS_REVIEW
 from ..fsutil import atomic_path, write_text_atomic
-from ..names import csv_cell, file_name, file_names, shown as spelled, shown_text
+from ..names import csv_cell, file_name, file_names, shown, shown_text
 
 RELEASED_ALWAYS = {"visible"}
 
@@ -31,7 +31,7 @@ def after_penalty(earned: float, late: late_mod.Late) -> float:
     return earned * (1 - late.percent / 100)
 
 
-def shown(visibility: str, released: bool) -> bool:
+def visible_to_students(visibility: str, released: bool) -> bool:
     """May a student see this item now? Hidden items never; after_due_date and
     after_published ones once the grades are released."""
     return visibility in RELEASED_ALWAYS or (released and visibility in ("after_due_date", "after_published"))
@@ -80,20 +80,20 @@ def feedback_markdown(row: dict, items: list[dict], released: bool,
                       manual: list[dict] = (), late: late_mod.Late = late_mod.ON_TIME) -> str:
     """A student's feedback. `manual`: the manual items with the grade given, each
     {id, title, points, visibility, score, comment} (score None: not graded yet)."""
-    visible = [i for i in items if shown(i["visibility"], released)]
-    graded_manual = [m for m in manual if shown(m["visibility"], released) and m["score"] is not None]
+    visible = [i for i in items if visible_to_students(i["visibility"], released)]
+    graded_manual = [m for m in manual if visible_to_students(m["visibility"], released) and m["score"] is not None]
     score = sum(i["score"] for i in visible) + sum(m["score"] for m in graded_manual)
     top = sum(i["max_score"] for i in visible) + sum(m["points"] for m in graded_manual)
-    lines = [f"# Feedback for {spelled(row['student'])}", ""]
+    lines = [f"# Feedback for {shown(row['student'])}", ""]
     if row["message"]:
-        lines += [f"**{spelled(row['message'])}**", ""]
+        lines += [f"**{shown(row['message'])}**", ""]
     lines += [f"Score shown: {points(after_penalty(score, late))} / {points(top)}"
               + (f" ({points(score)} before the late penalty)" if late.percent else "")]
     if late.late:
         lines += ["", f"Late: {late.reason}."]
     lines += ["", "| item | points | status | feedback |", "|---|---|---|---|"]
     for i in visible:
-        message = spelled(i["message"].replace("|", "\\|").replace("\n", " "))
+        message = shown(i["message"].replace("|", "\\|").replace("\n", " "))
         lines.append(f"| {i['title']} | {i['score']:g} / {i['max_score']:g} | {i['status']} | {message} |")
     for m in graded_manual:
         lines += ["", f"## {m['title']} ({m['score']:g} / {m['points']:g}, graded by a person)"]
@@ -102,13 +102,13 @@ def feedback_markdown(row: dict, items: list[dict], released: bool,
     notes = [n for n in (row.get("notes") or "").splitlines() if n]
     if notes:
         lines += ["", "Skipped when your notebook was imported (the rest was graded):", ""]
-        lines += [f"- {spelled(n)}" for n in notes]
+        lines += [f"- {shown(n)}" for n in notes]
     later = (0 if released else
              sum(1 for i in items if i["visibility"] in ("after_due_date", "after_published"))
              + sum(1 for m in manual if m["visibility"] in ("after_due_date", "after_published")))
     if later:
         lines += ["", f"{later} more item(s) will be shown when the grades are released."]
-    pending = [m for m in manual if shown(m["visibility"], released) and m["score"] is None]
+    pending = [m for m in manual if visible_to_students(m["visibility"], released) and m["score"] is None]
     if pending:
         lines += ["", f"Not graded yet by a person: {', '.join(m['title'] for m in pending)}."]
     return "\n".join(lines) + "\n"
@@ -238,7 +238,7 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
                 target.write_text(text, encoding="utf-8")
         except (OSError, ValueError) as exc:
             problems.append((row["student"], f"{folder.name} file not written "
-                             f"({type(exc).__name__}: {spelled(exc)})"))
+                             f"({type(exc).__name__}: {shown(exc)})"))
 
     for folder, render, name in renders:
         if only is not None and (out / folder).is_dir():  # one student's file, in place
@@ -250,7 +250,7 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
             for row in rows:
                 write_one(tmp, name, row, render, atomic=False)
     title = book.get_meta("title") or "Exercise"
-    now = {s: [m for m in ms if m["score"] is not None and shown(m["visibility"], released)]
+    now = {s: [m for m in ms if m["score"] is not None and visible_to_students(m["visibility"], released)]
            for s, ms in given.items()}
     comments = {s: " | ".join([f"{m['title']}: {m['comment'].strip()}" for m in ms if m["comment"].strip()]
                               + [f"Late: {late_of(s).reason}"] * late_of(s).late)
@@ -259,14 +259,14 @@ def _write_all(book, out: Path, released: bool | None, only: str | None) -> list
     def total(row: dict) -> float:
         """what the student may see now, after the late penalty"""
         autograded = sum(i["score"] for i in results[row["student"]]
-                         if shown(i["visibility"], released))
+                         if visible_to_students(i["visibility"], released))
         return after_penalty(autograded + sum(m["score"] for m in now[row["student"]]),
                              late_of(row["student"]))
 
     def maximum(row: dict, every: bool = False) -> float:
         """what the student may see now is out of (`every`: the whole rubric's maximum)"""
-        return (sum(i["max_score"] for i in results[row["student"]] if every or shown(i["visibility"], released))
-                + sum(m["points"] for m in manual[row["student"]] if every or shown(m["visibility"], released)))
+        return (sum(i["max_score"] for i in results[row["student"]] if every or visible_to_students(i["visibility"], released))
+                + sum(m["points"] for m in manual[row["student"]] if every or visible_to_students(m["visibility"], released)))
 
     held = held_back(statuses)
     final = [row for row in rows if row["student"] not in held]
