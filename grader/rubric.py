@@ -122,7 +122,7 @@ class Rubric:
     heldout_seed: int | None = None
     source: str = "<rubric>"
     exercise: exercise_mod.Exercise = None
-    """what it grades (parse fills it in)"""
+    """what it grades: required (parse fills it in from the rubric's `exercise`)"""
     sections: dict = field(default_factory=dict)
     """the exercise's own sections (Exercise.rubric_sections), as it parsed them"""
     manual: list[ManualItem] = field(default_factory=list)
@@ -131,8 +131,8 @@ class Rubric:
     """the due date and late penalty, applied to the grades exported (None: no due date)"""
 
     def __post_init__(self):
-        if self.exercise is None:
-            self.exercise = exercise_mod.load()
+        if self.exercise is None:  # a rubric names its exercise; parse() reads which
+            raise TypeError("Rubric: expected the exercise it grades (exercise=...); none given")
         self.title = self.title or self.exercise.title
 
     @property

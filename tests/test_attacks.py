@@ -66,7 +66,7 @@ def test_a_patched_numpy_in_the_worker_does_not_hide_trained_convolutions(tmp_pa
     attack = tmp_path / "patched_numpy.py"
     attack.write_text(source + "\nimport numpy as _np\n_np.array_equal = lambda *args, **kwargs: True\n")
     frozen = [i for i in full_rubric.items if i.id == "frozen"]
-    only = rubric.Rubric(frozen, full_rubric.title, full_rubric.time_limit)
+    only = rubric.Rubric(frozen, full_rubric.title, full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(attack, only, inputs, work_dir=tmp_path / "run")
     (result,) = report.items
     assert result.score < result.max_score and "conv3_3" in result.message, result.message
@@ -103,7 +103,7 @@ def test_a_restore_from_memory_does_not_pass_the_round_trip(tmp_path, full_rubri
     attack = tmp_path / "memory_restore.py"
     attack.write_text(SOLUTION.read_text() + MEMORY_RESTORE)
     items = [i for i in full_rubric.items if i.id == "checkpoint"]
-    only = rubric.Rubric(items, full_rubric.title, full_rubric.time_limit)
+    only = rubric.Rubric(items, full_rubric.title, full_rubric.time_limit, exercise=full_rubric.exercise)
     (result,) = engine.grade(attack, only, inputs, include_hidden=True, work_dir=tmp_path / "run").items
     assert result.score == pytest.approx(0.7 * result.max_score), result.message
     assert "step 0" in result.message, result.message
@@ -117,7 +117,7 @@ def test_logits_inside_a_widened_tolerance_earn_nothing(name, tmp_path, full_rub
     model's decisions, so none of them earns an item that reads logits."""
     wanted = {"training", "accuracy_quick", "accuracy", "checkpoint"}
     only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
-                         full_rubric.time_limit)
+                         full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(ATTACKS / f"{name}.py", only, inputs, include_hidden=True,
                           work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
@@ -139,7 +139,7 @@ def test_a_flood_of_signed_frames_is_cut_at_the_streams_bounds(tmp_path, full_ru
     number of flags."""
     wanted = {"interface", "weights", "accuracy_quick"}
     only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
-                         full_rubric.time_limit)
+                         full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(ATTACKS / "forger_memory.py", only, inputs, include_hidden=True,
                           work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
@@ -211,7 +211,7 @@ def test_the_forger_reaching_the_worker_another_way_earns_the_same(name, tmp_pat
     nothing on the items that read logits; gc from relabelled code is flagged."""
     wanted = {"training", "accuracy", "checkpoint"}
     only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
-                         full_rubric.time_limit)
+                         full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade_submission(_variant(name, tmp_path), only, inputs)
     by_id = {r.id: r for r in report.items}
     assert set(by_id) == wanted
@@ -255,7 +255,7 @@ def test_restarted_workers_share_one_bound_on_what_they_send(tmp_path, full_rubr
     attack.write_text(CRASH_AFTER_PADDING)
     wanted = ["preprocess", "layer_shapes", "weights", "features"]
     only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
-                         full_rubric.time_limit)
+                         full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(attack, only, inputs, include_hidden=True, work_dir=tmp_path / "run")
     statuses = [r.status for r in report.items]
     assert statuses[:3] == ["crashed"] * 3, [(r.id, r.status, r.message) for r in report.items]
@@ -269,7 +269,7 @@ def test_an_answer_painted_into_the_reported_inputs_earns_nothing(tmp_path, full
     the true images, so nothing painted reaches them."""
     wanted = {"training", "accuracy", "checkpoint"}
     only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
-                         full_rubric.time_limit)
+                         full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(ATTACKS / "smuggled_inputs.py", only, inputs, include_hidden=True,
                           work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
@@ -310,7 +310,7 @@ def test_a_head_trained_before_grading_earns_no_learning_points(tmp_path, full_r
     attack.write_text(SOLUTION.read_text() + "\n\n" + canned)
     wanted = {"training", "accuracy_quick", "accuracy", "checkpoint"}
     only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
-                         full_rubric.time_limit)
+                         full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(attack, only, inputs, include_hidden=True, work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
     assert set(by_id) == wanted
@@ -334,7 +334,7 @@ def test_a_forger_that_fits_a_real_head_loses_what_it_never_built_and_is_flagged
     source before anything runs."""
     wanted = {"training", "accuracy_quick", "checkpoint", "pipeline"}
     only = rubric.Rubric([i for i in full_rubric.items if i.id in wanted], full_rubric.title,
-                         full_rubric.time_limit)
+                         full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(ATTACKS / "fitted_forger.py", only, inputs, work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
     assert by_id["training"].score == by_id["training"].max_score, by_id["training"].message
@@ -358,7 +358,7 @@ def test_a_head_renamed_to_the_given_labels_is_shown_and_loses_the_checkpoint(tm
     canned = (ATTACKS / "canned_renamed.py").read_text().replace('HEAD = ""', f'HEAD = "{head}"', 1)
     attack.write_text(SOLUTION.read_text() + "\n\n" + canned)
     only = rubric.Rubric([i for i in full_rubric.items if i.id in {"accuracy_quick", "checkpoint"}],
-                         full_rubric.title, full_rubric.time_limit)
+                         full_rubric.title, full_rubric.time_limit, exercise=full_rubric.exercise)
     report = engine.grade(attack, only, inputs, work_dir=tmp_path / "run")
     by_id = {r.id: r for r in report.items}
     assert by_id["accuracy_quick"].score == by_id["accuracy_quick"].max_score  # what it still earns

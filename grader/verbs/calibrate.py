@@ -98,7 +98,7 @@ def grade_runs(solutions: dict[str, Path], kind: str, rubric: rubric_mod.Rubric,
         inputs = make_inputs(seeded)
         for name, path in solutions.items():
             with tempfile.TemporaryDirectory(prefix="grader-calibrate-") as tmp:
-                module = prepare(path, Path(tmp) / "module")
+                module = prepare(path, Path(tmp) / "module", rubric.exercise)
                 outcomes = engine.collect(module, path.parent, seeded.items, inputs,
                                           Path(tmp) / "run", seeded.exercise, seed=seed).outcomes
                 results = engine.judge(unbarred(seeded.items, checks), outcomes, inputs, seeded.exercise)
