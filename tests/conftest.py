@@ -15,6 +15,21 @@ from grader.exercises.transfer_learning import synthetic, vgg_weights
 from grader.modules import load_module
 from kit import SOLUTION
 
+FILE_TIERS = {
+    "test_corpus.py": ("corpus", "slow"),
+    "test_review_browser.py": ("browser", "slow"),
+    "test_student_package.py": ("venv", "slow"),
+    "test_cluster.py": ("cluster", "slow"),
+    "test_manual_grading.py": ("browser", "slow"),  # one scenario: a batch, then a TA's grading
+}
+"""files whose every test belongs to a tier (pyproject.toml's markers)"""
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        for marker in FILE_TIERS.get(item.path.name, ()):
+            item.add_marker(marker)
+
 
 @pytest.fixture(scope="session")
 def reference():

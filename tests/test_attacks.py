@@ -35,6 +35,7 @@ def _load(path: Path):
     return module
 
 
+@pytest.mark.slow
 def test_a_model_that_is_no_network_earns_nothing_that_reads_logits(tmp_path, full_rubric, inputs):
     """The fake model's detector classifies the held-out images almost perfectly, and its
     layers hold the right weights; the logits it reports are not what those layers compute,
@@ -56,6 +57,7 @@ def test_a_model_that_is_no_network_earns_nothing_that_reads_logits(tmp_path, fu
         assert by_id[item].status == "passed", (item, by_id[item].message)
 
 
+@pytest.mark.slow
 def test_a_patched_numpy_in_the_worker_does_not_hide_trained_convolutions(tmp_path, full_rubric, inputs):
     """A module that leaves conv3_3 trainable and makes numpy's array_equal always true in
     its own process: the frozen item compares the arrays in the grading process."""
@@ -95,6 +97,7 @@ def restore_checkpoint(model, checkpoint_dir):
 '''
 
 
+@pytest.mark.slow
 def test_a_restore_from_memory_does_not_pass_the_round_trip(tmp_path, full_rubric, inputs):
     """Restoring what the saving run kept in memory instead of reading the checkpoint: the
     restoring half runs in a fresh worker process that inherits only the scratch folder,
@@ -109,6 +112,7 @@ def test_a_restore_from_memory_does_not_pass_the_round_trip(tmp_path, full_rubri
     assert "step 0" in result.message, result.message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["bias_tolerance", "cancel_head", "protocol_forger"])
 def test_logits_inside_a_widened_tolerance_earn_nothing(name, tmp_path, full_rubric, inputs):
     """A huge fc bias, or huge hidden units that cancel, widen the tolerance on the terms'
@@ -131,6 +135,7 @@ def test_logits_inside_a_widened_tolerance_earn_nothing(name, tmp_path, full_rub
         assert says in by_id[item].message, by_id[item].message
 
 
+@pytest.mark.slow
 def test_a_flood_of_signed_frames_is_cut_at_the_streams_bounds(tmp_path, full_rubric, inputs):
     """The forger floods the channel with signed flags and pads result frames with 400 MB:
     the stream ends at channel.MAX_FRAMES frames or MAX_STREAM bytes, or at the first frame
@@ -205,6 +210,7 @@ def _variant(name: str, folder: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["gc_relabelled", "notebook_decorator"])
 def test_the_forger_reaching_the_worker_another_way_earns_the_same(name, tmp_path, full_rubric, inputs):
     """However the forger finds the worker's signer, it plays the same protocol and earns
@@ -246,6 +252,7 @@ def build_model(weights, num_classes=10):
 '''
 
 
+@pytest.mark.slow
 def test_restarted_workers_share_one_bound_on_what_they_send(tmp_path, full_rubric, inputs, monkeypatch):
     """Each item sends 30 MB with the worker's own signer and crashes; a fresh worker
     carries on with the next item. Against a 100 MB bound shared by all of them, the
@@ -262,6 +269,7 @@ def test_restarted_workers_share_one_bound_on_what_they_send(tmp_path, full_rubr
     assert statuses[3] == "integrity" and "from one submission's workers" in report.items[3].message
 
 
+@pytest.mark.slow
 def test_an_answer_painted_into_the_reported_inputs_earns_nothing(tmp_path, full_rubric, inputs):
     """The forger reports inputs 2**20 + (an answer painted per image), which fit a colour
     transform within a tolerance that grows with the values, and hand-made convolutions
@@ -300,6 +308,7 @@ def _canned_head(inputs, n: int = 300) -> str:
     return base64.b64encode(buffer.getvalue()).decode()
 
 
+@pytest.mark.slow
 def test_a_head_trained_before_grading_earns_no_learning_points(tmp_path, full_rubric, inputs):
     """A canned head that classifies the data set well (real checkpoints, flattering
     scalars, one batch pulled per step): every item names the classes its own way, so it
@@ -324,6 +333,7 @@ def test_a_head_trained_before_grading_earns_no_learning_points(tmp_path, full_r
     assert not np.any(names == np.arange(10))
 
 
+@pytest.mark.slow
 def test_a_forger_that_fits_a_real_head_loses_what_it_never_built_and_is_flagged(
         tmp_path, full_rubric, inputs):
     """The protocol forger made consistent: real VGG16 features and a head fitted on each
@@ -347,6 +357,7 @@ def test_a_forger_that_fits_a_real_head_loses_what_it_never_built_and_is_flagged
     assert any("tb_frame" in detail for detail in source), report.flags
 
 
+@pytest.mark.slow
 def test_a_head_renamed_to_the_given_labels_is_shown_and_loses_the_checkpoint(tmp_path, full_rubric, inputs):
     """A canned head that infers each item's names from the labels it is given earns the
     training and accuracy items (learning a renaming from the batches is learning, of ten

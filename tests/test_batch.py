@@ -118,6 +118,7 @@ def corpus(tmp_path_factory, request):
 CLASS = 20 + CLASS_EXTRA
 
 
+@pytest.mark.slow
 def test_every_submission_gets_a_result_and_honest_ones_full_marks(corpus):
     rows = corpus["rows"]
     assert len(rows) == CLASS and corpus["summary"]["total"] == CLASS
@@ -188,6 +189,7 @@ def test_exports(corpus):
     assert all({"name", "score", "max_score", "status", "output"} <= set(t) for t in results["tests"])
 
 
+@pytest.mark.slow
 def test_rerun_skips_unchanged_and_regrades_changed(corpus, capsys):
     subs, out = corpus["subs"], corpus["out"]
     (subs / "empty.py").write_text(REFERENCE)
@@ -204,6 +206,7 @@ def test_rerun_skips_unchanged_and_regrades_changed(corpus, capsys):
     assert db.execute("SELECT score FROM submissions WHERE student = 'empty'").fetchone()[0] == 7
 
 
+@pytest.mark.slow
 def test_kill_9_loses_nothing_and_rerun_finishes(tmp_path):
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -235,6 +238,7 @@ def test_kill_9_loses_nothing_and_rerun_finishes(tmp_path):
     assert len(after) == 6 and all(after[s] == t for s, t in before.items())
 
 
+@pytest.mark.slow
 def test_gradescope_package_runs_on_an_autograder_layout(tmp_path):
     """Does run_autograder from the package write a results.json Gradescope accepts?"""
     package = gradescope.build_package(tmp_path / "autograder.zip", rubric_path=str(_rubric(tmp_path)))
@@ -278,6 +282,7 @@ def test_a_batch_draws_a_128_bit_private_seed_once(tmp_path):
     assert seeds[0] == seeds[1] and seeds[0].bit_length() > 64
 
 
+@pytest.mark.slow
 def test_students_notebooks_in_a_batch_full_marks_and_named_skips(tmp_path):
     """The corpus' untagged notebooks, graded in a batch on the shipped rubric's items that
     need no training: full marks, no flag. Beside them, one whose function needs a top-level name

@@ -92,6 +92,7 @@ def test_update_keeps_other_keys_and_records_provenance():
     rubric.parse(updated)
 
 
+@pytest.mark.slow
 def test_shipped_bounds_agree_with_a_short_calibration_run(tmp_path):
     """A one-seed calibration of the quick accuracy item on two correct solutions (one of
     them a slow eager loop) and the low variants: the shipped bounds must lie between the

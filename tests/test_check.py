@@ -5,6 +5,7 @@ import io
 import json
 import time
 
+import pytest
 import yaml
 
 from grader.verbs import check
@@ -25,6 +26,7 @@ def _fast_rubric_file(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_solution_notebook_gets_full_marks_with_json(tmp_path, capsys):
     """Is a notebook graded from its graded cells only, with the table and the JSON?"""
     out = tmp_path / "r.json"
@@ -48,6 +50,7 @@ def test_solution_notebook_gets_full_marks_with_json(tmp_path, capsys):
     assert set(details["preprocess"]) == {"behaviour"}  # what the run did, for similarity
 
 
+@pytest.mark.slow
 def test_skeleton_scores_zero_on_every_item_without_crashing(tmp_path, capsys):
     out = tmp_path / "r.json"
     code = cli.main(["check", str(ROOT / "skeletons" / "transfer_learning.py"),

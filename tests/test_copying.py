@@ -155,6 +155,7 @@ def test_given_code_stays_given_when_students_bind_what_it_leaves_open(given):
     assert result.pairs == [] and set(result.too_little) == {"a", "b"}
 
 
+@pytest.mark.slow
 def test_hostile_code_is_read_without_harm(given, tmp_path):
     deep = tmp_path / "deep.py"
     deep.write_text("x = 1" + " + 1" * 5000 + "\n")

@@ -188,6 +188,7 @@ def _grader(*args, cwd=None):
                           timeout=600, cwd=cwd)
 
 
+@pytest.mark.slow
 def test_check_grades_on_the_data_it_is_given(tmp_path, archive):
     """The held-out labels come from the archive: with every test label shifted, a correct
     solution's accuracy is near zero on it, where the same item on the default is high."""
@@ -208,6 +209,7 @@ def test_check_grades_on_the_data_it_is_given(tmp_path, archive):
     assert result.stderr.strip().count("\n") == 0 and "does not match the official" in result.stderr
 
 
+@pytest.mark.slow
 def test_batch_reads_the_rubrics_data_and_regrades_when_it_changes(tmp_path, archive, capsys):
     subs = tmp_path / "subs"
     subs.mkdir()
@@ -227,6 +229,7 @@ def test_batch_reads_the_rubrics_data_and_regrades_when_it_changes(tmp_path, arc
     assert not (tmp_path / "out2").exists()
 
 
+@pytest.mark.slow
 def test_gradescope_package_ships_the_archive_and_refuses_a_damaged_copy(tmp_path, archive):
     path = _rubric_file(tmp_path, [INTERFACE, PREPROCESS], data={"kind": "cifar10", "path": str(archive)})
     package = gradescope.build_package(tmp_path / "ag.zip", rubric_path=str(path), options=DataOptions(no_verify=True))
@@ -251,6 +254,7 @@ def test_gradescope_package_ships_the_archive_and_refuses_a_damaged_copy(tmp_pat
     assert results["score"] == 0 and "does not match" in results["output"]
 
 
+@pytest.mark.slow
 def test_calibrate_measures_on_the_archive_and_names_it_in_the_rubric(tmp_path, archive):
     """The training item's bar from a correct and the low runs on the archive; the rubric
     then declares the data its bounds were measured on."""

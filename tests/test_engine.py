@@ -48,6 +48,7 @@ def _only(ids, time_limit=60):
     return r
 
 
+@pytest.mark.slow
 def test_endless_loop_times_out_and_the_rest_is_graded(inputs, tmp_path):
     """Is a hanging item really stopped, and do the items after it still get graded?"""
     module = _hostile(tmp_path, "    ds = tf.data.Dataset.from_tensor_slices",
@@ -58,6 +59,7 @@ def test_endless_loop_times_out_and_the_rest_is_graded(inputs, tmp_path):
     assert status == {"pipeline": "timeout", "weights": "passed", "preprocess": "passed"}
 
 
+@pytest.mark.slow
 def test_os_exit_costs_only_that_item(inputs, tmp_path):
     module = _hostile(tmp_path, '    inputs = keras.Input(', '    import os; os._exit(0)\n    inputs = keras.Input(')
     report = engine.grade(module, _only(["preprocess", "weights", "pipeline"]), inputs,
@@ -68,6 +70,7 @@ def test_os_exit_costs_only_that_item(inputs, tmp_path):
     assert by_id["preprocess"].status == by_id["pipeline"].status == "passed"
 
 
+@pytest.mark.slow
 def test_fake_results_printed_to_stdout_earn_nothing(inputs, tmp_path):
     fake = '{"type": "result", "item": "weights", "observation": {}}'
     module = _hostile(tmp_path, '    inputs = keras.Input(',
@@ -77,6 +80,7 @@ def test_fake_results_printed_to_stdout_earn_nothing(inputs, tmp_path):
     assert "not implemented yet" in report.items[0].message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source, expected", [
     ("def preprocess(images:\n    pass\n", "SyntaxError"),
     ("import numpy\nraise RuntimeError('boom at import')\n", "RuntimeError: boom at import, at line 2: `raise RuntimeError('boom at import')`"),
@@ -91,6 +95,7 @@ def test_module_that_does_not_import_scores_zero_with_the_reason(inputs, tmp_pat
         [r.message for r in report.items]
 
 
+@pytest.mark.slow
 def test_missing_functions_lose_interface_points(inputs, tmp_path):
     path = tmp_path / "partial.py"
     path.write_text("def preprocess(images):\n    return images\n")
@@ -100,6 +105,7 @@ def test_missing_functions_lose_interface_points(inputs, tmp_path):
     assert "build_model is missing" in item.message
 
 
+@pytest.mark.slow
 def test_frozen_observes_the_training_run_and_stands_alone_when_it_fails(inputs, tmp_path):
     """The frozen item reads the training item's run (one train() call fewer) when that
     run succeeded: a train() that fails only when asked to log costs the training item,
@@ -226,6 +232,7 @@ def test_a_crafted_observation_is_judged_within_bounds_through_the_engine():
                               "entries, more than 1000"), result.message
 
 
+@pytest.mark.slow
 def test_a_standby_is_the_first_worker_only_of_a_submission_it_was_started_for(inputs, tmp_path):
     """Is a worker started ahead (TensorFlow imported, nothing of the submission in its
     view) handed the next grading of a file in its folder, and discarded (killed, its

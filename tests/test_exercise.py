@@ -63,6 +63,7 @@ def test_the_rubric_finds_the_exercise_and_validates_against_its_checks(tmp_path
         assert "\n" not in str(raised.value)
 
 
+@pytest.mark.slow
 def test_grader_check_grades_the_second_exercise():
     good = _grader("check", str(COURSE / "solutions" / "logreg.py"), "--rubric", str(RUBRIC), "--all")
     assert good.returncode == 0, good.stderr
@@ -76,6 +77,7 @@ def test_grader_check_grades_the_second_exercise():
     assert "Traceback" not in refused.stderr
 
 
+@pytest.mark.slow
 def test_grader_batch_grades_the_second_exercise(tmp_path):
     out = tmp_path / "out"
     result = _grader("batch", str(COURSE / "submissions"), "--out", str(out), "--rubric", str(RUBRIC),
@@ -94,6 +96,7 @@ def test_grader_batch_grades_the_second_exercise(tmp_path):
     assert "the batch graded logreg, not the course folder's exercise" in said
 
 
+@pytest.mark.slow
 def test_a_batch_on_dask_loads_the_exercise_on_its_machines(tmp_path):
     pytest.importorskip("distributed")
     out = tmp_path / "out"
@@ -104,6 +107,7 @@ def test_a_batch_on_dask_loads_the_exercise_on_its_machines(tmp_path):
     assert {s: float(r["total"]) for s, r in rows.items()} == TOTALS
 
 
+@pytest.mark.slow
 def test_the_sandbox_shows_the_exercise_package_not_the_folder_around_it(tmp_path):
     from grader import sandbox
 
@@ -118,6 +122,7 @@ def test_the_sandbox_shows_the_exercise_package_not_the_folder_around_it(tmp_pat
     assert "total: 7 / 7 points" in result.stdout, result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_the_gradescope_package_carries_the_exercise(tmp_path):
     package = gradescope.build_package(tmp_path / "autograder.zip", rubric_path=str(RUBRIC))
     root = tmp_path / "autograder"
@@ -139,6 +144,7 @@ def test_the_gradescope_package_carries_the_exercise(tmp_path):
     assert results["score"] == 10 and len(results["tests"]) == 4
 
 
+@pytest.mark.slow
 def test_the_student_wheel_carries_the_exercise_and_grades_with_it(tmp_path):
     """Installed in a fresh environment, the wheel grades the second exercise with its
     public rubric and holds nothing of the kit's own exercise."""

@@ -101,6 +101,7 @@ def test_notebooks_are_valid_tagged_and_without_outputs(generated):
         assert topic in handout
 
 
+@pytest.mark.slow
 def test_solution_notebook_executes_top_to_bottom(generated, tmp_path, monkeypatch):
     """Does the instructor notebook run on the embedded default without an error?"""
     from nbclient import NotebookClient

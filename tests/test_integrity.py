@@ -132,6 +132,7 @@ def _grade(tmp_path, source: str, inputs, name="attack.py", rubric_=RUBRIC) -> e
     return report
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("attack, flag", [
     ("argv", "decoy"),
     ("proc_self_fd", "proc_fd"),
@@ -149,6 +150,7 @@ def test_forged_frames_earn_nothing_and_are_flagged(tmp_path, inputs, attack, fl
     assert kinds & {"decoy", "tampering"}, report.flags
 
 
+@pytest.mark.slow
 def test_no_file_of_the_job_is_in_the_workers_view_nor_a_probe_at_import(tmp_path, inputs):
     """The key, the job and the grading inputs reach the worker on its stdin: around its
     working folder it finds its own module and its scratch folder, nothing else. The
@@ -176,6 +178,7 @@ def test_no_file_of_the_job_is_in_the_workers_view_nor_a_probe_at_import(tmp_pat
     assert at_import == [0, 0] and when_asked == len(inputs.probe_for("preprocess"))
 
 
+@pytest.mark.slow
 def test_a_forger_holding_the_workers_own_signer_is_still_caught_before_ready(tmp_path, inputs):
     """Even with the real signing object (found by walking the garbage collector), frames
     sent while the submission imports break the protocol: only the worker says ready."""
@@ -192,6 +195,7 @@ def test_a_forger_holding_the_workers_own_signer_is_still_caught_before_ready(tm
     assert {"protocol", "introspection"} <= {f.kind for f in report.flags}, report.flags
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("frame, expected", [
     ('{"type": "result", "item": "weights", "observation": {}}', "'result' for 'weights'"),
     ('{"type": "done"}', "'done'"),
@@ -237,6 +241,7 @@ _os.write = _hook
 '''
 
 
+@pytest.mark.slow
 def test_exit_between_items_is_a_violation_not_a_restart_loop(tmp_path, inputs):
     """The worker ends right after an item's result: the rest is not retried."""
     report = _grade(tmp_path, _after_first_result("_os._exit(0)"), inputs)
@@ -245,6 +250,7 @@ def test_exit_between_items_is_a_violation_not_a_restart_loop(tmp_path, inputs):
     assert any(f.kind == "protocol" and "between items" in f.detail for f in report.flags)
 
 
+@pytest.mark.slow
 def test_stall_between_items_ends_within_the_gap_limit(tmp_path, inputs, monkeypatch):
     monkeypatch.setattr(engine.protocol, "GAP_LIMIT", 3.0)
     start = time.monotonic()
@@ -254,6 +260,7 @@ def test_stall_between_items_ends_within_the_gap_limit(tmp_path, inputs, monkeyp
     assert any("stalled" in f.detail for f in report.flags)
 
 
+@pytest.mark.slow
 def test_whole_grading_is_bounded_by_the_sum_of_limits(tmp_path, inputs, monkeypatch):
     """Each item hangs: every one times out after its own limit, restarts happen once per
     item, and the total stays within startup + limits + margin."""
@@ -277,6 +284,7 @@ def test_whole_grading_is_bounded_by_the_sum_of_limits(tmp_path, inputs, monkeyp
     assert elapsed < 60 + 3 * 4 + 5
 
 
+@pytest.mark.slow
 def test_honest_reference_raises_no_flag(tmp_path, inputs):
     report = _grade(tmp_path, SOLUTION.read_text(), inputs, name="transfer_learning.py")
     assert report.score == report.max_score and report.flags == [], report.flags
@@ -370,6 +378,7 @@ def train(model, dataset, steps, learning_rate=1e-3, log_dir=None, checkpoint_di
 '''
 
 
+@pytest.mark.slow
 def test_frame_walk_to_the_workers_collectors_cannot_replace_them(tmp_path, inputs):
     """The worker's collectors sit in read-only mappings; walking frames is flagged."""
     report = _grade(tmp_path, FRAME_WALK, inputs)
@@ -377,6 +386,7 @@ def test_frame_walk_to_the_workers_collectors_cannot_replace_them(tmp_path, inpu
     assert "introspection" in {f.kind for f in report.flags}, report.flags
 
 
+@pytest.mark.slow
 def test_a_model_without_convolutions_is_not_frozen(tmp_path, inputs):
     source = FAKE_MODEL.replace("EVENT_FILE(", "(lambda path: None)(")
     report = _grade(tmp_path, source, inputs, rubric_=rubric.parse({
@@ -385,6 +395,7 @@ def test_a_model_without_convolutions_is_not_frozen(tmp_path, inputs):
     assert report.items[0].score < 15 * 0.7 and "no kernel and bias found" in report.items[0].message
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("event_file, expected", [
     ("os.mkfifo", "no TensorBoard scalar"),  # a FIFO would block the reader forever
     ("lambda path: open(path, 'wb').write(b'\\xff' * 16)", "no TensorBoard scalar"),  # 2**64-byte record

@@ -219,6 +219,7 @@ def _canvas_roster(tmp_path):
     return path
 
 
+@pytest.mark.slow
 def test_a_moodle_download_zip_is_graded_into_its_worksheet(tmp_path, capsys):
     """`grader batch DOWNLOAD.zip --out OUT`: the zip Moodle's "Download all submissions"
     gives (a folder per participant) is unpacked into OUT/download and graded, and the

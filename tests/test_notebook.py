@@ -91,6 +91,7 @@ def test_check_cells_never_reach_the_graded_module(tmp_path):
     assert namespace["preprocess"](3) == 3
 
 
+@pytest.mark.slow
 def test_solved_notebook_checks_every_task_at_full_marks(tmp_path, monkeypatch):
     nb = _execute(_without_experiments(tmp_path), monkeypatch)
     totals = _totals(nb)
@@ -105,6 +106,7 @@ def test_solved_notebook_checks_every_task_at_full_marks(tmp_path, monkeypatch):
     assert "grading: " in "".join(_text(c) for c in _check_cells(nb))  # progress was shown
 
 
+@pytest.mark.slow
 def test_a_broken_task_costs_only_its_own_check(tmp_path, monkeypatch):
     variant = next(v for v in corpus.load_variants() if v.name == "no_shuffle")
     assert variant.base == corpus.REFERENCE and variant.loses == {"pipeline"}
@@ -201,6 +203,7 @@ STUDENT_CHECKS = {name: "check_all()" if name == "untagged_exercise_snippets" el
                   for name in corpus.student_notebooks()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(corpus.student_notebooks()))
 def test_students_notebook_runs_and_checks_itself_at_full_marks(name, tmp_path, monkeypatch):
     """A notebook as a student writes it (untagged, demo runs between the functions, the
@@ -312,6 +315,7 @@ def test_in_colab_the_notebook_colab_holds_is_graded(tmp_path, monkeypatch, no_f
     assert notebook.which_notebook(history=_code_of(mine))[0] == mine  # the copy is no candidate
 
 
+@pytest.mark.slow
 def test_a_renamed_notebook_executed_beside_the_untouched_one_checks_itself(tmp_path, monkeypatch):
     """`jupyter execute my_work.ipynb` beside the untouched transfer_learning.ipynb: do its
     checks grade my_work.ipynb (full marks, no note), and does the second check take the

@@ -182,6 +182,7 @@ def _kinds_with(flags, kind: str, words: str) -> bool:
     return any(k == kind and words in detail for k, detail in flags)
 
 
+@pytest.mark.slow
 def test_what_the_audit_hook_never_saw_is_flagged(graded):
     """The child started through _posixsubprocess, the FIFOs, the socket file: measured
     from the sandbox's side. The frame walk, sendmsg and utime: the audit hook. Each also

@@ -56,6 +56,7 @@ def test_training_leaves_convs_bit_identical_and_changes_fc(trained):
     assert not np.array_equal(model.get_layer("fc").kernel.numpy(), before["fc/kernel"])
 
 
+@pytest.mark.slow
 def test_short_training_learns(reference, weights, small_data):
     """Does a short run on synthetic data beat chance clearly on unseen images?"""
     tf.keras.utils.set_random_seed(0)

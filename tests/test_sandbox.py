@@ -183,6 +183,7 @@ def escape(request, tmp_path_factory):
             "sandbox": sandbox_mod.choose(), "root": root}
 
 
+@pytest.mark.slow
 def test_batch_runs_and_grades_the_honest_submission(escape):
     assert escape["result"].returncode == 0, escape["result"].stderr[-3000:]
     assert escape["table"]["honest"]["total"] == "15", escape["table"]
@@ -287,6 +288,7 @@ def test_escape_attempts_are_flagged_for_review(escape):
     assert "flagged for review: 1 submission(s) (escape)" in escape["result"].stdout
 
 
+@pytest.mark.slow
 def test_without_namespaces_it_falls_back_with_a_notice_and_still_grades(monkeypatch, tmp_path):
     """Where bwrap cannot run, grading goes on under resource limits (as nobody when run
     as root), and the notice says what is not isolated."""

@@ -13,6 +13,7 @@ def _run(capsys, *argv):
     return code, out, err
 
 
+@pytest.mark.slow
 def test_train_then_resume(tmp_path, capsys):
     """Does a second run of the same command resume from the checkpoint and go on?"""
     args = ["train", "--steps", "4", "--checkpoint-every", "2",
@@ -46,6 +47,7 @@ def test_bad_input_is_one_line_and_nonzero(tmp_path, capsys, make_args, expected
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "something was left behind"
 
 
+@pytest.mark.slow
 def test_no_tensorflow_start_up_noise_on_the_screen(tmp_path):
     """TensorFlow's native start-up lines (absl, oneDNN, CPU features) stay off stderr."""
     import subprocess

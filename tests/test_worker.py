@@ -4,6 +4,8 @@ from __future__ import annotations
 import types
 from pathlib import Path
 
+import pytest
+
 from grader import worker
 from grader.exercise import load
 from grader.cells import SKIPPED
@@ -183,6 +185,7 @@ def test_a_module_error_is_placed_at_its_own_line_and_bounded(tmp_path):
     assert worker.describe(NameError("name 'x' is not defined")) == "NameError: name 'x' is not defined"
 
 
+@pytest.mark.slow
 def test_check_of_a_notebook_reports_errors_in_the_students_terms(tmp_path, capsys):
     """One grading of the reference notebook, executed (its cells have In [n]), with an
     undefined name inside train's tf.function step and a plain Python error in preprocess:
