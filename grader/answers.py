@@ -216,7 +216,7 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
     `own_folder`: the .py is in the student's own folder (grader check), where answers.md
     beside it is theirs too; in a batch's folder only NAME.answers.md is."""
     from .errors import SubmissionError
-    from .submission import find_module, safe_unzip, copy_folder
+    from .submission import find_module, read
 
     path = Path(path).resolve() if own_folder else Path(path)  # a student's own link is theirs
     if not item_ids:
@@ -229,24 +229,39 @@ def extract(path: Path, item_ids: list[str], exercise=None, own_folder: bool = F
             if beside.is_file() and not beside.is_symlink():
                 return _from_file(beside, item_ids)
         return Answers.none(item_ids)
-    with tempfile.TemporaryDirectory(prefix="grader-answers-") as tmp:
-        folder = Path(tmp)
+    if own_folder and path.is_dir():  # a student's own folder: theirs to link as they like
         try:
-            if path.is_file() and path.suffix == ".zip":
-                safe_unzip(path, folder)
-            elif own_folder:  # a student's own folder: theirs to link as they like
-                folder = path
-            else:  # copied as materialize copies it: a folder swapped for a link is never read
-                copy_folder(path, folder)
-            module = find_module(folder, path.name, exercise)
+            module = find_module(path, path.name, exercise)
+        except SubmissionError as exc:
+            return Answers.none(item_ids, str(exc))
+        return _in_folder(path, module, item_ids)
+    with tempfile.TemporaryDirectory(prefix="grader-answers-") as tmp:
+        try:
+            handed = read(path, Path(tmp), exercise)
         except SubmissionError as exc:
             return Answers.none(item_ids, str(exc))
         except Exception as exc:  # noqa: BLE001 - an encrypted or corrupt member, and the like
-            return Answers.none(item_ids,
-                                f"{path.name}: could not be unpacked ({type(exc).__name__}); its "
-                           "answers are unknown")
-        if module.suffix == ".ipynb":
-            return from_notebook(module, item_ids)
-        found = _answers_file(folder, module)
-        return _from_file(found, item_ids) if found else Answers.none(item_ids)
+            return Answers.none(item_ids, f"{path.name}: could not be unpacked "
+                                          f"({type(exc).__name__}); its answers are unknown")
+        return of_submission(handed, item_ids)
 
+
+def of_submission(handed, item_ids: list[str]) -> Answers:
+    """The answers of a `submission.Submission` (read once), from its copy: a notebook's
+    Markdown cells, a single .py file's NAME.answers.md, or answers.md in its folder."""
+    if not item_ids:
+        return Answers()
+    if handed.module.suffix == ".ipynb":
+        return from_notebook(handed.module, item_ids)
+    if handed.kept == handed.module:  # a single .py file: only NAME.answers.md beside it counts
+        if handed.beside_problem:
+            return Answers.none(item_ids, f"{handed.beside_problem} Not read.")
+        return _from_file(handed.beside, item_ids) if handed.beside else Answers.none(item_ids)
+    return _in_folder(handed.folder, handed.module, item_ids)
+
+
+def _in_folder(folder: Path, module: Path, item_ids: list[str]) -> Answers:
+    if module.suffix == ".ipynb":
+        return from_notebook(module, item_ids)
+    found = _answers_file(folder, module)
+    return _from_file(found, item_ids) if found else Answers.none(item_ids)

@@ -5,6 +5,7 @@ following links, content hashes, and the module to grade materialised from any o
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -346,40 +347,114 @@ def copy_folder(path: Path, dest: Path) -> None:
         raise SubmissionError(f"{label}: could not be read ({exc.strerror or type(exc).__name__}).") from None
 
 
-def materialize(path: Path, dest: Path, exercise: exercise_mod.Exercise | None = None
-                ) -> tuple[Path, Path]:
-    """(module file to grade, the submission's folder) for any kind of submission,
-    written under `dest`; nothing outside `dest` is touched, and no link is followed (a
-    student checking their own file has it resolved first: engine.collect_submission)."""
+@dataclass
+class Submission:
+    """One submission read once: what was handed in copied into a private folder (a file
+    as it is, a zip unpacked, a folder copied through descriptors), with the hash, the
+    module, the kept code and the answers taken from that copy. Grading, the written
+    answers and similarity all read the copy, so what is graded is what was hashed, even
+    if the student's files change meanwhile. `discard()` removes the copy."""
+    source: Path
+    """the submission as handed in"""
+    work: Path
+    """the private folder everything below is in (a grading's work folder)"""
+    kept: Path
+    """the copy of what was handed in: the file, the zip, or the folder"""
+    folder: Path
+    """its files as the module sees them (a zip unpacked)"""
+    module: Path
+    """the module file in `folder` (.py or .ipynb)"""
+    beside: Path | None = None
+    """a single .py file's NAME.answers.md, copied (None when there is none)"""
+    beside_problem: str = ""
+    """why that file could not be copied"""
+
+    @functools.cached_property
+    def hash(self) -> str:
+        """content_hash of what was handed in, computed on the copy (the same value)."""
+        return content_hash(self.kept)
+
+    def code(self, exercise: exercise_mod.Exercise | None = None) -> str:
+        """The code as the grader keeps it (see graded_code)."""
+        return graded_code(self.module, exercise)
+
+    def pack(self) -> tuple[str, bytes]:
+        """(file name, bytes) to send to another machine, named as handed in."""
+        return pack(self.kept, self.source.name)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.work, ignore_errors=True)
+
+
+@dataclass
+class Unreadable:
+    """A submission whose files could not be read as one: graded as such, with the
+    reason, and never run. Its hash counts its bytes (content_hash), so an unchanged one
+    is not read again."""
+    source: Path
+    problem: str
+    hash: str
+
+    def discard(self) -> None:
+        """Nothing was copied."""
+
+
+def read(path: Path, work: Path, exercise: exercise_mod.Exercise | None = None) -> Submission:
+    """Read any kind of submission once into `work/in` (nothing outside `work` is touched,
+    no link is followed: a student checking their own file has it resolved first, see
+    engine.collect_submission). Raises SubmissionError, saying why, when it cannot be read."""
     path = Path(path)
     if not os.path.lexists(path):
         raise SubmissionError(f"{path}: no such file or folder; expected {_the(exercise).module_name}.py, "
                               "a notebook, a zip or a folder.")
-    unpacked = dest / "files"
-    unpacked.mkdir(parents=True, exist_ok=True)
+    into = Path(work) / "in"
+    files = into / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    beside, problem = None, ""
     if stat_mod.S_ISDIR(path.lstat().st_mode):
-        copy_folder(path, unpacked)
-        source = find_module(unpacked, path.name, exercise)
+        copy_folder(path, files)
+        kept = files
     elif path.suffix == ".zip":
-        safe_unzip(path, unpacked)
-        source = find_module(unpacked, path.name, exercise)
+        kept = into / path.name
+        kept.write_bytes(read_plain(path, MAX_ZIP_BYTES))
+        safe_unzip(kept, files)
     else:
-        source = unpacked / path.name
-        limit = _LIMITS.get(path.suffix, MAX_MODULE_BYTES)
-        source.write_bytes(read_plain(path, limit))
-    return prepare(source, dest / "module", exercise), source.parent
+        kept = files / path.name
+        kept.write_bytes(read_plain(path, _LIMITS.get(path.suffix, MAX_MODULE_BYTES)))
+        answers = path.with_name(f"{path.stem}.answers.md")
+        if path.suffix == ".py" and answers.is_file() and not answers.is_symlink():
+            from .answers import MAX_FILE_BYTES
+            try:
+                beside = files / answers.name
+                beside.write_bytes(read_plain(answers, MAX_FILE_BYTES))
+            except SubmissionError as exc:
+                beside, problem = None, str(exc)
+            except OSError as exc:
+                beside, problem = None, f"{answers.name}: could not be read ({type(exc).__name__})"
+    module = kept if kept.is_file() and kept.suffix != ".zip" else find_module(files, path.name, exercise)
+    return Submission(path, Path(work), kept, files, module, beside, problem)
 
 
-def pack(path: Path) -> tuple[str, bytes]:
+def materialize(path: Path, dest: Path, exercise: exercise_mod.Exercise | None = None
+                ) -> tuple[Path, Path]:
+    """(module file to grade, the submission's folder) for any kind of submission,
+    read once (see `read`) into `dest`."""
+    handed = read(path, dest, exercise)
+    return prepare(handed.module, Path(dest) / "in" / "module", exercise), handed.folder
+
+
+def pack(path: Path, name: str | None = None) -> tuple[str, bytes]:
     """(file name, bytes) of a submission, to send to another machine: a file as it is, a
-    folder as a zip; read as `materialize` reads them (no link followed)."""
+    folder as a zip; read as `read` reads them (no link followed). `name`: the name it was
+    handed in under (default: its own)."""
     import io
     import tempfile
     import zipfile
 
     path = Path(path)
+    name = name or path.name
     if not stat_mod.S_ISDIR(path.lstat().st_mode):
-        return path.name, read_plain(path, _LIMITS.get(path.suffix, MAX_MODULE_BYTES))
+        return name, read_plain(path, _LIMITS.get(path.suffix, MAX_MODULE_BYTES))
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="grader-pack-") as tmp:
         copy_folder(path, Path(tmp))
@@ -387,7 +462,7 @@ def pack(path: Path) -> tuple[str, bytes]:
             for file in sorted(Path(tmp).rglob("*")):
                 if file.is_file():
                     archive.write(file, str(file.relative_to(tmp)))
-    return path.name + ".zip", buffer.getvalue()
+    return name + ".zip", buffer.getvalue()
 
 
 def graded_code(path: Path, exercise: exercise_mod.Exercise | None = None) -> str:
@@ -399,8 +474,7 @@ def graded_code(path: Path, exercise: exercise_mod.Exercise | None = None) -> st
     path = Path(path)
     if path.is_file() and path.suffix == ".zip":
         with tempfile.TemporaryDirectory(prefix="grader-code-") as tmp:
-            safe_unzip(path, Path(tmp))
-            return graded_code(find_module(Path(tmp), path.name, exercise), exercise)
+            return read(path, Path(tmp), exercise).code(exercise)
     if path.is_dir():
         return graded_code(find_module(path, path.name, exercise), exercise)
     if path.suffix == ".ipynb":

@@ -1,6 +1,7 @@
 """Batch grading: a hostile corpus, resumability, exports and the Gradescope package."""
 from __future__ import annotations
 
+import collections
 import contextlib
 import csv
 import io
@@ -16,11 +17,13 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from unittest import mock
 
 import pytest
 import yaml
 
 from grader.names import FORMULA_STARTS
+from grader import submission
 from grader.verbs import batch, gradescope
 from hostile_class import CLASS_EXTRA, ESCAPES, HOSTILE, LONG, hostile_class, remove_deep
 from kit import ROOT, SOLUTION
@@ -100,7 +103,15 @@ def corpus(tmp_path_factory, request):
     hostile_class(subs)
     at_start = _reset_peak()
     printed = io.StringIO()
-    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed):
+    unzipped = collections.Counter()  # each zip's unpackings, by grading, answers and similarity
+    real_unzip = submission.safe_unzip
+
+    def counted(archive, dest, *args, **kwargs):
+        unzipped[Path(archive).name] += 1
+        return real_unzip(archive, dest, *args, **kwargs)
+
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(printed), \
+            mock.patch.object(submission, "safe_unzip", counted):
         summary = batch.main(str(subs), str(out), workers=2, rubric_path=str(_rubric(root)),
                              memory_mb=3072, startup_limit=60, progress=False)
     listener.close()
@@ -112,7 +123,7 @@ def corpus(tmp_path_factory, request):
         items[(student, item)] = (status, message, score)
     return {"root": root, "subs": subs, "out": out, "summary": summary, "rows": rows, "items": items,
             "peak_kb": (at_start, _status_kb("VmHWM")),
-            "printed": printed.getvalue()}
+            "printed": printed.getvalue(), "unzipped": unzipped}
 
 
 CLASS = 20 + CLASS_EXTRA
@@ -346,6 +357,22 @@ def test_similarity_runs_after_the_batch(corpus):
         assert f"{student}: " in page, student
     # the refused entries are listed, never read: a link to /etc/shadow shows no line of it
     assert "to_shadow: to_shadow.py: is a symbolic link" in page and "root:" not in page
+
+
+def test_each_submission_is_read_once(corpus):
+    """A zip is unpacked once for its grading, its answers and the similarity check
+    together; the code similarity compared is the code grading read, kept in the gradebook."""
+    zips = {p.name for p in corpus["subs"].iterdir() if p.suffix == ".zip" and p.is_file()
+            and not p.is_symlink()}
+    assert {"honest_zip.zip", "zip_slip.zip", "zip_link.zip"} <= zips
+    unzipped = corpus["unzipped"]
+    assert set(unzipped) <= zips and all(count == 1 for count in unzipped.values()), unzipped
+    assert unzipped["honest_zip.zip"] == 1
+    db = sqlite3.connect(corpus["out"] / "gradebook.sqlite")
+    kept = dict(db.execute("SELECT student, text FROM code"))
+    assert kept["honest_zip"] == kept["honest_py"] == kept["honest_dir"] == REFERENCE
+    graded = {r[0] for r in db.execute("SELECT student FROM submissions WHERE content_hash NOT LIKE 'refused:%'")}
+    assert set(kept) == graded  # every submission read, the unreadable ones as text
 
 
 def test_a_hostile_class_is_graded_or_refused_one_entry_at_a_time(corpus):

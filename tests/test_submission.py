@@ -1,6 +1,8 @@
 """Turning notebooks into the module the grader imports."""
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -502,3 +504,58 @@ def test_the_content_hash_counts_code_not_answers(tmp_path):
     (one / "helpers.py").write_text("SCALE = 2\n")
     (two / "data.bin").write_bytes(b"A./helpers.py\0SCALE = 2\n")
     assert content_hash(one) != content_hash(two)
+
+
+@pytest.mark.parametrize("kind", ["py", "notebook", "zip", "folder"])
+def test_a_submission_is_read_once_and_changes_after_that_are_not_seen(tmp_path, kind):
+    """submission.read copies what was handed in once: its hash, module, code, answers and
+    the bytes sent to a cluster all come from that copy, so what is graded is what was
+    hashed even when the student's files change meanwhile."""
+    import zipfile
+
+    import nbformat
+
+    from grader import answers
+    from grader.submission import content_hash, read
+
+    code = "def preprocess(images):\n    return images\n"
+    reply = "## explain\n\nFrozen layers keep what they learned.\n"
+    handed = tmp_path / "class" / {"py": "ada.py", "notebook": "ada.ipynb", "zip": "ada.zip",
+                                   "folder": "ada"}[kind]
+    handed.parent.mkdir()
+
+    def write(text: str) -> None:
+        if kind == "py":
+            handed.write_text(text)
+            handed.with_name("ada.answers.md").write_text(reply)
+        elif kind == "notebook":
+            nbformat.write(nbformat.v4.new_notebook(cells=[
+                nbformat.v4.new_markdown_cell("Frozen layers keep what they learned.",
+                                              metadata={"tags": [answers.TAG_PREFIX + "explain"]}),
+                nbformat.v4.new_code_cell(text)]), str(handed))
+        elif kind == "zip":
+            with zipfile.ZipFile(handed, "w") as archive:
+                archive.writestr("work/transfer_learning.py", text)
+                archive.writestr("work/answers.md", reply)
+        else:
+            handed.mkdir(exist_ok=True)
+            (handed / "transfer_learning.py").write_text(text)
+            (handed / "answers.md").write_text(reply)
+
+    write(code)
+    before = content_hash(handed)
+    got = read(handed, tmp_path / "work")
+    write("def preprocess(images):\n    return -images\n")  # changed after it was read
+    assert content_hash(handed) != before
+    assert got.hash == before
+    assert "return images" in got.code() and "-images" not in got.code()
+    assert got.kept.is_relative_to(tmp_path / "work") and got.module.is_relative_to(got.folder)
+    found = answers.of_submission(got, ["explain"])
+    assert "Frozen layers" in found.items["explain"].text, found
+    name, payload = got.pack()  # to a cluster: as handed in, not as now
+    assert name == handed.name + (".zip" if kind == "folder" else "")
+    with zipfile.ZipFile(io.BytesIO(payload)) if kind in ("zip", "folder") else contextlib.nullcontext() as z:
+        text = z.read([n for n in z.namelist() if n.endswith(".py")][0]).decode() if z else payload.decode()
+    assert "-images" not in text
+    got.discard()
+    assert not (tmp_path / "work").exists() and handed.exists()

@@ -143,6 +143,7 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
                            "pairs can score higher than the measurements in docs/copying.md")
         codes = []
         found = _entries(Path(submissions) if submissions else graded_folder(book))
+        stored = {} if submissions else book.code()  # what grading read, kept as it read it
         for row in book.submissions():
             if found is not None:  # the folder as the batch read it: the same ids and refusals
                 entry = found.get(row["student"])
@@ -151,8 +152,13 @@ def run(out: Path, threshold: float = THRESHOLD, given: list[str] | None = None,
                                                           "not compared."))
                 elif entry.problem:  # a link, a pipe, a file over its bound: never read here either
                     codes.append(Code(row["student"], "", f"{entry.problem} Not compared."))
-                else:
+                elif row["student"] in stored:
+                    codes.append(Code(row["student"], *stored[row["student"]]))
+                else:  # a gradebook from before the code was kept
                     codes.append(read_code(row["student"], entry.path, exercise))
+                continue
+            if row["student"] in stored:  # the folder is gone: the code grading kept
+                codes.append(Code(row["student"], *stored[row["student"]]))
                 continue
             path = Path(submissions) / Path(row["source"]).name if submissions else Path(row["source"])
             try:

@@ -180,14 +180,23 @@ def _read_code(student: str, path: Path, exercise=None) -> Code:
     except Exception as exc:  # noqa: BLE001 - a submission's file: any failure is its own
         why = str(exc) if isinstance(exc, SubmissionError) else \
             f"{path.name}: could not be read as a submission ({type(exc).__name__})."
-        raw, name = _raw_text(path, exercise.module_name if exercise else MODULE_NAME)
-        if not raw:
-            return Code(student, "", f"{why} Nothing in it could be read as code.")
-        if name.endswith(".ipynb"):
-            text, note = _recovered_lines(raw), (f"{why} Read as text: the code lines recovered "
-                                                 f"from {Path(name).name}.")
-        else:
-            text, note = raw, f"{why} Read as text: {Path(name).name}."
+        return recovered_code(student, path, why, exercise)
+    return _bounded(student, text, note)
+
+
+def recovered_code(student: str, path: Path, why: str, exercise=None) -> Code:
+    """The code of a submission that could not be read as one (`why`), recovered as text
+    where it can be: the file itself, or in a zip its module read from the archive."""
+    raw, name = _raw_text(Path(path), exercise.module_name if exercise else MODULE_NAME)
+    if not raw:
+        return Code(student, "", f"{why} Nothing in it could be read as code.")
+    if name.endswith(".ipynb"):
+        return _bounded(student, _recovered_lines(raw), f"{why} Read as text: the code lines "
+                                                        f"recovered from {Path(name).name}.")
+    return _bounded(student, raw, f"{why} Read as text: {Path(name).name}.")
+
+
+def _bounded(student: str, text: str, note: str) -> Code:
     text = text.removeprefix("\ufeff")
     if len(text) > MAX_TEXT:
         text = text[:MAX_TEXT]

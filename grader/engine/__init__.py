@@ -37,7 +37,7 @@ import time
 from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from .. import channel, events, provenance, sandbox as sandbox_mod
 from ..errors import SubmissionError
@@ -51,8 +51,11 @@ from .protocol import GAP_LIMIT, MAX_NOTES, Phase, Stop, _run_worker
 from .results import (FLAG_KINDS, Collection, Failed, Flag, ItemResult, Observed, Outcome,
                       Report)
 
+if TYPE_CHECKING:  # a value the caller read: engine imports no submission code at start
+    from ..submission import Submission
+
 __all__ = ["BUDGET_MARGIN", "JUDGE_LIMIT", "STARTUP_LIMIT", "Standby", "collect", "collect_submission", "grade",
-           "grade_submission", "judge", "report", "unreadable_report",
+           "grade_submission", "judge", "new_work_dir", "report", "unreadable_report",
            "DEFAULT_HELDOUT_SEED", "grading_seed", "item_seed", "private_seed", "worker_env",
            "GAP_LIMIT", "MAX_NOTES",
            "Phase", "Stop", "FLAG_KINDS", "Collection", "Failed", "Flag", "ItemResult",
@@ -335,15 +338,15 @@ def grade(module_file: Path, rubric: Rubric, inputs: GradingInputs, *, include_h
     return report(name or str(module_file), items, found, inputs, rubric, time.monotonic() - start)
 
 
-def collect_submission(source: str | os.PathLike, items: list[Item],
+def collect_submission(source: str | os.PathLike | Submission, items: list[Item],
                        inputs: WorkerInputs | Callable[[], WorkerInputs], exercise: Exercise, *,
                        item_seeds: dict[str, int], own_folder: bool = False, strict: bool = False,
                        sandbox: sandbox_mod.Sandbox | None = None, threads: int | None = None,
                        startup_limit: float = STARTUP_LIMIT, label: str = "",
                        progress: Callable[[str], None] | None = None,
                        standby: Standby | None = None) -> Collection:
-    """Prepare one submission (.py, .ipynb, .zip or a folder), collect its observations
-    and clean up: the half of grading that runs submission code, here or on a cluster
+    """Prepare one submission (.py, .ipynb, .zip or a folder, or a `submission.Submission`
+    already read), collect its observations and clean up: the half of grading that runs submission code, here or on a cluster
     worker. With `own_folder` (a student checking their own file) the submission's folder
     is its file's folder; otherwise only what the submission itself holds is shown to it.
     A submission that cannot be read yields "skipped" outcomes with the reason (with
@@ -351,25 +354,29 @@ def collect_submission(source: str | os.PathLike, items: list[Item],
 
     A `standby` (a student's own file only) is used when it serves this submission as
     started (Standby.serves), and discarded otherwise: either way this grading ends it."""
-    from ..submission import materialize
+    from ..submission import Submission, materialize, prepare
 
-    source = Path(source).resolve() if own_folder else Path(source)  # a student's own link, theirs
-    if standby is not None and not (own_folder and source.is_file() and standby.serves(
+    handed = source if isinstance(source, Submission) else None  # read once by the caller
+    if handed is None:
+        source = Path(source).resolve() if own_folder else Path(source)  # a student's own link, theirs
+    if standby is not None and not (handed is None and own_folder and source.is_file() and standby.serves(
             sandbox or sandbox_mod.default(), source.parent, exercise, threads)):
         standby.discard()
         standby = None
-    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40]
-    work = standby.root if standby is not None else \
-        Path(tempfile.mkdtemp(prefix=f"grader-{safe}-" if safe else "grader-"))
+    work = handed.work if handed is not None else standby.root if standby is not None else \
+        new_work_dir(label)
     try:
         os.chmod(work, 0o711)
         try:
-            module_file, folder = materialize(source, work / "in", exercise)
+            if handed is not None:
+                module_file, folder = prepare(handed.module, work / "in" / "module", exercise), handed.folder
+            else:
+                module_file, folder = materialize(source, work, exercise)
         except SubmissionError as exc:
             if strict:
                 raise
             return Collection({i.id: Failed("skipped", str(exc)) for i in items}, import_failed=True)
-        if own_folder and source.is_file():
+        if handed is None and own_folder and source.is_file():
             folder = source.resolve().parent
         _readable(work / "in")
         used, standby = standby, None
@@ -379,10 +386,17 @@ def collect_submission(source: str | os.PathLike, items: list[Item],
     finally:
         if standby is not None:  # not reached: the submission could not be read
             standby.discard()
-        shutil.rmtree(work, ignore_errors=True)
+        # a Submission read by the caller is theirs to discard (its answers and code are read too)
+        shutil.rmtree(work / "run" if handed is not None else work, ignore_errors=True)
 
 
-def grade_submission(source: str | os.PathLike, rubric: Rubric,
+def new_work_dir(label: str = "") -> Path:
+    """A new private folder for grading one submission, named after its label."""
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in label)[:40]
+    return Path(tempfile.mkdtemp(prefix=f"grader-{safe}-" if safe else "grader-"))
+
+
+def grade_submission(source: str | os.PathLike | Submission, rubric: Rubric,
                      inputs: GradingInputs | Future, *, include_hidden: bool = True,
                      only: list[str] | None = None, name: str | None = None,
                      own_folder: bool = False, strict: bool = False,

@@ -35,7 +35,7 @@ from pathlib import Path
 from .. import engine, sandbox as sandbox_mod
 from . import seeds as seeds_mod
 from ..errors import KitError, SubmissionError
-from ..submission import pack
+from ..submission import Submission, pack
 
 
 def connect(scheduler: str):
@@ -151,7 +151,7 @@ def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: in
     def submit_next() -> list:
         for student, path in pending:
             try:
-                name, payload = pack(path)
+                name, payload = path.pack() if isinstance(path, Submission) else pack(path)
             except SubmissionError as exc:
                 return [(student, engine.unreadable_report(student, rubric, True, str(exc)), "client")]
             submit(student, path, name, payload, 1)

@@ -92,6 +92,11 @@ CREATE TABLE IF NOT EXISTS similar (  -- advisory: pairs `grader similarity` rep
     evidence TEXT NOT NULL DEFAULT '',  -- what was found: the score, and behaviour alike
     PRIMARY KEY (student, other)
 );
+CREATE TABLE IF NOT EXISTS code (  -- what `grader similarity` compares, kept as graded
+    student TEXT PRIMARY KEY REFERENCES submissions(student) ON DELETE CASCADE,
+    text TEXT NOT NULL,
+    note TEXT NOT NULL               -- why it is not the graded code, or what was cut
+);
 CREATE TABLE IF NOT EXISTS flags (
     student TEXT NOT NULL REFERENCES submissions(student) ON DELETE CASCADE,
     kind TEXT NOT NULL,              -- one of engine.FLAG_KINDS
@@ -136,9 +141,9 @@ class Gradebook:
 
     def record(self, student: str, source: str, content_hash: str, rubric_hash: str,
                report: Report, status: str, message: str = "", host: str = "",
-               answers: Answers | None = None) -> None:
-        """One submission's grading, its answers included, in one transaction; the manual
-        scores a person gave are kept."""
+               answers: Answers | None = None, code: tuple[str, str] | None = None) -> None:
+        """One submission's grading, its answers and kept code (text, note) included, in one
+        transaction; the manual scores a person gave are kept."""
         answers = answers or Answers()
         # text from files and workers may hold lone surrogates (a file name's undecodable
         # bytes, an escaped "\udce9" in JSON) that SQLite cannot store: spelled out instead
@@ -148,6 +153,7 @@ class Gradebook:
             self.db.execute("DELETE FROM items WHERE student = ?", (student,))
             self.db.execute("DELETE FROM flags WHERE student = ?", (student,))
             self.db.execute("DELETE FROM answers WHERE student = ?", (student,))
+            self.db.execute("DELETE FROM code WHERE student = ?", (student,))
             # compared on code that may have changed: until the next comparison, no claim
             self.db.execute("DELETE FROM similar WHERE student = ? OR other = ?", (student, student))
             self.db.execute(
@@ -162,6 +168,9 @@ class Gradebook:
                 [(student, i, r.id, r.title, r.score, r.max_score, r.status, _text(r.message), r.seconds,
                   r.visibility, json.dumps(r.details or {})) for i, r in enumerate(report.items)])
             self._put_answers(student, answers)
+            if code is not None:
+                self.db.execute("INSERT INTO code VALUES (?, ?, ?)",
+                                (student, _text(code[0]), _text(code[1])))
             self.db.executemany("INSERT INTO flags VALUES (?, ?, ?)",
                                 [(student, f.kind, _text(f.detail)) for f in report.flags])
 
@@ -182,6 +191,11 @@ class Gradebook:
         names = [c[0] for c in cursor.description]
         row = cursor.fetchone()
         return dict(zip(names, row)) if row else None
+
+    def code(self) -> dict[str, tuple[str, str]]:
+        """{student: (text, note)}: the code each submission was graded with, as kept."""
+        return {student: (text, note) for student, text, note in
+                self.db.execute("SELECT student, text, note FROM code")}
 
     def items(self, student: str) -> list[dict]:
         """The autograded items' results, `details` decoded."""

@@ -12,6 +12,7 @@ gradebook and a summary is printed.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import shutil
@@ -22,13 +23,13 @@ from pathlib import Path
 
 from .. import __version__, answers as answers_mod, engine, rubric as rubric_mod, sandbox as sandbox_mod
 from ..records import exports, late as late_mod, lms
-from ..errors import KitError
+from ..errors import KitError, SubmissionError
 from ..records.gradebook import Gradebook
 from ..options import DataOptions, add_data_arguments, add_release_arguments, add_rubric_argument
 from ..paths import default_rubric
 from .. import submission as submission_mod
 from ..names import shown, student_id
-from ..submission import content_hash
+from ..submission import Unreadable, content_hash
 
 
 def status_of(report: engine.Report) -> tuple[str, str]:
@@ -46,9 +47,9 @@ def _local_results(todo, rubric, inputs, sandbox: sandbox_mod.Sandbox, startup_l
     threads = max(1, (os.cpu_count() or 1) // workers)
     host = socket.gethostname()
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(engine.grade_submission, path, rubric, inputs, include_hidden=True,
+        futures = {pool.submit(engine.grade_submission, handed, rubric, inputs, include_hidden=True,
                                name=student, sandbox=sandbox, threads=threads,
-                               startup_limit=startup_limit): student for student, path in todo}
+                               startup_limit=startup_limit): student for student, handed in todo}
         for future in as_completed(futures):
             student = futures[future]
             try:
@@ -130,23 +131,25 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
                                      + inputs.fingerprint().encode()).hexdigest()[:16]
         runner = _Runner(rubric, inputs, scheduler, workers, startup_limit, memory_mb, network,
                          user, scratch_mb, [out, rubric_file.parent, folder])
-        found, hashes, refused = _read_class(book, folder, rubric, rubric_hash)
-        entries = [(e.student, e.path) for e in found if e.student in hashes]
-        paths = {e.student: e.path for e in found}
-        todo = [(s, p) for s, p in entries
-                if regrade or not book.is_current(s, hashes[s], __version__, rubric_hash)]
-        if manual_ids:  # unchanged submissions: their answers, read for the current items
-            graded = {s for s, _ in todo}
-            for student, path in entries:
-                if student not in graded:
-                    book.set_answers(student, _answers(path, manual_ids, rubric.exercise))
-        print(f"{len(found)} submissions, {len(entries) - len(todo)} already graded, "
-              + (f"{len(refused)} refused, " if refused else "")
-              + f"{len(todo)} to grade {runner.where}; grading on {inputs.description}",
-              file=sys.stderr)
-        runner.grade(todo, progress, lambda student, report, host: _record_graded(
-            book, student, paths[student], hashes[student], rubric_hash, report, host, manual_ids,
-            rubric.exercise, runner.remote))
+        found, read, refused = _read_class(book, folder, rubric, rubric_hash)
+        try:
+            todo = [(s, h) for s, h in read.items()
+                    if regrade or not book.is_current(s, h.hash, __version__, rubric_hash)]
+            grading = {s for s, _ in todo}
+            for student in [s for s in read if s not in grading]:  # unchanged: read no further
+                handed = read.pop(student)
+                if manual_ids:  # their answers, read for the current items
+                    book.set_answers(student, _answers(handed, manual_ids))
+                handed.discard()
+            print(f"{len(found)} submissions, {len(found) - len(refused) - len(todo)} already "
+                  "graded, " + (f"{len(refused)} refused, " if refused else "")
+                  + f"{len(todo)} to grade {runner.where}; grading on {inputs.description}",
+                  file=sys.stderr)
+            runner.grade(todo, progress, lambda student, report, host: _record_graded(
+                book, student, read[student], rubric_hash, report, host, manual_ids, rubric.exercise))
+        finally:
+            for handed in read.values():
+                handed.discard()
         problems = exports.write_all(book, out, released)
         for student, problem in problems:
             print(f"error: {shown(student)}: {problem}", file=sys.stderr)
@@ -229,40 +232,55 @@ def _record_setting(book: Gradebook, rubric, folder: Path, roster_data, released
 
 
 def _read_class(book: Gradebook, folder: Path, rubric, rubric_hash: str):
-    """(the folder's entries, {student: content hash}, {student: why refused}); each refused
-    entry is recorded as that student's problem, nobody else's."""
+    """(the folder's entries, {student: Submission read once}, {student: why refused}); each
+    refused entry is recorded as that student's problem, nobody else's. A submission that
+    cannot be read (a corrupt zip, no module in it) is read as `Unreadable`: graded as such,
+    with the reason, without running anything."""
     # the ids the gradebook gave entries of these names, wherever the folder was then
     previous = {r["source"].rsplit("/", 1)[-1]: r["student"] for r in book.submissions()}
     found = submission_mod.entries(folder, previous)
     # the class as this download has it: the LMS files leave out entries of earlier ones
     book.set_meta("current_entries", json.dumps([e.student for e in found]))
-    hashes, refused = {}, {}
+    read, refused = {}, {}
     for entry in found:
-        try:
-            if not entry.problem:
-                hashes[entry.student] = content_hash(entry.path)
-        except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
-            refused[entry.student] = f"{entry.student}: could not be read ({type(exc).__name__})."
         if entry.problem:
             refused[entry.student] = entry.problem
-    paths = {e.student: e.path for e in found}
+            continue
+        work = engine.new_work_dir(entry.student)
+        try:
+            read[entry.student] = submission_mod.read(entry.path, work, rubric.exercise)
+        except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
+            shutil.rmtree(work, ignore_errors=True)
+            why = str(exc) if isinstance(exc, SubmissionError) else \
+                f"{entry.student}: could not be read ({type(exc).__name__})."
+            try:
+                read[entry.student] = Unreadable(entry.path, why, content_hash(entry.path))
+            except Exception as exc:  # noqa: BLE001 - not even its bytes could be read
+                refused[entry.student] = f"{entry.student}: could not be read ({type(exc).__name__})."
     manual_ids = [m.id for m in rubric.manual]
+    paths = {e.student: e.path for e in found}
     for student, problem in refused.items():
         report = engine.unreadable_report(student, rubric, True, problem)
         digest = "refused:" + hashlib.sha256(problem.encode()).hexdigest()
         book.record(student, _source(paths[student]), digest, rubric_hash, report, "failed",
                     problem, answers=answers_mod.Answers.none(manual_ids, problem))
         print(f"refused: {problem}", file=sys.stderr)
-    return found, hashes, refused
+    return found, read, refused
 
 
-def _record_graded(book: Gradebook, student: str, path: Path, digest: str, rubric_hash: str,
-                   report, host: str, manual_ids: list[str], exercise, remote: bool) -> None:
-    """One graded submission into the gradebook (one transaction), and its line."""
+def _record_graded(book: Gradebook, student: str, handed, rubric_hash: str, report, host: str,
+                   manual_ids: list[str], exercise) -> None:
+    """One graded submission into the gradebook (one transaction) with its answers and
+    the code `grader similarity` compares, all read from the one copy grading read; then
+    that copy is removed."""
+    from ..copying.code import read_code, recovered_code
+
     status, message = status_of(report)
-    answered = _answers(path, manual_ids, exercise)
-    book.record(student, _source(path), digest, rubric_hash, report, status, message, host=host,
-                answers=answered)
+    code = recovered_code(student, handed.source, handed.problem, exercise) \
+        if isinstance(handed, Unreadable) else read_code(student, handed.module, exercise)
+    book.record(student, _source(handed.source), handed.hash, rubric_hash, report, status,
+                message, host=host, answers=_answers(handed, manual_ids), code=(code.text, code.note))
+    handed.discard()
 
 
 class _Runner:
@@ -297,6 +315,10 @@ class _Runner:
         from tqdm import tqdm
 
         bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
+        unreadable = [(s, engine.unreadable_report(s, self.rubric, True, h.problem),
+                       "client" if self.remote else socket.gethostname())
+                      for s, h in todo if isinstance(h, Unreadable)]  # nothing to run
+        todo = [(s, h) for s, h in todo if not isinstance(h, Unreadable)]
         try:
             if self.client is not None:
                 from ..engine import cluster as cluster_mod
@@ -309,7 +331,7 @@ class _Runner:
             else:
                 finished = _local_results(todo, self.rubric, self.inputs, self.sandbox,
                                           self.startup_limit, self.workers)
-            for student, report, host in finished:
+            for student, report, host in itertools.chain(unreadable, finished):
                 record(student, report, host)
                 bar.write(f"{shown(student)}: {status_of(report)[0]}, {exports.points(report.score)}/"
                           f"{exports.points(report.max_score)} in {report.seconds:.0f} s"
@@ -329,15 +351,17 @@ def _source(path: Path) -> str:
     return student_id(str(path))
 
 
-def _answers(path: Path, manual_ids: list[str], exercise) -> answers_mod.Answers:
-    """The submission's written answers, read here without running anything
+def _answers(handed, manual_ids: list[str]) -> answers_mod.Answers:
+    """The submission's written answers, read from its copy without running anything
     (grader.answers); whatever goes wrong is the submission's recorded problem, never the
     batch's end: its grades are recorded either way."""
+    if isinstance(handed, Unreadable):
+        return answers_mod.Answers.none(manual_ids, handed.problem)
     try:
-        return answers_mod.extract(path, manual_ids, exercise)
+        return answers_mod.of_submission(handed, manual_ids)
     except Exception as exc:  # noqa: BLE001 - the files are the student's
-        return answers_mod.Answers.none(manual_ids, f"{student_id(path.name)}: its answers could not be read "
-                                                    f"({type(exc).__name__})")
+        return answers_mod.Answers.none(manual_ids, f"{student_id(handed.source.name)}: its answers "
+                                                    f"could not be read ({type(exc).__name__})")
 
 
 def _similarity(out: Path) -> int | None:
