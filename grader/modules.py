@@ -12,7 +12,7 @@ from pathlib import Path
 from .errors import SubmissionError
 
 TENSORFLOW_TESTED = ("2.20", "2.21")
-"""the TensorFlow minor versions the checker is tested with (tests/test_student_package.py)"""
+"""the TensorFlow minor versions the checker is tested with (tests/verbs/test_student_package.py)"""
 TENSORFLOW_DISTRIBUTIONS = ("tensorflow", "tensorflow-cpu", "tensorflow-macos", "tensorflow-intel",
                             "tf-nightly", "tf-nightly-cpu")
 """the names TensorFlow is installed under: any of them will do"""

@@ -1,7 +1,7 @@
 """A hostile class: the entries a class folder can hold that once stopped, slowed or
 corrupted a batch (names that are not UTF-8, 254 bytes long, formulas, terminal escapes
 and bidi overrides; stems that clash; links; pipes; huge files; notebooks that are bombs
-or too deep to parse). Made by tests/test_batch.py beside its honest and hostile
+or too deep to parse). Made by tests/verbs/test_batch.py beside its honest and hostile
 submissions, and by benchmarks/bench_hostile.py."""
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The house rules docs/development.md states: no module over MAX_MODULE_LINES lines, no
 function over MAX_FUNCTION_LINES but those its "Long functions" list names, and no verb
-importing another verb or an exercise's module."""
+importing another verb or an exercise's module; and the tests' folders mirror the package."""
 from __future__ import annotations
 
 import ast
@@ -84,3 +84,23 @@ def test_the_import_reader_sees_what_it_should(tmp_path):
         assert {"verbs.batch", "exercises.x.y", "copying"} <= _imports(probe)
     finally:
         PACKAGE = saved
+
+
+DATA_FOLDERS = {"corpus", "attacks", "exercises"}
+"""tests/ folders that hold what the tests grade or load, not tests"""
+
+
+def test_the_tests_mirror_the_package():
+    """A folder of tests is named after a package of grader/ (or the kit's exercise), and a
+    top-level test file after a module of grader/ or a concern the docs name."""
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").is_file()}
+    exercises = {p.name for p in (PACKAGE / "exercises").iterdir() if (p / "__init__.py").is_file()}
+    tests = ROOT / "tests"
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders - DATA_FOLDERS <= packages | exercises, folders - DATA_FOLDERS - packages - exercises
+    for folder in folders - DATA_FOLDERS:
+        assert any((tests / folder).glob("test_*.py")), folder
+    modules = {p.stem for p in PACKAGE.glob("*.py")}
+    concerns = {"docs", "layout"}  # the house itself
+    top = {p.stem.removeprefix("test_") for p in tests.glob("test_*.py")}
+    assert top <= modules | concerns, top - modules - concerns

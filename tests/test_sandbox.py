@@ -135,7 +135,7 @@ def escape(request, tmp_path_factory):
     rubric_file = private / "rubric.yaml"
     rubric_file.write_text(yaml.safe_dump(RUBRIC))
     (subs / "honest.py").write_text(SOLUTION.read_text())
-    # a few of the hostile class (tests/test_batch.py), here graded as nobody too
+    # a few of the hostile class (tests/verbs/test_batch.py), here graded as nobody too
     latin1 = subs / os.fsdecode(b"caf\xe9")
     latin1.mkdir()
     # another correct solution: a copy of honest.py would be flagged as similar to it

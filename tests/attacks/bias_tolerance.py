@@ -1,6 +1,6 @@
 """Attack: inflate explain_logits' tolerance with a huge fc bias.
 
-Graded since explain_logits requires the recomputed head's top class (tests/test_attacks.py):
+Graded since explain_logits requires the recomputed head's top class (tests/engine/test_attacks.py):
 0 on training's learned half, both accuracy items and checkpoint. The scores below are
 from the kit before that fix.
 

@@ -1,7 +1,7 @@
 """Attack (grading-process memory): protocol_forger.py with FLOOD_FLAGS = 1,000,000 distinct
 
 Graded since the channel bounds each worker's stream (channel.MAX_FRAMES, MAX_STREAM;
-tests/test_attacks.py): the flood ends the stream as malformed, the rest is `integrity`.
+tests/engine/test_attacks.py): the flood ends the stream as malformed, the rest is `integrity`.
 The measurements below are from the kit before that fix.
 
 signed `flag` frames during each accuracy item and a 400 MB array padded onto every result

@@ -1,6 +1,6 @@
 """Attack: a whole-protocol forger with no exercise code at all.
 
-Graded since explain_logits requires the recomputed head's top class (tests/test_attacks.py):
+Graded since explain_logits requires the recomputed head's top class (tests/engine/test_attacks.py):
 0 on training's learned half, both accuracy items and checkpoint; it keeps what a key
 holder can make up (interface, shapes, weights, frozen, pipeline, features through the
 grader's own numpy). The scores below are from the kit before that fix.

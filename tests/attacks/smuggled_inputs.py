@@ -1,7 +1,7 @@
 """Attack: the "inputs" of a logit witness carry the answer (110/110 with no exercise code).
 
 Graded since the recomputation starts from the fitted colour transform of the true images
-(checks._colour_transform; tests/test_attacks.py): 0 on both accuracy items and the
+(checks._colour_transform; tests/engine/test_attacks.py): 0 on both accuracy items and the
 checkpoint item, only the summaries half of training, as the protocol forger. The
 description below is of the kit before that fix, as the outside attacker wrote it.
 

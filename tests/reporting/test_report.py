@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
-import class_fixture  # noqa: E402
+import class_fixture  # noqa: E402  (tests/: on the path through tests/conftest.py)
 
 from grader import cli  # noqa: E402
 from grader.answers import Answer, Answers  # noqa: E402

@@ -10,9 +10,8 @@ import yaml
 
 from grader.verbs import check
 from grader import cli
-from kit import ROOT
+from kit import ROOT, fast_rubric
 
-from test_engine import fast_rubric
 
 
 def _fast_rubric_file(tmp_path):

@@ -26,14 +26,8 @@ from grader.names import FORMULA_STARTS
 from grader import submission
 from grader.verbs import batch, gradescope
 from hostile_class import CLASS_EXTRA, ESCAPES, HOSTILE, LONG, hostile_class, remove_deep
-from kit import ROOT, SOLUTION
+from kit import ROOT, SMALL_RUBRIC, SOLUTION
 
-SMALL_RUBRIC = {"schema_version": 1, "time_limit": 20, "items": [
-    {"id": "interface", "title": "Interface", "points": 1, "check": "interface"},
-    {"id": "preprocess", "title": "Preprocessing", "points": 2, "check": "preprocess"},
-    {"id": "weights", "title": "Weights", "points": 2, "check": "weights"},
-    {"id": "pipeline", "title": "Pipeline", "points": 2, "check": "pipeline", "visibility": "after_due_date"},
-]}
 REFERENCE = SOLUTION.read_text()
 
 

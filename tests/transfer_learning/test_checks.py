@@ -48,7 +48,7 @@ def test_nested_layers_are_found_by_name():
 
 
 def _pipeline_obs(batches_per_epoch, stream=None, ordered=None):
-    from test_dataset_graph import honest_graphs
+    from test_graphs import honest_graphs
 
     everything = list(range(50))
     return {"spec": [["uint8", [None, 32, 32, 3]], ["int64", [None]]],
@@ -736,12 +736,12 @@ def test_features_are_judged_on_the_models_own_preprocessing_and_name_what_diffe
 
 # ---------------------------------------------------------------- the pipeline's graphs
 # The structure comes from each dataset's serialized graph, read in the grading process
-# (grader/graphs.py); test_dataset_graph.pipeline_graph writes them as TensorFlow does.
+# (grader/graphs.py); test_graphs.pipeline_graph writes them as TensorFlow does.
 
 def _graphed(stream_seed=0, **changed):
     """An honest pipeline observation: shuffled epochs and stream, and the reference's
     graphs with `changed` datasets' steps (or texts) in their place."""
-    from test_dataset_graph import honest_graphs
+    from test_graphs import honest_graphs
 
     rng = np.random.default_rng(stream_seed)
     first, second = _shuffled_epoch(rng), _shuffled_epoch(rng)
@@ -756,7 +756,7 @@ def test_pipeline_judge_accepts_honest_elements_and_graphs():
 
 def test_a_prefetch_the_worker_claims_but_the_graph_lacks_earns_nothing():
     """The worker's elements and its old `kinds` claim a prefetch; the graphs have none."""
-    from test_dataset_graph import REPEAT, batch, shuffle
+    from test_graphs import REPEAT, batch, shuffle
 
     obs = _graphed(once=[shuffle(), batch()], endless=[shuffle(), batch(), REPEAT],
                    forever=[batch(), REPEAT])
@@ -779,7 +779,7 @@ def test_a_prefetch_the_worker_claims_but_the_graph_lacks_earns_nothing():
 def test_a_graph_that_disagrees_with_the_elements_costs_its_part(changed, lost, says):
     """Elements an honest pipeline yields, with a graph built otherwise: the part the graph
     backs is lost, with what the graph holds."""
-    from test_dataset_graph import PREFETCH, REPEAT, batch, shuffle
+    from test_graphs import PREFETCH, REPEAT, batch, shuffle
 
     steps = {"shuffle after batch": [batch(), shuffle(), PREFETCH],
              "repeat before shuffle": [REPEAT, shuffle(), batch(), PREFETCH],
@@ -806,7 +806,7 @@ def test_a_pipeline_without_a_graph_loses_the_parts_that_need_it_with_one_line()
 
 
 def test_hostile_graph_bytes_lose_the_graphs_parts_with_what_the_reader_found():
-    from test_dataset_graph import HONEST
+    from test_graphs import HONEST
 
     obs = _graphed()
     obs["graphs"]["endless"] = np.frombuffer(HONEST[:len(HONEST) // 2], np.uint8)
@@ -824,7 +824,7 @@ def test_hostile_graph_bytes_lose_the_graphs_parts_with_what_the_reader_found():
      "the forever dataset's graph is not bytes"),
     ({"once": "x", "endless": "x", "forever": 7}, "the forever dataset's graph is not bytes"),
 ])
-def test_graphs_no_collect_half_sends_are_malformed(graphs, says):
+def test_dataset_graphs_no_collect_half_sends_are_malformed(graphs, says):
     obs = _graphed()
     obs["graphs"] = graphs
     score, message, *_ = checks.pipeline.judge_pipeline(obs, None, {"batch_size": 16})

@@ -11,19 +11,7 @@ from grader.exercise import load as load_exercise
 EXERCISE = load_exercise()
 from grader import engine, rubric
 from grader.exercises.transfer_learning import vgg_weights
-from kit import DEFAULT_RUBRIC, SOLUTION
-
-
-def fast_rubric(time_limit: float | None = None) -> rubric.Rubric:
-    """The shipped rubric's visible items (with their calibrated bounds), optionally with
-    one time limit for all of them."""
-    data = yaml.safe_load(DEFAULT_RUBRIC.read_text())
-    data["items"] = [i for i in data["items"] if i.get("visibility", "visible") == "visible"
-                     and i["check"] != "manual"]
-    if time_limit is not None:
-        for item in data["items"]:
-            item["time_limit"] = time_limit
-    return rubric.parse(data, "fast rubric")
+from kit import DEFAULT_RUBRIC, SOLUTION, fast_rubric
 
 
 @pytest.fixture(scope="module")

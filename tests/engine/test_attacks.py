@@ -13,9 +13,9 @@ import pytest
 from grader.exercises.transfer_learning import inputs as tl_inputs
 from grader import channel, engine, rubric
 from grader.exercises.transfer_learning import synthetic, vgg_weights
-from kit import DEFAULT_RUBRIC, SOLUTION
+from kit import DEFAULT_RUBRIC, ROOT, SOLUTION
 
-ATTACKS = Path(__file__).parent / "attacks"
+ATTACKS = ROOT / "tests" / "attacks"
 
 
 @pytest.fixture(scope="module")

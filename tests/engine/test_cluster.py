@@ -28,7 +28,9 @@ from grader.records import gradebook  # noqa: E402
 from grader.exercises.transfer_learning import vgg_weights  # noqa: E402
 from kit import ROOT  # noqa: E402
 
-from test_batch import REFERENCE, SMALL_RUBRIC as RUBRIC  # noqa: E402  (the same small rubric)
+from kit import SMALL_RUBRIC as RUBRIC, SOLUTION  # noqa: E402  (the batch tests' small rubric)
+
+REFERENCE = SOLUTION.read_text()
 
 
 def _start(command: list[str], log: Path, env: dict) -> subprocess.Popen:
