@@ -43,9 +43,13 @@ def _available(module: str) -> bool:
 
 def _exercise_commands() -> dict[str, str]:
     """The default exercise's own commands: name -> module in this package."""
+    from .errors import KitError
     from .exercise import load
 
-    exercise = load(DEFAULT_EXERCISE)
+    try:
+        exercise = load(DEFAULT_EXERCISE)
+    except KitError:  # a student package built for another exercise: it has none of these
+        return {}
     prefix = exercise.package.removeprefix(f"{__package__}.")
     return {name: f"{prefix}.{module}" for name, module in exercise.commands.items()}
 

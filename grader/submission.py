@@ -154,7 +154,7 @@ def entries(folder: Path, previous: dict[str, str] | None = None) -> list[Entry]
 
 def content_hash(path: Path) -> str:
     """A digest of what grading reads of a submission, so that a change to anything else
-    does not regrade it: file names (as bytes) and contents, read in chunks as materialize
+    does not regrade it: file names (as bytes) and contents, read in chunks as `read`
     reads them (no link followed: a file that is not plain counts by its name), except that
     a notebook counts by its code cells (source, tags, execution count: the module and the
     places its messages name) and written answers not at all (`answers.md`,
@@ -386,19 +386,6 @@ class Submission:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-@dataclass
-class Unreadable:
-    """A submission whose files could not be read as one: graded as such, with the
-    reason, and never run. Its hash counts its bytes (content_hash), so an unchanged one
-    is not read again."""
-    source: Path
-    problem: str
-    hash: str
-
-    def discard(self) -> None:
-        """Nothing was copied."""
-
-
 def read(path: Path, work: Path, exercise: exercise_mod.Exercise | None = None) -> Submission:
     """Read any kind of submission once into `work/in` (nothing outside `work` is touched,
     no link is followed: a student checking their own file has it resolved first, see
@@ -421,18 +408,28 @@ def read(path: Path, work: Path, exercise: exercise_mod.Exercise | None = None) 
     else:
         kept = files / path.name
         kept.write_bytes(read_plain(path, _LIMITS.get(path.suffix, MAX_MODULE_BYTES)))
-        answers = path.with_name(f"{path.stem}.answers.md")
-        if path.suffix == ".py" and answers.is_file() and not answers.is_symlink():
-            from .answers import MAX_FILE_BYTES
-            try:
-                beside = files / answers.name
-                beside.write_bytes(read_plain(answers, MAX_FILE_BYTES))
-            except SubmissionError as exc:
-                beside, problem = None, str(exc)
-            except OSError as exc:
-                beside, problem = None, f"{answers.name}: could not be read ({type(exc).__name__})"
+        if path.suffix == ".py":
+            beside, problem = _copy_beside(path, files)
     module = kept if kept.is_file() and kept.suffix != ".zip" else find_module(files, path.name, exercise)
     return Submission(path, Path(work), kept, files, module, beside, problem)
+
+
+def _copy_beside(path: Path, files: Path) -> tuple[Path | None, str]:
+    """A single .py file's NAME.answers.md copied into `files`: (the copy or None, why it
+    could not be copied). Never raises: the answers are not the module."""
+    from .answers import MAX_FILE_BYTES
+
+    answers = path.with_name(f"{path.stem}.answers.md")
+    try:
+        if not answers.is_file() or answers.is_symlink():  # a link beside it is not read
+            return None, ""
+        copy = files / answers.name
+        copy.write_bytes(read_plain(answers, MAX_FILE_BYTES))
+        return copy, ""
+    except SubmissionError as exc:
+        return None, str(exc)
+    except (OSError, ValueError) as exc:  # a name too long for NAME.answers.md, and the like
+        return None, f"{names.student_id(answers.name)}: could not be read ({type(exc).__name__})"
 
 
 def materialize(path: Path, dest: Path, exercise: exercise_mod.Exercise | None = None

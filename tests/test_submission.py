@@ -559,3 +559,14 @@ def test_a_submission_is_read_once_and_changes_after_that_are_not_seen(tmp_path,
     assert "-images" not in text
     got.discard()
     assert not (tmp_path / "work").exists() and handed.exists()
+
+
+def test_a_py_whose_answers_file_name_would_be_too_long_is_still_read(tmp_path):
+    """NAME.answers.md is 11 bytes longer than NAME.py: for a name near the file system's
+    limit it cannot exist, and the module is read all the same."""
+    from grader.submission import read
+
+    handed = tmp_path / ("é" * 123 + "x.py")  # 250 bytes: NAME.answers.md would be 258
+    handed.write_text("x = 1\n")
+    got = read(handed, tmp_path / "work")
+    assert got.code() == "x = 1\n" and got.beside is None

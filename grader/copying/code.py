@@ -3,6 +3,7 @@ scores at or above the threshold, and the pairs that behaved alike joined to the
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from dataclasses import dataclass, field
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from ..errors import KitError, SubmissionError
 from ..paths import MODULE_NAME
+from ..plainfile import open_plain
 from . import behaviour
 from .fingerprints import fingerprint, given_names, tokens
 
@@ -136,7 +138,7 @@ def _raw_text(path: Path, module_name: str = MODULE_NAME) -> tuple[str, str]:
         import zipfile
 
         try:
-            with zipfile.ZipFile(path) as archive:
+            with os.fdopen(open_plain(path), "rb") as raw, zipfile.ZipFile(raw) as archive:
                 names = [n for n in archive.namelist() if n.endswith((".py", ".ipynb"))
                          and "__MACOSX" not in n]
                 named = [n for n in names if Path(n).name in (f"{module_name}.py",
@@ -149,9 +151,9 @@ def _raw_text(path: Path, module_name: str = MODULE_NAME) -> tuple[str, str]:
             return "", ""
     try:
         if path.is_file():
-            with open(path, "rb") as handle:
+            with os.fdopen(open_plain(path), "rb") as handle:  # no link followed
                 return handle.read(MAX_TEXT).decode("utf-8", "replace"), path.name
-    except OSError:
+    except (OSError, SubmissionError):
         pass
     return "", ""
 

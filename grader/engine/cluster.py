@@ -35,7 +35,6 @@ from pathlib import Path
 from .. import engine, sandbox as sandbox_mod
 from . import seeds as seeds_mod
 from ..errors import KitError, SubmissionError
-from ..submission import Submission, pack
 
 
 def connect(scheduler: str):
@@ -151,7 +150,7 @@ def results(client, todo, rubric, inputs: engine.GradingInputs, *, memory_mb: in
     def submit_next() -> list:
         for student, path in pending:
             try:
-                name, payload = path.pack() if isinstance(path, Submission) else pack(path)
+                name, payload = path.pack()  # a submission.Submission, read once
             except SubmissionError as exc:
                 return [(student, engine.unreadable_report(student, rubric, True, str(exc)), "client")]
             submit(student, path, name, payload, 1)

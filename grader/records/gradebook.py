@@ -24,6 +24,15 @@ TO_GRADE, GRADED, NEEDS_REVIEW = "to grade", "graded", "needs review"
 MANUAL_STATUSES = (TO_GRADE, NEEDS_REVIEW, GRADED)
 
 
+def status_of(report: Report) -> tuple[str, str]:
+    """(status, message) of a graded submission for the gradebook."""
+    if report.import_failed:
+        return "failed", report.items[0].message if report.items else ""
+    if any(r.status == "timeout" for r in report.items):
+        return "timed_out", ""
+    return "graded", ""
+
+
 class Conflict(Exception):
     """A manual score was saved over a version other than the one it was loaded at."""
 

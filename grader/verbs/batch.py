@@ -12,51 +12,24 @@ gradebook and a summary is printed.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 import os
 import shutil
 import socket
 import sys
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
 from pathlib import Path
 
 from .. import __version__, answers as answers_mod, engine, rubric as rubric_mod, sandbox as sandbox_mod
 from ..records import exports, late as late_mod, lms
 from ..errors import KitError, SubmissionError
-from ..records.gradebook import Gradebook
+from ..engine.runner import Runner
+from ..records.gradebook import Gradebook, status_of
 from ..options import DataOptions, add_data_arguments, add_release_arguments, add_rubric_argument
 from ..paths import default_rubric
 from .. import submission as submission_mod
 from ..names import shown, student_id
-from ..submission import Unreadable, content_hash
-
-
-def status_of(report: engine.Report) -> tuple[str, str]:
-    """(status, message) of a graded submission for the gradebook."""
-    if report.import_failed:
-        return "failed", report.items[0].message if report.items else ""
-    if any(r.status == "timeout" for r in report.items):
-        return "timed_out", ""
-    return "graded", ""
-
-
-def _local_results(todo, rubric, inputs, sandbox: sandbox_mod.Sandbox, startup_limit: float,
-                   workers: int):
-    """Yield (student, report, host) as a local pool of `workers` finishes each submission."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    host = socket.gethostname()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {pool.submit(engine.grade_submission, handed, rubric, inputs, include_hidden=True,
-                               name=student, sandbox=sandbox, threads=threads,
-                               startup_limit=startup_limit): student for student, handed in todo}
-        for future in as_completed(futures):
-            student = futures[future]
-            try:
-                yield student, future.result(), host
-            except Exception as exc:  # the grader's own failure on one submission
-                yield student, engine.unreadable_report(
-                    student, rubric, True, f"internal grader error ({type(exc).__name__}: {exc})"), host
+from ..submission import content_hash
 
 
 HELP = ("grade a folder of submissions (TAs): parallel, sandboxed, resumable; CSV, feedback and "
@@ -123,32 +96,36 @@ def main(submissions: str, out: str, workers: int | None = None, regrade: bool =
     book = Gradebook(out / "gradebook.sqlite")
     try:
         released = _record_setting(book, rubric, folder, roster_data, released)
-        manual_ids = [m.id for m in rubric.manual]
         # the weights and data are part of what a grade was given under: changing either regrades
         # (the manual items are not: a prompt or a rubric line edited mid-grading must not
         # retrain the class, see autograded_text)
         rubric_hash = hashlib.sha256(autograded_text(rubric_file).encode()
                                      + inputs.fingerprint().encode()).hexdigest()[:16]
-        runner = _Runner(rubric, inputs, scheduler, workers, startup_limit, memory_mb, network,
+        runner = Runner(rubric, inputs, scheduler, workers, startup_limit, memory_mb, network,
                          user, scratch_mb, [out, rubric_file.parent, folder])
-        found, read, refused = _read_class(book, folder, rubric, rubric_hash)
+        todo: dict[str, _Handed] = {}  # read, to grade: each copy removed once recorded
         try:
-            todo = [(s, h) for s, h in read.items()
-                    if regrade or not book.is_current(s, h.hash, __version__, rubric_hash)]
-            grading = {s for s, _ in todo}
-            for student in [s for s in read if s not in grading]:  # unchanged: read no further
-                handed = read.pop(student)
-                if manual_ids:  # their answers, read for the current items
-                    book.set_answers(student, _answers(handed, manual_ids))
-                handed.discard()
+            found, refused = _read_class(book, folder, rubric, rubric_hash, regrade, todo)
             print(f"{len(found)} submissions, {len(found) - len(refused) - len(todo)} already "
                   "graded, " + (f"{len(refused)} refused, " if refused else "")
                   + f"{len(todo)} to grade {runner.where}; grading on {inputs.description}",
                   file=sys.stderr)
-            runner.grade(todo, progress, lambda student, report, host: _record_graded(
-                book, student, read[student], rubric_hash, report, host, manual_ids, rubric.exercise))
+
+            def record(student: str, report: engine.Report, host: str) -> str:
+                """Record one graded submission; its line for the TA."""
+                _record_graded(book, student, todo[student], rubric_hash, report, host)
+                return (f"{shown(student)}: {status_of(report)[0]}, {exports.points(report.score)}/"
+                        f"{exports.points(report.max_score)} in {report.seconds:.0f} s"
+                        + (f", on {shown(host)}" if runner.remote else ""))
+
+            for student, handed in todo.items():  # unreadable: nothing to run
+                if handed.submission is None:
+                    print(record(student, _skipped(student, handed.problem, rubric, inputs),
+                                 socket.gethostname()), file=sys.stderr)
+            runner.grade([(s, h.submission) for s, h in todo.items() if h.submission is not None],
+                         progress, record)
         finally:
-            for handed in read.values():
+            for handed in todo.values():
                 handed.discard()
         problems = exports.write_all(book, out, released)
         for student, problem in problems:
@@ -231,33 +208,75 @@ def _record_setting(book: Gradebook, rubric, folder: Path, roster_data, released
     return book.get_meta("released") == "1"
 
 
-def _read_class(book: Gradebook, folder: Path, rubric, rubric_hash: str):
-    """(the folder's entries, {student: Submission read once}, {student: why refused}); each
-    refused entry is recorded as that student's problem, nobody else's. A submission that
-    cannot be read (a corrupt zip, no module in it) is read as `Unreadable`: graded as such,
-    with the reason, without running anything."""
+@dataclass
+class _Handed:
+    """One student's submission as the batch read it, before any code ran: the copy to
+    grade (`submission.read`; None when it could not be read, and `problem` says why), its
+    hash, the code similarity compares and the written answers, all from that one read."""
+    source: Path
+    submission: submission_mod.Submission | None
+    problem: str
+    hash: str
+    code: tuple[str, str]
+    answers: answers_mod.Answers
+
+    def discard(self) -> None:
+        if self.submission is not None:
+            self.submission.discard()
+
+
+def _read_one(student: str, path: Path, exercise, manual_ids: list[str]) -> _Handed:
+    """Read one entry once; whatever goes wrong is that student's recorded problem."""
+    from ..copying.code import read_code, recovered_code
+
+    work = engine.new_work_dir(student)
+    try:
+        handed = submission_mod.read(path, work, exercise)
+        code = read_code(student, handed.module, exercise)
+        return _Handed(path, handed, "", handed.hash, (code.text, code.note),
+                       _answers(handed, manual_ids, path))
+    except BaseException as exc:
+        shutil.rmtree(work, ignore_errors=True)
+        if not isinstance(exc, Exception):  # an interrupt: nothing half-read is left behind
+            raise
+        why = str(exc) if isinstance(exc, SubmissionError) else \
+            f"{student}: could not be read ({type(exc).__name__})."
+    code = recovered_code(student, path, why, exercise)
+    return _Handed(path, None, why, content_hash(path), (code.text, code.note),
+                   answers_mod.Answers.none(manual_ids, why))
+
+
+def _read_class(book: Gradebook, folder: Path, rubric, rubric_hash: str, regrade: bool,
+                todo: dict) -> tuple[list, dict]:
+    """Read the class folder once: (its entries, {student: why refused}). Each entry is
+    read (`_read_one`) and hashed; an unchanged one has its answers recorded for the
+    current items and its copy removed at once, the others go into `todo` (the caller's,
+    so that it removes their copies whatever happens). Each refused entry is recorded as
+    that student's problem, nobody else's."""
     # the ids the gradebook gave entries of these names, wherever the folder was then
     previous = {r["source"].rsplit("/", 1)[-1]: r["student"] for r in book.submissions()}
     found = submission_mod.entries(folder, previous)
     # the class as this download has it: the LMS files leave out entries of earlier ones
     book.set_meta("current_entries", json.dumps([e.student for e in found]))
-    read, refused = {}, {}
+    manual_ids = [m.id for m in rubric.manual]
+    refused = {}
     for entry in found:
         if entry.problem:
             refused[entry.student] = entry.problem
             continue
-        work = engine.new_work_dir(entry.student)
         try:
-            read[entry.student] = submission_mod.read(entry.path, work, rubric.exercise)
-        except Exception as exc:  # noqa: BLE001 - one student's files, one student's problem
-            shutil.rmtree(work, ignore_errors=True)
-            why = str(exc) if isinstance(exc, SubmissionError) else \
-                f"{entry.student}: could not be read ({type(exc).__name__})."
-            try:
-                read[entry.student] = Unreadable(entry.path, why, content_hash(entry.path))
-            except Exception as exc:  # noqa: BLE001 - not even its bytes could be read
-                refused[entry.student] = f"{entry.student}: could not be read ({type(exc).__name__})."
-    manual_ids = [m.id for m in rubric.manual]
+            handed = _read_one(entry.student, entry.path, rubric.exercise, manual_ids)
+        except Exception as exc:  # noqa: BLE001 - not even its bytes could be read
+            refused[entry.student] = f"{entry.student}: could not be read ({type(exc).__name__})."
+            continue
+        if regrade or not book.is_current(entry.student, handed.hash, __version__, rubric_hash):
+            todo[entry.student] = handed
+            continue
+        try:  # unchanged: its answers, read for the current items
+            if manual_ids:
+                book.set_answers(entry.student, handed.answers)
+        finally:
+            handed.discard()
     paths = {e.student: e.path for e in found}
     for student, problem in refused.items():
         report = engine.unreadable_report(student, rubric, True, problem)
@@ -265,85 +284,25 @@ def _read_class(book: Gradebook, folder: Path, rubric, rubric_hash: str):
         book.record(student, _source(paths[student]), digest, rubric_hash, report, "failed",
                     problem, answers=answers_mod.Answers.none(manual_ids, problem))
         print(f"refused: {problem}", file=sys.stderr)
-    return found, read, refused
+    return found, refused
 
 
-def _record_graded(book: Gradebook, student: str, handed, rubric_hash: str, report, host: str,
-                   manual_ids: list[str], exercise) -> None:
-    """One graded submission into the gradebook (one transaction) with its answers and
-    the code `grader similarity` compares, all read from the one copy grading read; then
-    that copy is removed."""
-    from ..copying.code import read_code, recovered_code
-
+def _record_graded(book: Gradebook, student: str, handed: _Handed, rubric_hash: str, report,
+                   host: str) -> None:
+    """One graded submission into the gradebook (one transaction) with its answers and the
+    code `grader similarity` compares, as read before it ran; then its copy is removed."""
     status, message = status_of(report)
-    code = recovered_code(student, handed.source, handed.problem, exercise) \
-        if isinstance(handed, Unreadable) else read_code(student, handed.module, exercise)
     book.record(student, _source(handed.source), handed.hash, rubric_hash, report, status,
-                message, host=host, answers=_answers(handed, manual_ids), code=(code.text, code.note))
+                message, host=host, answers=handed.answers, code=handed.code)
     handed.discard()
 
 
-class _Runner:
-    """Where the submissions' code runs: the local pool in the sandbox, or a Dask cluster."""
-
-    def __init__(self, rubric, inputs, scheduler, workers, startup_limit, memory_mb, network,
-                 user, scratch_mb, readable):
-        self.rubric, self.inputs, self.scheduler = rubric, inputs, scheduler
-        self.workers, self.startup_limit = workers, startup_limit
-        self.limits = dict(memory_mb=memory_mb, network=network, user=user, scratch_mb=scratch_mb)
-        self.client = self.cluster = self.sandbox = None
-        if scheduler:
-            from ..engine import cluster as cluster_mod
-            self.client, self.cluster = cluster_mod.connect(scheduler)
-            self.where = (f"on the Dask cluster at "
-                          f"{getattr(self.client.scheduler, 'address', scheduler)} "
-                          "(sandboxed on each worker)")
-        else:
-            self.sandbox = sandbox_mod.choose(memory_mb, network, user, readable,
-                                              scratch_mb=scratch_mb)
-            for notice in self.sandbox.notices:
-                print(f"notice: {notice}", file=sys.stderr)
-            self.where = f"with {workers} worker(s); sandbox: {self.sandbox.describe()}"
-
-    @property
-    def remote(self) -> bool:
-        return self.client is not None
-
-    def grade(self, todo, progress: bool, record) -> None:
-        """Grade `todo` ([(student, path)]), calling record(student, report, host) as each
-        finishes, with one line per student above a progress bar."""
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(todo), unit="submission", disable=not progress, file=sys.stderr)
-        unreadable = [(s, engine.unreadable_report(s, self.rubric, True, h.problem),
-                       "client" if self.remote else socket.gethostname())
-                      for s, h in todo if isinstance(h, Unreadable)]  # nothing to run
-        todo = [(s, h) for s, h in todo if not isinstance(h, Unreadable)]
-        try:
-            if self.client is not None:
-                from ..engine import cluster as cluster_mod
-                local = self.scheduler.startswith("local:")
-                finished = cluster_mod.results(
-                    self.client, todo, self.rubric, self.inputs, **self.limits,
-                    startup_limit=self.startup_limit,
-                    threads=max(1, (os.cpu_count() or 1) // int(self.scheduler.split(":")[1]))
-                    if local else None)
-            else:
-                finished = _local_results(todo, self.rubric, self.inputs, self.sandbox,
-                                          self.startup_limit, self.workers)
-            for student, report, host in itertools.chain(unreadable, finished):
-                record(student, report, host)
-                bar.write(f"{shown(student)}: {status_of(report)[0]}, {exports.points(report.score)}/"
-                          f"{exports.points(report.max_score)} in {report.seconds:.0f} s"
-                          + (f", on {shown(host)}" if self.client is not None else ""),
-                          file=sys.stderr)
-                bar.update(1)
-        finally:
-            if self.client is not None:
-                self.client.close()
-            if self.cluster is not None:
-                self.cluster.close()
-            bar.close()
+def _skipped(student: str, problem: str, rubric, inputs) -> engine.Report:
+    """The report of a submission that could not be read: every item skipped, saying why."""
+    items = rubric.select(include_hidden=True)
+    found = engine.Collection({i.id: engine.Failed("skipped", problem) for i in items},
+                              import_failed=True)
+    return engine.report(student, items, found, inputs, rubric, 0.0)
 
 
 def _source(path: Path) -> str:
@@ -351,16 +310,15 @@ def _source(path: Path) -> str:
     return student_id(str(path))
 
 
-def _answers(handed, manual_ids: list[str]) -> answers_mod.Answers:
+def _answers(handed: submission_mod.Submission, manual_ids: list[str], path: Path
+             ) -> answers_mod.Answers:
     """The submission's written answers, read from its copy without running anything
     (grader.answers); whatever goes wrong is the submission's recorded problem, never the
     batch's end: its grades are recorded either way."""
-    if isinstance(handed, Unreadable):
-        return answers_mod.Answers.none(manual_ids, handed.problem)
     try:
         return answers_mod.of_submission(handed, manual_ids)
     except Exception as exc:  # noqa: BLE001 - the files are the student's
-        return answers_mod.Answers.none(manual_ids, f"{student_id(handed.source.name)}: its answers "
+        return answers_mod.Answers.none(manual_ids, f"{student_id(path.name)}: its answers "
                                                     f"could not be read ({type(exc).__name__})")
 
 
