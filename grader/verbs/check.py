@@ -13,7 +13,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .. import engine, rubric as rubric_mod
+from .. import engine, rubric as rubric_mod, submission as submission_mod
 from ..fsutil import write_text_atomic
 from ..modules import check_tensorflow
 from ..options import DataOptions, add_data_arguments, add_rubric_argument
@@ -42,15 +42,18 @@ def format_table(report: engine.Report) -> str:
     return "\n".join(lines)
 
 
-def manual_lines(rubric: rubric_mod.Rubric, submission: Path) -> list[str]:
+def manual_lines(rubric: rubric_mod.Rubric, submission: Path, handed=None) -> list[str]:
     """A line per item a person grades: whether the submission holds an answer for it, as
-    the batch will read it (grader.answers), so a misplaced answer is found before the due date."""
+    the batch will read it (grader.answers), so a misplaced answer is found before the due
+    date. `handed`: the submission.Submission it was graded from, when it was read once."""
     from .. import answers
 
     visible = rubric.manual  # asked of students whenever their grade is shown
     if not visible:
         return []
-    found = answers.extract(submission, [m.id for m in visible], rubric.exercise, own_folder=True)
+    ids = [m.id for m in visible]
+    found = answers.of_submission(handed, ids) if handed is not None else \
+        answers.extract(submission, ids, rubric.exercise, own_folder=True)
     lines = [f"note: {found.problem}"] if found.problem else []
     for item in visible:
         answer = found.items[item.id]
@@ -136,16 +139,25 @@ def main(submission: str, rubric_path: str | None = None, json_out: str | None =
         rubric.exercise.check_options(options)
     if notice := check_tensorflow():
         print(notice, file=sys.stderr)
-    with ThreadPoolExecutor(1) as pool:
-        inputs = prepare_inputs(pool, rubric, options)
-        with Ticker() as ticker:
-            report = engine.grade_submission(submission, rubric, inputs,
-                                             include_hidden=include_hidden, name=str(submission),
-                                             own_folder=True, strict=True, progress=ticker)
-    print(f"graded {submission} with {rubric.source} ({inputs.result().description})", file=sys.stderr)
-    print(format_table(report))
-    for line in manual_lines(rubric, Path(submission)):
-        print(line)
+    path, handed = Path(submission), None
+    try:
+        if path.suffix == ".zip" and path.is_file():  # unpacked once: graded and its answers read
+            handed = submission_mod.read(path.resolve(), engine.new_work_dir("check"), rubric.exercise)
+        with ThreadPoolExecutor(1) as pool:
+            inputs = prepare_inputs(pool, rubric, options)
+            with Ticker() as ticker:
+                report = engine.grade_submission(handed or submission, rubric, inputs,
+                                                 include_hidden=include_hidden, name=str(submission),
+                                                 own_folder=handed is None, strict=True,
+                                                 progress=ticker)
+        print(f"graded {submission} with {rubric.source} ({inputs.result().description})",
+              file=sys.stderr)
+        print(format_table(report))
+        for line in manual_lines(rubric, path, handed):
+            print(line)
+    finally:
+        if handed is not None:
+            handed.discard()
     if json_out:
         write_text_atomic(json_out, json.dumps(report.to_dict(), indent=2))
     return report

@@ -100,3 +100,31 @@ def test_ticker_shows_the_running_item_and_clears_its_line():
         ticker("training")
         time.sleep(0.6)
     assert quiet.getvalue() == ""
+
+
+@pytest.mark.slow
+def test_a_zip_is_unpacked_once_for_its_grade_and_its_answers(tmp_path, capsys, monkeypatch):
+    """`grader check work.zip` grades the module and reads the written answers from one
+    unpacked copy, removed when the check ends."""
+    import zipfile
+
+    from grader import submission
+
+    rubric_file = tmp_path / "rubric.yaml"
+    rubric_file.write_text(yaml.safe_dump({"schema_version": 1, "items": [
+        {"id": "interface", "title": "Interface", "points": 1, "check": "interface"},
+        {"id": "compare_scratch", "title": "Written question", "points": 10, "check": "manual",
+         "prompt": "Compare the two runs."}]}))
+    archive = tmp_path / "work.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("work/transfer_learning.py", (ROOT / "solutions" / "transfer_learning.py").read_text())
+        z.writestr("work/answers.md", "## compare_scratch\n\nTransfer wins: the features are ready.\n")
+    unpacked, made = [], []
+    real_unzip, real_work = submission.safe_unzip, check.engine.new_work_dir
+    monkeypatch.setattr(submission, "safe_unzip", lambda *a, **k: unpacked.append(a[0]) or real_unzip(*a, **k))
+    monkeypatch.setattr(check.engine, "new_work_dir", lambda *a: made.append(real_work(*a)) or made[-1])
+    assert cli.main(["check", str(archive), "--rubric", str(rubric_file)]) == 0
+    printed = capsys.readouterr().out
+    assert "total: 1 / 1 points" in printed, printed
+    assert "compare_scratch (10 points, graded by a person): answer found (6 words)" in printed, printed
+    assert len(unpacked) == 1 and made and not any(p.exists() for p in made)
