@@ -13,10 +13,11 @@ import pytest
 
 from grader.exercises.transfer_learning import synthetic, vgg_weights
 from grader.modules import load_module
-from kit import SOLUTION
+from kit import DEFAULT_RUBRIC, SOLUTION
 
 FILE_TIERS = {
     "test_corpus.py": ("corpus", "slow"),
+    "test_corpus_variants.py": ("corpus", "slow"),
     "test_review_browser.py": ("browser", "slow"),
     "test_student_package.py": ("venv", "slow"),
     "test_cluster.py": ("cluster", "slow"),
@@ -25,10 +26,28 @@ FILE_TIERS = {
 """files whose every test belongs to a tier (pyproject.toml's markers)"""
 
 
+LONGEST_FIRST = ["test_corpus_variants.py", "test_corpus.py", "test_notebook.py",
+                 "test_attacks.py", "test_student_package.py", "test_batch.py"]
+"""the files that take longest, started first when two run at a time (pyproject.toml's
+addopts), so that neither process is left with a long file at the end"""
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config, items):
     for item in items:
         for marker in FILE_TIERS.get(item.path.name, ()):
             item.add_marker(marker)
+    first = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: first.get(item.path.name, len(first)))  # stable: the rest as collected
+
+
+@pytest.fixture(scope="session")
+def shipped_inputs():
+    """The grading inputs of the shipped rubric on the stand-in weights, built once."""
+    from grader import rubric
+    from grader.exercises.transfer_learning import inputs
+
+    return inputs.build(rubric.load(DEFAULT_RUBRIC), vgg_weights.stand_in())
 
 
 @pytest.fixture(scope="session")

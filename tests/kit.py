@@ -29,3 +29,24 @@ def fast_rubric(time_limit: float | None = None) -> rubric.Rubric:
         for item in data["items"]:
             item["time_limit"] = time_limit
     return rubric.parse(data, "fast rubric")
+
+
+def lost(report) -> set[str]:
+    """The ids of the items a report did not give full marks."""
+    return {r.id for r in report.items if r.score < r.max_score}
+
+
+def messages(report) -> dict[str, str]:
+    """{item: "status score/max: message"}, for an assertion's explanation."""
+    return {r.id: f"{r.status} {r.score:g}/{r.max_score:g}: {r.message}" for r in report.items}
+
+
+def grade_file(path, rubric_, inputs, work):
+    """One corpus file (a module or notebook) graded on every item of `rubric_`, hidden ones
+    included, its own folder as the submission's."""
+    from grader import engine
+    from grader.cells import prepare
+
+    module = prepare(path, work / "module")
+    return engine.grade(module, rubric_, inputs, include_hidden=True, submission_dir=path.parent,
+                        work_dir=work / "run", name=path.name)

@@ -1,5 +1,6 @@
 """Honest grading: every correct solution earns full marks on every item, visible and
-hidden, and every broken variant loses exactly the items its mistake touches.
+hidden (and, in tests/test_corpus_variants.py, every broken variant loses exactly the items
+its mistake touches).
 
 The correct solutions in tests/corpus/correct/ were written from the module contract
 alone, independently of the reference and of each other. Each is graded once per session
@@ -13,13 +14,9 @@ import shutil
 import pytest
 import yaml
 
-from grader.exercises.transfer_learning import inputs as tl_inputs
-from grader import copying, corpus
-from grader import engine, rubric
+from grader import copying, corpus, engine, rubric
 from grader.copying import behaviour
-from grader.exercises.transfer_learning import vgg_weights
-from kit import DEFAULT_RUBRIC
-from grader.cells import prepare
+from kit import DEFAULT_RUBRIC, grade_file, lost, messages
 
 SHIPPED = rubric.load(DEFAULT_RUBRIC)
 CORRECT = corpus.correct_solutions()
@@ -29,29 +26,10 @@ VARIANTS = corpus.load_variants()
 _REPORTS: dict[str, engine.Report] = {}
 
 
-@pytest.fixture(scope="session")
-def shipped_inputs():
-    return tl_inputs.build(SHIPPED, vgg_weights.stand_in())
-
-
-def lost(report) -> set[str]:
-    return {r.id for r in report.items if r.score < r.max_score}
-
-
-def messages(report) -> dict[str, str]:
-    return {r.id: f"{r.status} {r.score:g}/{r.max_score:g}: {r.message}" for r in report.items}
-
-
-def grade(path, rubric_, inputs, work) -> engine.Report:
-    module = prepare(path, work / "module")
-    return engine.grade(module, rubric_, inputs, include_hidden=True, submission_dir=path.parent,
-                        work_dir=work / "run", name=path.name)
-
-
 def full_report(name, inputs, tmp_path_factory) -> engine.Report:
     """The shipped rubric, every item, graded once per session for each correct solution."""
     if name not in _REPORTS:
-        _REPORTS[name] = grade(GRADED[name], SHIPPED, inputs, tmp_path_factory.mktemp(name))
+        _REPORTS[name] = grade_file(GRADED[name], SHIPPED, inputs, tmp_path_factory.mktemp(name))
     return _REPORTS[name]
 
 
@@ -96,44 +74,6 @@ def test_students_notebooks_are_untagged_and_carry_the_exercise_snippets():
         assert sum("def " in c for c in code) >= 3 and len(code) >= 10, name
 
 
-def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
-    return dataclasses.replace(SHIPPED, items=corpus.variant_items(variant, SHIPPED.items))
-
-
-@pytest.mark.parametrize("variant", VARIANTS, ids=[v.name for v in VARIANTS])
-def test_mistake_costs_exactly_its_items(variant, shipped_inputs, tmp_path):
-    path = corpus.write_variant(variant, tmp_path / "variant")
-    report = grade(path, variant_rubric(variant), shipped_inputs, tmp_path)
-    got, declared = lost(report) - variant.may_lose, set(variant.loses)
-    assert got == declared, (f"lost {sorted(got)}, declared {sorted(declared)}; the difference: "
-                             + "; ".join(f"{k}: {messages(report)[k]}" for k in sorted(got ^ declared)))
-    said = messages(report)
-    for item_id, words in variant.says:  # the message names the cause of this mistake
-        assert words in said[item_id], f"{item_id} does not say {words!r}: {said[item_id]}"
-    for item_id, words in variant.not_says:  # and no plausible wrong one
-        assert item_id in said, f"not_says names {item_id}, which this variant is not graded on"
-        assert words.lower() not in said[item_id].lower(), \
-            f"{item_id} says {words!r}, a cause this mistake does not have: {said[item_id]}"
-    if variant.low:
-        accuracy = [r for r in report.items if r.id in {i.id for i in SHIPPED.items
-                                                        if i.check == "accuracy"}]
-        assert accuracy and all(r.score == 0 for r in accuracy), messages(report)
-
-
-def test_a_variant_is_graded_on_the_items_that_reach_its_edit():
-    """An edit inside make_dataset reaches only the checks that call it; one inside
-    preprocess reaches build_model's checks too when the model calls preprocess; an edit
-    outside every function may reach anything."""
-    by_name = {v.name: v for v in VARIANTS}
-    assert corpus.touched_functions(by_name["no_shuffle"]) == {"make_dataset"}
-    assert corpus.touched_functions(by_name["mean_in_bgr_order"]) == {"preprocess", "build_model"}
-    assert corpus.touched_functions(by_name["missing_pool"]) is None
-    ids = {i.id for i in variant_rubric(by_name["no_shuffle"]).items}
-    assert {"pipeline", "accuracy_quick", "interface"} <= ids and not ids & {"frozen", "checkpoint"}
-    for variant in VARIANTS:
-        assert variant.loses <= {i.id for i in variant_rubric(variant).items}, variant.name
-
-
 def kept_behaviour(report) -> dict:
     """What the report's checks kept of the run, as `grader similarity` reads it."""
     return {f"{r.id}: {name}": spec for r in report.items
@@ -151,7 +91,7 @@ def test_regrade_gives_identical_scores_and_behaviour(shipped_inputs, tmp_path_f
     # The visible items: the hidden one repeats the accuracy check with a longer budget.
     visible = dataclasses.replace(SHIPPED, items=[i for i in SHIPPED.items if i.visibility == "visible"])
     copy = corpus.default_corpus() / "copies" / "sequential_fit__heavy.py"
-    again = grade(copy, visible, shipped_inputs, tmp_path_factory.mktemp("again"))
+    again = grade_file(copy, visible, shipped_inputs, tmp_path_factory.mktemp("again"))
     assert [(r.id, r.score, r.message) for r in again.items] == \
         [(r.id, r.score, r.message) for r in first.items if r.visibility == "visible"]
     mine, theirs = kept_behaviour(again), kept_behaviour(first)
