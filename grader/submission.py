@@ -380,7 +380,7 @@ class Submission:
 
     def pack(self) -> tuple[str, bytes]:
         """(file name, bytes) to send to another machine, named as handed in."""
-        return pack(self.kept, self.source.name)
+        return pack(self.kept, self.source.name, copied=True)
 
     def discard(self) -> None:
         shutil.rmtree(self.work, ignore_errors=True)
@@ -440,10 +440,11 @@ def materialize(path: Path, dest: Path, exercise: exercise_mod.Exercise | None =
     return prepare(handed.module, Path(dest) / "in" / "module", exercise), handed.folder
 
 
-def pack(path: Path, name: str | None = None) -> tuple[str, bytes]:
+def pack(path: Path, name: str | None = None, copied: bool = False) -> tuple[str, bytes]:
     """(file name, bytes) of a submission, to send to another machine: a file as it is, a
     folder as a zip; read as `read` reads them (no link followed). `name`: the name it was
-    handed in under (default: its own)."""
+    handed in under (default: its own); `copied`: the folder is already a private copy made
+    by `read`, zipped as it is rather than copied once more."""
     import io
     import tempfile
     import zipfile
@@ -454,11 +455,13 @@ def pack(path: Path, name: str | None = None) -> tuple[str, bytes]:
         return name, read_plain(path, _LIMITS.get(path.suffix, MAX_MODULE_BYTES))
     buffer = io.BytesIO()
     with tempfile.TemporaryDirectory(prefix="grader-pack-") as tmp:
-        copy_folder(path, Path(tmp))
+        folder = path if copied else Path(tmp)
+        if not copied:
+            copy_folder(path, folder)
         with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-            for file in sorted(Path(tmp).rglob("*")):
+            for file in sorted(folder.rglob("*")):
                 if file.is_file():
-                    archive.write(file, str(file.relative_to(tmp)))
+                    archive.write(file, str(file.relative_to(folder)))
     return name + ".zip", buffer.getvalue()
 
 
