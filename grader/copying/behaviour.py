@@ -16,9 +16,10 @@ both kept agrees (at least MIN_COMPARED; numbers within TOLERANCE of their size,
 values exactly) and, in RARE_CHECKS checks or more, they agree in a way of their own: a
 value that none of the kit's own solutions shows (the background, graded once in the
 shipped setting: tests/corpus/behaviour.json) and at most COMMON submissions of the class
-show, and that is not degenerate (logits that never moved). Pairs that behaved alike
-without that are named in a notice, not reported. Nothing here reads code, runs anything
-or changes a score; it shows that two runs were the same program, not who wrote it.
+show (those that ran alike with the pair counting once), and that is not degenerate
+(logits that never moved). Pairs that behaved alike without that are named in a notice,
+not reported. Nothing here reads code, runs anything or changes a score; it shows that
+two runs were the same program, not who wrote it.
 """
 from __future__ import annotations
 
@@ -36,8 +37,10 @@ MIN_COMPARED = 6
 whose checks mostly failed has kept few, and agreeing on two says little); of the 9 the
 transfer-learning checks keep, 7 do not depend on the batch's private seed"""
 COMMON = 3
-"""a value of a behaviour that more than this many submissions show is the class's (a
-ring of more copies than this is named, not reported)"""
+"""a value of a behaviour that more than this many submissions show is the class's.
+Submissions that ran alike in everything count as one witness of a value (copies of one
+program are one program), up to this many of them: more that ran alike are a crowd (the
+skeleton followed), and a ring of more copies than this is named, not reported"""
 RARE_CHECKS = 2
 """checks in which a pair must agree in a way of their own: a value no kit solution shows
 and at most COMMON submissions do. One shared choice (a shuffle buffer, tag names,
@@ -174,16 +177,24 @@ def compare(behaviours: dict[str, dict[str, dict]], common: int = COMMON,
         value, shown by none of the kit's solutions and by at most `common` submissions."""
         if (student, name) not in held:
             mine = prepared[student][name]
+            ring = ring_of[student]
             # what depends on the batch's seed cannot be held against the kit's solutions:
             # it must agree, but is never a pair's own (the pipeline's order follows its
-            # ops, which are)
+            # ops, which are). The submissions that ran alike with this one in everything
+            # count once: copies of one program are one witness that a value is common,
+            # not three (more of them than `common` are a crowd, and count each)
+            others = sum(other not in ring and name in prepared[other]
+                         and _same(mine, prepared[other][name]) for other in prepared)
             held[(student, name)] = (
                 name in portable_names[student] and not _degenerate(mine)
                 and not any(name in theirs and _same(mine, theirs[name]) for theirs in known.values())
-                and sum(name in other and _same(mine, other[name])
-                        for other in prepared.values()) <= common)
+                and len(ring) <= common and 1 + others <= common)
         return held[(student, name)]
 
+    ring_of = {student: {student} for student in behaviours}
+    for members in groups(pairs):
+        for student in members:
+            ring_of[student] = set(members)
     explained: dict[tuple[str, str], list[str]] = {}
     for (a, b), agreed in sorted(pairs.items()):
         checks = sorted({name.split(": ", 1)[0] for name in agreed if rare(a, name)})

@@ -71,6 +71,20 @@ def test_what_more_than_common_submissions_do_is_the_class_s():
     assert len(behaviour.compare(class_, common=4, background=KIT).alike) == 6
 
 
+def test_copies_of_one_program_are_one_witness_that_a_value_is_common():
+    """A source and two copies, and a classmate who chose the same optimizer (but another
+    buffer): four submissions show the logits, yet only two programs do, so the logits
+    are still the ring's own choice. Four that ran alike in everything are a crowd."""
+    own = kept(0.25, objects=("net", "opt", "step"))
+    ring = {name: json.loads(json.dumps(own)) for name in ("ann", "bob", "cy")}
+    ring["dee"] = kept(0.25, objects=("net", "opt", "step"), buffer=7)
+    found = behaviour.compare(ring, background=KIT)
+    assert {(a.a, a.b) for a in found.alike} == {("ann", "bob"), ("ann", "cy"), ("bob", "cy")}
+    assert all(a.rare == ["checkpoint", "training"] for a in found.alike)
+    # the classmate's buffer is their own, and nobody ran alike with them
+    assert all("dee" not in (a.a, a.b) for a in found.alike) and found.idioms == []
+
+
 def test_too_few_behaviours_in_common_and_degenerate_values_count_for_nothing():
     """A submission whose checks mostly failed kept little; logits that never moved from
     zero are the same for every submission that never applied its gradients."""
