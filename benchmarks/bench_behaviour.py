@@ -1,15 +1,14 @@
 """How well behaviour and code together find disguised copies, and at what cost.
 
 Every correct solution of the kit (solutions/, tests/corpus/correct, tests/corpus/notebooks),
-the three held-out independent solutions and every disguised copy (tests/corpus/copies,
-the tuning split; tests/corpus/heldout, the held-out split) are graded once by
+the held-out independent solutions and every disguised copy (tests/corpus/copies, the
+tuning split; tests/corpus/heldout and tests/corpus/blind, the held-out splits) are graded once by
 `grader batch` on the embedded default, into --out (graded again only when a file or the
 kit changed). Then, as in a real run, a class is compared with the kit's other solutions
 as the background:
 
-- the held-out split: the five sources of the held-out copies, the three held-out
-  independent solutions and the ten copies, with the other kit solutions as background
-  (nothing here was looked at when the thresholds were set);
+- each held-out split (HELD_OUT): the five sources of its copies, its independent
+  solutions and its ten copies, with the other kit solutions as background;
 - --splits random splits: a random half of the honest solutions with one random copy of
   each (when it has any), the rest as background;
 - each pair of honest solutions alone, every other kit solution as background.
@@ -52,14 +51,25 @@ def kit_solutions() -> dict[str, Path]:
     return {("reference" if p.parent.name == "solutions" else p.stem): p for p in files}
 
 
+HELD_OUT = ("heldout", "blind")
+"""the splits the rule was not set on, each a folder of tests/corpus with a NAME.yaml of its
+copies and independent solutions: heldout (written before the rule, looked at when it was
+made stricter) and blind (written after the rule was last changed, by people who had seen
+neither the detector nor the rule, and graded once the rule was fixed)"""
+
+
+def _split(name: str) -> dict:
+    return yaml.safe_load((CORPUS / name / f"{name}.yaml").read_text())
+
+
 def copies() -> list[dict]:
     """Every copy with its split, the name it is graded under and its source's name."""
     found = []
     for entry in yaml.safe_load((CORPUS / "copies" / "copies.yaml").read_text()):
         found.append({**entry, "split": "tuning", "path": CORPUS / "copies" / entry["file"]})
-    held = yaml.safe_load((CORPUS / "heldout" / "heldout.yaml").read_text())
-    for entry in held["copies"]:
-        found.append({**entry, "split": "heldout", "path": CORPUS / "heldout" / entry["file"]})
+    for split in HELD_OUT:
+        for entry in _split(split)["copies"]:
+            found.append({**entry, "split": split, "path": CORPUS / split / entry["file"]})
     for entry in found:
         source = Path(entry["source"])
         entry["of"] = "reference" if source.parent.name == "solutions" else source.stem
@@ -67,9 +77,10 @@ def copies() -> list[dict]:
     return found
 
 
-def independent() -> dict[str, Path]:
-    held = yaml.safe_load((CORPUS / "heldout" / "heldout.yaml").read_text())
-    return {Path(e["file"]).stem: CORPUS / "heldout" / e["file"] for e in held["independent"]}
+def independent(split: str | None = None) -> dict[str, Path]:
+    """The independent solutions of one held-out split, or of all."""
+    return {Path(e["file"]).stem: CORPUS / name / e["file"]
+            for name in ((split,) if split else HELD_OUT) for e in _split(name)["independent"]}
 
 
 def grade_all(out: Path, regrade: bool = False) -> dict[str, Path]:
@@ -114,17 +125,36 @@ def judge(names: list[str], kept: dict, files: dict, background: list[str], copy
     return {"copies": rows, "honest": honest, "idioms": found.idioms}
 
 
-def held_out(kept: dict, files: dict) -> None:
-    held = [c for c in copies() if c["split"] == "heldout"]
+def own_choices(source: str, kept: dict) -> tuple[list[str], list[str]]:
+    """The checks in which `source` ran as no other honest solution (kit or held-out
+    independent) did, and the honest solutions that ran as it did in everything: a copy can
+    be reported by behaviour only when its source has two such checks and no such twin."""
+    mine = behaviour._prepared(behaviour.portable(kept[source]))
+    others = {n: behaviour._prepared(behaviour.portable(kept[n]))
+              for n in [*kit_solutions(), *independent()] if n != source and n in kept}
+    own = sorted({name.split(": ", 1)[0] for name, spec in mine.items()
+                  if not behaviour._degenerate(spec)
+                  and not any(name in theirs and behaviour._same(spec, theirs[name]) for theirs in others.values())})
+    twins = sorted(n for n, theirs in others.items() if behaviour._alike(mine, theirs) is not None)
+    return own, twins
+
+
+def held_out(kept: dict, files: dict, split: str) -> None:
+    held = [c for c in copies() if c["split"] == split]
     sources = sorted({c["of"] for c in held})
-    names = sources + sorted(independent()) + [c["name"] for c in held]
+    names = sources + sorted(independent(split)) + [c["name"] for c in held]
     background = [n for n in kit_solutions() if n not in sources]
-    result = judge(names, kept, files, background, {c["name"]: c["of"] for c in held})
-    print(f"\nheld-out split: {len(sources)} sources, {len(independent())} independent solutions, "
-          f"{len(held)} heavy copies; background: the kit's other {len(background)} solutions")
-    print("  copy                              code   by code  by behaviour")
+    copy_of = {c["name"]: c["of"] for c in held}
+    result = judge(names, kept, files, background, copy_of)
+    print(f"\n{split} split: {len(sources)} sources, {len(independent(split))} independent "
+          f"solutions, {len(held)} heavy copies; background: the kit's other {len(background)} "
+          "solutions")
+    print("  copy                              code   by code  by behaviour  its source's own checks")
     for name, score, by_code, by_behaviour in result["copies"]:
-        print(f"  {name:32s} {score:5.2f}   {'yes' if by_code else 'no ':3s}      {'yes' if by_behaviour else 'no'}")
+        own, twins = own_choices(copy_of[name], kept)
+        print(f"  {name:32s} {score:5.2f}   {'yes' if by_code else 'no ':3s}      "
+              f"{'yes' if by_behaviour else 'no ':3s}           {', '.join(own) or 'none'}"
+              f"{'; ran as ' + ', '.join(twins) + ' in everything' if twins else ''}")
     rows = result["copies"]
     print(f"  found: by code {sum(r[2] for r in rows)}/{len(rows)}, by behaviour "
           f"{sum(r[3] for r in rows)}/{len(rows)}, by either {sum(r[2] or r[3] for r in rows)}/{len(rows)}")
@@ -238,7 +268,8 @@ def main() -> None:
     if args.write_background:
         write_background(kept)
         return
-    held_out(kept, files)
+    for split in HELD_OUT:
+        held_out(kept, files, split)
     random_splits(kept, files, args.splits)
     honest_pairs(kept)
     timing(kept)

@@ -28,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "tests" / "copying"))
 
 from grader import copying  # noqa: E402
 from test_copying import FIXED_CLASS  # noqa: E402  (the split the tests assert on)
