@@ -28,6 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "tests"))  # tests/kit.py, which the tests import
 sys.path.insert(0, str(ROOT / "tests" / "copying"))
 
 from grader import copying  # noqa: E402
