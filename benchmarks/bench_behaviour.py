@@ -54,8 +54,9 @@ def kit_solutions() -> dict[str, Path]:
 HELD_OUT = ("heldout", "blind")
 """the splits the rule was not set on, each a folder of tests/corpus with a NAME.yaml of its
 copies and independent solutions: heldout (written before the rule, looked at when it was
-made stricter) and blind (written after the rule was last changed, by people who had seen
-neither the detector nor the rule, and graded once the rule was fixed)"""
+made stricter and when copies came to count as one witness) and blind (written after the
+rule was last changed, by writers who had seen neither the detector nor the rule, and
+graded once the rule was fixed)"""
 
 
 def _split(name: str) -> dict:
