@@ -33,7 +33,8 @@ VARIANT_KEYS = {
             "the cause it names",
     "not_says": "optional {item id: words, or a list of words, its message must not contain, in "
                 "any case}: the plausible wrong causes it must not name",
-    "may_lose": "optional list of items a chaotic run may or may not cost (say why in `why`)",
+    "may_lose": "optional list of items a chaotic run may or may not cost (say why in `why`; "
+                "`says` may name them, for the runs that do)",
 }
 
 
@@ -102,7 +103,8 @@ def load_variants(corpus: Path | None = None) -> list[Variant]:
             if source.count(old) != 1:
                 raise KitError(f"{where} ({raw['name']}): the text {old!r:.80} occurs "
                                f"{source.count(old)} times in {raw['base']}; expected once.")
-        says = _words(raw, "says", where, "items it loses", set(raw["loses"]))
+        says = _words(raw, "says", where, "items it loses or may lose",
+                      set(raw["loses"]) | set(raw.get("may_lose") or ()))
         not_says = _words(raw, "not_says", where, "items", None)
         variants.append(Variant(raw["name"], raw["base"], edits, frozenset(raw["loses"]),
                                 bool(raw.get("low", False)), str(raw.get("why", "")),

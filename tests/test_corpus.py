@@ -43,9 +43,10 @@ def test_corpus_is_large_and_varied():
     ids = {i.id for i in SHIPPED.items}
     assert all(v.loses <= ids for v in VARIANTS), [v.name for v in VARIANTS if not v.loses <= ids]
     assert all(v.may_lose <= ids - v.loses for v in VARIANTS)
-    # every lost item names its cause; every item a variant must not mislead on exists
-    assert all({item for item, _ in v.says} == v.loses for v in VARIANTS), \
-        [v.name for v in VARIANTS if {item for item, _ in v.says} != v.loses]
+    # every lost item names its cause (an item a chaotic run may cost, when it does); every
+    # item a variant must not mislead on exists
+    assert all(v.loses <= {item for item, _ in v.says} <= v.loses | v.may_lose for v in VARIANTS), \
+        [v.name for v in VARIANTS if not v.loses <= {item for item, _ in v.says} <= v.loses | v.may_lose]
     assert all({item for item, _ in v.not_says} <= ids for v in VARIANTS)
     assert sum(bool(v.may_lose) for v in VARIANTS) <= 2  # an exception, not a way out
 
