@@ -103,12 +103,12 @@ def load_variants(corpus: Path | None = None) -> list[Variant]:
             if source.count(old) != 1:
                 raise KitError(f"{where} ({raw['name']}): the text {old!r:.80} occurs "
                                f"{source.count(old)} times in {raw['base']}; expected once.")
-        says = _words(raw, "says", where, "items it loses or may lose",
-                      set(raw["loses"]) | set(raw.get("may_lose") or ()))
+        may_lose = frozenset(raw.get("may_lose") or ())
+        says = _words(raw, "says", where, "items it loses or may lose", set(raw["loses"]) | may_lose)
         not_says = _words(raw, "not_says", where, "items", None)
         variants.append(Variant(raw["name"], raw["base"], edits, frozenset(raw["loses"]),
                                 bool(raw.get("low", False)), str(raw.get("why", "")),
-                                says, not_says, frozenset(raw.get("may_lose") or ())))
+                                says, not_says, may_lose))
     return variants
 
 

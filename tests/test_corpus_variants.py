@@ -23,10 +23,11 @@ def variant_rubric(variant: corpus.Variant) -> rubric.Rubric:
 def test_mistake_costs_exactly_its_items(variant, shipped_inputs, tmp_path):
     path = corpus.write_variant(variant, tmp_path / "variant")
     report = grade_file(path, variant_rubric(variant), shipped_inputs, tmp_path)
-    got, declared = lost(report) - variant.may_lose, set(variant.loses)
+    costs = lost(report)
+    got, declared = costs - variant.may_lose, set(variant.loses)
     assert got == declared, (f"lost {sorted(got)}, declared {sorted(declared)}; the difference: "
                              + "; ".join(f"{k}: {messages(report)[k]}" for k in sorted(got ^ declared)))
-    said, costs = messages(report), lost(report)
+    said = messages(report)
     for item_id, words in variant.says:  # the message names the cause of this mistake
         if item_id in variant.may_lose and item_id not in costs:
             continue  # an item this chaotic run may or may not cost, and did not

@@ -170,6 +170,10 @@ def compare(behaviours: dict[str, dict[str, dict]], common: int = COMMON,
     known = {name: _prepared(portable(kept)) for name, kept in (background or {}).items()}
     result.background_met = _met(known, prepared)
     held: dict[tuple[str, str], bool] = {}
+    ring_of = {student: {student} for student in behaviours}
+    for members in groups(pairs):
+        for student in members:
+            ring_of[student] = set(members)
     portable_names = {student: set(portable(kept)) for student, kept in behaviours.items()}
 
     def rare(student: str, name: str) -> bool:
@@ -183,18 +187,13 @@ def compare(behaviours: dict[str, dict[str, dict]], common: int = COMMON,
             # ops, which are). The submissions that ran alike with this one in everything
             # count once: copies of one program are one witness that a value is common,
             # not three (more of them than `common` are a crowd, and count each)
-            others = sum(other not in ring and name in prepared[other]
-                         and _same(mine, prepared[other][name]) for other in prepared)
             held[(student, name)] = (
-                name in portable_names[student] and not _degenerate(mine)
+                name in portable_names[student] and not _degenerate(mine) and len(ring) <= common
                 and not any(name in theirs and _same(mine, theirs[name]) for theirs in known.values())
-                and len(ring) <= common and 1 + others <= common)
+                and 1 + sum(other not in ring and name in prepared[other]
+                            and _same(mine, prepared[other][name]) for other in prepared) <= common)
         return held[(student, name)]
 
-    ring_of = {student: {student} for student in behaviours}
-    for members in groups(pairs):
-        for student in members:
-            ring_of[student] = set(members)
     explained: dict[tuple[str, str], list[str]] = {}
     for (a, b), agreed in sorted(pairs.items()):
         checks = sorted({name.split(": ", 1)[0] for name in agreed if rare(a, name)})

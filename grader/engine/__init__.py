@@ -347,8 +347,9 @@ def collect_submission(source: str | os.PathLike | Submission, items: list[Item]
                        standby: Standby | None = None) -> Collection:
     """Prepare one submission (.py, .ipynb, .zip or a folder, or a `submission.Submission`
     already read), collect its observations and clean up: the half of grading that runs
-    submission code, here or on a cluster worker. With `own_folder` (a student checking their own file) the submission's folder
-    is its file's folder; otherwise only what the submission itself holds is shown to it.
+    submission code, here or on a cluster worker. With `own_folder` (a student checking
+    their own file) the submission's folder is its file's folder; otherwise only what the
+    submission itself holds is shown to it.
     A submission that cannot be read yields "skipped" outcomes with the reason (with
     `strict`, its SubmissionError is raised instead).
 
